@@ -1,0 +1,281 @@
+//! Turning one row of logits into the next token: the raw distribution (softmax), the shaped one
+//! (temperature, top-k, top-p), and the pick by inverse CDF at the caller's uniform draw `u`.
+//!
+//! Everything here depends only on the row, the shaping and `u`, never on other sequences, so a
+//! seeded request gives the same tokens whatever it was batched with. Sums run in f64 over the
+//! whole vocabulary: the pick is exact, not from a truncated candidate list.
+
+use std::cmp::Ordering;
+
+/// How to shape the distribution before picking.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Shaping {
+    /// 0 = greedy; otherwise divides the logits. Finite and >= 0.
+    pub temperature: f32,
+    /// Keep only the k most likely tokens (k >= 1).
+    pub top_k: Option<usize>,
+    /// Keep the smallest most-likely set whose probability reaches p, in (0, 1].
+    pub top_p: Option<f32>,
+}
+
+impl Default for Shaping {
+    fn default() -> Self {
+        Shaping { temperature: 1.0, top_k: None, top_p: None }
+    }
+}
+
+/// The picked token and what was asked about the distributions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pick {
+    pub token: u32,
+    /// Log-probability in the raw distribution.
+    pub logprob: f32,
+    /// Rank in the raw distribution, 1 = most likely (ties: lower id first).
+    pub rank: u32,
+    /// Log-probability in the shaped distribution it was drawn from.
+    pub shaped_logprob: f32,
+    /// The `top_n` most likely tokens of the raw distribution with their log-probabilities.
+    pub raw_top: Vec<(u32, f32)>,
+    /// The same for the shaped distribution (fewer when shaping kept fewer tokens).
+    pub shaped_top: Vec<(u32, f32)>,
+    /// Entropy of the raw distribution in nats.
+    pub entropy: f32,
+}
+
+/// Orders token ids by logit, highest first, ties by lower id, so every order here is total and
+/// reproducible.
+fn by_logit_desc(logits: &[f32]) -> impl Fn(&u32, &u32) -> Ordering + '_ {
+    move |&a, &b| {
+        logits[b as usize]
+            .partial_cmp(&logits[a as usize])
+            .unwrap_or(Ordering::Equal)
+            .then(a.cmp(&b))
+    }
+}
+
+/// The `n` highest-logit ids, sorted, in O(V + n log n).
+fn top_ids(logits: &[f32], n: usize) -> Vec<u32> {
+    let mut ids: Vec<u32> = (0..logits.len() as u32).collect();
+    let n = n.min(ids.len());
+    if n == 0 {
+        return Vec::new();
+    }
+    let order = by_logit_desc(logits);
+    if n < ids.len() {
+        ids.select_nth_unstable_by(n - 1, &order);
+        ids.truncate(n);
+    }
+    ids.sort_unstable_by(&order);
+    ids
+}
+
+/// log Σ exp(x_i) over `ids` (or all of `logits`), in f64.
+fn log_sum_exp(logits: &[f32], ids: Option<&[u32]>, max: f32) -> f64 {
+    let sum: f64 = match ids {
+        Some(ids) => ids.iter().map(|&i| ((logits[i as usize] - max) as f64).exp()).sum(),
+        None => logits.iter().map(|&l| ((l - max) as f64).exp()).sum(),
+    };
+    max as f64 + sum.ln()
+}
+
+/// Picks the next token from `logits` (one row, the whole vocabulary).
+///
+/// `u` in [0, 1) is the caller's uniform draw. The shaped distribution is walked in a fixed order
+/// (by token id when nothing is cut away, else by probability, highest first) and the token whose
+/// cumulative mass first exceeds `u` is taken. At temperature 0 the most likely token is taken and
+/// `u` is unused.
+pub fn pick(logits: &[f32], shaping: &Shaping, u: f64, top_n: usize) -> Pick {
+    assert!(!logits.is_empty(), "an empty logit row is a bug");
+    // NaN logits (a broken checkpoint) must not poison the comparisons below.
+    let max = logits.iter().copied().filter(|l| !l.is_nan()).fold(f32::NEG_INFINITY, f32::max);
+    let lse = log_sum_exp(logits, None, max);
+    let raw_logprob = |i: u32| (logits[i as usize] as f64 - lse) as f32;
+    let entropy = {
+        let expectation: f64 = logits
+            .iter()
+            .map(|&l| {
+                let p = ((l as f64) - lse).exp();
+                if p > 0.0 { p * l as f64 } else { 0.0 }
+            })
+            .sum();
+        (lse - expectation).max(0.0) as f32
+    };
+    let raw_top_ids = top_ids(logits, top_n);
+    let raw_top = raw_top_ids.iter().map(|&i| (i, raw_logprob(i))).collect();
+
+    let (token, shaped_logprob, shaped_top) = if shaping.temperature == 0.0 {
+        let best = top_ids(logits, 1)[0];
+        (best, 0.0, if top_n > 0 { vec![(best, 0.0)] } else { Vec::new() })
+    } else {
+        sample(logits, shaping, u, top_n, &raw_top_ids)
+    };
+    let t = logits[token as usize];
+    let rank = 1 + logits
+        .iter()
+        .enumerate()
+        .filter(|&(j, &l)| l > t || (l == t && (j as u32) < token))
+        .count() as u32;
+    Pick { token, logprob: raw_logprob(token), rank, shaped_logprob, raw_top, shaped_top, entropy }
+}
+
+/// Temperature, then top-k, then top-p (over the top-k renormalised, as transformers does), then
+/// inverse CDF. Returns the token, its shaped log-probability and the shaped top-N.
+fn sample(logits: &[f32], shaping: &Shaping, u: f64, top_n: usize, raw_top_ids: &[u32]) -> (u32, f32, Vec<(u32, f32)>) {
+    let inv_t = 1.0 / shaping.temperature;
+    let scaled: Vec<f32> = logits.iter().map(|&l| l * inv_t).collect();
+    let max = scaled.iter().copied().filter(|l| !l.is_nan()).fold(f32::NEG_INFINITY, f32::max);
+    let truncating = shaping.top_k.is_some_and(|k| k < scaled.len()) || shaping.top_p.is_some_and(|p| p < 1.0);
+
+    if !truncating {
+        let lse = log_sum_exp(&scaled, None, max);
+        let target = u * (lse - max as f64).exp();
+        let token = inverse_cdf(&scaled, (0..scaled.len() as u32).map(|i| i), max, target);
+        let logprob = |i: u32| (scaled[i as usize] as f64 - lse) as f32;
+        // Dividing by a positive temperature keeps the order, so the raw top-N ids are the shaped ones.
+        let top = raw_top_ids.iter().take(top_n).map(|&i| (i, logprob(i))).collect();
+        return (token, logprob(token), top);
+    }
+
+    let mut kept = match shaping.top_k {
+        Some(k) => top_ids(&scaled, k),
+        None => top_ids(&scaled, scaled.len()),
+    };
+    if let Some(p) = shaping.top_p.filter(|&p| p < 1.0) {
+        let lse = log_sum_exp(&scaled, Some(&kept), max);
+        let mut cumulative = 0.0f64;
+        let keep = kept
+            .iter()
+            .take_while(|&&i| {
+                let before = cumulative;
+                cumulative += (scaled[i as usize] as f64 - lse).exp();
+                before < p as f64
+            })
+            .count()
+            .max(1);
+        kept.truncate(keep);
+    }
+    let lse = log_sum_exp(&scaled, Some(&kept), max);
+    let target = u * (lse - max as f64).exp();
+    let token = inverse_cdf(&scaled, kept.iter().copied(), max, target);
+    let logprob = |i: u32| (scaled[i as usize] as f64 - lse) as f32;
+    let top = kept.iter().take(top_n).map(|&i| (i, logprob(i))).collect();
+    (token, logprob(token), top)
+}
+
+/// The first id in `order` whose cumulative exp(x - max) exceeds `target` (the last one if
+/// rounding leaves `target` beyond the total).
+fn inverse_cdf(scaled: &[f32], order: impl Iterator<Item = u32>, max: f32, target: f64) -> u32 {
+    let mut cumulative = 0.0f64;
+    let mut last = 0;
+    for i in order {
+        let mass = ((scaled[i as usize] - max) as f64).exp();
+        if mass > 0.0 {
+            last = i;
+        }
+        cumulative += mass;
+        if cumulative > target && mass > 0.0 {
+            return i;
+        }
+    }
+    last
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probs(logits: &[f32]) -> Vec<f64> {
+        let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let z: f64 = logits.iter().map(|&l| ((l - m) as f64).exp()).sum();
+        logits.iter().map(|&l| ((l - m) as f64).exp() / z).collect()
+    }
+
+    #[test]
+    fn greedy_takes_the_argmax_and_ignores_u() {
+        let logits = [0.1, 2.0, -1.0, 2.0, 0.5];
+        let greedy = Shaping { temperature: 0.0, ..Shaping::default() };
+        for u in [0.0, 0.5, 0.999] {
+            let p = pick(&logits, &greedy, u, 3);
+            assert_eq!(p.token, 1, "ties go to the lower id");
+            assert_eq!(p.rank, 1);
+            assert_eq!(p.shaped_top, vec![(1, 0.0)]);
+        }
+    }
+
+    #[test]
+    fn raw_numbers_are_the_softmax() {
+        let logits = [1.0, 3.0, 0.0, 2.0];
+        let p = pick(&logits, &Shaping::default(), 0.0, 4);
+        let expected = probs(&logits);
+        let ids: Vec<u32> = p.raw_top.iter().map(|t| t.0).collect();
+        assert_eq!(ids, vec![1, 3, 0, 2]);
+        for (id, lp) in &p.raw_top {
+            assert!((lp.exp() as f64 - expected[*id as usize]).abs() < 1e-6);
+        }
+        let entropy: f64 = expected.iter().map(|p| -p * p.ln()).sum();
+        assert!((p.entropy as f64 - entropy).abs() < 1e-5);
+    }
+
+    #[test]
+    fn inverse_cdf_walks_ids_in_order() {
+        // probabilities 0.1, 0.2, 0.3, 0.4 over ids 0..4
+        let logits: Vec<f32> = [0.1f32, 0.2, 0.3, 0.4].iter().map(|p| p.ln()).collect();
+        let s = Shaping::default();
+        let at = |u| pick(&logits, &s, u, 0).token;
+        assert_eq!(at(0.0), 0);
+        assert_eq!(at(0.099), 0);
+        assert_eq!(at(0.101), 1);
+        assert_eq!(at(0.299), 1);
+        assert_eq!(at(0.301), 2);
+        assert_eq!(at(0.599), 2);
+        assert_eq!(at(0.601), 3);
+        assert_eq!(at(0.9999999), 3);
+    }
+
+    #[test]
+    fn sampling_frequencies_match_the_temperature_scaled_softmax() {
+        let logits = [0.5f32, 1.5, -0.3, 1.0, 0.0];
+        let s = Shaping { temperature: 0.8, ..Shaping::default() };
+        let scaled: Vec<f32> = logits.iter().map(|l| l / 0.8).collect();
+        let expected = probs(&scaled);
+        let n = 20_000;
+        let mut counts = [0usize; 5];
+        for k in 0..n {
+            counts[pick(&logits, &s, (k as f64 + 0.5) / n as f64, 0).token as usize] += 1;
+        }
+        for (c, e) in counts.iter().zip(&expected) {
+            assert!((*c as f64 / n as f64 - e).abs() < 1e-3, "{counts:?} vs {expected:?}");
+        }
+    }
+
+    #[test]
+    fn top_k_and_top_p_cut_the_tail() {
+        // probabilities 0.5, 0.3, 0.15, 0.05
+        let logits: Vec<f32> = [0.5f32, 0.3, 0.15, 0.05].iter().map(|p| p.ln()).collect();
+        let top_k = Shaping { top_k: Some(2), ..Shaping::default() };
+        let p = pick(&logits, &top_k, 0.99, 4);
+        assert_eq!(p.token, 1);
+        assert_eq!(p.shaped_top.len(), 2);
+        assert!((p.shaped_top[0].1.exp() - 0.625).abs() < 1e-6);
+        // top_p 0.8: 0.5 (< 0.8, keep), 0.8 (not < 0.8, stop) -> {0, 1}
+        let top_p = Shaping { top_p: Some(0.8), ..Shaping::default() };
+        let p = pick(&logits, &top_p, 0.99, 4);
+        assert_eq!(p.shaped_top.iter().map(|t| t.0).collect::<Vec<_>>(), vec![0, 1]);
+        assert_eq!(p.token, 1);
+        assert!((p.shaped_logprob.exp() - 0.375).abs() < 1e-6);
+        assert_eq!(p.rank, 2);
+        // A tiny top_p still keeps the most likely token.
+        let tiny = Shaping { top_p: Some(1e-6), ..Shaping::default() };
+        assert_eq!(pick(&logits, &tiny, 0.7, 1).token, 0);
+    }
+
+    #[test]
+    fn rank_counts_better_tokens() {
+        let logits = [3.0, 1.0, 2.0, 1.0];
+        let s = Shaping { temperature: 1.0, top_k: Some(4), top_p: None };
+        // u near 1 walks to the least likely token of the kept, sorted set: id 3 (tie with 1, higher id).
+        let p = pick(&logits, &s, 0.999999, 0);
+        assert_eq!(p.token, 3);
+        assert_eq!(p.rank, 4);
+    }
+}

@@ -1,0 +1,90 @@
+//! The `oneword.decoder.v1.Decoder` gRPC service: translation between proto and the engine.
+
+use candle_core::{DType, Device};
+use oneword_proto::common::v1 as common;
+use oneword_proto::decoder::v1 as pb;
+use tonic::{Request, Response, Status};
+
+use crate::convert::{self, Limits};
+use crate::engine::Engine;
+
+/// The service state shared by all calls.
+pub struct DecoderService {
+    pub engine: Engine,
+    pub device: Device,
+    pub model: common::ModelInfo,
+    pub max_top_n: usize,
+    pub max_sessions: usize,
+    pub session_ttl_secs: u64,
+}
+
+/// The wire name of a dtype.
+pub fn wire_dtype(dtype: DType) -> common::Dtype {
+    match dtype {
+        DType::F16 => common::Dtype::F16,
+        DType::BF16 => common::Dtype::Bf16,
+        _ => common::Dtype::F32,
+    }
+}
+
+#[tonic::async_trait]
+impl pb::decoder_server::Decoder for DecoderService {
+    async fn step(&self, request: Request<pb::StepRequest>) -> Result<Response<pb::StepResponse>, Status> {
+        let steps = request.into_inner().steps;
+        if steps.is_empty() {
+            return Err(oneword_runtime::status::invalid_argument("steps", "`steps` must not be empty"));
+        }
+        let limits = Limits {
+            device: &self.device,
+            hidden_size: self.model.hidden_size as usize,
+            max_top_n: self.max_top_n,
+        };
+        let half: Vec<bool> = steps
+            .iter()
+            .map(|s| {
+                let row = s.sampling.as_ref().and_then(|s| s.report.as_ref()).map(|r| r.full_row);
+                row == Some(pb::FullRow::F16 as i32)
+            })
+            .collect();
+        let inputs = steps
+            .into_iter()
+            .enumerate()
+            .map(|(i, step)| convert::step_input(i, step, &limits))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (outputs, forward) = self.engine.step(inputs).await?;
+        Ok(Response::new(pb::StepResponse {
+            results: outputs.into_iter().zip(half).map(|(o, h)| convert::step_result(o, h)).collect(),
+            forward_ns: forward.as_nanos() as u64,
+        }))
+    }
+
+    async fn fork(&self, request: Request<pb::ForkRequest>) -> Result<Response<pb::ForkResponse>, Status> {
+        let request = request.into_inner();
+        if request.new_session_ids.is_empty() || request.new_session_ids.iter().any(String::is_empty) {
+            return Err(oneword_runtime::status::invalid_argument(
+                "new_session_ids",
+                "`new_session_ids` must name at least one session, none empty",
+            ));
+        }
+        self.engine.fork(request.source_session_id, request.new_session_ids).await?;
+        Ok(Response::new(pb::ForkResponse {}))
+    }
+
+    async fn release(&self, request: Request<pb::ReleaseRequest>) -> Result<Response<pb::ReleaseResponse>, Status> {
+        let released = self.engine.release(request.into_inner().session_ids).await?;
+        Ok(Response::new(pb::ReleaseResponse { released: released as u32 }))
+    }
+
+    async fn info(&self, _: Request<pb::InfoRequest>) -> Result<Response<pb::InfoResponse>, Status> {
+        let usage = self.engine.usage().await?;
+        Ok(Response::new(pb::InfoResponse {
+            model: Some(self.model.clone()),
+            sessions: usage.sessions as u32,
+            cached_tokens: usage.cached_tokens as u64,
+            cached_bytes: usage.cached_bytes as u64,
+            max_sessions: self.max_sessions as u32,
+            session_ttl_seconds: self.session_ttl_secs as u32,
+            max_top_n: self.max_top_n as u32,
+        }))
+    }
+}

@@ -1,0 +1,31 @@
+//! GPT-2 on candle: the configuration, finding and loading Hugging Face checkpoints, the
+//! embedding module, the transformer blocks with KV caches kept outside the model (so one
+//! immutable model serves many sessions),
+//! and writing small checkpoints for tests and benchmarks.
+
+pub mod config;
+pub mod gpt2;
+pub mod hub;
+pub mod tiny;
+
+use std::path::PathBuf;
+
+pub use config::Gpt2Config;
+pub use gpt2::{load_device, Checkpoint, Embeddings, KvCache, LogitsAt, Transformer};
+
+/// Why a model could not be found, loaded or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("invalid config: {0}")]
+    Config(String),
+    #[error("reading {0}: {1}")]
+    Io(PathBuf, std::io::Error),
+    #[error("{0}")]
+    Input(String),
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}

@@ -1,0 +1,34 @@
+//! Generated protobuf and gRPC code for all oneword services. `proto/` is the only place the
+//! contracts are edited; this crate is the only place they are compiled.
+
+#![forbid(unsafe_code)]
+#![allow(clippy::large_enum_variant, clippy::doc_lazy_continuation)]
+
+pub mod common {
+    pub mod v1 {
+        tonic::include_proto!("oneword.common.v1");
+    }
+}
+pub mod tokenizer {
+    pub mod v1 {
+        tonic::include_proto!("oneword.tokenizer.v1");
+    }
+}
+pub mod embedder {
+    pub mod v1 {
+        tonic::include_proto!("oneword.embedder.v1");
+    }
+}
+pub mod decoder {
+    pub mod v1 {
+        tonic::include_proto!("oneword.decoder.v1");
+    }
+}
+pub mod gateway {
+    pub mod v1 {
+        tonic::include_proto!("oneword.gateway.v1");
+    }
+}
+
+/// Encoded `FileDescriptorSet` of every oneword proto, for server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("oneword_descriptor");

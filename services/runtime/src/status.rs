@@ -1,0 +1,74 @@
+//! Building the statuses every service answers with, so that they read the same everywhere:
+//! lowercase messages naming the field, the value and what is allowed, with machine-readable
+//! `google.rpc` details beside them.
+
+use std::fmt::Display;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// INVALID_ARGUMENT for one bad field, with a `BadRequest` field violation.
+pub fn invalid_argument(field: &str, description: impl Display) -> Status {
+    let description = description.to_string();
+    Status::with_error_details(
+        Code::InvalidArgument,
+        description.clone(),
+        ErrorDetails::with_bad_request_violation(field, description),
+    )
+}
+
+/// INVALID_ARGUMENT for a prompt that, with what is to be generated, does not fit the context
+/// window; carries `ErrorInfo{reason: CONTEXT_LENGTH_EXCEEDED}` with the counts.
+pub fn context_length_exceeded(prompt_tokens: usize, max_new_tokens: usize, context: usize) -> Status {
+    let message = if prompt_tokens >= context {
+        format!(
+            "`prompt` has {prompt_tokens} tokens but the context window is {context} tokens (the prompt must leave room for at least one new token)"
+        )
+    } else {
+        format!(
+            "`prompt` has {prompt_tokens} tokens and `max_new_tokens` is {max_new_tokens}: {} in all, over the context window of {context} tokens",
+            prompt_tokens + max_new_tokens
+        )
+    };
+    let mut details = ErrorDetails::with_error_info(
+        "CONTEXT_LENGTH_EXCEEDED",
+        "oneword",
+        [
+            ("prompt_tokens".to_string(), prompt_tokens.to_string()),
+            ("max_new_tokens".to_string(), max_new_tokens.to_string()),
+            ("context_length".to_string(), context.to_string()),
+        ],
+    );
+    details.add_bad_request_violation("prompt", message.clone());
+    Status::with_error_details(Code::InvalidArgument, message, details)
+}
+
+/// UNAVAILABLE for a downstream service that could not be reached, naming it.
+pub fn downstream_unavailable(service: &str, cause: impl Display) -> Status {
+    Status::unavailable(format!("the {service} service is unavailable: {cause}"))
+}
+
+/// Passes a downstream service's status on, saying where it came from. Connection failures become
+/// UNAVAILABLE naming the service; everything else keeps its code.
+pub fn from_downstream(service: &str, status: Status) -> Status {
+    match status.code() {
+        Code::Unavailable | Code::Unknown if is_transport_failure(&status) => {
+            downstream_unavailable(service, status.message())
+        }
+        Code::Unavailable => downstream_unavailable(service, status.message()),
+        code => Status::new(code, format!("{service}: {}", status.message())),
+    }
+}
+
+fn is_transport_failure(status: &Status) -> bool {
+    let message = status.message();
+    message.contains("transport error")
+        || message.contains("connection")
+        || message.contains("tcp connect")
+}
+
+/// INTERNAL without internals; the detail is logged once, here.
+pub fn internal(context: &str, error: impl Display) -> Status {
+    tracing::error!(%error, "{context}");
+    Status::internal(format!("internal error while {context}"))
+}

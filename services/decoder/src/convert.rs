@@ -12,6 +12,7 @@ use crate::Error;
 pub struct Limits<'a> {
     pub device: &'a Device,
     pub hidden_size: usize,
+    pub vocab_size: usize,
     pub max_top_n: usize,
 }
 
@@ -65,6 +66,17 @@ fn sampling(prefix: &str, s: pb::Sampling, limits: &Limits) -> Result<Sampling, 
         let f = format!("{prefix}.u");
         return Err(Error::invalid(&f, format!("`{f}` must be in [0, 1), got {}", s.u)));
     }
+    let mut logit_bias: Vec<(u32, f32)> = shaping.logit_bias.into_iter().collect();
+    logit_bias.sort_unstable_by_key(|b| b.0);
+    for &(id, bias) in &logit_bias {
+        let f = format!("{prefix}.shaping.logit_bias");
+        if id as usize >= limits.vocab_size {
+            return Err(Error::invalid(&f, format!("`{f}` names token {id}, outside the vocabulary of {} tokens", limits.vocab_size)));
+        }
+        if !(-100.0..=100.0).contains(&bias) {
+            return Err(Error::invalid(&f, format!("`{f}[{id}]` must be in [-100, 100], got {bias}")));
+        }
+    }
     let report = s.report.unwrap_or_default();
     if report.top_n as usize > limits.max_top_n {
         let f = format!("{prefix}.report.top_n");
@@ -72,7 +84,7 @@ fn sampling(prefix: &str, s: pb::Sampling, limits: &Limits) -> Result<Sampling, 
     }
     let full_row = matches!(pb::FullRow::try_from(report.full_row), Ok(pb::FullRow::F32 | pb::FullRow::F16));
     Ok(Sampling {
-        shaping: Shaping { temperature, top_k: shaping.top_k.map(|k| k as usize), top_p: shaping.top_p },
+        shaping: Shaping { temperature, top_k: shaping.top_k.map(|k| k as usize), top_p: shaping.top_p, logit_bias },
         u: s.u,
         top_n: report.top_n as usize,
         full_row,

@@ -16,11 +16,13 @@ pub struct Shaping {
     pub top_k: Option<usize>,
     /// Keep the smallest most-likely set whose probability reaches p, in (0, 1].
     pub top_p: Option<f32>,
+    /// Added to the logits of these ids first (ids below the vocabulary size).
+    pub logit_bias: Vec<(u32, f32)>,
 }
 
 impl Default for Shaping {
     fn default() -> Self {
-        Shaping { temperature: 1.0, top_k: None, top_p: None }
+        Shaping { temperature: 1.0, top_k: None, top_p: None, logit_bias: Vec::new() }
     }
 }
 
@@ -103,11 +105,23 @@ pub fn pick(logits: &[f32], shaping: &Shaping, u: f64, top_n: usize) -> Pick {
     let raw_top_ids = top_ids(logits, top_n);
     let raw_top = raw_top_ids.iter().map(|&i| (i, raw_logprob(i))).collect();
 
+    // The bias is shaping: the raw numbers above describe the model alone.
+    let biased;
+    let (shaped_logits, shaped_top_ids) = if shaping.logit_bias.is_empty() {
+        (logits, raw_top_ids.as_slice())
+    } else {
+        let mut row = logits.to_vec();
+        for &(id, bias) in &shaping.logit_bias {
+            row[id as usize] += bias;
+        }
+        biased = (top_ids(&row, top_n), row);
+        (biased.1.as_slice(), biased.0.as_slice())
+    };
     let (token, shaped_logprob, shaped_top) = if shaping.temperature == 0.0 {
-        let best = top_ids(logits, 1)[0];
+        let best = top_ids(shaped_logits, 1)[0];
         (best, 0.0, if top_n > 0 { vec![(best, 0.0)] } else { Vec::new() })
     } else {
-        sample(logits, shaping, u, top_n, &raw_top_ids)
+        sample(shaped_logits, shaping, u, top_n, shaped_top_ids)
     };
     let t = logits[token as usize];
     let rank = 1 + logits
@@ -120,7 +134,7 @@ pub fn pick(logits: &[f32], shaping: &Shaping, u: f64, top_n: usize) -> Pick {
 
 /// Temperature, then top-k, then top-p (over the top-k renormalised, as transformers does), then
 /// inverse CDF. Returns the token, its shaped log-probability and the shaped top-N.
-fn sample(logits: &[f32], shaping: &Shaping, u: f64, top_n: usize, raw_top_ids: &[u32]) -> (u32, f32, Vec<(u32, f32)>) {
+fn sample(logits: &[f32], shaping: &Shaping, u: f64, top_n: usize, top_ids_desc: &[u32]) -> (u32, f32, Vec<(u32, f32)>) {
     let inv_t = 1.0 / shaping.temperature;
     let scaled: Vec<f32> = logits.iter().map(|&l| l * inv_t).collect();
     let max = scaled.iter().copied().filter(|l| !l.is_nan()).fold(f32::NEG_INFINITY, f32::max);
@@ -131,8 +145,8 @@ fn sample(logits: &[f32], shaping: &Shaping, u: f64, top_n: usize, raw_top_ids: 
         let target = u * (lse - max as f64).exp();
         let token = inverse_cdf(&scaled, (0..scaled.len() as u32).map(|i| i), max, target);
         let logprob = |i: u32| (scaled[i as usize] as f64 - lse) as f32;
-        // Dividing by a positive temperature keeps the order, so the raw top-N ids are the shaped ones.
-        let top = raw_top_ids.iter().take(top_n).map(|&i| (i, logprob(i))).collect();
+        // Dividing by a positive temperature keeps the order, so the top-N ids carry over.
+        let top = top_ids_desc.iter().take(top_n).map(|&i| (i, logprob(i))).collect();
         return (token, logprob(token), top);
     }
 
@@ -270,9 +284,23 @@ mod tests {
     }
 
     #[test]
+    fn logit_bias_shapes_but_leaves_the_raw_numbers_alone() {
+        let logits = [2.0f32, 1.0, 0.0];
+        let s = Shaping { temperature: 0.0, logit_bias: vec![(2, 5.0)], ..Shaping::default() };
+        let p = pick(&logits, &s, 0.0, 3);
+        assert_eq!(p.token, 2);
+        assert_eq!(p.rank, 3, "rank is in the raw distribution");
+        assert_eq!(p.raw_top[0].0, 0);
+        let banned = Shaping { logit_bias: vec![(0, -100.0), (1, -100.0)], ..Shaping::default() };
+        for k in 0..10 {
+            assert_eq!(pick(&logits, &banned, k as f64 / 10.0, 0).token, 2);
+        }
+    }
+
+    #[test]
     fn rank_counts_better_tokens() {
         let logits = [3.0, 1.0, 2.0, 1.0];
-        let s = Shaping { temperature: 1.0, top_k: Some(4), top_p: None };
+        let s = Shaping { top_k: Some(4), ..Shaping::default() };
         // u near 1 walks to the least likely token of the kept, sorted set: id 3 (tie with 1, higher id).
         let p = pick(&logits, &s, 0.999999, 0);
         assert_eq!(p.token, 3);

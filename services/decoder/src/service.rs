@@ -37,6 +37,7 @@ impl pb::decoder_server::Decoder for DecoderService {
         let limits = Limits {
             device: &self.device,
             hidden_size: self.model.hidden_size as usize,
+            vocab_size: self.model.vocab_size as usize,
             max_top_n: self.max_top_n,
         };
         let half: Vec<bool> = steps

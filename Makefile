@@ -1,0 +1,63 @@
+# oneword: GPT-2 served over gRPC by four Rust services. `make help` lists the targets.
+
+MODEL ?= gpt2
+DEMO_MODEL_DIR ?= models/demo
+CARGO ?= cargo
+SERVICES := oneword-tokenizer oneword-embedder oneword-decoder oneword-gateway oneword-model oneword-cli
+
+.DEFAULT_GOAL := help
+.PHONY: help build run demo-model test lint fmt fmt-check proto references
+
+## help: list the targets
+help:
+	@grep -hE '^## ' $(MAKEFILE_LIST) | sed 's/^## /  /'
+
+## build: release binaries of the four services, the model tool and the `oneword` CLI
+build:
+	$(CARGO) build --release $(addprefix -p ,$(SERVICES))
+
+## run: start the four services on ports 50050-50053 with MODEL (a Hugging Face id or a directory; default gpt2)
+run: build
+	deploy/local/run.sh "$(MODEL)"
+
+## demo-model: write the tiny random test model to DEMO_MODEL_DIR (then: make run MODEL=models/demo)
+demo-model:
+	$(CARGO) run --release -p oneword-model -- random "$(DEMO_MODEL_DIR)" --tokenizer tests/fixtures/gpt2-tokenizer
+
+## test: every test of the workspace (unit, transformers parity, the four services end to end)
+test:
+	cd tests/fixtures/gpt2-tokenizer && sha256sum -c SHA256SUMS
+	$(CARGO) test --workspace
+
+## lint: clippy on everything, warnings are errors
+lint:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## fmt: format the code
+fmt:
+	$(CARGO) fmt --all
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+## proto: regenerate the gRPC code from proto/ (cargo does it on every build that needs it)
+proto:
+	$(CARGO) build -p oneword-proto
+
+REF_VENV := .venv-ref
+REF := $(REF_VENV)/bin/python tests/reference/make_references.py
+
+## references: regenerate the Hugging Face transformers references (needs PyPI; CI does not run this)
+references: $(REF_VENV)/installed
+	$(REF) hf-checkpoint
+	$(REF) logits --checkpoint tests/fixtures/tiny-gpt2-hf --out tests/fixtures/tiny-gpt2-hf/reference_logits.safetensors
+	$(CARGO) run --release -p oneword-model -- random target/tiny-gpt2-random --tokenizer tests/fixtures/gpt2-tokenizer
+	$(REF) logits --checkpoint target/tiny-gpt2-random --out tests/fixtures/reference/tiny-gpt2-random-logits.safetensors
+	$(REF) tokenizer-cases
+
+$(REF_VENV)/installed:
+	python3 -m venv $(REF_VENV)
+	$(REF_VENV)/bin/pip install torch==2.15.0 transformers==5.24.0 safetensors==0.8.0 numpy==2.4.6
+	touch $@
+
+include deploy/cuda-check.mk

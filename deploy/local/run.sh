@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Starts the four oneword services in the foreground on their default ports; Ctrl-C stops all.
+# Usage: deploy/local/run.sh MODEL   (a Hugging Face id such as gpt2, or a model directory)
+set -euo pipefail
+
+model=${1:-gpt2}
+bin=${BIN:-target/release}
+
+# Resolve (and, for a hub id, download with a progress bar) once, before any service starts, so
+# the four do not race to download the same files.
+dir=$("$bin/oneword-model" fetch "$model")
+echo "model: $model ($dir)"
+
+pids=()
+stop() {
+  trap - INT TERM EXIT
+  kill "${pids[@]}" 2>/dev/null || true
+  wait 2>/dev/null || true
+}
+trap stop INT TERM EXIT
+
+"$bin/oneword-tokenizer" --model "$dir" --listen 127.0.0.1:50051 & pids+=($!)
+"$bin/oneword-embedder" --model "$dir" --listen 127.0.0.1:50052 & pids+=($!)
+"$bin/oneword-decoder" --model "$dir" --listen 127.0.0.1:50053 & pids+=($!)
+"$bin/oneword-gateway" --listen 127.0.0.1:50050 & pids+=($!)
+echo "gateway on 127.0.0.1:50050 (tokenizer :50051, embedder :50052, decoder :50053); Ctrl-C stops all"
+
+# If any service exits, stop the rest rather than serve half a pipeline.
+wait -n "${pids[@]}"
+echo "a service exited; stopping the others" >&2
+exit 1

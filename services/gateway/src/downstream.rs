@@ -1,0 +1,209 @@
+//! The three services the gateway drives, with what it learns from them once and keeps: the
+//! model's facts (from the decoder) and the vocabulary (from the tokenizer), so that streams are
+//! detokenized here without a call per token.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use oneword_proto::common::v1::Tensor;
+use oneword_proto::decoder::v1 as dec;
+use oneword_proto::embedder::v1 as emb;
+use oneword_proto::tokenizer::v1 as tok;
+use oneword_runtime::deadline::Deadline;
+use tokio::sync::OnceCell;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::Error;
+
+pub const TOKENIZER: &str = "tokenizer";
+pub const EMBEDDER: &str = "embedder";
+pub const DECODER: &str = "decoder";
+
+/// Facts about the served model and its vocabulary.
+pub struct Model {
+    pub info: oneword_proto::common::v1::ModelInfo,
+    /// pieces[id] = the token's exact bytes.
+    pub pieces: Vec<Vec<u8>>,
+    pub context: usize,
+    pub eos: u32,
+}
+
+/// Clients of the tokenizer, embedder and decoder. Channels connect lazily, so the services may
+/// start in any order; a call to one that is down answers UNAVAILABLE naming it.
+#[derive(Clone)]
+pub struct Downstream {
+    tokenizer: tok::tokenizer_client::TokenizerClient<Channel>,
+    embedder: emb::embedder_client::EmbedderClient<Channel>,
+    pub decoder: dec::decoder_client::DecoderClient<Channel>,
+    model: Arc<OnceCell<Arc<Model>>>,
+}
+
+/// Messages up to this size pass between the services (a full-context prefill of GPT-2 XL's
+/// embeddings is 6.5 MB).
+const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+fn channel(address: &str, connect_timeout: Duration) -> anyhow::Result<Channel> {
+    Ok(Endpoint::from_shared(address.to_string())?
+        .connect_timeout(connect_timeout)
+        .tcp_nodelay(true)
+        .connect_lazy())
+}
+
+impl Downstream {
+    pub fn new(tokenizer: &str, embedder: &str, decoder: &str, connect_timeout: Duration) -> anyhow::Result<Self> {
+        Ok(Downstream {
+            tokenizer: tok::tokenizer_client::TokenizerClient::new(channel(tokenizer, connect_timeout)?)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            embedder: emb::embedder_client::EmbedderClient::new(channel(embedder, connect_timeout)?)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            decoder: dec::decoder_client::DecoderClient::new(channel(decoder, connect_timeout)?)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            model: Arc::new(OnceCell::new()),
+        })
+    }
+
+    /// The model's facts, asked for once on first use (so a gateway started before the other
+    /// services still comes up) and kept.
+    pub async fn model(&self, deadline: &Deadline) -> Result<Arc<Model>, Error> {
+        self.model
+            .get_or_try_init(|| async {
+                let info = self
+                    .decoder
+                    .clone()
+                    .info(deadline.request(dec::InfoRequest {}))
+                    .await
+                    .map_err(|s| Error::Downstream(DECODER, s))?
+                    .into_inner()
+                    .model
+                    .ok_or_else(|| Error::Internal("the decoder's Info has no model".into()))?;
+                let vocab = self
+                    .tokenizer
+                    .clone()
+                    .vocabulary(deadline.request(tok::VocabularyRequest {}))
+                    .await
+                    .map_err(|s| Error::Downstream(TOKENIZER, s))?
+                    .into_inner();
+                if vocab.pieces.len() != info.vocab_size as usize {
+                    return Err(Error::Internal(format!(
+                        "the tokenizer has {} tokens but the decoder's model has {}: they serve different models",
+                        vocab.pieces.len(),
+                        info.vocab_size
+                    )));
+                }
+                Ok(Arc::new(Model {
+                    context: info.context_length as usize,
+                    eos: info.eos_token_id,
+                    pieces: vocab.pieces,
+                    info,
+                }))
+            })
+            .await
+            .cloned()
+    }
+
+    /// Tokenizes one text.
+    pub async fn encode(&self, text: &str, allow_special: bool, deadline: &Deadline) -> Result<tok::Encoding, Error> {
+        let request = tok::EncodeRequest { texts: vec![text.as_bytes().to_vec()], allow_special };
+        self.tokenizer
+            .clone()
+            .encode(deadline.request(request))
+            .await
+            .map_err(|s| Error::Downstream(TOKENIZER, s))?
+            .into_inner()
+            .encodings
+            .pop()
+            .ok_or_else(|| Error::Internal("the tokenizer returned no encoding".into()))
+    }
+
+    /// Input embeddings of `ids` at `positions`.
+    pub async fn embed(&self, ids: Vec<u32>, positions: Vec<u32>, deadline: &Deadline) -> Result<Tensor, Error> {
+        self.embedder
+            .clone()
+            .embed(deadline.request(emb::EmbedRequest { ids, positions }))
+            .await
+            .map_err(|s| Error::Downstream(EMBEDDER, s))?
+            .into_inner()
+            .embeddings
+            .ok_or_else(|| Error::Internal("the embedder returned no tensor".into()))
+    }
+
+    /// One decoder step over several sessions.
+    pub async fn step(&self, steps: Vec<dec::SessionStep>, deadline: &Deadline) -> Result<dec::StepResponse, Error> {
+        let response = self
+            .decoder
+            .clone()
+            .step(deadline.request(dec::StepRequest { steps }))
+            .await
+            .map_err(|s| Error::Downstream(DECODER, s))?;
+        Ok(response.into_inner())
+    }
+
+    /// Copies `source` into `targets`.
+    pub async fn fork(&self, source: &str, targets: Vec<String>, deadline: &Deadline) -> Result<(), Error> {
+        let request = dec::ForkRequest { source_session_id: source.to_string(), new_session_ids: targets };
+        self.decoder
+            .clone()
+            .fork(deadline.request(request))
+            .await
+            .map_err(|s| Error::Downstream(DECODER, s))?;
+        Ok(())
+    }
+}
+
+/// Rows `start..start + len` of a `[n, width]` wire tensor, without decoding it.
+pub fn slice_rows(tensor: &Tensor, start: usize, len: usize) -> Tensor {
+    let rows = tensor.shape.first().copied().unwrap_or(0).max(1) as usize;
+    let row_bytes = tensor.data.len() / rows;
+    let mut shape = tensor.shape.clone();
+    if let Some(first) = shape.first_mut() {
+        *first = len as u32;
+    }
+    Tensor {
+        data: tensor.data[start * row_bytes..(start + len) * row_bytes].to_vec(),
+        shape,
+        dtype: tensor.dtype,
+    }
+}
+
+/// Frees decoder sessions when dropped, so a request that fails, is cancelled or loses its
+/// client never leaves a KV cache behind (the TTL is only the last resort).
+pub struct Sessions {
+    decoder: dec::decoder_client::DecoderClient<Channel>,
+    ids: Vec<String>,
+}
+
+impl Sessions {
+    pub fn new(downstream: &Downstream, ids: Vec<String>) -> Self {
+        Sessions { decoder: downstream.decoder.clone(), ids }
+    }
+
+    /// Releases `ids` now (they are done) and stops tracking them.
+    pub fn release(&mut self, ids: &[String]) {
+        self.ids.retain(|id| !ids.contains(id));
+        spawn_release(self.decoder.clone(), ids.to_vec());
+    }
+}
+
+impl Drop for Sessions {
+    fn drop(&mut self) {
+        if !self.ids.is_empty() {
+            spawn_release(self.decoder.clone(), std::mem::take(&mut self.ids));
+        }
+    }
+}
+
+fn spawn_release(mut decoder: dec::decoder_client::DecoderClient<Channel>, session_ids: Vec<String>) {
+    if session_ids.is_empty() {
+        return;
+    }
+    // Runs on its own, since the request that owned the sessions may be gone already.
+    tokio::spawn(async move {
+        let mut request = tonic::Request::new(dec::ReleaseRequest { session_ids });
+        request.set_timeout(Duration::from_secs(5));
+        if let Err(status) = decoder.release(request).await {
+            tracing::warn!(%status, "could not release decoder sessions; their TTL will");
+        }
+    });
+}

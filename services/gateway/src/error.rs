@@ -1,0 +1,41 @@
+//! The gateway's errors and their one mapping to gRPC statuses.
+
+use tonic::Status;
+
+/// Everything a gateway request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A request field is out of range: the field and the message.
+    #[error("{1}")]
+    InvalidArgument(&'static str, String),
+    #[error("prompt of {prompt_tokens} tokens with max_new_tokens {max_new_tokens} exceeds the context of {context}")]
+    ContextLength { prompt_tokens: usize, max_new_tokens: usize, context: usize },
+    /// A downstream call failed: which service, and its status.
+    #[error("{0}: {1}")]
+    Downstream(&'static str, Status),
+    #[error("the request's deadline passed after {0} generated tokens")]
+    DeadlineExceeded(usize),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        Error::InvalidArgument(field, message.into())
+    }
+}
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Status {
+        use oneword_runtime::status;
+        match error {
+            Error::InvalidArgument(field, message) => status::invalid_argument(field, message),
+            Error::ContextLength { prompt_tokens, max_new_tokens, context } => {
+                status::context_length_exceeded(prompt_tokens, max_new_tokens, context)
+            }
+            Error::Downstream(service, s) => status::from_downstream(service, s),
+            e @ Error::DeadlineExceeded(_) => Status::deadline_exceeded(e.to_string()),
+            Error::Internal(detail) => status::internal("generating", detail),
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! The `oneword.gateway.v1.Gateway` gRPC service: the public API.
+
+use std::pin::Pin;
+
+use oneword_proto::decoder::v1 as dec;
+use oneword_proto::gateway::v1 as pb;
+use oneword_runtime::deadline::Deadline;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use crate::convert::{GenerateParams, NextTokensParams};
+use crate::downstream::Downstream;
+use crate::generate::{extend_details, generate};
+use crate::{Config, Error};
+
+/// Chunks buffered per stream before generation waits for the client to read: enough to absorb
+/// jitter, small enough that a slow reader slows its own generation instead of growing memory.
+const STREAM_BUFFER: usize = 16;
+
+pub struct GatewayService {
+    pub config: Config,
+    pub downstream: Downstream,
+}
+
+type ChunkStream = Pin<Box<dyn Stream<Item = Result<pb::GenerateStreamResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::gateway_server::Gateway for GatewayService {
+    async fn generate(&self, request: Request<pb::GenerateRequest>) -> Result<Response<pb::GenerateResponse>, Status> {
+        let deadline = Deadline::from_metadata(request.metadata());
+        let params = GenerateParams::new(request.into_inner(), &self.config)?;
+        let (seed, n) = (params.seed, params.n);
+        let (tx, mut rx) = mpsc::channel(STREAM_BUFFER);
+        let run = async move {
+            let result = generate(&self.downstream, params, deadline, &tx).await;
+            drop(tx);
+            result
+        };
+        let collect = async move {
+            let mut response = pb::GenerateResponse { seed, ..Default::default() };
+            response.completions = (0..n as u32).map(|index| pb::Completion { index, ..Default::default() }).collect();
+            let mut usage = pb::Usage::default();
+            while let Some(Ok(chunk)) = rx.recv().await {
+                let c = &mut response.completions[chunk.index as usize];
+                c.text.push_str(&chunk.text);
+                c.token_ids.extend(&chunk.token_ids);
+                if let Some(more) = chunk.details {
+                    extend_details(c.details.get_or_insert_with(Default::default), more);
+                }
+                if chunk.finish_reason != pb::FinishReason::Unspecified as i32 {
+                    c.finish_reason = chunk.finish_reason;
+                    c.stop_sequence = chunk.stop_sequence;
+                    if let Some(u) = chunk.usage {
+                        usage.prompt_tokens = u.prompt_tokens;
+                        usage.completion_tokens += u.completion_tokens;
+                    }
+                    response.timings = chunk.timings;
+                }
+            }
+            response.usage = Some(usage);
+            response
+        };
+        let (result, response) = tokio::join!(run, collect);
+        result?;
+        Ok(Response::new(response))
+    }
+
+    type GenerateStreamStream = ChunkStream;
+
+    async fn generate_stream(&self, request: Request<pb::GenerateRequest>) -> Result<Response<ChunkStream>, Status> {
+        let deadline = Deadline::from_metadata(request.metadata());
+        // Bad requests fail the call itself rather than the first message of a stream.
+        let params = GenerateParams::new(request.into_inner(), &self.config)?;
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let downstream = self.downstream.clone();
+        tokio::spawn(async move {
+            if let Err(error) = generate(&downstream, params, deadline, &tx).await {
+                let _ = tx.send(Err(error.into())).await;
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn next_tokens(&self, request: Request<pb::NextTokensRequest>) -> Result<Response<pb::NextTokensResponse>, Status> {
+        let deadline = Deadline::from_metadata(request.metadata());
+        let params = NextTokensParams::new(request.into_inner(), &self.config)?;
+        let down = &self.downstream;
+        let model = down.model(&deadline).await?;
+        let ids = down.encode(&params.prompt, false, &deadline).await?.ids;
+        if ids.is_empty() {
+            return Err(Error::invalid("prompt", "`prompt` must contain at least one token").into());
+        }
+        if ids.len() > model.context {
+            return Err(Error::ContextLength { prompt_tokens: ids.len(), max_new_tokens: 0, context: model.context }.into());
+        }
+        let prompt_tokens = ids.len() as u32;
+        let positions = (0..prompt_tokens).collect();
+        let embeddings = down.embed(ids, positions, &deadline).await?;
+        let shaped = params.shaping.is_some();
+        let shaping = params.shaping.unwrap_or(dec::Shaping { temperature: Some(0.0), ..Default::default() });
+        let full_row = if params.full_row { dec::FullRow::F32 } else { dec::FullRow::None };
+        let step = dec::SessionStep {
+            session_id: format!("next-{}", uuid::Uuid::new_v4().simple()),
+            create: true,
+            start_position: 0,
+            embeddings: Some(embeddings),
+            sampling: Some(dec::Sampling {
+                shaping: Some(shaping),
+                u: 0.5,
+                report: Some(dec::Report { top_n: params.top_n as u32, full_row: full_row as i32 }),
+            }),
+            release_after: true,
+        };
+        let result = down.step(vec![step], &deadline).await?.results.pop();
+        let pick = result
+            .and_then(|r| r.pick)
+            .ok_or_else(|| Status::from(Error::Internal("the decoder returned no distribution".into())))?;
+        let table = |top: Option<dec::TopTokens>| {
+            let top = top.unwrap_or_default();
+            let pieces: Vec<Vec<u8>> = top.ids.iter().map(|&id| model.pieces.get(id as usize).cloned().unwrap_or_default()).collect();
+            pb::TokenTable {
+                probabilities: top.logprobs.iter().map(|lp| lp.exp()).collect(),
+                texts: pieces.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect(),
+                ids: top.ids,
+                logprobs: top.logprobs,
+                pieces,
+            }
+        };
+        Ok(Response::new(pb::NextTokensResponse {
+            raw: Some(table(pick.raw_top)),
+            shaped: shaped.then(|| table(pick.shaped_top)),
+            entropy: pick.entropy,
+            prompt_tokens,
+            full_row: pick.full_row,
+        }))
+    }
+
+    async fn tokenize(&self, request: Request<pb::TokenizeRequest>) -> Result<Response<pb::TokenizeResponse>, Status> {
+        let deadline = Deadline::from_metadata(request.metadata());
+        let request = request.into_inner();
+        if request.text.len() > self.config.max_prompt_bytes {
+            return Err(Error::invalid(
+                "text",
+                format!("`text` is {} bytes, over the limit of {} bytes", request.text.len(), self.config.max_prompt_bytes),
+            )
+            .into());
+        }
+        let encoding = self.downstream.encode(&request.text, request.allow_special, &deadline).await?;
+        Ok(Response::new(pb::TokenizeResponse { encoding: Some(encoding) }))
+    }
+
+    async fn info(&self, request: Request<pb::InfoRequest>) -> Result<Response<pb::InfoResponse>, Status> {
+        let deadline = Deadline::from_metadata(request.metadata());
+        let model = self.downstream.model(&deadline).await?;
+        let c = &self.config;
+        Ok(Response::new(pb::InfoResponse {
+            model: Some(model.info.clone()),
+            max_new_tokens: c.max_new_tokens,
+            max_n: c.max_n,
+            max_stop_sequences: c.max_stop_sequences,
+            max_stop_sequence_bytes: c.max_stop_sequence_bytes,
+            max_top_n: c.max_top_n,
+        }))
+    }
+}

@@ -271,8 +271,8 @@ mod tests {
         assert_eq!(p.token, 1);
         assert_eq!(p.shaped_top.len(), 2);
         assert!((p.shaped_top[0].1.exp() - 0.625).abs() < 1e-6);
-        // top_p 0.8: 0.5 (< 0.8, keep), 0.8 (not < 0.8, stop) -> {0, 1}
-        let top_p = Shaping { top_p: Some(0.8), ..Shaping::default() };
+        // top_p 0.7: 0 before id 0 (keep), 0.5 before id 1 (keep), 0.8 before id 2 (stop) -> {0, 1}
+        let top_p = Shaping { top_p: Some(0.7), ..Shaping::default() };
         let p = pick(&logits, &top_p, 0.99, 4);
         assert_eq!(p.shaped_top.iter().map(|t| t.0).collect::<Vec<_>>(), vec![0, 1]);
         assert_eq!(p.token, 1);
@@ -293,7 +293,7 @@ mod tests {
         assert_eq!(p.raw_top[0].0, 0);
         let banned = Shaping { logit_bias: vec![(0, -100.0), (1, -100.0)], ..Shaping::default() };
         for k in 0..10 {
-            assert_eq!(pick(&logits, &banned, k as f64 / 10.0, 0).token, 2);
+            assert_eq!(pick(&logits, &banned, (k as f64 + 0.5) / 10.0, 0).token, 2);
         }
     }
 

@@ -77,7 +77,7 @@ impl Gpt2Config {
                 self.model_type
             )));
         }
-        if self.n_head == 0 || self.n_embd % self.n_head != 0 {
+        if self.n_head == 0 || !self.n_embd.is_multiple_of(self.n_head) {
             return Err(ModelError::Config(format!(
                 "`n_embd` ({}) must be a multiple of `n_head` ({})",
                 self.n_embd, self.n_head

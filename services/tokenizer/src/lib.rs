@@ -1,0 +1,70 @@
+//! The tokenizer service: GPT-2's byte-level BPE over gRPC. Text to ids with each token's exact
+//! bytes and byte offsets, ids back to text, and the whole vocabulary as bytes so that clients
+//! can detokenize streams themselves.
+
+#![forbid(unsafe_code)]
+
+pub mod bpe;
+mod byte_level;
+pub mod config;
+mod convert;
+mod error;
+mod service;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use oneword_proto::tokenizer::v1::tokenizer_server::TokenizerServer;
+use tokio::net::TcpListener;
+use tonic::service::Routes;
+
+use crate::bpe::BpeTokenizer;
+use crate::convert::Limits;
+use crate::service::TokenizerService;
+pub use config::Config;
+pub use error::Error;
+
+/// Loads the tokenizer, then serves it on `listener` until `shutdown` completes.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    config.validate()?;
+    let model = config.model.clone();
+    let tokenizer = tokio::task::spawn_blocking(move || load(&model))
+        .await
+        .context("the loading thread failed")??;
+    let limits = Limits {
+        max_batch_texts: config.max_batch_texts,
+        max_text_bytes: config.max_text_bytes,
+    };
+    let service = TokenizerService::new(tokenizer, &config.model, limits, config.queue_capacity);
+    let routes = Routes::new(
+        TokenizerServer::new(service).max_decoding_message_size(config.max_message_bytes),
+    );
+    oneword_runtime::serve::<TokenizerServer<TokenizerService>>(listener, routes, shutdown).await?;
+    Ok(())
+}
+
+/// Finds and loads the tokenizer of `model`. A directory needs only the tokenizer files (the
+/// weights belong to the other services); a Hugging Face id goes through the shared resolver.
+fn load(model: &str) -> anyhow::Result<BpeTokenizer> {
+    let dir = if Path::new(model).is_dir() {
+        PathBuf::from(model)
+    } else {
+        oneword_model::hub::resolve(model)?
+    };
+    let tokenizer = BpeTokenizer::load(&dir)
+        .with_context(|| format!("loading the tokenizer of `{model}` from {}", dir.display()))?;
+    tracing::info!(
+        model,
+        dir = %dir.display(),
+        vocab_size = tokenizer.vocab_size(),
+        eos_token_id = tokenizer.eos_token_id(),
+        config_json = tokenizer.config().is_some(),
+        "tokenizer loaded"
+    );
+    Ok(tokenizer)
+}

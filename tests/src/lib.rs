@@ -1,0 +1,162 @@
+//! A harness that starts the four oneword services in this process on `127.0.0.1:0`, waits
+//! until each answers its health check, and hands back their addresses, clients and a way to
+//! stop any of them.
+
+#![forbid(unsafe_code)]
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use oneword_proto::decoder::v1::decoder_client::DecoderClient;
+use oneword_proto::gateway::v1::gateway_client::GatewayClient;
+use oneword_proto::tokenizer::v1::tokenizer_client::TokenizerClient;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The tiny random GPT-2 (2 layers, width 64, the real vocabulary), written once per test
+/// process by the same tool `make demo-model` uses.
+pub fn tiny_model() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("creating a temporary directory");
+        oneword_model::tiny::RandomCheckpoint::tiny()
+            .write(dir.path(), &repo().join("tests/fixtures/gpt2-tokenizer"))
+            .expect("writing the tiny model");
+        dir
+    })
+    .path()
+}
+
+/// The checkpoint written by transformers' `save_pretrained`, with its reference logits.
+pub fn hf_model() -> PathBuf {
+    repo().join("tests/fixtures/tiny-gpt2-hf")
+}
+
+/// One running service.
+pub struct Running {
+    pub address: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Stops the service and waits until it has.
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn start<F, Fut>(run: F) -> Running
+where
+    F: FnOnce(TcpListener, oneshot::Receiver<()>) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding 127.0.0.1:0");
+    let address = format!("http://{}", listener.local_addr().expect("a bound address"));
+    let (stop, stopped) = oneshot::channel();
+    let task = tokio::spawn(run(listener, stopped));
+    let running = Running { address, stop: Some(stop), task };
+    wait_serving(&running).await;
+    running
+}
+
+/// Polls the health check until SERVING, for at most a minute (loading is quick for test models,
+/// but CI machines are slow and shared).
+async fn wait_serving(service: &Running) {
+    let mut backoff = Duration::from_millis(5);
+    for _ in 0..200 {
+        if service.task.is_finished() {
+            panic!("the service at {} exited while starting", service.address);
+        }
+        if let Ok(channel) = Channel::from_shared(service.address.clone()).unwrap().connect().await {
+            let status = HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await;
+            if status.is_ok_and(|s| s.into_inner().status == ServingStatus::Serving as i32) {
+                return;
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_millis(300));
+    }
+    panic!("the service at {} did not become healthy", service.address);
+}
+
+fn until(stopped: oneshot::Receiver<()>) -> impl Future<Output = ()> + Send + 'static {
+    async move {
+        let _ = stopped.await;
+    }
+}
+
+/// The four services, started on one model directory.
+pub struct Cluster {
+    pub tokenizer: Running,
+    pub embedder: Running,
+    pub decoder: Running,
+    pub gateway: Running,
+}
+
+impl Cluster {
+    /// Starts tokenizer, embedder, decoder and gateway on `model`, with default settings.
+    pub async fn start(model: &Path) -> Cluster {
+        Self::start_with(model, |_| {}).await
+    }
+
+    /// Like [`Cluster::start`], letting the test adjust the decoder's config first.
+    pub async fn start_with(model: &Path, adjust_decoder: impl FnOnce(&mut oneword_decoder::Config)) -> Cluster {
+        // Logs go through the test harness's capture, shown only for failing tests.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+            .with_test_writer()
+            .try_init();
+        let model = model.to_str().expect("a UTF-8 model path").to_string();
+        let tokenizer_config = oneword_tokenizer::Config::for_model(&model);
+        let tokenizer = start(|l, s| oneword_tokenizer::run(tokenizer_config, l, until(s))).await;
+        let embedder_config = oneword_embedder::Config::for_model(&model);
+        let embedder = start(|l, s| oneword_embedder::run(embedder_config, l, until(s))).await;
+        let mut decoder_config = oneword_decoder::Config::for_model(&model);
+        adjust_decoder(&mut decoder_config);
+        let decoder = start(|l, s| oneword_decoder::run(decoder_config, l, until(s))).await;
+        let gateway_config = oneword_gateway::Config::for_services(
+            tokenizer.address.clone(),
+            embedder.address.clone(),
+            decoder.address.clone(),
+        );
+        let gateway = start(|l, s| oneword_gateway::run(gateway_config, l, until(s))).await;
+        Cluster { tokenizer, embedder, decoder, gateway }
+    }
+
+    /// A client of the public API.
+    pub async fn gateway(&self) -> GatewayClient<Channel> {
+        GatewayClient::connect(self.gateway.address.clone()).await.expect("connecting to the gateway")
+    }
+
+    /// A client of the decoder, to look at its sessions.
+    pub async fn decoder(&self) -> DecoderClient<Channel> {
+        DecoderClient::connect(self.decoder.address.clone()).await.expect("connecting to the decoder")
+    }
+
+    /// A client of the tokenizer.
+    pub async fn tokenizer(&self) -> TokenizerClient<Channel> {
+        TokenizerClient::connect(self.tokenizer.address.clone()).await.expect("connecting to the tokenizer")
+    }
+}

@@ -28,6 +28,7 @@ CUDA_CHECK_COMPUTE_CAP ?= 90
 # Its own target dir: turning `cuda` on changes candle's features, and sharing `target` would make
 # the normal build recompile candle after every `make check-cuda`, and the other way round.
 CUDA_CHECK_TARGET_DIR ?= target/cuda
+CARGO ?= cargo
 
 .PHONY: check-cuda cuda-toolchain
 
@@ -37,7 +38,7 @@ check-cuda: cuda-toolchain
 	PATH="$(CUDA_CHECK_ROOT)/bin:$$PATH" \
 	CUDA_COMPUTE_CAP=$(CUDA_CHECK_COMPUTE_CAP) \
 	CARGO_TARGET_DIR=$(CUDA_CHECK_TARGET_DIR) \
-		cargo check --workspace --features cuda
+		$(CARGO) check --workspace --features cuda
 
 # `--no-deps`: nvcc's wheel depends on the nvvm, runtime and crt wheels unpinned; they are all
 # pinned above, and must not be resolved again.

@@ -20,21 +20,21 @@ use oneword_model::{Checkpoint, Transformer};
 use oneword_proto::common::v1 as common;
 use oneword_proto::decoder::v1::decoder_server::DecoderServer;
 use tokio::net::TcpListener;
-use tonic::service::Routes;
 
 pub use config::Config;
 pub use error::Error;
 
-/// Loads the model, then serves the decoder on `listener` until `shutdown` completes.
+/// Serves the decoder on `listener` until `shutdown` completes; health says NOT_SERVING until
+/// the model is loaded.
 pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-    let loader = config.clone();
-    let service = tokio::task::spawn_blocking(move || load(&loader)).await??;
-    let routes = Routes::new(
-        DecoderServer::new(service)
+    let load = async {
+        let loader = config.clone();
+        let service = tokio::task::spawn_blocking(move || load(&loader)).await??;
+        Ok(DecoderServer::new(service)
             .max_decoding_message_size(config.max_message_bytes)
-            .max_encoding_message_size(config.max_message_bytes),
-    );
-    oneword_runtime::serve::<DecoderServer<service::DecoderService>>(listener, routes, shutdown).await?;
+            .max_encoding_message_size(config.max_message_bytes))
+    };
+    oneword_runtime::serve(listener, load, shutdown).await?;
     Ok(())
 }
 

@@ -18,7 +18,6 @@ use oneword_model::{Checkpoint, Embeddings};
 use oneword_proto::common::v1 as common;
 use oneword_proto::embedder::v1::embedder_server::EmbedderServer;
 use tokio::net::TcpListener;
-use tonic::service::Routes;
 
 pub use config::Config;
 pub use error::Error;
@@ -26,21 +25,21 @@ pub use error::Error;
 /// Room left in a message for everything but the tensor's bytes (field tags, lengths, shape).
 const MESSAGE_OVERHEAD: usize = 1024;
 
-/// Loads the embedding module, then serves the embedder on `listener` until `shutdown` completes.
+/// Serves the embedder on `listener` until `shutdown` completes; health says NOT_SERVING until
+/// the embedding module is loaded.
 pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let loader = config.clone();
-    let service = tokio::task::spawn_blocking(move || load(&loader)).await??;
-    let routes = Routes::new(
-        EmbedderServer::new(service)
+    let load = async {
+        let loader = config.clone();
+        let service = tokio::task::spawn_blocking(move || load(&loader)).await??;
+        Ok(EmbedderServer::new(service)
             .max_decoding_message_size(config.max_message_bytes)
-            .max_encoding_message_size(config.max_message_bytes),
-    );
-    oneword_runtime::serve::<EmbedderServer<service::EmbedderService>>(listener, routes, shutdown)
-        .await?;
+            .max_encoding_message_size(config.max_message_bytes))
+    };
+    oneword_runtime::serve(listener, load, shutdown).await?;
     Ok(())
 }
 

@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use oneword_proto::gateway::v1::gateway_server::GatewayServer;
 use tokio::net::TcpListener;
-use tonic::service::Routes;
 
 pub use config::Config;
 pub use error::Error;
@@ -33,7 +32,6 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
         Duration::from_secs(config.connect_timeout_secs),
     )?;
     let service = service::GatewayService { config, downstream };
-    let routes = Routes::new(GatewayServer::new(service));
-    oneword_runtime::serve::<GatewayServer<service::GatewayService>>(listener, routes, shutdown).await?;
+    oneword_runtime::serve(listener, async { Ok(GatewayServer::new(service)) }, shutdown).await?;
     Ok(())
 }

@@ -1,8 +1,16 @@
-//! Serving a set of gRPC routes with `grpc.health.v1` and reflection (v1 and v1alpha, since the
+//! Serving a gRPC service with `grpc.health.v1` and reflection (v1 and v1alpha, since the
 //! grpcurl shipped on PyPI only speaks v1alpha), and stopping cleanly.
+//!
+//! The port answers from the first moment: health says NOT_SERVING and the service's own calls
+//! UNAVAILABLE while the model loads, SERVING once it is ready, NOT_SERVING again on shutdown.
 
+use std::convert::Infallible;
 use std::future::Future;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+use tonic::body::Body;
+use tonic::codegen::{http, BoxFuture, Service};
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -14,19 +22,31 @@ use tonic_health::ServingStatus;
 /// shutdown and hyper's graceful drain can hang (hyperium/hyper#4170), so the drain is bounded.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves `routes` (whose main service is `S`) plus health and reflection on `listener` until
-/// `shutdown` completes. Callers load their model first, so health starts as SERVING; it turns
-/// NOT_SERVING as soon as shutdown begins, then in-flight calls get [`DRAIN_TIMEOUT`] to finish.
-pub async fn serve<S: NamedService>(
+/// Serves the service that `load` builds (a generated `*Server`), plus health and reflection, on
+/// `listener` until `shutdown` completes. Health is NOT_SERVING until `load` succeeds; if it
+/// fails, serving stops and the error is returned. On shutdown health turns NOT_SERVING at once,
+/// then in-flight calls get [`DRAIN_TIMEOUT`] to finish.
+pub async fn serve<S>(
     listener: TcpListener,
-    routes: Routes,
+    load: impl Future<Output = anyhow::Result<S>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ServeError> {
+) -> Result<(), ServeError>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
     let (reporter, health_service) = tonic_health::server::health_reporter();
-    reporter.set_serving::<S>().await;
+    reporter.set_not_serving::<S>().await;
     reporter
-        .set_service_status("", ServingStatus::Serving)
+        .set_service_status("", ServingStatus::NotServing)
         .await;
+    let loaded = Arc::new(OnceLock::new());
+    let routes = Routes::new(WhenLoaded { service: loaded.clone() });
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(oneword_proto::FILE_DESCRIPTOR_SET)
@@ -38,6 +58,7 @@ pub async fn serve<S: NamedService>(
         .add_service(reflection().build_v1alpha()?);
 
     let addr = listener.local_addr()?;
+    let ready = reporter.clone();
     let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
     let stop = async move {
         shutdown.await;
@@ -50,10 +71,19 @@ pub async fn serve<S: NamedService>(
     let server = tonic::transport::Server::builder()
         .add_routes(routes)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop);
-    tracing::info!(%addr, service = S::NAME, "serving");
+    tracing::info!(%addr, service = S::NAME, "listening; loading");
     tokio::pin!(server);
+    let serving = async {
+        let service = load.await.map_err(ServeError::Load)?;
+        let _ = loaded.set(service);
+        ready.set_serving::<S>().await;
+        ready.set_service_status("", ServingStatus::Serving).await;
+        tracing::info!(%addr, service = S::NAME, "serving");
+        std::future::pending::<Result<(), ServeError>>().await
+    };
     tokio::select! {
         result = &mut server => result?,
+        failed = serving => return failed,
         _ = draining_rx => {
             if tokio::time::timeout(DRAIN_TIMEOUT, server).await.is_err() {
                 tracing::warn!(%addr, "in-flight calls did not finish within {DRAIN_TIMEOUT:?}");
@@ -64,9 +94,52 @@ pub async fn serve<S: NamedService>(
     Ok(())
 }
 
+/// Answers UNAVAILABLE until the service is loaded, then hands every call to it.
+#[derive(Clone)]
+struct WhenLoaded<S> {
+    service: Arc<OnceLock<S>>,
+}
+
+impl<S: NamedService> NamedService for WhenLoaded<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S> Service<http::Request<Body>> for WhenLoaded<S>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + NamedService
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Infallible>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
+        // Generated tonic servers are always ready.
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        match self.service.get() {
+            Some(service) => {
+                let mut service = service.clone();
+                Box::pin(async move { service.call(request).await })
+            }
+            None => Box::pin(async {
+                Ok(tonic::Status::unavailable(format!("{} is loading its model", S::NAME)).into_http())
+            }),
+        }
+    }
+}
+
 /// Why a server could not start or failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    #[error("loading: {0:#}")]
+    Load(anyhow::Error),
     #[error("building reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("reading the listener's address: {0}")]

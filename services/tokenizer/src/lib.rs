@@ -17,7 +17,6 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use oneword_proto::tokenizer::v1::tokenizer_server::TokenizerServer;
 use tokio::net::TcpListener;
-use tonic::service::Routes;
 
 use crate::bpe::BpeTokenizer;
 use crate::convert::Limits;
@@ -25,26 +24,27 @@ use crate::service::TokenizerService;
 pub use config::Config;
 pub use error::Error;
 
-/// Loads the tokenizer, then serves it on `listener` until `shutdown` completes.
+/// Serves the tokenizer on `listener` until `shutdown` completes; health says NOT_SERVING until
+/// the tokenizer is loaded.
 pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     config.validate()?;
-    let model = config.model.clone();
-    let tokenizer = tokio::task::spawn_blocking(move || load(&model))
-        .await
-        .context("the loading thread failed")??;
-    let limits = Limits {
-        max_batch_texts: config.max_batch_texts,
-        max_text_bytes: config.max_text_bytes,
+    let load = async {
+        let model = config.model.clone();
+        let tokenizer = tokio::task::spawn_blocking(move || load(&model))
+            .await
+            .context("the loading thread failed")??;
+        let limits = Limits {
+            max_batch_texts: config.max_batch_texts,
+            max_text_bytes: config.max_text_bytes,
+        };
+        let service = TokenizerService::new(tokenizer, &config.model, limits, config.queue_capacity);
+        Ok(TokenizerServer::new(service).max_decoding_message_size(config.max_message_bytes))
     };
-    let service = TokenizerService::new(tokenizer, &config.model, limits, config.queue_capacity);
-    let routes = Routes::new(
-        TokenizerServer::new(service).max_decoding_message_size(config.max_message_bytes),
-    );
-    oneword_runtime::serve::<TokenizerServer<TokenizerService>>(listener, routes, shutdown).await?;
+    oneword_runtime::serve(listener, load, shutdown).await?;
     Ok(())
 }
 

@@ -13,6 +13,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
 use tonic_types::StatusExt;
 
 fn fixture(name: &str) -> PathBuf {
@@ -38,12 +41,19 @@ impl Server {
         let task = tokio::spawn(oneword_tokenizer::run(config, listener, async {
             let _ = stopped.await;
         }));
-        // The listener is already bound, so connecting cannot race the start; calls wait for
-        // the tokenizer to load.
-        let client = TokenizerClient::connect(format!("http://{addr}"))
-            .await
-            .unwrap();
-        Server { client, stop, task }
+        // The listener is already bound, so connecting cannot race the start; the health check
+        // says when the tokenizer has loaded (a failed load ends the task instead).
+        let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+        let mut health = HealthClient::new(channel.clone());
+        for _ in 0..600 {
+            let request = HealthCheckRequest { service: String::new() };
+            match health.check(request).await {
+                Ok(r) if r.get_ref().status == ServingStatus::Serving as i32 => break,
+                _ if task.is_finished() => break,
+                _ => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+            }
+        }
+        Server { client: TokenizerClient::new(channel), stop, task }
     }
 
     async fn gpt2() -> Server {

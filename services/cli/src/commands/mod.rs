@@ -1,0 +1,141 @@
+//! Each command: build the request, call the gateway, write the answer.
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use oneword_proto::gateway::v1 as gw;
+use oneword_proto::gateway::v1::gateway_client::GatewayClient;
+use tonic::transport::Channel;
+
+use crate::client::{connect, request};
+use crate::config::{Cli, Command, NextArgs, TokenizeArgs};
+use crate::error::Error;
+use crate::json::to_line;
+use crate::render::{self, Style};
+
+mod generate;
+
+/// Where a command writes: stdout for the answer, stderr for what is about it.
+pub struct Output<'a> {
+    pub out: &'a mut (dyn Write + Send),
+    pub err: &'a mut (dyn Write + Send),
+    /// Styling for `out`.
+    pub out_style: Style,
+    /// Styling for `err`.
+    pub err_style: Style,
+}
+
+impl Output<'_> {
+    /// A line on stderr, dimmed, after everything on stdout so far.
+    fn note(&mut self, line: &str) -> Result<(), Error> {
+        self.out.flush()?;
+        writeln!(self.err, "{}", self.err_style.dim(line))?;
+        Ok(())
+    }
+}
+
+/// Runs the command the flags name against the gateway they name.
+pub async fn run(cli: Cli, io: &mut Output<'_>) -> Result<(), Error> {
+    let mut gateway = connect(&cli.gateway).await?;
+    let ctx = Ctx {
+        json: cli.json,
+        timeout: cli.timeout,
+    };
+    match cli.command {
+        Command::Next(args) => next(&mut gateway, ctx, args, io).await,
+        Command::Generate(args) => generate::run(&mut gateway, ctx, args, io).await,
+        Command::Tokenize(args) => tokenize(&mut gateway, ctx, args, io).await,
+        Command::Info => info(&mut gateway, ctx, io).await,
+    }?;
+    io.out.flush()?;
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
+struct Ctx {
+    json: bool,
+    timeout: Option<Duration>,
+}
+
+/// The text argument, or stdin for "-" (less one trailing newline, which `echo` adds).
+fn input(arg: String) -> Result<String, Error> {
+    if arg != "-" {
+        return Ok(arg);
+    }
+    let mut text = String::new();
+    std::io::stdin().read_to_string(&mut text)?;
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    Ok(text)
+}
+
+async fn next(
+    gateway: &mut GatewayClient<Channel>,
+    ctx: Ctx,
+    args: NextArgs,
+    io: &mut Output<'_>,
+) -> Result<(), Error> {
+    let message = gw::NextTokensRequest {
+        prompt: input(args.prompt)?,
+        top_n: args.top,
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        full_row: args.full_row,
+    };
+    let resp = gateway
+        .next_tokens(request(message, ctx.timeout))
+        .await?
+        .into_inner();
+    if ctx.json {
+        writeln!(io.out, "{}", to_line(&resp))?;
+    } else {
+        let label = render::shaping_label(args.temperature, args.top_k, args.top_p);
+        write!(io.out, "{}", render::next_table(&resp, label.as_deref()))?;
+    }
+    Ok(())
+}
+
+async fn tokenize(
+    gateway: &mut GatewayClient<Channel>,
+    ctx: Ctx,
+    args: TokenizeArgs,
+    io: &mut Output<'_>,
+) -> Result<(), Error> {
+    let message = gw::TokenizeRequest {
+        text: input(args.text)?,
+        allow_special: args.allow_special,
+    };
+    let resp = gateway
+        .tokenize(request(message, ctx.timeout))
+        .await?
+        .into_inner();
+    if ctx.json {
+        writeln!(io.out, "{}", to_line(&resp))?;
+    } else {
+        let encoding = resp.encoding.unwrap_or_default();
+        write!(io.out, "{}", render::tokenize_table(&encoding))?;
+    }
+    Ok(())
+}
+
+async fn info(
+    gateway: &mut GatewayClient<Channel>,
+    ctx: Ctx,
+    io: &mut Output<'_>,
+) -> Result<(), Error> {
+    let resp = gateway
+        .info(request(gw::InfoRequest {}, ctx.timeout))
+        .await?
+        .into_inner();
+    if ctx.json {
+        writeln!(io.out, "{}", to_line(&resp))?;
+    } else {
+        write!(io.out, "{}", render::info(&resp))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,314 @@
+//! Command-line flags. The only place the CLI reads its environment.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Help heading of the flags every command takes.
+const GLOBAL: &str = "Global options";
+
+/// Default gateway address (the gateway's default port).
+pub const DEFAULT_GATEWAY: &str = "http://127.0.0.1:50050";
+
+const JSON_HELP: &str = "\
+JSON output (--json): each response message in the proto3 JSON mapping, so any protobuf library
+can parse it back: the proto field names (snake_case); every scalar and repeated field present,
+absent sub-messages left out; enums by name (\"FINISH_REASON_LENGTH\"); 64-bit integers (seed,
+timings) as strings; bytes (token pieces, tensor data) as base64; non-finite floats as \"NaN\",
+\"Infinity\" or \"-Infinity\". `generate` prints one GenerateStreamResponse per line as the chunks
+arrive (one GenerateResponse with --no-stream). Errors still go to stderr as text.";
+
+/// Ask GPT-2 for the next word, one word at a time, through the oneword gateway.
+#[derive(Debug, Parser)]
+#[command(name = "oneword", version, after_long_help = JSON_HELP)]
+pub struct Cli {
+    /// Gateway address: `http://host:port`, or `host:port`.
+    #[arg(
+        long,
+        global = true,
+        env = "ONEWORD_GATEWAY",
+        default_value = DEFAULT_GATEWAY,
+        help_heading = GLOBAL
+    )]
+    pub gateway: String,
+
+    /// Print the responses as JSON for scripts (the shape is at the end of `--help`).
+    #[arg(long, global = true, help_heading = GLOBAL)]
+    pub json: bool,
+
+    /// Give up on a request after this many seconds; the gateway gets it as the gRPC deadline.
+    /// Default: no deadline.
+    #[arg(
+        long,
+        global = true,
+        value_name = "SECONDS",
+        value_parser = parse_seconds,
+        help_heading = GLOBAL
+    )]
+    pub timeout: Option<Duration>,
+
+    /// When to use colour and dim text: auto (on a terminal, unless NO_COLOR is set), always, never.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t = ColorChoice::Auto,
+        help_heading = GLOBAL
+    )]
+    pub color: ColorChoice,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// When to style output with ANSI escapes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether to style a stream, given whether it is a terminal.
+    pub fn enabled(self, is_terminal: bool) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            // https://no-color.org: any non-empty NO_COLOR turns colour off.
+            ColorChoice::Auto => {
+                is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            }
+        }
+    }
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The essay's table: the most likely next tokens after a prompt, with their probabilities.
+    #[command(after_long_help = JSON_HELP)]
+    Next(NextArgs),
+    /// Continue a prompt, streaming the text as it is generated.
+    #[command(long_about = GENERATE_ABOUT, after_long_help = JSON_HELP)]
+    Generate(GenerateArgs),
+    /// Split text into GPT-2 tokens: index, id, the token's exact bytes, and its byte range.
+    #[command(after_long_help = JSON_HELP)]
+    Tokenize(TokenizeArgs),
+    /// Describe the model and the request limits.
+    #[command(after_long_help = JSON_HELP)]
+    Info,
+}
+
+const GENERATE_ABOUT: &str = "\
+Continue a prompt, streaming the text as it is generated.
+
+With -n 1 (the default) the text goes to stdout as it arrives. With -n > 1 the completions are
+generated together and their chunks interleave, so each completion is printed whole as soon as it
+finishes, prefixed with `[i]` (its index, from 0; continuation lines are indented), in the order
+they finish. A summary (finish reason, tokens, seed, tokens/s) goes to stderr.
+
+With --logprobs, a table of the generated tokens follows each completion: probability and rank in
+the raw distribution, probability in the shaped one, and the most likely alternatives.";
+
+/// Flags of `oneword next`.
+#[derive(Debug, Args)]
+pub struct NextArgs {
+    /// The text whose next token to show ("-" reads stdin).
+    pub prompt: String,
+    /// How many of the most likely tokens to list, 1..=100. Default (the gateway's): 5.
+    #[arg(long, visible_alias = "top-n", value_name = "N")]
+    pub top: Option<u32>,
+    /// Also show the distribution a sampler at this temperature sees (0 = greedy).
+    #[arg(long, short = 't', allow_negative_numbers = true)]
+    pub temperature: Option<f32>,
+    /// Also show the distribution cut to the k most likely tokens.
+    #[arg(long, value_name = "K")]
+    pub top_k: Option<u32>,
+    /// Also show the distribution cut to the nucleus of total probability P, in (0, 1].
+    #[arg(long, value_name = "P", allow_negative_numbers = true)]
+    pub top_p: Option<f32>,
+    /// Also return the whole raw logit row (JSON only: `full_row`, base64 of little-endian f32).
+    #[arg(long, requires = "json")]
+    pub full_row: bool,
+}
+
+/// Flags of `oneword generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// The text to continue ("-" reads stdin).
+    pub prompt: String,
+    /// Most tokens to generate per completion. Default (the gateway's): 16.
+    #[arg(long, visible_alias = "max-new-tokens", value_name = "N")]
+    pub max_tokens: Option<u32>,
+    /// Softmax temperature, >= 0; 0 is greedy. Default (the gateway's): 1.
+    #[arg(long, short = 't', allow_negative_numbers = true)]
+    pub temperature: Option<f32>,
+    /// Sample only among the K most likely tokens.
+    #[arg(long, value_name = "K")]
+    pub top_k: Option<u32>,
+    /// Sample only among the most likely tokens whose probability adds up to P, in (0, 1].
+    #[arg(long, value_name = "P", allow_negative_numbers = true)]
+    pub top_p: Option<f32>,
+    /// Seed for the random draws: the same request with the same seed gives the same text.
+    /// Default: a random seed, shown in the summary.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Stop when this string appears (not included in the text). Repeat for several.
+    #[arg(long, value_name = "S")]
+    pub stop: Vec<String>,
+    /// How many independent completions of the prompt (printed whole as each finishes when > 1).
+    #[arg(long, short = 'n')]
+    pub n: Option<u32>,
+    /// Show each generated token's probability and rank, plus this many alternatives.
+    #[arg(long, value_name = "N")]
+    pub logprobs: Option<u32>,
+    /// Keep generating after the end-of-text token.
+    #[arg(long)]
+    pub ignore_eos: bool,
+    /// Add BIAS (in [-100, 100]) to token ID's logit before sampling: -100 all but bans it, +100
+    /// all but forces it. Repeat for several, e.g. `--logit-bias 50256=-100`.
+    #[arg(long, value_name = "ID=BIAS", value_parser = parse_logit_bias)]
+    pub logit_bias: Vec<(u32, f32)>,
+    /// Print the prompt before the generated text (n = 1 only).
+    #[arg(long)]
+    pub echo: bool,
+    /// Wait for the whole response (the unary Generate RPC) instead of streaming.
+    #[arg(long)]
+    pub no_stream: bool,
+}
+
+/// Flags of `oneword tokenize`.
+#[derive(Debug, Args)]
+pub struct TokenizeArgs {
+    /// The text to split ("-" reads stdin).
+    pub text: String,
+    /// Read "<|endoftext|>" in the text as the special token rather than as plain characters.
+    #[arg(long)]
+    pub allow_special: bool,
+}
+
+fn parse_logit_bias(s: &str) -> Result<(u32, f32), String> {
+    let (id, bias) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected ID=BIAS, e.g. 50256=-100, got {s:?}"))?;
+    let id = id
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected a token id before `=`, got {id:?}"))?;
+    let bias = bias
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected a number after `=`, got {bias:?}"))?;
+    Ok((id, bias))
+}
+
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("expected a number of seconds, got {s:?}"))?;
+    if !(secs.is_finite() && secs > 0.0) {
+        return Err(format!("must be a positive number of seconds, got {s}"));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_go_after_the_subcommand() {
+        let cli = Cli::try_parse_from([
+            "oneword",
+            "next",
+            "The best thing about AI is its ability to",
+            "--top",
+            "5",
+            "--json",
+            "--gateway",
+            "localhost:1",
+        ])
+        .unwrap();
+        assert!(cli.json);
+        assert_eq!(cli.gateway, "localhost:1");
+        let Command::Next(args) = cli.command else {
+            panic!("expected next")
+        };
+        assert_eq!(args.top, Some(5));
+        assert_eq!(args.temperature, None);
+    }
+
+    #[test]
+    fn generate_collects_repeated_stops() {
+        let cli = Cli::try_parse_from([
+            "oneword", "generate", "hi", "--stop", ".", "--stop", "\n", "-n", "3", "--seed", "1",
+        ])
+        .unwrap();
+        let Command::Generate(args) = cli.command else {
+            panic!("expected generate")
+        };
+        assert_eq!(args.stop, vec![".".to_string(), "\n".to_string()]);
+        assert_eq!(args.n, Some(3));
+        assert_eq!(args.seed, Some(1));
+    }
+
+    #[test]
+    fn negative_numbers_reach_the_gateway_which_says_what_is_allowed() {
+        let cli = Cli::try_parse_from(["oneword", "generate", "hi", "-t", "-1", "--top-p", "-0.5"])
+            .unwrap();
+        let Command::Generate(args) = cli.command else {
+            panic!("expected generate")
+        };
+        assert_eq!((args.temperature, args.top_p), (Some(-1.0), Some(-0.5)));
+        let cli = Cli::try_parse_from(["oneword", "next", "hi", "--temperature", "-1"]).unwrap();
+        let Command::Next(args) = cli.command else {
+            panic!("expected next")
+        };
+        assert_eq!(args.temperature, Some(-1.0));
+    }
+
+    #[test]
+    fn full_row_needs_json() {
+        assert!(Cli::try_parse_from(["oneword", "next", "x", "--full-row"]).is_err());
+        assert!(Cli::try_parse_from(["oneword", "next", "x", "--full-row", "--json"]).is_ok());
+    }
+
+    #[test]
+    fn logit_bias_is_id_equals_bias() {
+        assert_eq!(parse_logit_bias("50256=-100"), Ok((50256, -100.0)));
+        assert_eq!(parse_logit_bias(" 13 = 2.5 "), Ok((13, 2.5)));
+        assert!(parse_logit_bias("50256").is_err());
+        assert!(parse_logit_bias("x=1").is_err());
+        assert!(parse_logit_bias("1=x").is_err());
+        let cli = Cli::try_parse_from([
+            "oneword",
+            "generate",
+            "hi",
+            "--logit-bias",
+            "1=2",
+            "--logit-bias",
+            "3=-4",
+        ])
+        .unwrap();
+        let Command::Generate(args) = cli.command else {
+            panic!("expected generate")
+        };
+        assert_eq!(args.logit_bias, vec![(1, 2.0), (3, -4.0)]);
+    }
+
+    #[test]
+    fn timeout_must_be_positive() {
+        assert_eq!(parse_seconds("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_seconds("0").is_err());
+        assert!(parse_seconds("-1").is_err());
+        assert!(parse_seconds("nan").is_err());
+        assert!(parse_seconds("soon").is_err());
+    }
+}

@@ -1,0 +1,37 @@
+//! Responses as text for people. Pure functions: no I/O, no server.
+//!
+//! `cells` formats single values (tokens, percentages, bars) and lays rows out as a table,
+//! `tables` renders `next`, `tokenize` and `info`, `generate` the completions and their summaries.
+
+mod cells;
+mod generate;
+mod tables;
+
+pub use generate::{completion_block, completion_summary, details_table, generate_summary};
+pub use tables::{info, next_table, shaping_label, tokenize_table};
+
+/// ANSI styling, or none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Style {
+    pub color: bool,
+}
+
+impl Style {
+    /// Faint text, for what is about the output rather than the output.
+    pub fn dim(self, s: &str) -> String {
+        self.wrap("2", s)
+    }
+
+    /// Bold text.
+    pub fn bold(self, s: &str) -> String {
+        self.wrap("1", s)
+    }
+
+    fn wrap(self, code: &str, s: &str) -> String {
+        if self.color && !s.is_empty() {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+}

@@ -72,11 +72,17 @@ where
     F: FnOnce(TcpListener, oneshot::Receiver<()>) -> Fut,
     Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding 127.0.0.1:0");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binding 127.0.0.1:0");
     let address = format!("http://{}", listener.local_addr().expect("a bound address"));
     let (stop, stopped) = oneshot::channel();
     let task = tokio::spawn(run(listener, stopped));
-    let running = Running { address, stop: Some(stop), task };
+    let running = Running {
+        address,
+        stop: Some(stop),
+        task,
+    };
     wait_serving(&running).await;
     running
 }
@@ -89,8 +95,16 @@ async fn wait_serving(service: &Running) {
         if service.task.is_finished() {
             panic!("the service at {} exited while starting", service.address);
         }
-        if let Ok(channel) = Channel::from_shared(service.address.clone()).unwrap().connect().await {
-            let status = HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await;
+        if let Ok(channel) = Channel::from_shared(service.address.clone())
+            .unwrap()
+            .connect()
+            .await
+        {
+            let status = HealthClient::new(channel)
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await;
             if status.is_ok_and(|s| s.into_inner().status == ServingStatus::Serving as i32) {
                 return;
             }
@@ -101,10 +115,8 @@ async fn wait_serving(service: &Running) {
     panic!("the service at {} did not become healthy", service.address);
 }
 
-fn until(stopped: oneshot::Receiver<()>) -> impl Future<Output = ()> + Send + 'static {
-    async move {
-        let _ = stopped.await;
-    }
+async fn until(stopped: oneshot::Receiver<()>) {
+    let _ = stopped.await;
 }
 
 /// The four services, started on one model directory.
@@ -122,10 +134,16 @@ impl Cluster {
     }
 
     /// Like [`Cluster::start`], letting the test adjust the decoder's config first.
-    pub async fn start_with(model: &Path, adjust_decoder: impl FnOnce(&mut oneword_decoder::Config)) -> Cluster {
+    pub async fn start_with(
+        model: &Path,
+        adjust_decoder: impl FnOnce(&mut oneword_decoder::Config),
+    ) -> Cluster {
         // Logs go through the test harness's capture, shown only for failing tests.
         let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "info".into()),
+            )
             .with_test_writer()
             .try_init();
         let model = model.to_str().expect("a UTF-8 model path").to_string();
@@ -142,21 +160,32 @@ impl Cluster {
             decoder.address.clone(),
         );
         let gateway = start(|l, s| oneword_gateway::run(gateway_config, l, until(s))).await;
-        Cluster { tokenizer, embedder, decoder, gateway }
+        Cluster {
+            tokenizer,
+            embedder,
+            decoder,
+            gateway,
+        }
     }
 
     /// A client of the public API.
     pub async fn gateway(&self) -> GatewayClient<Channel> {
-        GatewayClient::connect(self.gateway.address.clone()).await.expect("connecting to the gateway")
+        GatewayClient::connect(self.gateway.address.clone())
+            .await
+            .expect("connecting to the gateway")
     }
 
     /// A client of the decoder, to look at its sessions.
     pub async fn decoder(&self) -> DecoderClient<Channel> {
-        DecoderClient::connect(self.decoder.address.clone()).await.expect("connecting to the decoder")
+        DecoderClient::connect(self.decoder.address.clone())
+            .await
+            .expect("connecting to the decoder")
     }
 
     /// A client of the tokenizer.
     pub async fn tokenizer(&self) -> TokenizerClient<Channel> {
-        TokenizerClient::connect(self.tokenizer.address.clone()).await.expect("connecting to the tokenizer")
+        TokenizerClient::connect(self.tokenizer.address.clone())
+            .await
+            .expect("connecting to the tokenizer")
     }
 }

@@ -8,15 +8,29 @@ use oneword_proto::tokenizer::v1 as tok;
 use tonic::Code;
 
 fn request() -> pb::GenerateRequest {
-    pb::GenerateRequest { prompt: "Hello".into(), max_new_tokens: Some(4), temperature: Some(0.0), ..Default::default() }
+    pb::GenerateRequest {
+        prompt: "Hello".into(),
+        max_new_tokens: Some(4),
+        temperature: Some(0.0),
+        ..Default::default()
+    }
 }
 
 /// Sends `r` and checks the code and that the message mentions each of `words`.
 async fn expect(cluster: &Cluster, r: pb::GenerateRequest, code: Code, words: &[&str]) {
-    let status = cluster.gateway().await.generate(r.clone()).await.expect_err("the request should fail");
+    let status = cluster
+        .gateway()
+        .await
+        .generate(r.clone())
+        .await
+        .expect_err("the request should fail");
     assert_eq!(status.code(), code, "{r:?}: {}", status.message());
     for word in words {
-        assert!(status.message().contains(word), "{:?} does not mention {word:?}", status.message());
+        assert!(
+            status.message().contains(word),
+            "{:?} does not mention {word:?}",
+            status.message()
+        );
     }
     // The streaming call validates the same way, before any chunk.
     let streamed = cluster.gateway().await.generate_stream(r).await;
@@ -34,36 +48,216 @@ async fn every_bad_field_is_invalid_argument_with_field_value_and_range() {
     let cluster = Cluster::start(tiny_model()).await;
     let c = &cluster;
     let invalid = Code::InvalidArgument;
-    expect(c, pb::GenerateRequest { prompt: String::new(), ..request() }, invalid, &["`prompt`", "empty"]).await;
+    expect(
+        c,
+        pb::GenerateRequest {
+            prompt: String::new(),
+            ..request()
+        },
+        invalid,
+        &["`prompt`", "empty"],
+    )
+    .await;
     // "hello" then n - 1 times " hello": n tokens.
     let words = |n: usize| format!("hello{}", " hello".repeat(n - 1));
-    expect(c, pb::GenerateRequest { prompt: words(1100), ..request() }, invalid, &["1100 tokens", "1024"]).await;
-    expect(c, pb::GenerateRequest { prompt: words(1000), max_new_tokens: Some(100), ..request() }, invalid, &["1000 tokens", "100", "1024"]).await;
-    expect(c, pb::GenerateRequest { max_new_tokens: Some(0), ..request() }, invalid, &["`max_new_tokens`", "got 0"]).await;
-    expect(c, pb::GenerateRequest { max_new_tokens: Some(u32::MAX), ..request() }, invalid, &["`max_new_tokens`", "4294967295"]).await;
-    expect(c, pb::GenerateRequest { temperature: Some(-0.5), ..request() }, invalid, &["`temperature`", "-0.5"]).await;
-    expect(c, pb::GenerateRequest { temperature: Some(f32::NAN), ..request() }, invalid, &["`temperature`", "NaN"]).await;
-    expect(c, pb::GenerateRequest { temperature: Some(f32::INFINITY), ..request() }, invalid, &["`temperature`", "inf"]).await;
-    expect(c, pb::GenerateRequest { top_p: Some(0.0), ..request() }, invalid, &["`top_p`", "(0, 1]"]).await;
-    expect(c, pb::GenerateRequest { top_p: Some(1.5), ..request() }, invalid, &["`top_p`", "1.5"]).await;
-    expect(c, pb::GenerateRequest { top_k: Some(0), ..request() }, invalid, &["`top_k`", "0"]).await;
-    expect(c, pb::GenerateRequest { n: Some(0), ..request() }, invalid, &["`n`", "1..=16"]).await;
-    expect(c, pb::GenerateRequest { n: Some(1000), ..request() }, invalid, &["`n`", "1000"]).await;
-    expect(c, pb::GenerateRequest { stop: vec!["a".into(); 20], ..request() }, invalid, &["`stop`", "20", "8"]).await;
-    expect(c, pb::GenerateRequest { stop: vec!["ok".into(), String::new()], ..request() }, invalid, &["`stop[1]`", "empty"]).await;
-    expect(c, pb::GenerateRequest { logprobs: Some(1000), ..request() }, invalid, &["`logprobs`", "1000"]).await;
+    expect(
+        c,
+        pb::GenerateRequest {
+            prompt: words(1100),
+            ..request()
+        },
+        invalid,
+        &["1100 tokens", "1024"],
+    )
+    .await;
+    expect(
+        c,
+        pb::GenerateRequest {
+            prompt: words(1000),
+            max_new_tokens: Some(100),
+            ..request()
+        },
+        invalid,
+        &["1000 tokens", "100", "1024"],
+    )
+    .await;
+    expect(
+        c,
+        pb::GenerateRequest {
+            max_new_tokens: Some(0),
+            ..request()
+        },
+        invalid,
+        &["`max_new_tokens`", "got 0"],
+    )
+    .await;
+    expect(
+        c,
+        pb::GenerateRequest {
+            max_new_tokens: Some(u32::MAX),
+            ..request()
+        },
+        invalid,
+        &["`max_new_tokens`", "4294967295"],
+    )
+    .await;
+    expect(
+        c,
+        pb::GenerateRequest {
+            temperature: Some(-0.5),
+            ..request()
+        },
+        invalid,
+        &["`temperature`", "-0.5"],
+    )
+    .await;
+    expect(
+        c,
+        pb::GenerateRequest {
+            temperature: Some(f32::NAN),
+            ..request()
+        },
+        invalid,
+        &["`temperature`", "NaN"],
+    )
+    .await;
+    expect(
+        c,
+        pb::GenerateRequest {
+            temperature: Some(f32::INFINITY),
+            ..request()
+        },
+        invalid,
+        &["`temperature`", "inf"],
+    )
+    .await;
+    expect(
+        c,
+        pb::GenerateRequest {
+            top_p: Some(0.0),
+            ..request()
+        },
+        invalid,
+        &["`top_p`", "(0, 1]"],
+    )
+    .await;
+    expect(
+        c,
+        pb::GenerateRequest {
+            top_p: Some(1.5),
+            ..request()
+        },
+        invalid,
+        &["`top_p`", "1.5"],
+    )
+    .await;
+    expect(
+        c,
+        pb::GenerateRequest {
+            top_k: Some(0),
+            ..request()
+        },
+        invalid,
+        &["`top_k`", "0"],
+    )
+    .await;
+    expect(
+        c,
+        pb::GenerateRequest {
+            n: Some(0),
+            ..request()
+        },
+        invalid,
+        &["`n`", "1..=16"],
+    )
+    .await;
+    expect(
+        c,
+        pb::GenerateRequest {
+            n: Some(1000),
+            ..request()
+        },
+        invalid,
+        &["`n`", "1000"],
+    )
+    .await;
+    expect(
+        c,
+        pb::GenerateRequest {
+            stop: vec!["a".into(); 20],
+            ..request()
+        },
+        invalid,
+        &["`stop`", "20", "8"],
+    )
+    .await;
+    expect(
+        c,
+        pb::GenerateRequest {
+            stop: vec!["ok".into(), String::new()],
+            ..request()
+        },
+        invalid,
+        &["`stop[1]`", "empty"],
+    )
+    .await;
+    expect(
+        c,
+        pb::GenerateRequest {
+            logprobs: Some(1000),
+            ..request()
+        },
+        invalid,
+        &["`logprobs`", "1000"],
+    )
+    .await;
     let unknown_id = [(50300u32, 1.0f32)].into_iter().collect();
-    expect(c, pb::GenerateRequest { logit_bias: unknown_id, ..request() }, invalid, &["`logit_bias`", "50300", "50257"]).await;
+    expect(
+        c,
+        pb::GenerateRequest {
+            logit_bias: unknown_id,
+            ..request()
+        },
+        invalid,
+        &["`logit_bias`", "50300", "50257"],
+    )
+    .await;
 
     // Nothing was left behind by the failed requests.
-    let info = cluster.decoder().await.info(oneword_proto::decoder::v1::InfoRequest {}).await.unwrap().into_inner();
+    let info = cluster
+        .decoder()
+        .await
+        .info(oneword_proto::decoder::v1::InfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(info.sessions, 0);
 
-    let table = |top_n| pb::NextTokensRequest { prompt: "Hi".into(), top_n: Some(top_n), ..Default::default() };
-    let status = cluster.gateway().await.next_tokens(table(0)).await.unwrap_err();
-    assert_eq!((status.code(), status.message().contains("`top_n`")), (invalid, true));
-    let status = cluster.gateway().await.next_tokens(table(5000)).await.unwrap_err();
-    assert_eq!((status.code(), status.message().contains("5000")), (invalid, true));
+    let table = |top_n| pb::NextTokensRequest {
+        prompt: "Hi".into(),
+        top_n: Some(top_n),
+        ..Default::default()
+    };
+    let status = cluster
+        .gateway()
+        .await
+        .next_tokens(table(0))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (status.code(), status.message().contains("`top_n`")),
+        (invalid, true)
+    );
+    let status = cluster
+        .gateway()
+        .await
+        .next_tokens(table(5000))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (status.code(), status.message().contains("5000")),
+        (invalid, true)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -71,17 +265,27 @@ async fn the_internal_services_check_their_input_too() {
     let cluster = Cluster::start(tiny_model()).await;
     let mut tokenizer = cluster.tokenizer().await;
     let status = tokenizer
-        .decode(tok::DecodeRequest { ids: vec![15496, 50300], skip_special_tokens: false })
+        .decode(tok::DecodeRequest {
+            ids: vec![15496, 50300],
+            skip_special_tokens: false,
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(status.message().contains("50300"), "{}", status.message());
     let status = tokenizer
-        .encode(tok::EncodeRequest { texts: vec![b"ok".to_vec(), vec![0x66, 0xff, 0x6f]], allow_special: false })
+        .encode(tok::EncodeRequest {
+            texts: vec![b"ok".to_vec(), vec![0x66, 0xff, 0x6f]],
+            allow_special: false,
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(status.message().contains("texts[1]"), "{}", status.message());
+    assert!(
+        status.message().contains("texts[1]"),
+        "{}",
+        status.message()
+    );
 
     // A decoder step naming a session nobody created.
     let mut decoder = cluster.decoder().await;
@@ -90,7 +294,10 @@ async fn the_internal_services_check_their_input_too() {
         embeddings: Some(oneword_runtime::tensor::f32_to_wire(&[0.0; 64], &[1, 64])),
         ..Default::default()
     };
-    let status = decoder.step(oneword_proto::decoder::v1::StepRequest { steps: vec![step] }).await.unwrap_err();
+    let status = decoder
+        .step(oneword_proto::decoder::v1::StepRequest { steps: vec![step] })
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
     assert!(status.message().contains("nobody"));
 }
@@ -101,12 +308,27 @@ async fn a_stopped_decoder_is_unavailable_by_name() {
     // One request first, so the gateway has cached the model and talks to the decoder per step.
     cluster.gateway().await.generate(request()).await.unwrap();
     cluster.decoder.stop().await;
-    let status = cluster.gateway().await.generate(request()).await.unwrap_err();
+    let status = cluster
+        .gateway()
+        .await
+        .generate(request())
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{}", status.message());
     assert!(status.message().contains("decoder"), "{}", status.message());
     // Tokenizing does not need the decoder and still works.
-    let tokens = cluster.gateway().await.tokenize(pb::TokenizeRequest { text: "Hello world".into(), allow_special: false }).await;
-    assert_eq!(tokens.unwrap().into_inner().encoding.unwrap().ids, vec![15496, 995]);
+    let tokens = cluster
+        .gateway()
+        .await
+        .tokenize(pb::TokenizeRequest {
+            text: "Hello world".into(),
+            allow_special: false,
+        })
+        .await;
+    assert_eq!(
+        tokens.unwrap().into_inner().encoding.unwrap().ids,
+        vec![15496, 995]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,7 +340,11 @@ async fn a_gateway_started_before_its_services_says_which_one_is_missing() {
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(oneword_gateway::run(config, listener, std::future::pending()));
+    let server = tokio::spawn(oneword_gateway::run(
+        config,
+        listener,
+        std::future::pending(),
+    ));
     let mut client = loop {
         match pb::gateway_client::GatewayClient::connect(address.clone()).await {
             Ok(client) => break client,
@@ -127,6 +353,10 @@ async fn a_gateway_started_before_its_services_says_which_one_is_missing() {
     };
     let status = client.generate(request()).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable);
-    assert!(status.message().contains("decoder") || status.message().contains("tokenizer"), "{}", status.message());
+    assert!(
+        status.message().contains("decoder") || status.message().contains("tokenizer"),
+        "{}",
+        status.message()
+    );
     server.abort();
 }

@@ -16,9 +16,15 @@ fn step(session: &str, create: bool, start: u32, n: usize, sample: bool) -> dec:
         start_position: start,
         embeddings: Some(f32_to_wire(&vec![0.1; n * 64], &[n as u32, 64])),
         sampling: sample.then(|| dec::Sampling {
-            shaping: Some(dec::Shaping { temperature: Some(0.0), ..Default::default() }),
+            shaping: Some(dec::Shaping {
+                temperature: Some(0.0),
+                ..Default::default()
+            }),
             u: 0.5,
-            report: Some(dec::Report { top_n: 3, full_row: dec::FullRow::F16 as i32 }),
+            report: Some(dec::Report {
+                top_n: 3,
+                full_row: dec::FullRow::F16 as i32,
+            }),
         }),
         release_after: false,
     }
@@ -33,60 +39,120 @@ async fn sessions_fork_release_and_guard_their_positions() {
     let cluster = Cluster::start(tiny_model()).await;
     let mut decoder = cluster.decoder().await;
 
-    let r = decoder.step(steps(vec![step("a", true, 0, 5, true)])).await.unwrap().into_inner();
+    let r = decoder
+        .step(steps(vec![step("a", true, 0, 5, true)]))
+        .await
+        .unwrap()
+        .into_inner();
     let pick = r.results[0].pick.clone().unwrap();
     assert_eq!(r.results[0].length, 5);
     assert_eq!(pick.raw_top.unwrap().ids.len(), 3);
     let row = pick.full_row.unwrap();
-    assert_eq!((row.shape.clone(), row.data.len()), (vec![50257], 50257 * 2), "the row packed as f16");
+    assert_eq!(
+        (row.shape.clone(), row.data.len()),
+        (vec![50257], 50257 * 2),
+        "the row packed as f16"
+    );
 
     // Creating twice, continuing at the wrong position, unknown sessions.
-    let status = decoder.step(steps(vec![step("a", true, 0, 1, false)])).await.unwrap_err();
+    let status = decoder
+        .step(steps(vec![step("a", true, 0, 1, false)]))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::AlreadyExists);
-    let status = decoder.step(steps(vec![step("a", false, 4, 1, false)])).await.unwrap_err();
+    let status = decoder
+        .step(steps(vec![step("a", false, 4, 1, false)]))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::FailedPrecondition);
-    assert!(status.message().contains("5 positions"), "{}", status.message());
-    let status = decoder.step(steps(vec![step("nope", false, 0, 1, false)])).await.unwrap_err();
+    assert!(
+        status.message().contains("5 positions"),
+        "{}",
+        status.message()
+    );
+    let status = decoder
+        .step(steps(vec![step("nope", false, 0, 1, false)]))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
     // A failed batch changes nothing, not even its valid parts.
     let status = decoder
-        .step(steps(vec![step("a", false, 5, 1, false), step("nope", false, 0, 1, false)]))
+        .step(steps(vec![
+            step("a", false, 5, 1, false),
+            step("nope", false, 0, 1, false),
+        ]))
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
 
     // Forks continue from the same cache; both then step together in one call.
     decoder
-        .fork(dec::ForkRequest { source_session_id: "a".into(), new_session_ids: vec!["b".into()] })
+        .fork(dec::ForkRequest {
+            source_session_id: "a".into(),
+            new_session_ids: vec!["b".into()],
+        })
         .await
         .unwrap();
     let status = decoder
-        .fork(dec::ForkRequest { source_session_id: "a".into(), new_session_ids: vec!["b".into()] })
+        .fork(dec::ForkRequest {
+            source_session_id: "a".into(),
+            new_session_ids: vec!["b".into()],
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::AlreadyExists);
     let status = decoder
-        .fork(dec::ForkRequest { source_session_id: "zzz".into(), new_session_ids: vec!["c".into()] })
+        .fork(dec::ForkRequest {
+            source_session_id: "zzz".into(),
+            new_session_ids: vec!["c".into()],
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
-    let r = decoder.step(steps(vec![step("a", false, 5, 1, true), step("b", false, 5, 1, true)])).await.unwrap().into_inner();
-    assert_eq!(r.results[0].pick.as_ref().unwrap().token_id, r.results[1].pick.as_ref().unwrap().token_id);
+    let r = decoder
+        .step(steps(vec![
+            step("a", false, 5, 1, true),
+            step("b", false, 5, 1, true),
+        ]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        r.results[0].pick.as_ref().unwrap().token_id,
+        r.results[1].pick.as_ref().unwrap().token_id
+    );
     assert_eq!((r.results[0].length, r.results[1].length), (6, 6));
 
-    let info = decoder.info(dec::InfoRequest {}).await.unwrap().into_inner();
+    let info = decoder
+        .info(dec::InfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!((info.sessions, info.cached_tokens), (2, 12));
     assert!(info.cached_bytes > 0);
     let released = decoder
-        .release(dec::ReleaseRequest { session_ids: vec!["a".into(), "b".into(), "never".into()] })
+        .release(dec::ReleaseRequest {
+            session_ids: vec!["a".into(), "b".into(), "never".into()],
+        })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(released.released, 2);
-    assert_eq!(decoder.info(dec::InfoRequest {}).await.unwrap().into_inner().sessions, 0);
+    assert_eq!(
+        decoder
+            .info(dec::InfoRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .sessions,
+        0
+    );
 
     // The context window bounds a session.
-    let status = decoder.step(steps(vec![step("long", true, 0, 1025, false)])).await.unwrap_err();
+    let status = decoder
+        .step(steps(vec![step("long", true, 0, 1025, false)]))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(status.message().contains("1024"), "{}", status.message());
 }
@@ -99,19 +165,40 @@ async fn idle_sessions_expire_and_the_session_cap_is_resource_exhausted() {
     })
     .await;
     let mut decoder = cluster.decoder().await;
-    decoder.step(steps(vec![step("x", true, 0, 2, false), step("y", true, 0, 2, false)])).await.unwrap();
-    let status = decoder.step(steps(vec![step("z", true, 0, 2, false)])).await.unwrap_err();
+    decoder
+        .step(steps(vec![
+            step("x", true, 0, 2, false),
+            step("y", true, 0, 2, false),
+        ]))
+        .await
+        .unwrap();
+    let status = decoder
+        .step(steps(vec![step("z", true, 0, 2, false)]))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted);
-    assert!(status.message().contains("limit of 2"), "{}", status.message());
+    assert!(
+        status.message().contains("limit of 2"),
+        "{}",
+        status.message()
+    );
 
     let mut sessions = u32::MAX;
     for _ in 0..100 {
-        sessions = decoder.info(dec::InfoRequest {}).await.unwrap().into_inner().sessions;
+        sessions = decoder
+            .info(dec::InfoRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .sessions;
         if sessions == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(sessions, 0, "idle sessions outlived their 1 s TTL");
-    decoder.step(steps(vec![step("z", true, 0, 2, false)])).await.unwrap();
+    decoder
+        .step(steps(vec![step("z", true, 0, 2, false)]))
+        .await
+        .unwrap();
 }

@@ -5,7 +5,10 @@ use std::net::SocketAddr;
 use clap::Parser;
 
 #[derive(Clone, Debug, Parser)]
-#[command(name = "oneword-decoder", about = "GPT-2's transformer blocks over named KV-cache sessions")]
+#[command(
+    name = "oneword-decoder",
+    about = "GPT-2's transformer blocks over named KV-cache sessions"
+)]
 pub struct Config {
     /// Model: a Hugging Face id (downloaded into the Hugging Face cache) or a local directory.
     #[arg(long, env = "ONEWORD_DECODER_MODEL", default_value = "gpt2")]
@@ -39,6 +42,12 @@ pub struct Config {
 impl Config {
     /// Defaults for a model, as tests build it.
     pub fn for_model(model: impl Into<String>) -> Self {
-        Config::parse_from(["oneword-decoder", "--model", &model.into(), "--device", "cpu"])
+        Config::parse_from([
+            "oneword-decoder",
+            "--model",
+            &model.into(),
+            "--device",
+            "cpu",
+        ])
     }
 }

@@ -22,7 +22,12 @@ pub struct Shaping {
 
 impl Default for Shaping {
     fn default() -> Self {
-        Shaping { temperature: 1.0, top_k: None, top_p: None, logit_bias: Vec::new() }
+        Shaping {
+            temperature: 1.0,
+            top_k: None,
+            top_p: None,
+            logit_bias: Vec::new(),
+        }
     }
 }
 
@@ -74,7 +79,10 @@ fn top_ids(logits: &[f32], n: usize) -> Vec<u32> {
 /// log Σ exp(x_i) over `ids` (or all of `logits`), in f64.
 fn log_sum_exp(logits: &[f32], ids: Option<&[u32]>, max: f32) -> f64 {
     let sum: f64 = match ids {
-        Some(ids) => ids.iter().map(|&i| ((logits[i as usize] - max) as f64).exp()).sum(),
+        Some(ids) => ids
+            .iter()
+            .map(|&i| ((logits[i as usize] - max) as f64).exp())
+            .sum(),
         None => logits.iter().map(|&l| ((l - max) as f64).exp()).sum(),
     };
     max as f64 + sum.ln()
@@ -89,7 +97,11 @@ fn log_sum_exp(logits: &[f32], ids: Option<&[u32]>, max: f32) -> f64 {
 pub fn pick(logits: &[f32], shaping: &Shaping, u: f64, top_n: usize) -> Pick {
     assert!(!logits.is_empty(), "an empty logit row is a bug");
     // NaN logits (a broken checkpoint) must not poison the comparisons below.
-    let max = logits.iter().copied().filter(|l| !l.is_nan()).fold(f32::NEG_INFINITY, f32::max);
+    let max = logits
+        .iter()
+        .copied()
+        .filter(|l| !l.is_nan())
+        .fold(f32::NEG_INFINITY, f32::max);
     let lse = log_sum_exp(logits, None, max);
     let raw_logprob = |i: u32| (logits[i as usize] as f64 - lse) as f32;
     let entropy = {
@@ -97,7 +109,11 @@ pub fn pick(logits: &[f32], shaping: &Shaping, u: f64, top_n: usize) -> Pick {
             .iter()
             .map(|&l| {
                 let p = ((l as f64) - lse).exp();
-                if p > 0.0 { p * l as f64 } else { 0.0 }
+                if p > 0.0 {
+                    p * l as f64
+                } else {
+                    0.0
+                }
             })
             .sum();
         (lse - expectation).max(0.0) as f32
@@ -119,7 +135,15 @@ pub fn pick(logits: &[f32], shaping: &Shaping, u: f64, top_n: usize) -> Pick {
     };
     let (token, shaped_logprob, shaped_top) = if shaping.temperature == 0.0 {
         let best = top_ids(shaped_logits, 1)[0];
-        (best, 0.0, if top_n > 0 { vec![(best, 0.0)] } else { Vec::new() })
+        (
+            best,
+            0.0,
+            if top_n > 0 {
+                vec![(best, 0.0)]
+            } else {
+                Vec::new()
+            },
+        )
     } else {
         sample(shaped_logits, shaping, u, top_n, shaped_top_ids)
     };
@@ -129,24 +153,47 @@ pub fn pick(logits: &[f32], shaping: &Shaping, u: f64, top_n: usize) -> Pick {
         .enumerate()
         .filter(|&(j, &l)| l > t || (l == t && (j as u32) < token))
         .count() as u32;
-    Pick { token, logprob: raw_logprob(token), rank, shaped_logprob, raw_top, shaped_top, entropy }
+    Pick {
+        token,
+        logprob: raw_logprob(token),
+        rank,
+        shaped_logprob,
+        raw_top,
+        shaped_top,
+        entropy,
+    }
 }
 
 /// Temperature, then top-k, then top-p (over the top-k renormalised, as transformers does), then
 /// inverse CDF. Returns the token, its shaped log-probability and the shaped top-N.
-fn sample(logits: &[f32], shaping: &Shaping, u: f64, top_n: usize, top_ids_desc: &[u32]) -> (u32, f32, Vec<(u32, f32)>) {
+fn sample(
+    logits: &[f32],
+    shaping: &Shaping,
+    u: f64,
+    top_n: usize,
+    top_ids_desc: &[u32],
+) -> (u32, f32, Vec<(u32, f32)>) {
     let inv_t = 1.0 / shaping.temperature;
     let scaled: Vec<f32> = logits.iter().map(|&l| l * inv_t).collect();
-    let max = scaled.iter().copied().filter(|l| !l.is_nan()).fold(f32::NEG_INFINITY, f32::max);
-    let truncating = shaping.top_k.is_some_and(|k| k < scaled.len()) || shaping.top_p.is_some_and(|p| p < 1.0);
+    let max = scaled
+        .iter()
+        .copied()
+        .filter(|l| !l.is_nan())
+        .fold(f32::NEG_INFINITY, f32::max);
+    let truncating =
+        shaping.top_k.is_some_and(|k| k < scaled.len()) || shaping.top_p.is_some_and(|p| p < 1.0);
 
     if !truncating {
         let lse = log_sum_exp(&scaled, None, max);
         let target = u * (lse - max as f64).exp();
-        let token = inverse_cdf(&scaled, (0..scaled.len() as u32).map(|i| i), max, target);
+        let token = inverse_cdf(&scaled, 0..scaled.len() as u32, max, target);
         let logprob = |i: u32| (scaled[i as usize] as f64 - lse) as f32;
         // Dividing by a positive temperature keeps the order, so the top-N ids carry over.
-        let top = top_ids_desc.iter().take(top_n).map(|&i| (i, logprob(i))).collect();
+        let top = top_ids_desc
+            .iter()
+            .take(top_n)
+            .map(|&i| (i, logprob(i)))
+            .collect();
         return (token, logprob(token), top);
     }
 
@@ -207,7 +254,10 @@ mod tests {
     #[test]
     fn greedy_takes_the_argmax_and_ignores_u() {
         let logits = [0.1, 2.0, -1.0, 2.0, 0.5];
-        let greedy = Shaping { temperature: 0.0, ..Shaping::default() };
+        let greedy = Shaping {
+            temperature: 0.0,
+            ..Shaping::default()
+        };
         for u in [0.0, 0.5, 0.999] {
             let p = pick(&logits, &greedy, u, 3);
             assert_eq!(p.token, 1, "ties go to the lower id");
@@ -249,7 +299,10 @@ mod tests {
     #[test]
     fn sampling_frequencies_match_the_temperature_scaled_softmax() {
         let logits = [0.5f32, 1.5, -0.3, 1.0, 0.0];
-        let s = Shaping { temperature: 0.8, ..Shaping::default() };
+        let s = Shaping {
+            temperature: 0.8,
+            ..Shaping::default()
+        };
         let scaled: Vec<f32> = logits.iter().map(|l| l / 0.8).collect();
         let expected = probs(&scaled);
         let n = 20_000;
@@ -258,7 +311,10 @@ mod tests {
             counts[pick(&logits, &s, (k as f64 + 0.5) / n as f64, 0).token as usize] += 1;
         }
         for (c, e) in counts.iter().zip(&expected) {
-            assert!((*c as f64 / n as f64 - e).abs() < 1e-3, "{counts:?} vs {expected:?}");
+            assert!(
+                (*c as f64 / n as f64 - e).abs() < 1e-3,
+                "{counts:?} vs {expected:?}"
+            );
         }
     }
 
@@ -266,32 +322,51 @@ mod tests {
     fn top_k_and_top_p_cut_the_tail() {
         // probabilities 0.5, 0.3, 0.15, 0.05
         let logits: Vec<f32> = [0.5f32, 0.3, 0.15, 0.05].iter().map(|p| p.ln()).collect();
-        let top_k = Shaping { top_k: Some(2), ..Shaping::default() };
+        let top_k = Shaping {
+            top_k: Some(2),
+            ..Shaping::default()
+        };
         let p = pick(&logits, &top_k, 0.99, 4);
         assert_eq!(p.token, 1);
         assert_eq!(p.shaped_top.len(), 2);
         assert!((p.shaped_top[0].1.exp() - 0.625).abs() < 1e-6);
         // top_p 0.7: 0 before id 0 (keep), 0.5 before id 1 (keep), 0.8 before id 2 (stop) -> {0, 1}
-        let top_p = Shaping { top_p: Some(0.7), ..Shaping::default() };
+        let top_p = Shaping {
+            top_p: Some(0.7),
+            ..Shaping::default()
+        };
         let p = pick(&logits, &top_p, 0.99, 4);
-        assert_eq!(p.shaped_top.iter().map(|t| t.0).collect::<Vec<_>>(), vec![0, 1]);
+        assert_eq!(
+            p.shaped_top.iter().map(|t| t.0).collect::<Vec<_>>(),
+            vec![0, 1]
+        );
         assert_eq!(p.token, 1);
         assert!((p.shaped_logprob.exp() - 0.375).abs() < 1e-6);
         assert_eq!(p.rank, 2);
         // A tiny top_p still keeps the most likely token.
-        let tiny = Shaping { top_p: Some(1e-6), ..Shaping::default() };
+        let tiny = Shaping {
+            top_p: Some(1e-6),
+            ..Shaping::default()
+        };
         assert_eq!(pick(&logits, &tiny, 0.7, 1).token, 0);
     }
 
     #[test]
     fn logit_bias_shapes_but_leaves_the_raw_numbers_alone() {
         let logits = [2.0f32, 1.0, 0.0];
-        let s = Shaping { temperature: 0.0, logit_bias: vec![(2, 5.0)], ..Shaping::default() };
+        let s = Shaping {
+            temperature: 0.0,
+            logit_bias: vec![(2, 5.0)],
+            ..Shaping::default()
+        };
         let p = pick(&logits, &s, 0.0, 3);
         assert_eq!(p.token, 2);
         assert_eq!(p.rank, 3, "rank is in the raw distribution");
         assert_eq!(p.raw_top[0].0, 0);
-        let banned = Shaping { logit_bias: vec![(0, -100.0), (1, -100.0)], ..Shaping::default() };
+        let banned = Shaping {
+            logit_bias: vec![(0, -100.0), (1, -100.0)],
+            ..Shaping::default()
+        };
         for k in 0..10 {
             assert_eq!(pick(&logits, &banned, (k as f64 + 0.5) / 10.0, 0).token, 2);
         }
@@ -300,7 +375,10 @@ mod tests {
     #[test]
     fn rank_counts_better_tokens() {
         let logits = [3.0, 1.0, 2.0, 1.0];
-        let s = Shaping { top_k: Some(4), ..Shaping::default() };
+        let s = Shaping {
+            top_k: Some(4),
+            ..Shaping::default()
+        };
         // u near 1 walks to the least likely token of the kept, sorted set: id 3 (tie with 1, higher id).
         let p = pick(&logits, &s, 0.999999, 0);
         assert_eq!(p.token, 3);

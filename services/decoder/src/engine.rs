@@ -78,7 +78,14 @@ impl Engine {
         let (jobs, rx) = mpsc::sync_channel(limits.queue_capacity);
         std::thread::Builder::new()
             .name("decoder-model".into())
-            .spawn(move || Worker { model, limits, sessions: HashMap::new() }.run(rx))
+            .spawn(move || {
+                Worker {
+                    model,
+                    limits,
+                    sessions: HashMap::new(),
+                }
+                .run(rx)
+            })
             .expect("spawning the model thread failed; the process cannot serve, this is a bug");
         Engine { jobs }
     }
@@ -86,9 +93,9 @@ impl Engine {
     async fn call<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, Error> {
         let (tx, rx) = oneshot::channel();
         self.jobs.try_send(job(tx)).map_err(|e| match e {
-            mpsc::TrySendError::Full(_) => Error::Overloaded(
-                "the decoder's request queue is full; retry with backoff".into(),
-            ),
+            mpsc::TrySendError::Full(_) => {
+                Error::Overloaded("the decoder's request queue is full; retry with backoff".into())
+            }
             mpsc::TrySendError::Disconnected(_) => Error::ShuttingDown,
         })?;
         rx.await.map_err(|_| Error::ShuttingDown)?
@@ -128,7 +135,8 @@ struct Worker {
 
 impl Worker {
     fn run(mut self, jobs: mpsc::Receiver<Job>) {
-        let sweep_every = (self.limits.session_ttl / 4).clamp(Duration::from_millis(10), Duration::from_secs(5));
+        let sweep_every =
+            (self.limits.session_ttl / 4).clamp(Duration::from_millis(10), Duration::from_secs(5));
         let mut last_sweep = Instant::now();
         loop {
             match jobs.recv_timeout(sweep_every) {
@@ -155,7 +163,10 @@ impl Worker {
                 let _ = reply.send(self.fork(&source, targets));
             }
             Job::Release(ids, reply) => {
-                let released = ids.iter().filter(|id| self.sessions.remove(*id).is_some()).count();
+                let released = ids
+                    .iter()
+                    .filter(|id| self.sessions.remove(*id).is_some())
+                    .count();
                 let _ = reply.send(Ok(released));
             }
             Job::Usage(reply) => {
@@ -200,7 +211,10 @@ impl Worker {
                 (None, true) => creating += 1,
                 (Some(_), false) => {}
             }
-            let length = self.sessions.get(&input.session_id).map_or(0, |s| s.cache.len());
+            let length = self
+                .sessions
+                .get(&input.session_id)
+                .map_or(0, |s| s.cache.len());
             if input.start_position != length {
                 return Err(Error::PositionMismatch {
                     id: input.session_id.clone(),
@@ -234,17 +248,29 @@ impl Worker {
                 Some(session) => session.cache.clone(),
                 None => self.model.new_cache(),
             };
-            let at = if input.sampling.is_some() { LogitsAt::Last } else { LogitsAt::None };
+            let at = if input.sampling.is_some() {
+                LogitsAt::Last
+            } else {
+                LogitsAt::None
+            };
             let logits = self.model.forward(&input.embeddings, &mut cache, at)?;
             let (pick, full_row) = match (&input.sampling, logits) {
                 (Some(sampling), Some(logits)) => {
-                    let row = logits.to_vec1::<f32>().map_err(oneword_model::ModelError::from)?;
-                    let pick = distribution::pick(&row, &sampling.shaping, sampling.u, sampling.top_n);
+                    let row = logits
+                        .to_vec1::<f32>()
+                        .map_err(oneword_model::ModelError::from)?;
+                    let pick =
+                        distribution::pick(&row, &sampling.shaping, sampling.u, sampling.top_n);
                     (Some(pick), sampling.full_row.then_some(row))
                 }
                 _ => (None, None),
             };
-            outputs.push(StepOutput { session_id: input.session_id.clone(), length: cache.len(), pick, full_row });
+            outputs.push(StepOutput {
+                session_id: input.session_id.clone(),
+                length: cache.len(),
+                pick,
+                full_row,
+            });
             caches.push(cache);
         }
         let now = Instant::now();
@@ -252,7 +278,13 @@ impl Worker {
             if input.release_after {
                 self.sessions.remove(&input.session_id);
             } else {
-                self.sessions.insert(input.session_id, Session { cache, last_used: now });
+                self.sessions.insert(
+                    input.session_id,
+                    Session {
+                        cache,
+                        last_used: now,
+                    },
+                );
             }
         }
         Ok(outputs)
@@ -282,7 +314,13 @@ impl Worker {
         }
         let now = Instant::now();
         for target in targets {
-            self.sessions.insert(target, Session { cache: cache.clone(), last_used: now });
+            self.sessions.insert(
+                target,
+                Session {
+                    cache: cache.clone(),
+                    last_used: now,
+                },
+            );
         }
         Ok(())
     }

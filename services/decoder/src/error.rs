@@ -13,7 +13,11 @@ pub enum Error {
     #[error("session `{0}` already exists")]
     SessionExists(String),
     #[error("session `{id}` holds {length} positions but the step starts at position {start}")]
-    PositionMismatch { id: String, length: usize, start: usize },
+    PositionMismatch {
+        id: String,
+        length: usize,
+        start: usize,
+    },
     #[error("{0}")]
     Overloaded(String),
     #[error("the decoder is shutting down")]
@@ -31,7 +35,9 @@ impl Error {
 impl From<Error> for Status {
     fn from(error: Error) -> Status {
         match error {
-            Error::InvalidArgument(field, message) => oneword_runtime::status::invalid_argument(&field, message),
+            Error::InvalidArgument(field, message) => {
+                oneword_runtime::status::invalid_argument(&field, message)
+            }
             e @ Error::SessionNotFound(_) => Status::not_found(e.to_string()),
             e @ Error::SessionExists(_) => Status::already_exists(e.to_string()),
             e @ Error::PositionMismatch { .. } => Status::failed_precondition(e.to_string()),

@@ -26,7 +26,11 @@ pub use error::Error;
 
 /// Serves the decoder on `listener` until `shutdown` completes; health says NOT_SERVING until
 /// the model is loaded.
-pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let load = async {
         let loader = config.clone();
         let service = tokio::task::spawn_blocking(move || load(&loader)).await??;
@@ -47,8 +51,10 @@ fn load(config: &Config) -> anyhow::Result<service::DecoderService> {
         ("bf16", _) => DType::BF16,
         (other, _) => anyhow::bail!("`--dtype` must be auto, f32, f16 or bf16, got {other:?}"),
     };
-    let checkpoint = Checkpoint::open(&dir, dtype, &device).with_context(|| format!("opening {}", dir.display()))?;
-    let model = Transformer::load(&checkpoint).with_context(|| format!("loading {}", dir.display()))?;
+    let checkpoint = Checkpoint::open(&dir, dtype, &device)
+        .with_context(|| format!("opening {}", dir.display()))?;
+    let model =
+        Transformer::load(&checkpoint).with_context(|| format!("loading {}", dir.display()))?;
     let c = checkpoint.config.clone();
     tracing::info!(model = %config.model, dir = %dir.display(), ?device, ?dtype, layers = c.n_layer, width = c.n_embd, "decoder model loaded");
     let info = common::ModelInfo {
@@ -60,7 +66,11 @@ fn load(config: &Config) -> anyhow::Result<service::DecoderService> {
         num_layers: c.n_layer as u32,
         num_heads: c.n_head as u32,
         eos_token_id: c.eos_token_id,
-        device: if device.is_cuda() { "cuda".into() } else { "cpu".into() },
+        device: if device.is_cuda() {
+            "cuda".into()
+        } else {
+            "cpu".into()
+        },
         dtype: service::wire_dtype(dtype) as i32,
     };
     let engine = engine::Engine::start(

@@ -29,10 +29,16 @@ pub fn wire_dtype(dtype: DType) -> common::Dtype {
 
 #[tonic::async_trait]
 impl pb::decoder_server::Decoder for DecoderService {
-    async fn step(&self, request: Request<pb::StepRequest>) -> Result<Response<pb::StepResponse>, Status> {
+    async fn step(
+        &self,
+        request: Request<pb::StepRequest>,
+    ) -> Result<Response<pb::StepResponse>, Status> {
         let steps = request.into_inner().steps;
         if steps.is_empty() {
-            return Err(oneword_runtime::status::invalid_argument("steps", "`steps` must not be empty"));
+            return Err(oneword_runtime::status::invalid_argument(
+                "steps",
+                "`steps` must not be empty",
+            ));
         }
         let limits = Limits {
             device: &self.device,
@@ -43,7 +49,11 @@ impl pb::decoder_server::Decoder for DecoderService {
         let half: Vec<bool> = steps
             .iter()
             .map(|s| {
-                let row = s.sampling.as_ref().and_then(|s| s.report.as_ref()).map(|r| r.full_row);
+                let row = s
+                    .sampling
+                    .as_ref()
+                    .and_then(|s| s.report.as_ref())
+                    .map(|r| r.full_row);
                 row == Some(pb::FullRow::F16 as i32)
             })
             .collect();
@@ -54,29 +64,51 @@ impl pb::decoder_server::Decoder for DecoderService {
             .collect::<Result<Vec<_>, _>>()?;
         let (outputs, forward) = self.engine.step(inputs).await?;
         Ok(Response::new(pb::StepResponse {
-            results: outputs.into_iter().zip(half).map(|(o, h)| convert::step_result(o, h)).collect(),
+            results: outputs
+                .into_iter()
+                .zip(half)
+                .map(|(o, h)| convert::step_result(o, h))
+                .collect(),
             forward_ns: forward.as_nanos() as u64,
         }))
     }
 
-    async fn fork(&self, request: Request<pb::ForkRequest>) -> Result<Response<pb::ForkResponse>, Status> {
+    async fn fork(
+        &self,
+        request: Request<pb::ForkRequest>,
+    ) -> Result<Response<pb::ForkResponse>, Status> {
         let request = request.into_inner();
-        if request.new_session_ids.is_empty() || request.new_session_ids.iter().any(String::is_empty) {
+        if request.new_session_ids.is_empty()
+            || request.new_session_ids.iter().any(String::is_empty)
+        {
             return Err(oneword_runtime::status::invalid_argument(
                 "new_session_ids",
                 "`new_session_ids` must name at least one session, none empty",
             ));
         }
-        self.engine.fork(request.source_session_id, request.new_session_ids).await?;
+        self.engine
+            .fork(request.source_session_id, request.new_session_ids)
+            .await?;
         Ok(Response::new(pb::ForkResponse {}))
     }
 
-    async fn release(&self, request: Request<pb::ReleaseRequest>) -> Result<Response<pb::ReleaseResponse>, Status> {
-        let released = self.engine.release(request.into_inner().session_ids).await?;
-        Ok(Response::new(pb::ReleaseResponse { released: released as u32 }))
+    async fn release(
+        &self,
+        request: Request<pb::ReleaseRequest>,
+    ) -> Result<Response<pb::ReleaseResponse>, Status> {
+        let released = self
+            .engine
+            .release(request.into_inner().session_ids)
+            .await?;
+        Ok(Response::new(pb::ReleaseResponse {
+            released: released as u32,
+        }))
     }
 
-    async fn info(&self, _: Request<pb::InfoRequest>) -> Result<Response<pb::InfoResponse>, Status> {
+    async fn info(
+        &self,
+        _: Request<pb::InfoRequest>,
+    ) -> Result<Response<pb::InfoResponse>, Status> {
         let usage = self.engine.usage().await?;
         Ok(Response::new(pb::InfoResponse {
             model: Some(self.model.clone()),

@@ -27,24 +27,46 @@ fn prompt(prompt: String, config: &Config) -> Result<String, Error> {
     if prompt.len() > config.max_prompt_bytes {
         return Err(Error::invalid(
             "prompt",
-            format!("`prompt` is {} bytes, over the limit of {} bytes", prompt.len(), config.max_prompt_bytes),
+            format!(
+                "`prompt` is {} bytes, over the limit of {} bytes",
+                prompt.len(),
+                config.max_prompt_bytes
+            ),
         ));
     }
     Ok(prompt)
 }
 
 /// Checks the shaping fields shared by Generate and NextTokens.
-fn shaping(temperature: Option<f32>, top_k: Option<u32>, top_p: Option<f32>) -> Result<dec::Shaping, Error> {
+fn shaping(
+    temperature: Option<f32>,
+    top_k: Option<u32>,
+    top_p: Option<f32>,
+) -> Result<dec::Shaping, Error> {
     if let Some(t) = temperature.filter(|t| !t.is_finite() || *t < 0.0) {
-        return Err(Error::invalid("temperature", format!("`temperature` must be a finite number >= 0 (0 = greedy), got {t}")));
+        return Err(Error::invalid(
+            "temperature",
+            format!("`temperature` must be a finite number >= 0 (0 = greedy), got {t}"),
+        ));
     }
     if top_k == Some(0) {
-        return Err(Error::invalid("top_k", "`top_k` must be >= 1 when given, got 0"));
+        return Err(Error::invalid(
+            "top_k",
+            "`top_k` must be >= 1 when given, got 0",
+        ));
     }
     if let Some(p) = top_p.filter(|p| !(*p > 0.0 && *p <= 1.0)) {
-        return Err(Error::invalid("top_p", format!("`top_p` must be in (0, 1], got {p}")));
+        return Err(Error::invalid(
+            "top_p",
+            format!("`top_p` must be in (0, 1], got {p}"),
+        ));
     }
-    Ok(dec::Shaping { temperature, top_k, top_p, logit_bias: Default::default() })
+    Ok(dec::Shaping {
+        temperature,
+        top_k,
+        top_p,
+        logit_bias: Default::default(),
+    })
 }
 
 impl GenerateParams {
@@ -55,39 +77,62 @@ impl GenerateParams {
         if max_new_tokens == 0 || max_new_tokens > config.max_new_tokens {
             return Err(Error::invalid(
                 "max_new_tokens",
-                format!("`max_new_tokens` must be in 1..={}, got {max_new_tokens}", config.max_new_tokens),
+                format!(
+                    "`max_new_tokens` must be in 1..={}, got {max_new_tokens}",
+                    config.max_new_tokens
+                ),
             ));
         }
         let mut shaping = shaping(r.temperature, r.top_k, r.top_p)?;
         for (&id, &bias) in &r.logit_bias {
             if !(-100.0..=100.0).contains(&bias) {
-                return Err(Error::invalid("logit_bias", format!("`logit_bias[{id}]` must be in [-100, 100], got {bias}")));
+                return Err(Error::invalid(
+                    "logit_bias",
+                    format!("`logit_bias[{id}]` must be in [-100, 100], got {bias}"),
+                ));
             }
         }
         shaping.logit_bias = r.logit_bias;
         let n = r.n.unwrap_or(1);
         if n == 0 || n > config.max_n {
-            return Err(Error::invalid("n", format!("`n` must be in 1..={}, got {n}", config.max_n)));
+            return Err(Error::invalid(
+                "n",
+                format!("`n` must be in 1..={}, got {n}", config.max_n),
+            ));
         }
         if r.stop.len() > config.max_stop_sequences as usize {
             return Err(Error::invalid(
                 "stop",
-                format!("`stop` has {} sequences, over the limit of {}", r.stop.len(), config.max_stop_sequences),
+                format!(
+                    "`stop` has {} sequences, over the limit of {}",
+                    r.stop.len(),
+                    config.max_stop_sequences
+                ),
             ));
         }
         for (i, s) in r.stop.iter().enumerate() {
             if s.is_empty() {
-                return Err(Error::invalid("stop", format!("`stop[{i}]` must not be empty")));
+                return Err(Error::invalid(
+                    "stop",
+                    format!("`stop[{i}]` must not be empty"),
+                ));
             }
             if s.len() > config.max_stop_sequence_bytes as usize {
                 return Err(Error::invalid(
                     "stop",
-                    format!("`stop[{i}]` is {} bytes, over the limit of {}", s.len(), config.max_stop_sequence_bytes),
+                    format!(
+                        "`stop[{i}]` is {} bytes, over the limit of {}",
+                        s.len(),
+                        config.max_stop_sequence_bytes
+                    ),
                 ));
             }
         }
         if let Some(k) = r.logprobs.filter(|&k| k > config.max_top_n) {
-            return Err(Error::invalid("logprobs", format!("`logprobs` must be in 0..={}, got {k}", config.max_top_n)));
+            return Err(Error::invalid(
+                "logprobs",
+                format!("`logprobs` must be in 0..={}, got {k}", config.max_top_n),
+            ));
         }
         Ok(GenerateParams {
             prompt,
@@ -103,18 +148,35 @@ impl GenerateParams {
 
     /// Checks what needs the model: token ids against the vocabulary, and the prompt's token
     /// count against the context window.
-    pub fn check_against_model(&self, prompt_tokens: usize, context: usize, vocab_size: usize) -> Result<(), Error> {
-        if let Some(id) = self.shaping.logit_bias.keys().find(|&&id| id as usize >= vocab_size) {
+    pub fn check_against_model(
+        &self,
+        prompt_tokens: usize,
+        context: usize,
+        vocab_size: usize,
+    ) -> Result<(), Error> {
+        if let Some(id) = self
+            .shaping
+            .logit_bias
+            .keys()
+            .find(|&&id| id as usize >= vocab_size)
+        {
             return Err(Error::invalid(
                 "logit_bias",
                 format!("`logit_bias` names token {id}, outside the vocabulary of {vocab_size} tokens (ids 0..={})", vocab_size - 1),
             ));
         }
         if prompt_tokens == 0 {
-            return Err(Error::invalid("prompt", "`prompt` must contain at least one token"));
+            return Err(Error::invalid(
+                "prompt",
+                "`prompt` must contain at least one token",
+            ));
         }
         if prompt_tokens + self.max_new_tokens > context {
-            return Err(Error::ContextLength { prompt_tokens, max_new_tokens: self.max_new_tokens, context });
+            return Err(Error::ContextLength {
+                prompt_tokens,
+                max_new_tokens: self.max_new_tokens,
+                context,
+            });
         }
         Ok(())
     }
@@ -134,11 +196,19 @@ impl NextTokensParams {
         let prompt = prompt(r.prompt, config)?;
         let top_n = r.top_n.unwrap_or(5);
         if top_n == 0 || top_n > config.max_top_n {
-            return Err(Error::invalid("top_n", format!("`top_n` must be in 1..={}, got {top_n}", config.max_top_n)));
+            return Err(Error::invalid(
+                "top_n",
+                format!("`top_n` must be in 1..={}, got {top_n}", config.max_top_n),
+            ));
         }
         let shaped = r.temperature.is_some() || r.top_k.is_some() || r.top_p.is_some();
         let shaping = shaping(r.temperature, r.top_k, r.top_p)?;
-        Ok(NextTokensParams { prompt, top_n: top_n as usize, shaping: shaped.then_some(shaping), full_row: r.full_row })
+        Ok(NextTokensParams {
+            prompt,
+            top_n: top_n as usize,
+            shaping: shaped.then_some(shaping),
+            full_row: r.full_row,
+        })
     }
 }
 
@@ -151,7 +221,10 @@ mod tests {
     }
 
     fn request() -> pb::GenerateRequest {
-        pb::GenerateRequest { prompt: "Hello".into(), ..Default::default() }
+        pb::GenerateRequest {
+            prompt: "Hello".into(),
+            ..Default::default()
+        }
     }
 
     fn error(r: pb::GenerateRequest) -> String {
@@ -167,30 +240,104 @@ mod tests {
 
     #[test]
     fn each_bad_field_is_named_with_its_value() {
-        assert!(error(pb::GenerateRequest { prompt: String::new(), ..request() }).contains("`prompt`"));
-        assert!(error(pb::GenerateRequest { max_new_tokens: Some(0), ..request() }).contains("got 0"));
-        assert!(error(pb::GenerateRequest { max_new_tokens: Some(u32::MAX), ..request() }).contains("4294967295"));
-        assert!(error(pb::GenerateRequest { temperature: Some(f32::NAN), ..request() }).contains("NaN"));
-        assert!(error(pb::GenerateRequest { temperature: Some(-1.0), ..request() }).contains("got -1"));
-        assert!(error(pb::GenerateRequest { temperature: Some(f32::INFINITY), ..request() }).contains("inf"));
-        assert!(error(pb::GenerateRequest { top_p: Some(1.5), ..request() }).contains("(0, 1], got 1.5"));
-        assert!(error(pb::GenerateRequest { top_p: Some(0.0), ..request() }).contains("got 0"));
-        assert!(error(pb::GenerateRequest { top_k: Some(0), ..request() }).contains("`top_k`"));
-        assert!(error(pb::GenerateRequest { n: Some(0), ..request() }).contains("`n`"));
-        assert!(error(pb::GenerateRequest { n: Some(17), ..request() }).contains("1..=16, got 17"));
-        assert!(error(pb::GenerateRequest { stop: vec![String::new()], ..request() }).contains("`stop[0]`"));
-        assert!(error(pb::GenerateRequest { stop: vec!["x".into(); 9], ..request() }).contains("9 sequences"));
-        assert!(error(pb::GenerateRequest { logprobs: Some(101), ..request() }).contains("`logprobs`"));
+        assert!(error(pb::GenerateRequest {
+            prompt: String::new(),
+            ..request()
+        })
+        .contains("`prompt`"));
+        assert!(error(pb::GenerateRequest {
+            max_new_tokens: Some(0),
+            ..request()
+        })
+        .contains("got 0"));
+        assert!(error(pb::GenerateRequest {
+            max_new_tokens: Some(u32::MAX),
+            ..request()
+        })
+        .contains("4294967295"));
+        assert!(error(pb::GenerateRequest {
+            temperature: Some(f32::NAN),
+            ..request()
+        })
+        .contains("NaN"));
+        assert!(error(pb::GenerateRequest {
+            temperature: Some(-1.0),
+            ..request()
+        })
+        .contains("got -1"));
+        assert!(error(pb::GenerateRequest {
+            temperature: Some(f32::INFINITY),
+            ..request()
+        })
+        .contains("inf"));
+        assert!(error(pb::GenerateRequest {
+            top_p: Some(1.5),
+            ..request()
+        })
+        .contains("(0, 1], got 1.5"));
+        assert!(error(pb::GenerateRequest {
+            top_p: Some(0.0),
+            ..request()
+        })
+        .contains("got 0"));
+        assert!(error(pb::GenerateRequest {
+            top_k: Some(0),
+            ..request()
+        })
+        .contains("`top_k`"));
+        assert!(error(pb::GenerateRequest {
+            n: Some(0),
+            ..request()
+        })
+        .contains("`n`"));
+        assert!(error(pb::GenerateRequest {
+            n: Some(17),
+            ..request()
+        })
+        .contains("1..=16, got 17"));
+        assert!(error(pb::GenerateRequest {
+            stop: vec![String::new()],
+            ..request()
+        })
+        .contains("`stop[0]`"));
+        assert!(error(pb::GenerateRequest {
+            stop: vec!["x".into(); 9],
+            ..request()
+        })
+        .contains("9 sequences"));
+        assert!(error(pb::GenerateRequest {
+            logprobs: Some(101),
+            ..request()
+        })
+        .contains("`logprobs`"));
         let bias = [(5u32, 101.0f32)].into_iter().collect();
-        assert!(error(pb::GenerateRequest { logit_bias: bias, ..request() }).contains("`logit_bias[5]`"));
+        assert!(error(pb::GenerateRequest {
+            logit_bias: bias,
+            ..request()
+        })
+        .contains("`logit_bias[5]`"));
     }
 
     #[test]
     fn the_context_window_bounds_prompt_plus_new_tokens() {
-        let p = GenerateParams::new(pb::GenerateRequest { max_new_tokens: Some(100), ..request() }, &config()).unwrap();
+        let p = GenerateParams::new(
+            pb::GenerateRequest {
+                max_new_tokens: Some(100),
+                ..request()
+            },
+            &config(),
+        )
+        .unwrap();
         assert!(p.check_against_model(924, 1024, 50257).is_ok());
         let e = p.check_against_model(925, 1024, 50257).unwrap_err();
-        assert!(matches!(e, Error::ContextLength { prompt_tokens: 925, max_new_tokens: 100, context: 1024 }));
+        assert!(matches!(
+            e,
+            Error::ContextLength {
+                prompt_tokens: 925,
+                max_new_tokens: 100,
+                context: 1024
+            }
+        ));
         assert!(p.check_against_model(0, 1024, 50257).is_err());
     }
 }

@@ -50,13 +50,24 @@ fn channel(address: &str, connect_timeout: Duration) -> anyhow::Result<Channel> 
 }
 
 impl Downstream {
-    pub fn new(tokenizer: &str, embedder: &str, decoder: &str, connect_timeout: Duration) -> anyhow::Result<Self> {
+    pub fn new(
+        tokenizer: &str,
+        embedder: &str,
+        decoder: &str,
+        connect_timeout: Duration,
+    ) -> anyhow::Result<Self> {
         Ok(Downstream {
-            tokenizer: tok::tokenizer_client::TokenizerClient::new(channel(tokenizer, connect_timeout)?)
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
-            embedder: emb::embedder_client::EmbedderClient::new(channel(embedder, connect_timeout)?)
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            tokenizer: tok::tokenizer_client::TokenizerClient::new(channel(
+                tokenizer,
+                connect_timeout,
+            )?)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            embedder: emb::embedder_client::EmbedderClient::new(channel(
+                embedder,
+                connect_timeout,
+            )?)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
             decoder: dec::decoder_client::DecoderClient::new(channel(decoder, connect_timeout)?)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
@@ -104,8 +115,16 @@ impl Downstream {
     }
 
     /// Tokenizes one text.
-    pub async fn encode(&self, text: &str, allow_special: bool, deadline: &Deadline) -> Result<tok::Encoding, Error> {
-        let request = tok::EncodeRequest { texts: vec![text.as_bytes().to_vec()], allow_special };
+    pub async fn encode(
+        &self,
+        text: &str,
+        allow_special: bool,
+        deadline: &Deadline,
+    ) -> Result<tok::Encoding, Error> {
+        let request = tok::EncodeRequest {
+            texts: vec![text.as_bytes().to_vec()],
+            allow_special,
+        };
         self.tokenizer
             .clone()
             .encode(deadline.request(request))
@@ -118,7 +137,12 @@ impl Downstream {
     }
 
     /// Input embeddings of `ids` at `positions`.
-    pub async fn embed(&self, ids: Vec<u32>, positions: Vec<u32>, deadline: &Deadline) -> Result<Tensor, Error> {
+    pub async fn embed(
+        &self,
+        ids: Vec<u32>,
+        positions: Vec<u32>,
+        deadline: &Deadline,
+    ) -> Result<Tensor, Error> {
         self.embedder
             .clone()
             .embed(deadline.request(emb::EmbedRequest { ids, positions }))
@@ -130,7 +154,11 @@ impl Downstream {
     }
 
     /// One decoder step over several sessions.
-    pub async fn step(&self, steps: Vec<dec::SessionStep>, deadline: &Deadline) -> Result<dec::StepResponse, Error> {
+    pub async fn step(
+        &self,
+        steps: Vec<dec::SessionStep>,
+        deadline: &Deadline,
+    ) -> Result<dec::StepResponse, Error> {
         let response = self
             .decoder
             .clone()
@@ -141,8 +169,16 @@ impl Downstream {
     }
 
     /// Copies `source` into `targets`.
-    pub async fn fork(&self, source: &str, targets: Vec<String>, deadline: &Deadline) -> Result<(), Error> {
-        let request = dec::ForkRequest { source_session_id: source.to_string(), new_session_ids: targets };
+    pub async fn fork(
+        &self,
+        source: &str,
+        targets: Vec<String>,
+        deadline: &Deadline,
+    ) -> Result<(), Error> {
+        let request = dec::ForkRequest {
+            source_session_id: source.to_string(),
+            new_session_ids: targets,
+        };
         self.decoder
             .clone()
             .fork(deadline.request(request))
@@ -176,7 +212,10 @@ pub struct Sessions {
 
 impl Sessions {
     pub fn new(downstream: &Downstream, ids: Vec<String>) -> Self {
-        Sessions { decoder: downstream.decoder.clone(), ids }
+        Sessions {
+            decoder: downstream.decoder.clone(),
+            ids,
+        }
     }
 
     /// Releases `ids` now (they are done) and stops tracking them.
@@ -194,7 +233,10 @@ impl Drop for Sessions {
     }
 }
 
-fn spawn_release(mut decoder: dec::decoder_client::DecoderClient<Channel>, session_ids: Vec<String>) {
+fn spawn_release(
+    mut decoder: dec::decoder_client::DecoderClient<Channel>,
+    session_ids: Vec<String>,
+) {
     if session_ids.is_empty() {
         return;
     }

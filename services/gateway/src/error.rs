@@ -9,7 +9,11 @@ pub enum Error {
     #[error("{1}")]
     InvalidArgument(&'static str, String),
     #[error("prompt of {prompt_tokens} tokens with max_new_tokens {max_new_tokens} exceeds the context of {context}")]
-    ContextLength { prompt_tokens: usize, max_new_tokens: usize, context: usize },
+    ContextLength {
+        prompt_tokens: usize,
+        max_new_tokens: usize,
+        context: usize,
+    },
     /// A downstream call failed: which service, and its status.
     #[error("{0}: {1}")]
     Downstream(&'static str, Status),
@@ -30,9 +34,11 @@ impl From<Error> for Status {
         use oneword_runtime::status;
         match error {
             Error::InvalidArgument(field, message) => status::invalid_argument(field, message),
-            Error::ContextLength { prompt_tokens, max_new_tokens, context } => {
-                status::context_length_exceeded(prompt_tokens, max_new_tokens, context)
-            }
+            Error::ContextLength {
+                prompt_tokens,
+                max_new_tokens,
+                context,
+            } => status::context_length_exceeded(prompt_tokens, max_new_tokens, context),
             Error::Downstream(service, s) => status::from_downstream(service, s),
             e @ Error::DeadlineExceeded(_) => Status::deadline_exceeded(e.to_string()),
             Error::Internal(detail) => status::internal("generating", detail),

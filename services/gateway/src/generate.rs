@@ -35,7 +35,12 @@ struct Completion {
 
 /// Runs the generation, sending each completion's chunks to `out` as they are ready. Returns
 /// early, releasing everything, when the client goes away.
-pub async fn generate(down: &Downstream, params: GenerateParams, deadline: Deadline, out: &ChunkSender) -> Result<(), Error> {
+pub async fn generate(
+    down: &Downstream,
+    params: GenerateParams,
+    deadline: Deadline,
+    out: &ChunkSender,
+) -> Result<(), Error> {
     let started = Instant::now();
     let model = down.model(&deadline).await?;
     let encoding = down.encode(&params.prompt, false, &deadline).await?;
@@ -49,7 +54,10 @@ pub async fn generate(down: &Downstream, params: GenerateParams, deadline: Deadl
     let positions: Vec<u32> = (0..prompt.len() as u32).collect();
     let embeddings = down.embed(prompt.clone(), positions, &deadline).await?;
 
-    let report = dec::Report { top_n: params.logprobs.unwrap_or(0) as u32, full_row: dec::FullRow::None as i32 };
+    let report = dec::Report {
+        top_n: params.logprobs.unwrap_or(0) as u32,
+        full_row: dec::FullRow::None as i32,
+    };
     let sampling = |sample: usize, step: usize| dec::Sampling {
         shaping: Some(params.shaping.clone()),
         u: rng::uniform(params.seed, sample as u32, step as u32),
@@ -191,10 +199,11 @@ fn advance(
     model: &Model,
 ) -> Result<(pb::GenerateStreamResponse, bool), Error> {
     let token = pick.token_id;
-    let piece = model
-        .pieces
-        .get(token as usize)
-        .ok_or_else(|| Error::Internal(format!("the decoder picked token {token}, outside the vocabulary")))?;
+    let piece = model.pieces.get(token as usize).ok_or_else(|| {
+        Error::Internal(format!(
+            "the decoder picked token {token}, outside the vocabulary"
+        ))
+    })?;
     c.generated += 1;
     c.last_token = token;
     let mut text = String::new();

@@ -24,7 +24,11 @@ pub use error::Error;
 
 /// Serves the gateway on `listener` until `shutdown` completes. The downstream services are
 /// reached lazily, so they may start before or after it.
-pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let downstream = downstream::Downstream::new(
         &config.tokenizer,
         &config.embedder,
@@ -32,6 +36,11 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
         Duration::from_secs(config.connect_timeout_secs),
     )?;
     let service = service::GatewayService { config, downstream };
-    oneword_runtime::serve(listener, async { Ok(GatewayServer::new(service)) }, shutdown).await?;
+    oneword_runtime::serve(
+        listener,
+        async { Ok(GatewayServer::new(service)) },
+        shutdown,
+    )
+    .await?;
     Ok(())
 }

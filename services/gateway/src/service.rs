@@ -28,7 +28,10 @@ type ChunkStream = Pin<Box<dyn Stream<Item = Result<pb::GenerateStreamResponse, 
 
 #[tonic::async_trait]
 impl pb::gateway_server::Gateway for GatewayService {
-    async fn generate(&self, request: Request<pb::GenerateRequest>) -> Result<Response<pb::GenerateResponse>, Status> {
+    async fn generate(
+        &self,
+        request: Request<pb::GenerateRequest>,
+    ) -> Result<Response<pb::GenerateResponse>, Status> {
         let deadline = Deadline::from_metadata(request.metadata());
         let params = GenerateParams::new(request.into_inner(), &self.config)?;
         let (seed, n) = (params.seed, params.n);
@@ -39,8 +42,16 @@ impl pb::gateway_server::Gateway for GatewayService {
             result
         };
         let collect = async move {
-            let mut response = pb::GenerateResponse { seed, ..Default::default() };
-            response.completions = (0..n as u32).map(|index| pb::Completion { index, ..Default::default() }).collect();
+            let mut response = pb::GenerateResponse {
+                seed,
+                ..Default::default()
+            };
+            response.completions = (0..n as u32)
+                .map(|index| pb::Completion {
+                    index,
+                    ..Default::default()
+                })
+                .collect();
             let mut usage = pb::Usage::default();
             while let Some(Ok(chunk)) = rx.recv().await {
                 let c = &mut response.completions[chunk.index as usize];
@@ -69,7 +80,10 @@ impl pb::gateway_server::Gateway for GatewayService {
 
     type GenerateStreamStream = ChunkStream;
 
-    async fn generate_stream(&self, request: Request<pb::GenerateRequest>) -> Result<Response<ChunkStream>, Status> {
+    async fn generate_stream(
+        &self,
+        request: Request<pb::GenerateRequest>,
+    ) -> Result<Response<ChunkStream>, Status> {
         let deadline = Deadline::from_metadata(request.metadata());
         // Bad requests fail the call itself rather than the first message of a stream.
         let params = GenerateParams::new(request.into_inner(), &self.config)?;
@@ -83,24 +97,41 @@ impl pb::gateway_server::Gateway for GatewayService {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn next_tokens(&self, request: Request<pb::NextTokensRequest>) -> Result<Response<pb::NextTokensResponse>, Status> {
+    async fn next_tokens(
+        &self,
+        request: Request<pb::NextTokensRequest>,
+    ) -> Result<Response<pb::NextTokensResponse>, Status> {
         let deadline = Deadline::from_metadata(request.metadata());
         let params = NextTokensParams::new(request.into_inner(), &self.config)?;
         let down = &self.downstream;
         let model = down.model(&deadline).await?;
         let ids = down.encode(&params.prompt, false, &deadline).await?.ids;
         if ids.is_empty() {
-            return Err(Error::invalid("prompt", "`prompt` must contain at least one token").into());
+            return Err(
+                Error::invalid("prompt", "`prompt` must contain at least one token").into(),
+            );
         }
         if ids.len() > model.context {
-            return Err(Error::ContextLength { prompt_tokens: ids.len(), max_new_tokens: 0, context: model.context }.into());
+            return Err(Error::ContextLength {
+                prompt_tokens: ids.len(),
+                max_new_tokens: 0,
+                context: model.context,
+            }
+            .into());
         }
         let prompt_tokens = ids.len() as u32;
         let positions = (0..prompt_tokens).collect();
         let embeddings = down.embed(ids, positions, &deadline).await?;
         let shaped = params.shaping.is_some();
-        let shaping = params.shaping.unwrap_or(dec::Shaping { temperature: Some(0.0), ..Default::default() });
-        let full_row = if params.full_row { dec::FullRow::F32 } else { dec::FullRow::None };
+        let shaping = params.shaping.unwrap_or(dec::Shaping {
+            temperature: Some(0.0),
+            ..Default::default()
+        });
+        let full_row = if params.full_row {
+            dec::FullRow::F32
+        } else {
+            dec::FullRow::None
+        };
         let step = dec::SessionStep {
             session_id: format!("next-{}", uuid::Uuid::new_v4().simple()),
             create: true,
@@ -109,20 +140,32 @@ impl pb::gateway_server::Gateway for GatewayService {
             sampling: Some(dec::Sampling {
                 shaping: Some(shaping),
                 u: 0.5,
-                report: Some(dec::Report { top_n: params.top_n as u32, full_row: full_row as i32 }),
+                report: Some(dec::Report {
+                    top_n: params.top_n as u32,
+                    full_row: full_row as i32,
+                }),
             }),
             release_after: true,
         };
         let result = down.step(vec![step], &deadline).await?.results.pop();
-        let pick = result
-            .and_then(|r| r.pick)
-            .ok_or_else(|| Status::from(Error::Internal("the decoder returned no distribution".into())))?;
+        let pick = result.and_then(|r| r.pick).ok_or_else(|| {
+            Status::from(Error::Internal(
+                "the decoder returned no distribution".into(),
+            ))
+        })?;
         let table = |top: Option<dec::TopTokens>| {
             let top = top.unwrap_or_default();
-            let pieces: Vec<Vec<u8>> = top.ids.iter().map(|&id| model.pieces.get(id as usize).cloned().unwrap_or_default()).collect();
+            let pieces: Vec<Vec<u8>> = top
+                .ids
+                .iter()
+                .map(|&id| model.pieces.get(id as usize).cloned().unwrap_or_default())
+                .collect();
             pb::TokenTable {
                 probabilities: top.logprobs.iter().map(|lp| lp.exp()).collect(),
-                texts: pieces.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect(),
+                texts: pieces
+                    .iter()
+                    .map(|p| String::from_utf8_lossy(p).into_owned())
+                    .collect(),
                 ids: top.ids,
                 logprobs: top.logprobs,
                 pieces,
@@ -137,21 +180,36 @@ impl pb::gateway_server::Gateway for GatewayService {
         }))
     }
 
-    async fn tokenize(&self, request: Request<pb::TokenizeRequest>) -> Result<Response<pb::TokenizeResponse>, Status> {
+    async fn tokenize(
+        &self,
+        request: Request<pb::TokenizeRequest>,
+    ) -> Result<Response<pb::TokenizeResponse>, Status> {
         let deadline = Deadline::from_metadata(request.metadata());
         let request = request.into_inner();
         if request.text.len() > self.config.max_prompt_bytes {
             return Err(Error::invalid(
                 "text",
-                format!("`text` is {} bytes, over the limit of {} bytes", request.text.len(), self.config.max_prompt_bytes),
+                format!(
+                    "`text` is {} bytes, over the limit of {} bytes",
+                    request.text.len(),
+                    self.config.max_prompt_bytes
+                ),
             )
             .into());
         }
-        let encoding = self.downstream.encode(&request.text, request.allow_special, &deadline).await?;
-        Ok(Response::new(pb::TokenizeResponse { encoding: Some(encoding) }))
+        let encoding = self
+            .downstream
+            .encode(&request.text, request.allow_special, &deadline)
+            .await?;
+        Ok(Response::new(pb::TokenizeResponse {
+            encoding: Some(encoding),
+        }))
     }
 
-    async fn info(&self, request: Request<pb::InfoRequest>) -> Result<Response<pb::InfoResponse>, Status> {
+    async fn info(
+        &self,
+        request: Request<pb::InfoRequest>,
+    ) -> Result<Response<pb::InfoResponse>, Status> {
         let deadline = Deadline::from_metadata(request.metadata());
         let model = self.downstream.model(&deadline).await?;
         let c = &self.config;

@@ -134,7 +134,10 @@ mod tests {
         for (json, n_embd, n_layer, n_head) in shapes {
             let c = Gpt2Config::from_json(json).unwrap();
             assert_eq!((c.n_embd, c.n_layer, c.n_head), (n_embd, n_layer, n_head));
-            assert_eq!((c.vocab_size, c.n_positions, c.eos_token_id), (50257, 1024, 50256));
+            assert_eq!(
+                (c.vocab_size, c.n_positions, c.eos_token_id),
+                (50257, 1024, 50256)
+            );
             assert_eq!(c.inner_dim(), 4 * n_embd);
             assert_eq!(c.head_dim(), 64);
         }
@@ -144,8 +147,14 @@ mod tests {
     #[test]
     fn rejects_other_architectures_and_bad_shapes() {
         let llama = r#"{"model_type":"llama"}"#;
-        assert!(Gpt2Config::from_json(llama).unwrap_err().to_string().contains("llama"));
+        assert!(Gpt2Config::from_json(llama)
+            .unwrap_err()
+            .to_string()
+            .contains("llama"));
         let bad = r#"{"n_embd":100,"n_head":12}"#;
-        assert!(Gpt2Config::from_json(bad).unwrap_err().to_string().contains("multiple"));
+        assert!(Gpt2Config::from_json(bad)
+            .unwrap_err()
+            .to_string()
+            .contains("multiple"));
     }
 }

@@ -30,7 +30,10 @@ impl Checkpoint {
         let config = Gpt2Config::from_dir(dir)?;
         let weights = dir.join("model.safetensors");
         if !weights.is_file() {
-            return Err(ModelError::NotFound(format!("{} has no model.safetensors", dir.display())));
+            return Err(ModelError::NotFound(format!(
+                "{} has no model.safetensors",
+                dir.display()
+            )));
         }
         // SAFETY: the file is mapped read-only and the mapping lives as long as the VarBuilder;
         // like every mmap it assumes nobody truncates the checkpoint while the service runs.
@@ -60,7 +63,11 @@ pub fn load_device(spec: &str) -> Result<Device> {
     };
     match spec {
         "cpu" => Ok(Device::Cpu),
-        "auto" => Ok(if candle_core::utils::cuda_is_available() { cuda(0)? } else { Device::Cpu }),
+        "auto" => Ok(if candle_core::utils::cuda_is_available() {
+            cuda(0)?
+        } else {
+            Device::Cpu
+        }),
         "cuda" => cuda(0),
         other => match other.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
             Some(n) => cuda(n),
@@ -140,7 +147,11 @@ impl Conv1D {
 }
 
 fn layer_norm(vb: VarBuilder, size: usize, eps: f64) -> Result<LayerNorm> {
-    Ok(LayerNorm::new(vb.get(size, "weight")?, vb.get(size, "bias")?, eps))
+    Ok(LayerNorm::new(
+        vb.get(size, "weight")?,
+        vb.get(size, "bias")?,
+        eps,
+    ))
 }
 
 struct Attention {
@@ -153,7 +164,11 @@ struct Attention {
 
 impl Attention {
     fn load(vb: VarBuilder, c: &Gpt2Config, layer: usize) -> Result<Self> {
-        let mut scale = if c.scale_attn_weights { 1.0 / (c.head_dim() as f64).sqrt() } else { 1.0 };
+        let mut scale = if c.scale_attn_weights {
+            1.0 / (c.head_dim() as f64).sqrt()
+        } else {
+            1.0
+        };
         if c.scale_attn_by_inverse_layer_idx {
             scale /= (layer + 1) as f64;
         }
@@ -180,7 +195,10 @@ impl Attention {
         };
         let (q, k, v) = (heads(0)?, heads(1)?, heads(2)?);
         let (k, v) = match cache.take() {
-            Some((past_k, past_v)) => (Tensor::cat(&[&past_k, &k], 1)?, Tensor::cat(&[&past_v, &v], 1)?),
+            Some((past_k, past_v)) => (
+                Tensor::cat(&[&past_k, &k], 1)?,
+                Tensor::cat(&[&past_v, &v], 1)?,
+            ),
             None => (k, v),
         };
         let total = k.dim(1)?;
@@ -195,10 +213,7 @@ impl Attention {
             scores = scores.broadcast_add(&causal_mask(seq, total, x.device())?)?;
         }
         let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dtype)?;
-        let out = probs
-            .matmul(&v)?
-            .transpose(0, 1)?
-            .reshape((seq, n_embd))?;
+        let out = probs.matmul(&v)?.transpose(0, 1)?.reshape((seq, n_embd))?;
         self.c_proj.forward(&out)
     }
 }
@@ -349,13 +364,21 @@ impl Transformer {
 
     /// An empty cache for a new sequence.
     pub fn new_cache(&self) -> KvCache {
-        KvCache { layers: vec![None; self.blocks.len()], len: 0 }
+        KvCache {
+            layers: vec![None; self.blocks.len()],
+            len: 0,
+        }
     }
 
     /// Runs input embeddings `[n_new, n_embd]` (from [`Embeddings::embed`], at positions
     /// `cache.len()..`) through the blocks, appending to `cache`. Returns f32 logits
     /// `[vocab]` for [`LogitsAt::Last`], `[n_new, vocab]` for [`LogitsAt::All`], or `None`.
-    pub fn forward(&self, inputs: &Tensor, cache: &mut KvCache, at: LogitsAt) -> Result<Option<Tensor>> {
+    pub fn forward(
+        &self,
+        inputs: &Tensor,
+        cache: &mut KvCache,
+        at: LogitsAt,
+    ) -> Result<Option<Tensor>> {
         let (n_new, width) = inputs.dims2()?;
         if width != self.config.n_embd {
             return Err(ModelError::Input(format!(

@@ -36,7 +36,12 @@ fn cached(id: &str) -> Option<PathBuf> {
     repo.get("model.safetensors")?;
     let has_tokenizer = repo.get("tokenizer.json").is_some()
         || (repo.get("vocab.json").is_some() && repo.get("merges.txt").is_some());
-    has_tokenizer.then(|| config.parent().expect("a cached file has a folder, this is a bug").to_path_buf())
+    has_tokenizer.then(|| {
+        config
+            .parent()
+            .expect("a cached file has a folder, this is a bug")
+            .to_path_buf()
+    })
 }
 
 fn download(id: &str) -> Result<PathBuf, ModelError> {

@@ -49,7 +49,12 @@ fn main() -> anyhow::Result<()> {
             let dir = oneword_model::hub::resolve(&model)?;
             println!("{}", dir.display());
         }
-        Command::Random { dir, tokenizer, shape, seed } => {
+        Command::Random {
+            dir,
+            tokenizer,
+            shape,
+            seed,
+        } => {
             let spec = match shape {
                 Shape::Tiny => RandomCheckpoint::tiny(),
                 Shape::Gpt2Small => RandomCheckpoint::gpt2_small(),

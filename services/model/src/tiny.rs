@@ -28,12 +28,26 @@ pub struct RandomCheckpoint {
 impl RandomCheckpoint {
     /// The tiny test model: 2 layers, width 64, 4 heads, GPT-2's vocabulary and context.
     pub fn tiny() -> Self {
-        RandomCheckpoint { n_embd: 64, n_layer: 2, n_head: 4, n_positions: 1024, vocab_size: 50257, seed: 0, std: 0.2 }
+        RandomCheckpoint {
+            n_embd: 64,
+            n_layer: 2,
+            n_head: 4,
+            n_positions: 1024,
+            vocab_size: 50257,
+            seed: 0,
+            std: 0.2,
+        }
     }
 
     /// GPT-2 small's shapes (124M parameters), for benchmarks.
     pub fn gpt2_small() -> Self {
-        RandomCheckpoint { n_embd: 768, n_layer: 12, n_head: 12, std: 0.02, ..Self::tiny() }
+        RandomCheckpoint {
+            n_embd: 768,
+            n_layer: 12,
+            n_head: 12,
+            std: 0.02,
+            ..Self::tiny()
+        }
     }
 
     fn config(&self) -> Gpt2Config {
@@ -68,8 +82,11 @@ impl RandomCheckpoint {
             "initializer_range": self.std,
         });
         let config_path = dir.join("config.json");
-        std::fs::write(&config_path, serde_json::to_string_pretty(&json).expect("json values serialize, this is a bug"))
-            .map_err(|e| ModelError::Io(config_path, e))?;
+        std::fs::write(
+            &config_path,
+            serde_json::to_string_pretty(&json).expect("json values serialize, this is a bug"),
+        )
+        .map_err(|e| ModelError::Io(config_path, e))?;
         candle_core::safetensors::save(&self.tensors()?, dir.join("model.safetensors"))?;
         for name in ["tokenizer.json", "vocab.json", "merges.txt"] {
             let source = tokenizer_dir.join(name);
@@ -84,7 +101,11 @@ impl RandomCheckpoint {
         let (d, p, v) = (self.n_embd, self.n_positions, self.vocab_size);
         let mut rng = SplitMix64(self.seed);
         let mut out = HashMap::new();
-        let mut normal = |name: String, shape: &[usize], mean: f32, rng: &mut SplitMix64| -> Result<(), ModelError> {
+        let mut normal = |name: String,
+                          shape: &[usize],
+                          mean: f32,
+                          rng: &mut SplitMix64|
+         -> Result<(), ModelError> {
             let n = shape.iter().product();
             let values: Vec<f32> = (0..n).map(|_| mean + self.std * rng.normal()).collect();
             out.insert(name, Tensor::from_vec(values, shape, &Device::Cpu)?);
@@ -111,7 +132,8 @@ impl RandomCheckpoint {
         normal("ln_f.weight".into(), &[d], 1.0, &mut rng)?;
         normal("ln_f.bias".into(), &[d], 0.0, &mut rng)?;
         // The causal-mask buffers older transformers versions saved; loaders must ignore them.
-        let causal = Tensor::tril2(p, candle_core::DType::F32, &Device::Cpu)?.reshape((1, 1, p, p))?;
+        let causal =
+            Tensor::tril2(p, candle_core::DType::F32, &Device::Cpu)?.reshape((1, 1, p, p))?;
         for i in 0..self.n_layer {
             out.insert(format!("h.{i}.attn.bias"), causal.clone());
         }

@@ -46,7 +46,9 @@ where
         .set_service_status("", ServingStatus::NotServing)
         .await;
     let loaded = Arc::new(OnceLock::new());
-    let routes = Routes::new(WhenLoaded { service: loaded.clone() });
+    let routes = Routes::new(WhenLoaded {
+        service: loaded.clone(),
+    });
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(oneword_proto::FILE_DESCRIPTOR_SET)
@@ -117,7 +119,10 @@ where
     type Error = Infallible;
     type Future = BoxFuture<Self::Response, Infallible>;
 
-    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
         // Generated tonic servers are always ready.
         std::task::Poll::Ready(Ok(()))
     }
@@ -129,7 +134,10 @@ where
                 Box::pin(async move { service.call(request).await })
             }
             None => Box::pin(async {
-                Ok(tonic::Status::unavailable(format!("{} is loading its model", S::NAME)).into_http())
+                Ok(
+                    tonic::Status::unavailable(format!("{} is loading its model", S::NAME))
+                        .into_http(),
+                )
             }),
         }
     }

@@ -19,7 +19,11 @@ pub fn invalid_argument(field: &str, description: impl Display) -> Status {
 
 /// INVALID_ARGUMENT for a prompt that, with what is to be generated, does not fit the context
 /// window; carries `ErrorInfo{reason: CONTEXT_LENGTH_EXCEEDED}` with the counts.
-pub fn context_length_exceeded(prompt_tokens: usize, max_new_tokens: usize, context: usize) -> Status {
+pub fn context_length_exceeded(
+    prompt_tokens: usize,
+    max_new_tokens: usize,
+    context: usize,
+) -> Status {
     let message = if prompt_tokens >= context {
         format!(
             "`prompt` has {prompt_tokens} tokens but the context window is {context} tokens (the prompt must leave room for at least one new token)"

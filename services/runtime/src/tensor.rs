@@ -94,7 +94,12 @@ pub fn from_wire(tensor: &pb::Tensor, device: &Device) -> Result<Tensor, WireErr
             expected,
         });
     }
-    Ok(Tensor::from_raw_buffer(&tensor.data, dtype, &shape, device)?)
+    Ok(Tensor::from_raw_buffer(
+        &tensor.data,
+        dtype,
+        &shape,
+        device,
+    )?)
 }
 
 /// Reads a wire tensor's elements as f32, whatever its dtype.
@@ -112,14 +117,20 @@ mod tests {
     #[test]
     fn round_trips_every_dtype() {
         let values = [1.0f32, -2.5, 0.125, 3.0, 1e-3, -7.0];
-        let t = Tensor::new(&values, &Device::Cpu).unwrap().reshape((2, 3)).unwrap();
+        let t = Tensor::new(&values, &Device::Cpu)
+            .unwrap()
+            .reshape((2, 3))
+            .unwrap();
         for dtype in [DType::F32, DType::F16, DType::BF16] {
             let wire = to_wire(&t.to_dtype(dtype).unwrap()).unwrap();
             assert_eq!(wire.shape, vec![2, 3]);
             assert_eq!(wire.data.len(), 6 * dtype.size_in_bytes());
             let back = wire_to_f32(&wire).unwrap();
             for (a, b) in back.iter().zip(values) {
-                assert!((a - b).abs() <= 0.01 * b.abs().max(1e-2), "{dtype:?}: {a} vs {b}");
+                assert!(
+                    (a - b).abs() <= 0.01 * b.abs().max(1e-2),
+                    "{dtype:?}: {a} vs {b}"
+                );
             }
         }
     }
@@ -128,6 +139,9 @@ mod tests {
     fn rejects_a_shape_the_bytes_do_not_fill() {
         let mut wire = f32_to_wire(&[1.0, 2.0], &[2]);
         wire.shape = vec![3];
-        assert!(matches!(wire_to_f32(&wire), Err(WireError::SizeMismatch { .. })));
+        assert!(matches!(
+            wire_to_f32(&wire),
+            Err(WireError::SizeMismatch { .. })
+        ));
     }
 }

@@ -41,7 +41,8 @@ pub async fn run(
             max_batch_texts: config.max_batch_texts,
             max_text_bytes: config.max_text_bytes,
         };
-        let service = TokenizerService::new(tokenizer, &config.model, limits, config.queue_capacity);
+        let service =
+            TokenizerService::new(tokenizer, &config.model, limits, config.queue_capacity);
         Ok(TokenizerServer::new(service).max_decoding_message_size(config.max_message_bytes))
     };
     oneword_runtime::serve(listener, load, shutdown).await?;

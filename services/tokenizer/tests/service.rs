@@ -43,17 +43,27 @@ impl Server {
         }));
         // The listener is already bound, so connecting cannot race the start; the health check
         // says when the tokenizer has loaded (a failed load ends the task instead).
-        let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
         let mut health = HealthClient::new(channel.clone());
         for _ in 0..600 {
-            let request = HealthCheckRequest { service: String::new() };
+            let request = HealthCheckRequest {
+                service: String::new(),
+            };
             match health.check(request).await {
                 Ok(r) if r.get_ref().status == ServingStatus::Serving as i32 => break,
                 _ if task.is_finished() => break,
                 _ => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
             }
         }
-        Server { client: TokenizerClient::new(channel), stop, task }
+        Server {
+            client: TokenizerClient::new(channel),
+            stop,
+            task,
+        }
     }
 
     async fn gpt2() -> Server {

@@ -15,9 +15,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use anyhow::Context;
-use candle_core::DType;
 use oneword_model::{Checkpoint, Transformer};
-use oneword_proto::common::v1 as common;
 use oneword_proto::decoder::v1::decoder_server::DecoderServer;
 use tokio::net::TcpListener;
 
@@ -43,36 +41,14 @@ pub async fn run(
 }
 
 fn load(config: &Config) -> anyhow::Result<service::DecoderService> {
-    let dir = oneword_model::hub::resolve(&config.model)?;
-    let device = oneword_model::load_device(&config.device)?;
-    let dtype = match (config.dtype.as_str(), device.is_cuda()) {
-        ("auto", false) | ("f32", _) => DType::F32,
-        ("auto", true) | ("f16", _) => DType::F16,
-        ("bf16", _) => DType::BF16,
-        (other, _) => anyhow::bail!("`--dtype` must be auto, f32, f16 or bf16, got {other:?}"),
-    };
-    let checkpoint = Checkpoint::open(&dir, dtype, &device)
-        .with_context(|| format!("opening {}", dir.display()))?;
-    let model =
-        Transformer::load(&checkpoint).with_context(|| format!("loading {}", dir.display()))?;
-    let c = checkpoint.config.clone();
-    tracing::info!(model = %config.model, dir = %dir.display(), ?device, ?dtype, layers = c.n_layer, width = c.n_embd, "decoder model loaded");
-    let info = common::ModelInfo {
-        model_id: config.model.clone(),
-        model_type: c.model_type.clone(),
-        vocab_size: c.vocab_size as u32,
-        context_length: c.n_positions as u32,
-        hidden_size: c.n_embd as u32,
-        num_layers: c.n_layer as u32,
-        num_heads: c.n_head as u32,
-        eos_token_id: c.eos_token_id,
-        device: if device.is_cuda() {
-            "cuda".into()
-        } else {
-            "cpu".into()
-        },
-        dtype: service::wire_dtype(dtype) as i32,
-    };
+    let checkpoint = Checkpoint::load(&config.model, &config.device, &config.dtype)
+        .with_context(|| format!("loading `{}`", config.model))?;
+    let model = Transformer::load(&checkpoint)
+        .with_context(|| format!("loading {}", checkpoint.dir.display()))?;
+    let c = &checkpoint.config;
+    tracing::info!(model = %config.model, dir = %checkpoint.dir.display(), device = ?checkpoint.device, dtype = ?checkpoint.dtype, layers = c.n_layer, width = c.n_embd, "decoder model loaded");
+    let info = oneword_runtime::model_info(&config.model, c, &checkpoint.device, checkpoint.dtype);
+    let device = checkpoint.device.clone();
     let engine = engine::Engine::start(
         model,
         engine::Limits {

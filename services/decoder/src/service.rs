@@ -1,6 +1,6 @@
 //! The `oneword.decoder.v1.Decoder` gRPC service: translation between proto and the engine.
 
-use candle_core::{DType, Device};
+use candle_core::Device;
 use oneword_proto::common::v1 as common;
 use oneword_proto::decoder::v1 as pb;
 use tonic::{Request, Response, Status};
@@ -16,15 +16,6 @@ pub struct DecoderService {
     pub max_top_n: usize,
     pub max_sessions: usize,
     pub session_ttl_secs: u64,
-}
-
-/// The wire name of a dtype.
-pub fn wire_dtype(dtype: DType) -> common::Dtype {
-    match dtype {
-        DType::F16 => common::Dtype::F16,
-        DType::BF16 => common::Dtype::Bf16,
-        _ => common::Dtype::F32,
-    }
 }
 
 #[tonic::async_trait]

@@ -99,15 +99,6 @@ pub fn pack_f32(tensor: &Tensor) -> Result<common::Tensor, Error> {
     pack(&widened)
 }
 
-/// The wire name of a dtype.
-pub fn wire_dtype(dtype: DType) -> common::Dtype {
-    match dtype {
-        DType::F16 => common::Dtype::F16,
-        DType::BF16 => common::Dtype::Bf16,
-        _ => common::Dtype::F32,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,9 +13,8 @@ mod service;
 use std::future::Future;
 
 use anyhow::Context;
-use candle_core::{DType, Device, DeviceLocation};
+use candle_core::DType;
 use oneword_model::{Checkpoint, Embeddings};
-use oneword_proto::common::v1 as common;
 use oneword_proto::embedder::v1::embedder_server::EmbedderServer;
 use tokio::net::TcpListener;
 
@@ -48,16 +47,9 @@ fn load(config: &Config) -> anyhow::Result<service::EmbedderService> {
         config.max_batch_tokens > 0,
         "`--max-batch-tokens` must be at least 1, got 0"
     );
-    let dir = oneword_model::hub::resolve(&config.model)?;
-    let device = oneword_model::load_device(&config.device)?;
-    let dtype = match (config.dtype.as_str(), device.is_cuda()) {
-        ("auto", false) | ("f32", _) => DType::F32,
-        ("auto", true) | ("f16", _) => DType::F16,
-        ("bf16", _) => DType::BF16,
-        (other, _) => anyhow::bail!("`--dtype` must be auto, f32, f16 or bf16, got {other:?}"),
-    };
-    let checkpoint = Checkpoint::open(&dir, dtype, &device)
-        .with_context(|| format!("opening {}", dir.display()))?;
+    let checkpoint = Checkpoint::load(&config.model, &config.device, &config.dtype)
+        .with_context(|| format!("loading `{}`", config.model))?;
+    let (dir, device, dtype) = (&checkpoint.dir, &checkpoint.device, checkpoint.dtype);
     let embeddings =
         Embeddings::load(&checkpoint).with_context(|| format!("loading {}", dir.display()))?;
     let c = &checkpoint.config;
@@ -85,18 +77,7 @@ fn load(config: &Config) -> anyhow::Result<service::EmbedderService> {
     convert::pack(&embeddings.embed(&[0], &[0])?).context("warming up")?;
 
     tracing::info!(model = %config.model, dir = %dir.display(), ?device, ?dtype, vocab = c.vocab_size, width = c.n_embd, "embedder model loaded");
-    let model = common::ModelInfo {
-        model_id: config.model.clone(),
-        model_type: c.model_type.clone(),
-        vocab_size: c.vocab_size as u32,
-        context_length: c.n_positions as u32,
-        hidden_size: c.n_embd as u32,
-        num_layers: c.n_layer as u32,
-        num_heads: c.n_head as u32,
-        eos_token_id: c.eos_token_id,
-        device: device_name(&device),
-        dtype: convert::wire_dtype(dtype) as i32,
-    };
+    let model = oneword_runtime::model_info(&config.model, c, device, dtype);
     let limits = convert::Limits {
         vocab_size: c.vocab_size,
         context_length: c.n_positions,
@@ -108,13 +89,4 @@ fn load(config: &Config) -> anyhow::Result<service::EmbedderService> {
         limits,
         model,
     })
-}
-
-/// `cpu` or `cuda:N`, as `ModelInfo.device` names it.
-fn device_name(device: &Device) -> String {
-    match device.location() {
-        DeviceLocation::Cpu => "cpu".into(),
-        DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
-        DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
-    }
 }

@@ -20,10 +20,33 @@ type Result<T> = std::result::Result<T, ModelError>;
 /// prefix (written by `GPT2LMHeadModel.save_pretrained`) already stepped into when present.
 pub struct Checkpoint {
     pub config: Gpt2Config,
+    /// Where it was found.
+    pub dir: std::path::PathBuf,
+    pub device: Device,
+    pub dtype: DType,
     vb: VarBuilder<'static>,
 }
 
 impl Checkpoint {
+    /// What the services do at start-up: resolves `model` (a Hugging Face id or a directory, see
+    /// [`crate::hub::resolve`]), picks the device named by `device` ([`load_device`]) and the
+    /// dtype named by `dtype` (`auto` = f32 on CPU, f16 on CUDA; or f32, f16, bf16), and opens it.
+    pub fn load(model: &str, device: &str, dtype: &str) -> Result<Self> {
+        let dir = crate::hub::resolve(model)?;
+        let device = load_device(device)?;
+        let dtype = match (dtype, device.is_cuda()) {
+            ("auto", false) | ("f32", _) => DType::F32,
+            ("auto", true) | ("f16", _) => DType::F16,
+            ("bf16", _) => DType::BF16,
+            (other, _) => {
+                return Err(ModelError::Input(format!(
+                    "`dtype` must be auto, f32, f16 or bf16, got {other:?}"
+                )))
+            }
+        };
+        Self::open(&dir, dtype, &device)
+    }
+
     /// Opens `dir/config.json` and memory-maps `dir/model.safetensors`, converting tensors to
     /// `dtype` on `device` as they are read.
     pub fn open(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
@@ -47,7 +70,13 @@ impl Checkpoint {
                 "model.safetensors has neither `wte.weight` nor `transformer.wte.weight`; is it a GPT-2 checkpoint?".into(),
             ));
         };
-        Ok(Checkpoint { config, vb })
+        Ok(Checkpoint {
+            config,
+            dir: dir.to_path_buf(),
+            device: device.clone(),
+            dtype,
+            vb,
+        })
     }
 }
 

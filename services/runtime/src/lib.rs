@@ -5,9 +5,11 @@
 #![forbid(unsafe_code)]
 
 pub mod deadline;
+pub mod model_info;
 pub mod serve;
 pub mod status;
 pub mod telemetry;
 pub mod tensor;
 
+pub use model_info::model_info;
 pub use serve::{serve, shutdown_signal, ServeError};

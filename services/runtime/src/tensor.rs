@@ -19,7 +19,8 @@ pub enum WireError {
     Candle(#[from] candle_core::Error),
 }
 
-fn wire_dtype(dtype: DType) -> pb::Dtype {
+/// The wire name of a dtype (other dtypes travel as f32).
+pub fn wire_dtype(dtype: DType) -> pb::Dtype {
     match dtype {
         DType::F16 => pb::Dtype::F16,
         DType::BF16 => pb::Dtype::Bf16,

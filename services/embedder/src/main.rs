@@ -1,9 +1,10 @@
 use clap::Parser;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    oneword_runtime::telemetry::init();
+async fn main() -> std::process::ExitCode {
     let config = oneword_embedder::Config::parse();
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    oneword_embedder::run(config, listener, oneword_runtime::shutdown_signal()).await
+    oneword_runtime::serve::main(config.listen, |listener, shutdown| {
+        oneword_embedder::run(config, listener, shutdown)
+    })
+    .await
 }

@@ -1,9 +1,10 @@
 use clap::Parser;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     let config = oneword_tokenizer::Config::parse();
-    oneword_runtime::telemetry::init();
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    oneword_tokenizer::run(config, listener, oneword_runtime::shutdown_signal()).await
+    oneword_runtime::serve::main(config.listen, |listener, shutdown| {
+        oneword_tokenizer::run(config, listener, shutdown)
+    })
+    .await
 }

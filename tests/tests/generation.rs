@@ -435,3 +435,22 @@ async fn per_token_details_report_both_distributions() {
         assert!(d.top[i].logprobs.windows(2).all(|w| w[0] >= w[1]));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passed_deadline_ends_the_request_and_frees_its_session() {
+    let cluster = Cluster::start(tiny_model()).await;
+    let r = pb::GenerateRequest {
+        ignore_eos: true,
+        ..seeded("Tell me everything:", 1000, 5)
+    };
+    let mut request = tonic::Request::new(r);
+    request.set_timeout(Duration::from_millis(300));
+    let status = cluster.gateway().await.generate(request).await.unwrap_err();
+    assert_eq!(
+        status.code(),
+        tonic::Code::DeadlineExceeded,
+        "{}",
+        status.message()
+    );
+    assert_no_sessions_left(&cluster).await;
+}

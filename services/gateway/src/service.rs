@@ -73,7 +73,9 @@ impl pb::gateway_server::Gateway for GatewayService {
             response.usage = Some(usage);
             response
         };
-        let (result, response) = tokio::join!(run, collect);
+        let (result, response) = deadline
+            .within(async { Ok(tokio::join!(run, collect)) })
+            .await?;
         result?;
         Ok(Response::new(response))
     }
@@ -103,6 +105,63 @@ impl pb::gateway_server::Gateway for GatewayService {
     ) -> Result<Response<pb::NextTokensResponse>, Status> {
         let deadline = Deadline::from_metadata(request.metadata());
         let params = NextTokensParams::new(request.into_inner(), &self.config)?;
+        let table = deadline
+            .within(self.next_token_table(params, deadline))
+            .await?;
+        Ok(Response::new(table))
+    }
+
+    async fn tokenize(
+        &self,
+        request: Request<pb::TokenizeRequest>,
+    ) -> Result<Response<pb::TokenizeResponse>, Status> {
+        let deadline = Deadline::from_metadata(request.metadata());
+        let request = request.into_inner();
+        if request.text.len() > self.config.max_prompt_bytes {
+            return Err(Error::invalid(
+                "text",
+                format!(
+                    "`text` is {} bytes, over the limit of {} bytes",
+                    request.text.len(),
+                    self.config.max_prompt_bytes
+                ),
+            )
+            .into());
+        }
+        let encoding = self
+            .downstream
+            .encode(&request.text, request.allow_special, &deadline)
+            .await?;
+        Ok(Response::new(pb::TokenizeResponse {
+            encoding: Some(encoding),
+        }))
+    }
+
+    async fn info(
+        &self,
+        request: Request<pb::InfoRequest>,
+    ) -> Result<Response<pb::InfoResponse>, Status> {
+        let deadline = Deadline::from_metadata(request.metadata());
+        let model = self.downstream.model(&deadline).await?;
+        let c = &self.config;
+        Ok(Response::new(pb::InfoResponse {
+            model: Some(model.info.clone()),
+            max_new_tokens: c.max_new_tokens,
+            max_n: c.max_n,
+            max_stop_sequences: c.max_stop_sequences,
+            max_stop_sequence_bytes: c.max_stop_sequence_bytes,
+            max_top_n: c.max_top_n,
+        }))
+    }
+}
+
+impl GatewayService {
+    /// The next-token table: one decoder step on a session dropped right after it.
+    async fn next_token_table(
+        &self,
+        params: NextTokensParams,
+        deadline: Deadline,
+    ) -> Result<pb::NextTokensResponse, Status> {
         let down = &self.downstream;
         let model = down.model(&deadline).await?;
         let ids = down.encode(&params.prompt, false, &deadline).await?.ids;
@@ -171,55 +230,12 @@ impl pb::gateway_server::Gateway for GatewayService {
                 pieces,
             }
         };
-        Ok(Response::new(pb::NextTokensResponse {
+        Ok(pb::NextTokensResponse {
             raw: Some(table(pick.raw_top)),
             shaped: shaped.then(|| table(pick.shaped_top)),
             entropy: pick.entropy,
             prompt_tokens,
             full_row: pick.full_row,
-        }))
-    }
-
-    async fn tokenize(
-        &self,
-        request: Request<pb::TokenizeRequest>,
-    ) -> Result<Response<pb::TokenizeResponse>, Status> {
-        let deadline = Deadline::from_metadata(request.metadata());
-        let request = request.into_inner();
-        if request.text.len() > self.config.max_prompt_bytes {
-            return Err(Error::invalid(
-                "text",
-                format!(
-                    "`text` is {} bytes, over the limit of {} bytes",
-                    request.text.len(),
-                    self.config.max_prompt_bytes
-                ),
-            )
-            .into());
-        }
-        let encoding = self
-            .downstream
-            .encode(&request.text, request.allow_special, &deadline)
-            .await?;
-        Ok(Response::new(pb::TokenizeResponse {
-            encoding: Some(encoding),
-        }))
-    }
-
-    async fn info(
-        &self,
-        request: Request<pb::InfoRequest>,
-    ) -> Result<Response<pb::InfoResponse>, Status> {
-        let deadline = Deadline::from_metadata(request.metadata());
-        let model = self.downstream.model(&deadline).await?;
-        let c = &self.config;
-        Ok(Response::new(pb::InfoResponse {
-            model: Some(model.info.clone()),
-            max_new_tokens: c.max_new_tokens,
-            max_n: c.max_n,
-            max_stop_sequences: c.max_stop_sequences,
-            max_stop_sequence_bytes: c.max_stop_sequence_bytes,
-            max_top_n: c.max_top_n,
-        }))
+        })
     }
 }

@@ -85,7 +85,7 @@ impl Downstream {
                     .clone()
                     .info(deadline.request(dec::InfoRequest {}))
                     .await
-                    .map_err(|s| Error::Downstream(DECODER, s))?
+                    .map_err(|s| failed(DECODER, s, deadline))?
                     .into_inner()
                     .model
                     .ok_or_else(|| Error::Internal("the decoder's Info has no model".into()))?;
@@ -94,7 +94,7 @@ impl Downstream {
                     .clone()
                     .vocabulary(deadline.request(tok::VocabularyRequest {}))
                     .await
-                    .map_err(|s| Error::Downstream(TOKENIZER, s))?
+                    .map_err(|s| failed(TOKENIZER, s, deadline))?
                     .into_inner();
                 if vocab.pieces.len() != info.vocab_size as usize {
                     return Err(Error::Internal(format!(
@@ -129,7 +129,7 @@ impl Downstream {
             .clone()
             .encode(deadline.request(request))
             .await
-            .map_err(|s| Error::Downstream(TOKENIZER, s))?
+            .map_err(|s| failed(TOKENIZER, s, deadline))?
             .into_inner()
             .encodings
             .pop()
@@ -147,7 +147,7 @@ impl Downstream {
             .clone()
             .embed(deadline.request(emb::EmbedRequest { ids, positions }))
             .await
-            .map_err(|s| Error::Downstream(EMBEDDER, s))?
+            .map_err(|s| failed(EMBEDDER, s, deadline))?
             .into_inner()
             .embeddings
             .ok_or_else(|| Error::Internal("the embedder returned no tensor".into()))
@@ -164,7 +164,7 @@ impl Downstream {
             .clone()
             .step(deadline.request(dec::StepRequest { steps }))
             .await
-            .map_err(|s| Error::Downstream(DECODER, s))?;
+            .map_err(|s| failed(DECODER, s, deadline))?;
         Ok(response.into_inner())
     }
 
@@ -183,8 +183,18 @@ impl Downstream {
             .clone()
             .fork(deadline.request(request))
             .await
-            .map_err(|s| Error::Downstream(DECODER, s))?;
+            .map_err(|s| failed(DECODER, s, deadline))?;
         Ok(())
+    }
+}
+
+/// The error for a failed downstream call. Past the caller's deadline the downstream service
+/// cut the call short (tonic says CANCELLED then); the caller is told its deadline passed.
+fn failed(service: &'static str, status: tonic::Status, deadline: &Deadline) -> Error {
+    if deadline.expired() {
+        Error::DeadlineExceeded
+    } else {
+        Error::Downstream(service, status)
     }
 }
 

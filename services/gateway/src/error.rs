@@ -17,8 +17,8 @@ pub enum Error {
     /// A downstream call failed: which service, and its status.
     #[error("{0}: {1}")]
     Downstream(&'static str, Status),
-    #[error("the request's deadline passed after {0} generated tokens")]
-    DeadlineExceeded(usize),
+    #[error("the request's deadline passed before it finished")]
+    DeadlineExceeded,
     #[error("{0}")]
     Internal(String),
 }
@@ -40,7 +40,7 @@ impl From<Error> for Status {
                 context,
             } => status::context_length_exceeded(prompt_tokens, max_new_tokens, context),
             Error::Downstream(service, s) => status::from_downstream(service, s),
-            e @ Error::DeadlineExceeded(_) => Status::deadline_exceeded(e.to_string()),
+            e @ Error::DeadlineExceeded => Status::deadline_exceeded(e.to_string()),
             Error::Internal(detail) => status::internal("generating", detail),
         }
     }

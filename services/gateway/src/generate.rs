@@ -161,7 +161,7 @@ pub async fn generate(
             return Ok(());
         }
         if deadline.expired() {
-            return Err(Error::DeadlineExceeded(step + 1));
+            return Err(Error::DeadlineExceeded);
         }
         step += 1;
         let ids: Vec<u32> = running.iter().map(|c| c.last_token).collect();

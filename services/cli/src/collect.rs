@@ -40,10 +40,9 @@ impl Completion {
         self.token_ids.extend_from_slice(&chunk.token_ids);
         self.generated_tokens = self.generated_tokens.max(chunk.generated_tokens);
         if let Some(new) = chunk.details {
-            match &mut self.details {
-                Some(details) => append_details(details, new),
-                None => self.details = Some(new),
-            }
+            self.details
+                .get_or_insert_with(Default::default)
+                .append(new);
         }
         if chunk.finish_reason != gw::FinishReason::Unspecified as i32 {
             self.finish_reason = chunk.finish_reason;
@@ -72,15 +71,6 @@ impl From<gw::Completion> for Completion {
             timings: None,
         }
     }
-}
-
-fn append_details(into: &mut gw::TokenDetails, new: gw::TokenDetails) {
-    into.ids.extend(new.ids);
-    into.pieces.extend(new.pieces);
-    into.logprobs.extend(new.logprobs);
-    into.ranks.extend(new.ranks);
-    into.shaped_logprobs.extend(new.shaped_logprobs);
-    into.top.extend(new.top);
 }
 
 /// All completions of one streamed request.

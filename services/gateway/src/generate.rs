@@ -261,13 +261,3 @@ fn details(token: u32, piece: &[u8], pick: &dec::Pick, model: &Model) -> pb::Tok
         }],
     }
 }
-
-/// Appends `more` (one chunk's details) to `all`.
-pub fn extend_details(all: &mut pb::TokenDetails, more: pb::TokenDetails) {
-    all.ids.extend(more.ids);
-    all.pieces.extend(more.pieces);
-    all.logprobs.extend(more.logprobs);
-    all.ranks.extend(more.ranks);
-    all.shaped_logprobs.extend(more.shaped_logprobs);
-    all.top.extend(more.top);
-}

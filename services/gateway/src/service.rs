@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 
 use crate::convert::{GenerateParams, NextTokensParams};
 use crate::downstream::Downstream;
-use crate::generate::{extend_details, generate};
+use crate::generate::generate;
 use crate::{Config, Error};
 
 /// Chunks buffered per stream before generation waits for the client to read: enough to absorb
@@ -58,7 +58,7 @@ impl pb::gateway_server::Gateway for GatewayService {
                 c.text.push_str(&chunk.text);
                 c.token_ids.extend(&chunk.token_ids);
                 if let Some(more) = chunk.details {
-                    extend_details(c.details.get_or_insert_with(Default::default), more);
+                    c.details.get_or_insert_with(Default::default).append(more);
                 }
                 if chunk.finish_reason != pb::FinishReason::Unspecified as i32 {
                     c.finish_reason = chunk.finish_reason;

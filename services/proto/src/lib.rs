@@ -30,5 +30,17 @@ pub mod gateway {
     }
 }
 
+impl gateway::v1::TokenDetails {
+    /// Appends a later chunk's tokens, as the unary call and streaming clients reassemble them.
+    pub fn append(&mut self, more: Self) {
+        self.ids.extend(more.ids);
+        self.pieces.extend(more.pieces);
+        self.logprobs.extend(more.logprobs);
+        self.ranks.extend(more.ranks);
+        self.shaped_logprobs.extend(more.shaped_logprobs);
+        self.top.extend(more.top);
+    }
+}
+
 /// Encoded `FileDescriptorSet` of every oneword proto, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("oneword_descriptor");

@@ -6,157 +6,45 @@
 //! Linear layers are stored as `Conv1D` with weights `[in, out]`, so they multiply from the right
 //! as they are, without a transpose. The model is immutable and shared; each sequence's keys and
 //! values live in a [`KvCache`] that the caller owns, because the decoder holds many sessions.
+//!
+//! [`Transformer::forward_batch`] runs many sequences of different lengths and positions in one
+//! pass: their rows are stacked for every linear layer (one read of the weights for all of them)
+//! and split again for attention, which each sequence does against its own cache, so a
+//! sequence's result is the same alone or in any batch.
 
-use std::path::Path;
-
-use candle_core::{DType, Device, Module, Tensor};
+use candle_core::{DType, Device, Module, Storage, Tensor};
 use candle_nn::{LayerNorm, VarBuilder};
+use rayon::prelude::*;
 
-use crate::{Gpt2Config, ModelError};
+use crate::kernels;
+use crate::kv_cache::{append_host, attend_host, LayerCache};
+use crate::{Checkpoint, Gpt2Config, KvCache, ModelError};
 
 type Result<T> = std::result::Result<T, ModelError>;
 
-/// An opened checkpoint: its config and a reader over its tensors, with the `transformer.`
-/// prefix (written by `GPT2LMHeadModel.save_pretrained`) already stepped into when present.
-pub struct Checkpoint {
-    pub config: Gpt2Config,
-    /// Where it was found.
-    pub dir: std::path::PathBuf,
-    pub device: Device,
-    pub dtype: DType,
-    vb: VarBuilder<'static>,
-}
+/// Up to this many rows, CPU linear layers use the weight-streaming kernels of [`kernels`];
+/// beyond it, candle's matrix product (which reuses each weight for many rows) is faster.
+const KERNEL_MAX_ROWS: usize = 4;
 
-impl Checkpoint {
-    /// What the services do at start-up: resolves `model` (a Hugging Face id or a directory, see
-    /// [`crate::hub::resolve`]), picks the device named by `device` ([`load_device`]) and the
-    /// dtype named by `dtype` (`auto` = f32 on CPU, f16 on CUDA; or f32, f16, bf16), and opens it.
-    pub fn load(model: &str, device: &str, dtype: &str) -> Result<Self> {
-        let dir = crate::hub::resolve(model)?;
-        let device = load_device(device)?;
-        let dtype = match (dtype, device.is_cuda()) {
-            ("auto", false) | ("f32", _) => DType::F32,
-            ("auto", true) | ("f16", _) => DType::F16,
-            ("bf16", _) => DType::BF16,
-            (other, _) => {
-                return Err(ModelError::Input(format!(
-                    "`dtype` must be auto, f32, f16 or bf16, got {other:?}"
-                )))
-            }
-        };
-        Self::open(&dir, dtype, &device)
-    }
-
-    /// Opens `dir/config.json` and memory-maps `dir/model.safetensors`, converting tensors to
-    /// `dtype` on `device` as they are read.
-    pub fn open(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
-        let config = Gpt2Config::from_dir(dir)?;
-        let weights = dir.join("model.safetensors");
-        if !weights.is_file() {
-            return Err(ModelError::NotFound(format!(
-                "{} has no model.safetensors",
-                dir.display()
-            )));
-        }
-        // SAFETY: the file is mapped read-only and the mapping lives as long as the VarBuilder;
-        // like every mmap it assumes nobody truncates the checkpoint while the service runs.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], dtype, device)? };
-        let vb = if vb.contains_tensor("transformer.wte.weight") {
-            vb.pp("transformer")
-        } else if vb.contains_tensor("wte.weight") {
-            vb
-        } else {
-            return Err(ModelError::Checkpoint(
-                "model.safetensors has neither `wte.weight` nor `transformer.wte.weight`; is it a GPT-2 checkpoint?".into(),
-            ));
-        };
-        Ok(Checkpoint {
-            config,
-            dir: dir.to_path_buf(),
-            device: device.clone(),
-            dtype,
-            vb,
-        })
+/// Runs `f` on the contiguous f32 data of a CPU tensor; `None` on any other device or dtype.
+fn with_host_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
+    let (storage, layout) = t.storage_and_layout();
+    let (start, end) = layout.contiguous_offsets()?;
+    match &*storage {
+        Storage::Cpu(cpu) => cpu.as_slice::<f32>().ok().map(|data| f(&data[start..end])),
+        _ => None,
     }
 }
 
-/// The device named by `spec`: `cpu`, `cuda` / `cuda:N`, or `auto` (the first GPU if this build
-/// has CUDA and one is present, else the CPU).
-pub fn load_device(spec: &str) -> Result<Device> {
-    let cuda = |ordinal: usize| {
-        Device::new_cuda(ordinal).map_err(|e| {
-            ModelError::Input(format!(
-                "`device` {spec:?} is not usable ({e}); builds without the `cuda` feature only run on `cpu`"
-            ))
-        })
-    };
-    match spec {
-        "cpu" => Ok(Device::Cpu),
-        "auto" => Ok(if candle_core::utils::cuda_is_available() {
-            cuda(0)?
-        } else {
-            Device::Cpu
-        }),
-        "cuda" => cuda(0),
-        other => match other.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
-            Some(n) => cuda(n),
-            None => Err(ModelError::Input(format!(
-                "`device` must be cpu, auto, cuda or cuda:N, got {other:?}"
-            ))),
-        },
-    }
+/// Rows of a 2-D f32 CPU tensor as one vector.
+fn host_rows(x: &Tensor) -> Result<Vec<f32>> {
+    Ok(x.flatten_all()?.to_vec1::<f32>()?)
 }
 
-/// The embedding module: token embeddings `wte` `[vocab, n_embd]` and learned position
-/// embeddings `wpe` `[n_positions, n_embd]`.
-pub struct Embeddings {
-    wte: Tensor,
-    wpe: Tensor,
-}
-
-impl Embeddings {
-    /// Reads `wte` and `wpe` from a checkpoint.
-    pub fn load(checkpoint: &Checkpoint) -> Result<Self> {
-        let c = &checkpoint.config;
-        Ok(Embeddings {
-            wte: checkpoint.vb.get((c.vocab_size, c.n_embd), "wte.weight")?,
-            wpe: checkpoint.vb.get((c.n_positions, c.n_embd), "wpe.weight")?,
-        })
-    }
-
-    /// The decoder's input: `wte[id] + wpe[position]` for each pair, `[n, n_embd]`.
-    pub fn embed(&self, ids: &[u32], positions: &[u32]) -> Result<Tensor> {
-        if ids.len() != positions.len() {
-            return Err(ModelError::Input(format!(
-                "{} ids but {} positions",
-                ids.len(),
-                positions.len()
-            )));
-        }
-        let tokens = self.token_vectors(ids)?;
-        let positions = self.select(&self.wpe, positions, "position")?;
-        Ok((tokens + positions)?)
-    }
-
-    /// Raw token embedding vectors `wte[id]`, `[n, n_embd]`.
-    pub fn token_vectors(&self, ids: &[u32]) -> Result<Tensor> {
-        self.select(&self.wte, ids, "token id")
-    }
-
-    fn select(&self, table: &Tensor, rows: &[u32], what: &str) -> Result<Tensor> {
-        let limit = table.dim(0)?;
-        if let Some((i, &row)) = rows.iter().enumerate().find(|(_, &r)| r as usize >= limit) {
-            // Out-of-range indices must never reach index_select: on CUDA they fault the device.
-            return Err(ModelError::Input(format!(
-                "{what} {row} at index {i} is out of range (must be below {limit})"
-            )));
-        }
-        let index = Tensor::new(rows, table.device())?;
-        Ok(table.index_select(&index, 0)?)
-    }
-}
-
-/// A GPT-2 `Conv1D`: `y = x · W + b` with `W` stored `[in, out]`.
+/// A GPT-2 `Conv1D`, `y = x · W + b`. The checkpoint stores `W` as `[in, out]`; it is kept
+/// transposed, `[out, in]` as `nn.Linear` does, because every product then reads contiguous
+/// weight rows: the CPU kernels directly, and gemm as a transposed operand (which it handles
+/// as fast as or faster than the original layout).
 struct Conv1D {
     weight: Tensor,
     bias: Tensor,
@@ -165,14 +53,59 @@ struct Conv1D {
 impl Conv1D {
     fn load(vb: VarBuilder, d_in: usize, d_out: usize) -> Result<Self> {
         Ok(Conv1D {
-            weight: vb.get((d_in, d_out), "weight")?,
+            weight: vb.get((d_in, d_out), "weight")?.t()?.contiguous()?,
             bias: vb.get(d_out, "bias")?,
         })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.matmul(&self.weight)?.broadcast_add(&self.bias)?)
+        linear(x, &self.weight, Some(&self.bias))
     }
+}
+
+/// `x · wᵀ (+ bias)` for `w` `[out, in]`: the weight-streaming kernel for a few rows on the
+/// CPU, candle's matrix product otherwise.
+fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    let (rows, k) = x.dims2()?;
+    if rows <= KERNEL_MAX_ROWS && x.device().is_cpu() && x.dtype() == DType::F32 {
+        let m = w.dim(0)?;
+        let xs = host_rows(x)?;
+        let out = with_host_f32(w, |w| match bias {
+            Some(bias) => with_host_f32(bias, |b| kernels::linear(&xs, rows, w, k, m, Some(b))),
+            None => Some(kernels::linear(&xs, rows, w, k, m, None)),
+        });
+        if let Some(Some(out)) = out {
+            return Ok(Tensor::from_vec(out, (rows, m), x.device())?);
+        }
+    }
+    let y = if x.device().is_cpu() {
+        split_matmul(x, w)?
+    } else {
+        x.matmul(&w.t()?)?
+    };
+    Ok(match bias {
+        Some(bias) => y.broadcast_add(bias)?,
+        None => y,
+    })
+}
+
+/// `x · wᵀ` on the CPU with the output columns split into one band per thread: gemm runs a
+/// product with few rows (a decode batch) on one thread, leaving the other cores idle.
+fn split_matmul(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let m = w.dim(0)?;
+    let parts = rayon::current_num_threads().clamp(1, m);
+    if parts == 1 {
+        return Ok(x.matmul(&w.t()?)?);
+    }
+    let band = m.div_ceil(parts);
+    let bands = (0..parts)
+        .into_par_iter()
+        .map(|p| {
+            let start = p * band;
+            x.matmul(&w.narrow(0, start, band.min(m - start))?.t()?)
+        })
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    Ok(Tensor::cat(&bands, 1)?)
 }
 
 fn layer_norm(vb: VarBuilder, size: usize, eps: f64) -> Result<LayerNorm> {
@@ -210,11 +143,102 @@ impl Attention {
         })
     }
 
-    /// `x` is `[seq, n_embd]` for positions `past..past + seq`; `cache` holds this layer's
-    /// keys and values for positions `0..past` and is extended with the new ones.
-    fn forward(&self, x: &Tensor, cache: &mut Option<(Tensor, Tensor)>) -> Result<Tensor> {
-        let (seq, n_embd) = x.dims2()?;
+    /// `x` is the batch's rows `[Σ rows, n_embd]`, sequence after sequence; `rows[i]` new rows
+    /// belong to sequence `i`, whose layer cache `layers[i]` holds its past and is extended.
+    fn forward(
+        &self,
+        x: &Tensor,
+        rows: &[usize],
+        layers: &mut [&mut LayerCache],
+    ) -> Result<Tensor> {
         let qkv = self.c_attn.forward(x)?;
+        // The caches' kind decides: host caches on the CPU, tensor caches anywhere (tests run
+        // the tensor path on the CPU too).
+        let host = layers
+            .iter()
+            .all(|l| matches!(**l, LayerCache::Host { .. }));
+        let out = if host && x.device().is_cpu() {
+            self.attend_host(&qkv, rows, layers)?
+        } else {
+            let mut outs = Vec::with_capacity(rows.len());
+            let mut start = 0;
+            for (&n, layer) in rows.iter().zip(layers.iter_mut()) {
+                outs.push(self.attend_device(&qkv.narrow(0, start, n)?, layer)?);
+                start += n;
+            }
+            Tensor::cat(&outs, 0)?
+        };
+        self.c_proj.forward(&out)
+    }
+
+    /// CPU attention straight on the caches' memory, one task per (sequence, head).
+    fn attend_host(
+        &self,
+        qkv: &Tensor,
+        rows: &[usize],
+        layers: &mut [&mut LayerCache],
+    ) -> Result<Tensor> {
+        let (total, three_width) = qkv.dims2()?;
+        let width = three_width / 3;
+        let dtype = qkv.dtype();
+        let qkv_host = host_rows(&qkv.to_dtype(DType::F32)?)?;
+        let mut spans = Vec::with_capacity(rows.len());
+        let mut start = 0;
+        for (&n, layer) in rows.iter().zip(layers.iter_mut()) {
+            let span = &qkv_host[start * three_width..(start + n) * three_width];
+            match &mut **layer {
+                LayerCache::Host { keys, values } => append_host(keys, values, span, width),
+                LayerCache::Device(_) => {
+                    return Err(ModelError::Input(
+                        "a cache made for another device was given to the CPU model".into(),
+                    ))
+                }
+            }
+            spans.push((start, span));
+            start += n;
+        }
+        let tasks: Vec<(usize, usize)> = (0..rows.len())
+            .flat_map(|i| (0..self.n_head).map(move |h| (i, h)))
+            .collect();
+        let scale = self.scale as f32;
+        let attend = |&(i, h): &(usize, usize)| {
+            let LayerCache::Host { keys, values } = &*layers[i] else {
+                unreachable!("every cache was checked to be a host cache above, this is a bug")
+            };
+            pulp::Arch::new().dispatch(|| {
+                attend_host(spans[i].1, keys, values, width, h, self.head_dim, scale)
+            })
+        };
+        let work: usize = rows
+            .iter()
+            .zip(layers.iter())
+            .map(|(n, l)| n * host_len(l))
+            .sum();
+        let heads: Vec<Vec<f32>> = if work * self.n_head * self.head_dim < 1 << 16 {
+            tasks.iter().map(attend).collect()
+        } else {
+            tasks.par_iter().map(attend).collect()
+        };
+        let mut out = vec![0f32; total * width];
+        for (&(i, h), head) in tasks.iter().zip(&heads) {
+            let first_row = spans[i].0;
+            for (t, values) in head.chunks_exact(self.head_dim).enumerate() {
+                let at = (first_row + t) * width + h * self.head_dim;
+                out[at..at + self.head_dim].copy_from_slice(values);
+            }
+        }
+        Ok(Tensor::from_vec(out, (total, width), qkv.device())?.to_dtype(dtype)?)
+    }
+
+    /// Attention with candle tensors for one sequence's `qkv` rows `[n, 3 · n_embd]`.
+    fn attend_device(&self, qkv: &Tensor, layer: &mut LayerCache) -> Result<Tensor> {
+        let LayerCache::Device(cache) = layer else {
+            return Err(ModelError::Input(
+                "a CPU cache was given to a model on another device".into(),
+            ));
+        };
+        let seq = qkv.dim(0)?;
+        let n_embd = qkv.dim(1)? / 3;
         let heads = |i: usize| -> Result<Tensor> {
             Ok(qkv
                 .narrow(1, i * n_embd, n_embd)?
@@ -239,11 +263,18 @@ impl Attention {
         let k = k.to_dtype(DType::F32)?;
         let mut scores = (q.matmul(&k.t()?)? * self.scale)?;
         if seq > 1 {
-            scores = scores.broadcast_add(&causal_mask(seq, total, x.device())?)?;
+            scores = scores.broadcast_add(&causal_mask(seq, total, qkv.device())?)?;
         }
         let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dtype)?;
-        let out = probs.matmul(&v)?.transpose(0, 1)?.reshape((seq, n_embd))?;
-        self.c_proj.forward(&out)
+        Ok(probs.matmul(&v)?.transpose(0, 1)?.reshape((seq, n_embd))?)
+    }
+}
+
+/// Positions in a host layer cache (0 for a device one).
+fn host_len(layer: &LayerCache) -> usize {
+    match layer {
+        LayerCache::Host { keys, .. } => keys.len(),
+        LayerCache::Device(_) => 0,
     }
 }
 
@@ -312,40 +343,15 @@ impl Block {
         })
     }
 
-    fn forward(&self, x: &Tensor, cache: &mut Option<(Tensor, Tensor)>) -> Result<Tensor> {
-        let x = (x + self.attn.forward(&self.ln_1.forward(x)?, cache)?)?;
+    fn forward(
+        &self,
+        x: &Tensor,
+        rows: &[usize],
+        layers: &mut [&mut LayerCache],
+    ) -> Result<Tensor> {
+        let x = (x + self.attn.forward(&self.ln_1.forward(x)?, rows, layers)?)?;
         let mlp = self.mlp.forward(&self.ln_2.forward(&x)?)?;
         Ok((x + mlp)?)
-    }
-}
-
-/// One sequence's keys and values for every layer: `[n_head, len, head_dim]` per layer.
-/// Cloning is cheap and safe for forking: tensors are shared and never written in place (each
-/// step makes new ones), so a fork and its source diverge without copying the past.
-#[derive(Clone)]
-pub struct KvCache {
-    layers: Vec<Option<(Tensor, Tensor)>>,
-    len: usize,
-}
-
-impl KvCache {
-    /// Positions held.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether nothing has been run through this cache yet.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Bytes the keys and values occupy.
-    pub fn bytes(&self) -> usize {
-        self.layers
-            .iter()
-            .flatten()
-            .map(|(k, v)| (k.elem_count() + v.elem_count()) * k.dtype().size_in_bytes())
-            .sum()
     }
 }
 
@@ -359,6 +365,14 @@ pub enum LogitsAt {
     All,
     /// None: only extend the cache.
     None,
+}
+
+/// One sequence's part of a batched forward pass.
+pub struct Sequence<'a> {
+    /// Input embeddings `[n_new, n_embd]` for positions `cache.len()..`.
+    pub inputs: &'a Tensor,
+    pub cache: &'a mut KvCache,
+    pub logits: LogitsAt,
 }
 
 /// The transformer blocks, final layer norm and LM head (tied to `wte`).
@@ -391,60 +405,158 @@ impl Transformer {
         &self.config
     }
 
-    /// An empty cache for a new sequence.
+    /// An empty cache for a new sequence, of the kind this model's device uses.
     pub fn new_cache(&self) -> KvCache {
+        self.cache_of_kind(self.lm_head.device().is_cpu())
+    }
+
+    /// An empty cache of candle tensors, the kind GPUs use, whatever the device: for tests that
+    /// check that path on the CPU.
+    #[doc(hidden)]
+    pub fn new_tensor_cache(&self) -> KvCache {
+        self.cache_of_kind(false)
+    }
+
+    fn cache_of_kind(&self, host: bool) -> KvCache {
+        let layer = if host {
+            LayerCache::Host {
+                keys: Vec::new(),
+                values: Vec::new(),
+            }
+        } else {
+            LayerCache::Device(None)
+        };
         KvCache {
-            layers: vec![None; self.blocks.len()],
+            layers: vec![layer; self.blocks.len()],
             len: 0,
+            width: self.config.n_embd,
         }
     }
 
-    /// Runs input embeddings `[n_new, n_embd]` (from [`Embeddings::embed`], at positions
-    /// `cache.len()..`) through the blocks, appending to `cache`. Returns f32 logits
-    /// `[vocab]` for [`LogitsAt::Last`], `[n_new, vocab]` for [`LogitsAt::All`], or `None`.
+    /// Bytes of keys and values one position takes in a cache (all layers).
+    pub fn cache_bytes_per_token(&self) -> usize {
+        let element = if self.lm_head.device().is_cpu() {
+            4
+        } else {
+            self.lm_head.dtype().size_in_bytes()
+        };
+        2 * self.blocks.len() * self.config.n_embd * element
+    }
+
+    /// One sequence: see [`Transformer::forward_batch`].
     pub fn forward(
         &self,
         inputs: &Tensor,
         cache: &mut KvCache,
         at: LogitsAt,
     ) -> Result<Option<Tensor>> {
-        let (n_new, width) = inputs.dims2()?;
-        if width != self.config.n_embd {
+        let mut batch = [Sequence {
+            inputs,
+            cache,
+            logits: at,
+        }];
+        Ok(self.forward_batch(&mut batch)?.pop().flatten())
+    }
+
+    /// Runs every sequence's new inputs through the blocks in one pass, appending to each cache.
+    /// Returns per sequence f32 logits `[vocab]` for [`LogitsAt::Last`], `[n_new, vocab]` for
+    /// [`LogitsAt::All`], or `None`. On error every cache is left as it was.
+    pub fn forward_batch(&self, batch: &mut [Sequence<'_>]) -> Result<Vec<Option<Tensor>>> {
+        for (i, s) in batch.iter().enumerate() {
+            self.check(i, s)?;
+        }
+        let before: Vec<usize> = batch.iter().map(|s| s.cache.len).collect();
+        let result = self.run(batch);
+        if result.is_err() {
+            for (s, &len) in batch.iter_mut().zip(&before) {
+                s.cache.truncate(len)?;
+            }
+        }
+        result
+    }
+
+    fn check(&self, i: usize, s: &Sequence<'_>) -> Result<()> {
+        let (n_new, width) = s.inputs.dims2()?;
+        let c = &self.config;
+        if width != c.n_embd {
             return Err(ModelError::Input(format!(
-                "input embeddings are {width} wide, the model is {} wide",
-                self.config.n_embd
+                "sequence {i}: input embeddings are {width} wide, the model is {} wide",
+                c.n_embd
             )));
         }
         if n_new == 0 {
-            return Err(ModelError::Input("no input embeddings".into()));
-        }
-        if cache.len + n_new > self.config.n_positions {
             return Err(ModelError::Input(format!(
-                "{} cached + {n_new} new positions exceed the context window of {}",
-                cache.len, self.config.n_positions
+                "sequence {i}: no input embeddings"
             )));
         }
-        let mut x = inputs.to_dtype(self.lm_head.dtype())?;
-        let mut scratch = cache.clone();
-        for (block, layer) in self.blocks.iter().zip(scratch.layers.iter_mut()) {
-            x = block.forward(&x, layer)?;
+        if s.cache.len + n_new > c.n_positions {
+            return Err(ModelError::Input(format!(
+                "sequence {i}: {} cached + {n_new} new positions exceed the context window of {}",
+                s.cache.len, c.n_positions
+            )));
         }
-        // Commit only after every layer succeeded, so an error leaves the cache as it was.
-        scratch.len += n_new;
-        *cache = scratch;
-        let hidden = match at {
-            LogitsAt::None => return Ok(None),
-            LogitsAt::Last => x.narrow(0, n_new - 1, 1)?,
-            LogitsAt::All => x,
-        };
-        let logits = self
-            .ln_f
-            .forward(&hidden)?
-            .matmul(&self.lm_head.t()?)?
-            .to_dtype(DType::F32)?;
-        Ok(Some(match at {
-            LogitsAt::Last => logits.squeeze(0)?,
-            _ => logits,
-        }))
+        if s.cache.layers.len() != self.blocks.len() || s.cache.width != c.n_embd {
+            return Err(ModelError::Input(format!(
+                "sequence {i}: the cache was made for another model"
+            )));
+        }
+        Ok(())
+    }
+
+    fn run(&self, batch: &mut [Sequence<'_>]) -> Result<Vec<Option<Tensor>>> {
+        let rows: Vec<usize> = batch
+            .iter()
+            .map(|s| s.inputs.dim(0))
+            .collect::<candle_core::Result<_>>()?;
+        let dtype = self.lm_head.dtype();
+        let inputs: Vec<Tensor> = batch
+            .iter()
+            .map(|s| s.inputs.to_dtype(dtype))
+            .collect::<candle_core::Result<_>>()?;
+        let mut x = Tensor::cat(&inputs, 0)?;
+        for (l, block) in self.blocks.iter().enumerate() {
+            let mut layers: Vec<&mut LayerCache> =
+                batch.iter_mut().map(|s| &mut s.cache.layers[l]).collect();
+            x = block.forward(&x, &rows, &mut layers)?;
+        }
+        for (s, &n) in batch.iter_mut().zip(&rows) {
+            s.cache.len += n;
+        }
+
+        // The LM head runs once, on the rows that need logits, for the whole batch.
+        let mut wanted = Vec::new();
+        let mut start = 0;
+        for (s, &n) in batch.iter().zip(&rows) {
+            match s.logits {
+                LogitsAt::Last => wanted.push(x.narrow(0, start + n - 1, 1)?),
+                LogitsAt::All => wanted.push(x.narrow(0, start, n)?),
+                LogitsAt::None => {}
+            }
+            start += n;
+        }
+        if wanted.is_empty() {
+            return Ok(vec![None; batch.len()]);
+        }
+        let logits = self.lm_head(&self.ln_f.forward(&Tensor::cat(&wanted, 0)?)?)?;
+        let mut out = Vec::with_capacity(batch.len());
+        let mut row = 0;
+        for (s, &n) in batch.iter().zip(&rows) {
+            out.push(match s.logits {
+                LogitsAt::Last => Some(logits.get(row)?),
+                LogitsAt::All => Some(logits.narrow(0, row, n)?),
+                LogitsAt::None => None,
+            });
+            row += match s.logits {
+                LogitsAt::Last => 1,
+                LogitsAt::All => n,
+                LogitsAt::None => 0,
+            };
+        }
+        Ok(out)
+    }
+
+    /// f32 logits `[rows, vocab]` for final hidden states `[rows, n_embd]`.
+    fn lm_head(&self, hidden: &Tensor) -> Result<Tensor> {
+        Ok(linear(hidden, &self.lm_head, None)?.to_dtype(DType::F32)?)
     }
 }

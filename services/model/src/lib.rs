@@ -3,15 +3,22 @@
 //! immutable model serves many sessions),
 //! and writing small checkpoints for tests and benchmarks.
 
+pub mod checkpoint;
 pub mod config;
+pub mod embeddings;
 pub mod gpt2;
 pub mod hub;
+mod kernels;
+pub mod kv_cache;
 pub mod tiny;
 
 use std::path::PathBuf;
 
+pub use checkpoint::{load_device, Checkpoint};
 pub use config::Gpt2Config;
-pub use gpt2::{load_device, Checkpoint, Embeddings, KvCache, LogitsAt, Transformer};
+pub use embeddings::Embeddings;
+pub use gpt2::{LogitsAt, Sequence, Transformer};
+pub use kv_cache::KvCache;
 
 /// Why a model could not be found, loaded or run.
 #[derive(Debug, thiserror::Error)]

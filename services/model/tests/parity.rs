@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use oneword_model::tiny::RandomCheckpoint;
-use oneword_model::{Checkpoint, Embeddings, LogitsAt, Transformer};
+use oneword_model::{Checkpoint, Embeddings, KvCache, LogitsAt, Sequence, Transformer};
 
 const TOLERANCE: f32 = 1e-4;
 
@@ -34,8 +34,27 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         .unwrap()
 }
 
-/// Runs every reference prompt through the model in one pass and compares the last logits.
+/// Makes an empty cache of one kind.
+type NewCache = fn(&Transformer) -> KvCache;
+
+/// The two kinds of cache: plain memory (the CPU's) and candle tensors (the GPUs').
+fn cache_kinds() -> [(&'static str, NewCache); 2] {
+    [
+        ("host cache", Transformer::new_cache),
+        ("tensor cache", Transformer::new_tensor_cache),
+    ]
+}
+
+/// Runs every reference prompt through the model in one pass and compares the last logits,
+/// with each kind of cache.
 fn check_against(dir: &Path, reference: &Path) {
+    for (kind, new_cache) in cache_kinds() {
+        check_against_with(dir, reference, new_cache);
+        eprintln!("{kind}: ok");
+    }
+}
+
+fn check_against_with(dir: &Path, reference: &Path, new_cache: NewCache) {
     let (embeddings, model) = load(dir);
     let refs = candle_core::safetensors::load(reference, &Device::Cpu).unwrap();
     let mut prompts = 0;
@@ -53,7 +72,7 @@ fn check_against(dir: &Path, reference: &Path) {
             .collect();
         let positions: Vec<u32> = (0..ids.len() as u32).collect();
         let x = embeddings.embed(&ids, &positions).unwrap();
-        let mut cache = model.new_cache();
+        let mut cache = new_cache(&model);
         let logits = model
             .forward(&x, &mut cache, LogitsAt::Last)
             .unwrap()
@@ -200,4 +219,122 @@ fn bad_inputs_are_errors_not_panics() {
         before,
         "a failed step leaves the cache as it was"
     );
+}
+
+/// Token ids for tests: deterministic, spread over the vocabulary.
+fn ids(n: usize, salt: u32) -> Vec<u32> {
+    (0..n as u32)
+        .map(|i| (i * 7919 + salt * 104729 + 13) % 50257)
+        .collect()
+}
+
+#[test]
+fn a_sequence_batched_with_others_gets_the_logits_it_gets_alone() {
+    let dir = repo().join("tests/fixtures/tiny-gpt2-hf");
+    let (embeddings, model) = load(&dir);
+    let embed = |ids: &[u32], start: usize| {
+        let positions: Vec<u32> = (start as u32..(start + ids.len()) as u32).collect();
+        embeddings.embed(ids, &positions).unwrap()
+    };
+    // (tokens already cached, new tokens, which logits): decode steps at different positions,
+    // a fresh prefill, and a chunk continuing a prefill; 37 rows in all, so the batch takes
+    // the matrix-product path while small ones alone take the weight-streaming kernels.
+    let shapes = [
+        (30, 1, LogitsAt::Last),
+        (0, 17, LogitsAt::Last),
+        (5, 9, LogitsAt::All),
+        (60, 1, LogitsAt::Last),
+        (12, 8, LogitsAt::None),
+        (3, 1, LogitsAt::All),
+    ];
+    for (kind, new_cache) in cache_kinds() {
+        for subset in [&shapes[..], &[shapes[0], shapes[3], shapes[5]][..]] {
+            let mut alone = Vec::new();
+            let mut caches = Vec::new();
+            let mut inputs = Vec::new();
+            for (i, &(past, new, at)) in subset.iter().enumerate() {
+                let ids = ids(past + new, i as u32);
+                let mut cache = new_cache(&model);
+                if past > 0 {
+                    model
+                        .forward(&embed(&ids[..past], 0), &mut cache, LogitsAt::None)
+                        .unwrap();
+                }
+                let x = embed(&ids[past..], past);
+                let mut own = cache.clone();
+                alone.push(model.forward(&x, &mut own, at).unwrap());
+                caches.push(cache);
+                inputs.push(x);
+            }
+            let mut batch: Vec<Sequence> = caches
+                .iter_mut()
+                .zip(&inputs)
+                .zip(subset)
+                .map(|((cache, inputs), &(_, _, logits))| Sequence {
+                    inputs,
+                    cache,
+                    logits,
+                })
+                .collect();
+            let batched = model.forward_batch(&mut batch).unwrap();
+            for (i, (a, b)) in alone.iter().zip(&batched).enumerate() {
+                match (a, b) {
+                    (Some(a), Some(b)) => {
+                        assert_eq!(a.dims(), b.dims());
+                        let diff = max_abs_diff(a, b);
+                        assert!(
+                            diff <= TOLERANCE,
+                            "{kind}, sequence {i}: batched differs by {diff}"
+                        );
+                    }
+                    (None, None) => {}
+                    _ => panic!("{kind}, sequence {i}: logits present in one run only"),
+                }
+            }
+            for (cache, &(past, new, _)) in caches.iter().zip(subset) {
+                assert_eq!(cache.len(), past + new);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_failed_batch_leaves_every_cache_as_it_was() {
+    let dir = repo().join("tests/fixtures/tiny-gpt2-hf");
+    let (embeddings, model) = load(&dir);
+    let ids = ids(20, 1);
+    let positions: Vec<u32> = (0..20).collect();
+    let x = embeddings.embed(&ids, &positions).unwrap();
+    let mut a = model.new_cache();
+    model
+        .forward(&x.narrow(0, 0, 10).unwrap(), &mut a, LogitsAt::None)
+        .unwrap();
+    let mut b = model.new_tensor_cache();
+    // A host cache and a tensor cache cannot share a pass: the batch fails as a whole.
+    let next = x.narrow(0, 10, 1).unwrap();
+    let mut batch = [
+        Sequence {
+            inputs: &next,
+            cache: &mut a,
+            logits: LogitsAt::Last,
+        },
+        Sequence {
+            inputs: &x,
+            cache: &mut b,
+            logits: LogitsAt::Last,
+        },
+    ];
+    assert!(model.forward_batch(&mut batch).is_err());
+    assert_eq!((a.len(), b.len()), (10, 0));
+    // And `a` goes on as if nothing had happened.
+    let mut fresh = model.new_cache();
+    let want = model
+        .forward(&x.narrow(0, 0, 11).unwrap(), &mut fresh, LogitsAt::Last)
+        .unwrap()
+        .unwrap();
+    let got = model
+        .forward(&next, &mut a, LogitsAt::Last)
+        .unwrap()
+        .unwrap();
+    assert!(max_abs_diff(&want, &got) <= TOLERANCE);
 }

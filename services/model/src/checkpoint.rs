@@ -1,0 +1,101 @@
+//! Finding a checkpoint's tensors on the device that will run them.
+
+use std::path::Path;
+
+use candle_core::{DType, Device};
+use candle_nn::VarBuilder;
+
+use crate::{Gpt2Config, ModelError};
+
+type Result<T> = std::result::Result<T, ModelError>;
+
+/// An opened checkpoint: its config and a reader over its tensors, with the `transformer.`
+/// prefix (written by `GPT2LMHeadModel.save_pretrained`) already stepped into when present.
+pub struct Checkpoint {
+    pub config: Gpt2Config,
+    /// Where it was found.
+    pub dir: std::path::PathBuf,
+    pub device: Device,
+    pub dtype: DType,
+    pub(crate) vb: VarBuilder<'static>,
+}
+
+impl Checkpoint {
+    /// What the services do at start-up: resolves `model` (a Hugging Face id or a directory, see
+    /// [`crate::hub::resolve`]), picks the device named by `device` ([`load_device`]) and the
+    /// dtype named by `dtype` (`auto` = f32 on CPU, f16 on CUDA; or f32, f16, bf16), and opens it.
+    pub fn load(model: &str, device: &str, dtype: &str) -> Result<Self> {
+        let dir = crate::hub::resolve(model)?;
+        let device = load_device(device)?;
+        let dtype = match (dtype, device.is_cuda()) {
+            ("auto", false) | ("f32", _) => DType::F32,
+            ("auto", true) | ("f16", _) => DType::F16,
+            ("bf16", _) => DType::BF16,
+            (other, _) => {
+                return Err(ModelError::Input(format!(
+                    "`dtype` must be auto, f32, f16 or bf16, got {other:?}"
+                )))
+            }
+        };
+        Self::open(&dir, dtype, &device)
+    }
+
+    /// Opens `dir/config.json` and memory-maps `dir/model.safetensors`, converting tensors to
+    /// `dtype` on `device` as they are read.
+    pub fn open(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
+        let config = Gpt2Config::from_dir(dir)?;
+        let weights = dir.join("model.safetensors");
+        if !weights.is_file() {
+            return Err(ModelError::NotFound(format!(
+                "{} has no model.safetensors",
+                dir.display()
+            )));
+        }
+        // SAFETY: the file is mapped read-only and the mapping lives as long as the VarBuilder;
+        // like every mmap it assumes nobody truncates the checkpoint while the service runs.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], dtype, device)? };
+        let vb = if vb.contains_tensor("transformer.wte.weight") {
+            vb.pp("transformer")
+        } else if vb.contains_tensor("wte.weight") {
+            vb
+        } else {
+            return Err(ModelError::Checkpoint(
+                "model.safetensors has neither `wte.weight` nor `transformer.wte.weight`; is it a GPT-2 checkpoint?".into(),
+            ));
+        };
+        Ok(Checkpoint {
+            config,
+            dir: dir.to_path_buf(),
+            device: device.clone(),
+            dtype,
+            vb,
+        })
+    }
+}
+
+/// The device named by `spec`: `cpu`, `cuda` / `cuda:N`, or `auto` (the first GPU if this build
+/// has CUDA and one is present, else the CPU).
+pub fn load_device(spec: &str) -> Result<Device> {
+    let cuda = |ordinal: usize| {
+        Device::new_cuda(ordinal).map_err(|e| {
+            ModelError::Input(format!(
+                "`device` {spec:?} is not usable ({e}); builds without the `cuda` feature only run on `cpu`"
+            ))
+        })
+    };
+    match spec {
+        "cpu" => Ok(Device::Cpu),
+        "auto" => Ok(if candle_core::utils::cuda_is_available() {
+            cuda(0)?
+        } else {
+            Device::Cpu
+        }),
+        "cuda" => cuda(0),
+        other => match other.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
+            Some(n) => cuda(n),
+            None => Err(ModelError::Input(format!(
+                "`device` must be cpu, auto, cuda or cuda:N, got {other:?}"
+            ))),
+        },
+    }
+}

@@ -138,6 +138,15 @@ impl Cluster {
         model: &Path,
         adjust_decoder: impl FnOnce(&mut oneword_decoder::Config),
     ) -> Cluster {
+        Self::start_configured(model, adjust_decoder, |_| {}).await
+    }
+
+    /// Like [`Cluster::start`], letting the test adjust the decoder's and the gateway's configs.
+    pub async fn start_configured(
+        model: &Path,
+        adjust_decoder: impl FnOnce(&mut oneword_decoder::Config),
+        adjust_gateway: impl FnOnce(&mut oneword_gateway::Config),
+    ) -> Cluster {
         // Logs go through the test harness's capture, shown only for failing tests.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
@@ -154,11 +163,12 @@ impl Cluster {
         let mut decoder_config = oneword_decoder::Config::for_model(&model);
         adjust_decoder(&mut decoder_config);
         let decoder = start(|l, s| oneword_decoder::run(decoder_config, l, until(s))).await;
-        let gateway_config = oneword_gateway::Config::for_services(
+        let mut gateway_config = oneword_gateway::Config::for_services(
             tokenizer.address.clone(),
             embedder.address.clone(),
             decoder.address.clone(),
         );
+        adjust_gateway(&mut gateway_config);
         let gateway = start(|l, s| oneword_gateway::run(gateway_config, l, until(s))).await;
         Cluster {
             tokenizer,

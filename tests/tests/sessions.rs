@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use oneword_e2e::{tiny_model, Cluster};
 use oneword_proto::decoder::v1 as dec;
+use oneword_proto::decoder::v1::decoder_client::DecoderClient;
 use oneword_runtime::tensor::f32_to_wire;
+use tonic::transport::Channel;
 use tonic::Code;
 
 /// A step of `n` zero embeddings (width 64, the tiny model's) for `session` at `start`.
@@ -162,6 +164,7 @@ async fn idle_sessions_expire_and_the_session_cap_is_resource_exhausted() {
     let cluster = Cluster::start_with(tiny_model(), |c| {
         c.session_ttl_secs = 1;
         c.max_sessions = 2;
+        c.max_queue_wait_ms = 100;
     })
     .await;
     let mut decoder = cluster.decoder().await;
@@ -172,25 +175,36 @@ async fn idle_sessions_expire_and_the_session_cap_is_resource_exhausted() {
         ]))
         .await
         .unwrap();
+    // A third session waits for room, and is refused when none comes within the wait.
     let status = decoder
         .step(steps(vec![step("z", true, 0, 2, false)]))
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted);
     assert!(
-        status.message().contains("limit of 2"),
+        status.message().contains("2 of 2 sessions"),
+        "{}",
+        status.message()
+    );
+    // More sessions than the limit in one step can never fit: refused at once.
+    let status = decoder
+        .step(steps(vec![
+            step("p", true, 0, 1, false),
+            step("q", true, 0, 1, false),
+            step("r", true, 0, 1, false),
+        ]))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(
+        status.message().contains("2 sessions"),
         "{}",
         status.message()
     );
 
     let mut sessions = u32::MAX;
     for _ in 0..100 {
-        sessions = decoder
-            .info(dec::InfoRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .sessions;
+        sessions = info(&mut decoder).await.sessions;
         if sessions == 0 {
             break;
         }
@@ -201,4 +215,96 @@ async fn idle_sessions_expire_and_the_session_cap_is_resource_exhausted() {
         .step(steps(vec![step("z", true, 0, 2, false)]))
         .await
         .unwrap();
+}
+
+async fn info(decoder: &mut DecoderClient<Channel>) -> dec::InfoResponse {
+    decoder
+        .info(dec::InfoRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_wait_in_order_for_room_in_the_kv_budget() {
+    // Host caches grow in blocks of 16 positions: 64 positions hold four blocks.
+    let cluster = Cluster::start_with(tiny_model(), |c| {
+        c.kv_cache_tokens = Some(64);
+        c.max_queue_wait_ms = 30_000;
+        c.queue_capacity = 1;
+    })
+    .await;
+    let mut decoder = cluster.decoder().await;
+    let budget = info(&mut decoder).await;
+    assert_eq!(budget.kv_budget_tokens, 64);
+    assert_eq!(
+        budget.kv_budget_bytes,
+        64 * 2 * 2 * 64 * 4,
+        "positions × K,V × layers × width × f32"
+    );
+
+    // More than the whole budget: refused at once, naming the limit.
+    let status = decoder
+        .step(steps(vec![step("huge", true, 0, 65, false)]))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(
+        status.message().contains("64 positions"),
+        "{}",
+        status.message()
+    );
+
+    // `a` holds 48 positions; `b` needs 32 more than the 16 left, so it waits…
+    decoder
+        .step(steps(vec![step("a", true, 0, 40, false)]))
+        .await
+        .unwrap();
+    let mut waiter = cluster.decoder().await;
+    let b =
+        tokio::spawn(async move { waiter.step(steps(vec![step("b", true, 0, 30, true)])).await });
+    let mut waited = false;
+    for _ in 0..200 {
+        if info(&mut decoder).await.requests_waiting == 1 {
+            waited = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(waited, "`b` should wait for room");
+    assert!(!b.is_finished());
+    // The waiting line is bounded: with `b` in it, the next step is refused at once.
+    let status = decoder
+        .step(steps(vec![step("c", true, 0, 1, false)]))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(
+        status.message().contains("already waiting"),
+        "{}",
+        status.message()
+    );
+    // …until `a` is released; then it runs.
+    decoder
+        .release(dec::ReleaseRequest {
+            session_ids: vec!["a".into()],
+        })
+        .await
+        .unwrap();
+    let result = b.await.unwrap().unwrap().into_inner();
+    assert_eq!(result.results[0].length, 30);
+    let after = info(&mut decoder).await;
+    assert_eq!(
+        (
+            after.sessions,
+            after.requests_waiting,
+            after.requests_running
+        ),
+        (1, 0, 0)
+    );
+    assert_eq!(
+        after.cached_bytes,
+        32 * 2 * 2 * 64 * 4,
+        "two blocks of 16 positions"
+    );
 }

@@ -28,9 +28,45 @@ pub struct Config {
     /// Seconds a session may sit idle before it is dropped.
     #[arg(long, env = "ONEWORD_DECODER_SESSION_TTL_SECS", default_value_t = 300)]
     pub session_ttl_secs: u64,
-    /// Requests waiting for the model thread before new ones are refused with RESOURCE_EXHAUSTED.
+    /// KV-cache memory for all sessions together, in bytes (default: see
+    /// --kv-cache-memory-fraction). Steps that would exceed it wait, then are refused with
+    /// RESOURCE_EXHAUSTED.
+    #[arg(
+        long,
+        env = "ONEWORD_DECODER_KV_CACHE_BYTES",
+        conflicts_with = "kv_cache_tokens"
+    )]
+    pub kv_cache_bytes: Option<u64>,
+    /// The same budget in positions (tokens) instead of bytes.
+    #[arg(long, env = "ONEWORD_DECODER_KV_CACHE_TOKENS")]
+    pub kv_cache_tokens: Option<usize>,
+    /// Without an explicit budget: this share of the device memory free after loading the model,
+    /// capped at what --max-sessions full-context sessions would use.
+    #[arg(
+        long,
+        env = "ONEWORD_DECODER_KV_CACHE_MEMORY_FRACTION",
+        default_value_t = 0.5
+    )]
+    pub kv_cache_memory_fraction: f64,
+    /// Most steps waiting for room in the KV cache; more are refused with RESOURCE_EXHAUSTED.
+    /// (Also the bound of the queue in front of the model thread.)
     #[arg(long, env = "ONEWORD_DECODER_QUEUE_CAPACITY", default_value_t = 256)]
     pub queue_capacity: usize,
+    /// Longest a step waits for room in the KV cache before it is refused, in milliseconds.
+    #[arg(
+        long,
+        env = "ONEWORD_DECODER_MAX_QUEUE_WAIT_MS",
+        default_value_t = 5000
+    )]
+    pub max_queue_wait_ms: u64,
+    /// Most rows (tokens) in one forward pass: running sequences' next tokens first, then chunks
+    /// of prompts, so a long prompt is prefilled over several passes while streams keep flowing.
+    #[arg(long, env = "ONEWORD_DECODER_MAX_BATCH_TOKENS", default_value_t = 256)]
+    pub max_batch_tokens: usize,
+    /// Longest a pass waits for sequences that just got a token to send their next step, in
+    /// milliseconds, so that streams share passes (0 = never wait).
+    #[arg(long, env = "ONEWORD_DECODER_BATCH_WAIT_MS", default_value_t = 5.0)]
+    pub batch_wait_ms: f64,
     /// Largest top-N list a step may ask for.
     #[arg(long, env = "ONEWORD_DECODER_MAX_TOP_N", default_value_t = 100)]
     pub max_top_n: usize,

@@ -76,16 +76,42 @@ fn top_ids(logits: &[f32], n: usize) -> Vec<u32> {
     ids
 }
 
-/// log Σ exp(x_i) over `ids` (or all of `logits`), in f64.
-fn log_sum_exp(logits: &[f32], ids: Option<&[u32]>, max: f32) -> f64 {
-    let sum: f64 = match ids {
-        Some(ids) => ids
-            .iter()
-            .map(|&i| ((logits[i as usize] - max) as f64).exp())
-            .sum(),
-        None => logits.iter().map(|&l| ((l - max) as f64).exp()).sum(),
-    };
+/// log Σ exp(x_i) over `ids`, in f64.
+fn log_sum_exp(logits: &[f32], ids: &[u32], max: f32) -> f64 {
+    let sum: f64 = ids
+        .iter()
+        .map(|&i| ((logits[i as usize] - max) as f64).exp())
+        .sum();
     max as f64 + sum.ln()
+}
+
+/// `exp(x_i - max)` for a whole row, computed once and reused by every sum over it (the
+/// exponentials dominate the cost of a pick), with their total in f64. NaN logits get no mass.
+struct Masses {
+    max: f32,
+    exps: Vec<f32>,
+    total: f64,
+}
+
+impl Masses {
+    fn of(row: &[f32]) -> Self {
+        let max = row
+            .iter()
+            .copied()
+            .filter(|l| !l.is_nan())
+            .fold(f32::NEG_INFINITY, f32::max);
+        let exps: Vec<f32> = row
+            .iter()
+            .map(|&l| if l.is_nan() { 0.0 } else { (l - max).exp() })
+            .collect();
+        let total = exps.iter().map(|&e| e as f64).sum();
+        Masses { max, exps, total }
+    }
+
+    /// log Σ exp(x_i).
+    fn log_sum_exp(&self) -> f64 {
+        self.max as f64 + self.total.ln()
+    }
 }
 
 /// Picks the next token from `logits` (one row, the whole vocabulary).
@@ -96,27 +122,20 @@ fn log_sum_exp(logits: &[f32], ids: Option<&[u32]>, max: f32) -> f64 {
 /// `u` is unused.
 pub fn pick(logits: &[f32], shaping: &Shaping, u: f64, top_n: usize) -> Pick {
     assert!(!logits.is_empty(), "an empty logit row is a bug");
-    // NaN logits (a broken checkpoint) must not poison the comparisons below.
-    let max = logits
-        .iter()
-        .copied()
-        .filter(|l| !l.is_nan())
-        .fold(f32::NEG_INFINITY, f32::max);
-    let lse = log_sum_exp(logits, None, max);
+    // NaN logits (a broken checkpoint) get no mass and must not poison the comparisons below.
+    let raw = Masses::of(logits);
+    let lse = raw.log_sum_exp();
     let raw_logprob = |i: u32| (logits[i as usize] as f64 - lse) as f32;
     let entropy = {
-        let expectation: f64 = logits
+        // H = lse - E[x], with E[x] = Σ exp(x_i - max) · x_i / total.
+        let weighted: f64 = raw
+            .exps
             .iter()
-            .map(|&l| {
-                let p = ((l as f64) - lse).exp();
-                if p > 0.0 {
-                    p * l as f64
-                } else {
-                    0.0
-                }
-            })
+            .zip(logits)
+            .filter(|(&e, _)| e > 0.0)
+            .map(|(&e, &l)| e as f64 * l as f64)
             .sum();
-        (lse - expectation).max(0.0) as f32
+        (lse - weighted / raw.total).max(0.0) as f32
     };
     let raw_top_ids = top_ids(logits, top_n);
     let raw_top = raw_top_ids.iter().map(|&i| (i, raw_logprob(i))).collect();
@@ -145,7 +164,16 @@ pub fn pick(logits: &[f32], shaping: &Shaping, u: f64, top_n: usize) -> Pick {
             },
         )
     } else {
-        sample(shaped_logits, shaping, u, top_n, shaped_top_ids)
+        // At temperature 1 with no bias the raw masses are the shaped ones.
+        let unchanged = shaping.temperature == 1.0 && shaping.logit_bias.is_empty();
+        sample(
+            shaped_logits,
+            shaping,
+            u,
+            top_n,
+            shaped_top_ids,
+            unchanged.then_some(raw),
+        )
     };
     let t = logits[token as usize];
     let rank = 1 + logits
@@ -165,28 +193,25 @@ pub fn pick(logits: &[f32], shaping: &Shaping, u: f64, top_n: usize) -> Pick {
 }
 
 /// Temperature, then top-k, then top-p (over the top-k renormalised, as transformers does), then
-/// inverse CDF. Returns the token, its shaped log-probability and the shaped top-N.
+/// inverse CDF. Returns the token, its shaped log-probability and the shaped top-N. `masses` are
+/// those of `logits` at this temperature when the caller already has them.
 fn sample(
     logits: &[f32],
     shaping: &Shaping,
     u: f64,
     top_n: usize,
     top_ids_desc: &[u32],
+    masses: Option<Masses>,
 ) -> (u32, f32, Vec<(u32, f32)>) {
     let inv_t = 1.0 / shaping.temperature;
     let scaled: Vec<f32> = logits.iter().map(|&l| l * inv_t).collect();
-    let max = scaled
-        .iter()
-        .copied()
-        .filter(|l| !l.is_nan())
-        .fold(f32::NEG_INFINITY, f32::max);
     let truncating =
         shaping.top_k.is_some_and(|k| k < scaled.len()) || shaping.top_p.is_some_and(|p| p < 1.0);
 
     if !truncating {
-        let lse = log_sum_exp(&scaled, None, max);
-        let target = u * (lse - max as f64).exp();
-        let token = inverse_cdf(&scaled, 0..scaled.len() as u32, max, target);
+        let masses = masses.unwrap_or_else(|| Masses::of(&scaled));
+        let lse = masses.log_sum_exp();
+        let token = inverse_cdf(&masses.exps, u * masses.total);
         let logprob = |i: u32| (scaled[i as usize] as f64 - lse) as f32;
         // Dividing by a positive temperature keeps the order, so the top-N ids carry over.
         let top = top_ids_desc
@@ -197,12 +222,17 @@ fn sample(
         return (token, logprob(token), top);
     }
 
+    let max = scaled
+        .iter()
+        .copied()
+        .filter(|l| !l.is_nan())
+        .fold(f32::NEG_INFINITY, f32::max);
     let mut kept = match shaping.top_k {
         Some(k) => top_ids(&scaled, k),
         None => top_ids(&scaled, scaled.len()),
     };
     if let Some(p) = shaping.top_p.filter(|&p| p < 1.0) {
-        let lse = log_sum_exp(&scaled, Some(&kept), max);
+        let lse = log_sum_exp(&scaled, &kept, max);
         let mut cumulative = 0.0f64;
         let keep = kept
             .iter()
@@ -215,27 +245,30 @@ fn sample(
             .max(1);
         kept.truncate(keep);
     }
-    let lse = log_sum_exp(&scaled, Some(&kept), max);
-    let target = u * (lse - max as f64).exp();
-    let token = inverse_cdf(&scaled, kept.iter().copied(), max, target);
+    let lse = log_sum_exp(&scaled, &kept, max);
+    let kept_exps: Vec<f32> = kept
+        .iter()
+        .map(|&i| (scaled[i as usize] - max).exp())
+        .collect();
+    let total: f64 = kept_exps.iter().map(|&e| e as f64).sum();
+    let token = kept[inverse_cdf(&kept_exps, u * total) as usize];
     let logprob = |i: u32| (scaled[i as usize] as f64 - lse) as f32;
     let top = kept.iter().take(top_n).map(|&i| (i, logprob(i))).collect();
     (token, logprob(token), top)
 }
 
-/// The first id in `order` whose cumulative exp(x - max) exceeds `target` (the last one if
-/// rounding leaves `target` beyond the total).
-fn inverse_cdf(scaled: &[f32], order: impl Iterator<Item = u32>, max: f32, target: f64) -> u32 {
+/// The first index whose cumulative mass exceeds `target` (the last one with mass if rounding
+/// leaves `target` beyond the total).
+fn inverse_cdf(masses: &[f32], target: f64) -> u32 {
     let mut cumulative = 0.0f64;
     let mut last = 0;
-    for i in order {
-        let mass = ((scaled[i as usize] - max) as f64).exp();
+    for (i, &mass) in masses.iter().enumerate() {
         if mass > 0.0 {
-            last = i;
-        }
-        cumulative += mass;
-        if cumulative > target && mass > 0.0 {
-            return i;
+            last = i as u32;
+            cumulative += mass as f64;
+            if cumulative > target {
+                return i as u32;
+            }
         }
     }
     last

@@ -12,6 +12,10 @@ pub enum Error {
     SessionNotFound(String),
     #[error("session `{0}` already exists")]
     SessionExists(String),
+    #[error(
+        "session `{0}` is in a step that is still running; send its next step after the answer"
+    )]
+    SessionBusy(String),
     #[error("session `{id}` holds {length} positions but the step starts at position {start}")]
     PositionMismatch {
         id: String,
@@ -40,7 +44,9 @@ impl From<Error> for Status {
             }
             e @ Error::SessionNotFound(_) => Status::not_found(e.to_string()),
             e @ Error::SessionExists(_) => Status::already_exists(e.to_string()),
-            e @ Error::PositionMismatch { .. } => Status::failed_precondition(e.to_string()),
+            e @ (Error::PositionMismatch { .. } | Error::SessionBusy(_)) => {
+                Status::failed_precondition(e.to_string())
+            }
             e @ Error::Overloaded(_) => Status::resource_exhausted(e.to_string()),
             e @ Error::ShuttingDown => Status::unavailable(e.to_string()),
             Error::Model(e) => oneword_runtime::status::internal("running the model", e),

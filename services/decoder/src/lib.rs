@@ -9,6 +9,7 @@ mod convert;
 pub mod distribution;
 pub mod engine;
 mod error;
+mod scheduler;
 mod service;
 
 use std::future::Future;
@@ -49,12 +50,24 @@ fn load(config: &Config) -> anyhow::Result<service::DecoderService> {
     tracing::info!(model = %config.model, dir = %checkpoint.dir.display(), device = ?checkpoint.device, dtype = ?checkpoint.dtype, layers = c.n_layer, width = c.n_embd, "decoder model loaded");
     let info = oneword_runtime::model_info(&config.model, c, &checkpoint.device, checkpoint.dtype);
     let device = checkpoint.device.clone();
+    let kv_budget_tokens = kv_budget(config, &model, &device)?;
+    let per_token = model.cache_bytes_per_token();
+    tracing::info!(
+        kv_budget_tokens,
+        kv_budget_mib = (kv_budget_tokens * per_token) >> 20,
+        max_batch_tokens = config.max_batch_tokens,
+        "KV-cache budget"
+    );
     let engine = engine::Engine::start(
         model,
         engine::Limits {
             max_sessions: config.max_sessions,
             session_ttl: Duration::from_secs(config.session_ttl_secs),
             queue_capacity: config.queue_capacity,
+            max_queue_wait: Duration::from_millis(config.max_queue_wait_ms),
+            kv_budget_tokens,
+            max_batch_tokens: config.max_batch_tokens,
+            batch_wait: Duration::from_secs_f64(config.batch_wait_ms.max(0.0) / 1e3),
         },
     );
     Ok(service::DecoderService {
@@ -64,5 +77,52 @@ fn load(config: &Config) -> anyhow::Result<service::DecoderService> {
         max_top_n: config.max_top_n,
         max_sessions: config.max_sessions,
         session_ttl_secs: config.session_ttl_secs,
+        kv_budget_tokens,
+        kv_bytes_per_token: per_token,
     })
+}
+
+/// The KV-cache budget in positions: as configured, or a share of the memory left on the device
+/// after loading the model, capped at `max_sessions` full-context sessions.
+fn kv_budget(
+    config: &Config,
+    model: &Transformer,
+    device: &candle_core::Device,
+) -> anyhow::Result<usize> {
+    let per_token = model.cache_bytes_per_token();
+    let context = model.config().n_positions;
+    let tokens = match (config.kv_cache_bytes, config.kv_cache_tokens) {
+        (Some(bytes), _) => bytes as usize / per_token,
+        (None, Some(tokens)) => tokens,
+        (None, None) => {
+            if !(config.kv_cache_memory_fraction > 0.0 && config.kv_cache_memory_fraction <= 1.0) {
+                anyhow::bail!(
+                    "`kv_cache_memory_fraction` must be in (0, 1], got {}",
+                    config.kv_cache_memory_fraction
+                );
+            }
+            let cap = config.max_sessions * context;
+            match oneword_model::free_memory(device) {
+                Some(free) => {
+                    let share = (free as f64 * config.kv_cache_memory_fraction) as usize;
+                    (share / per_token).min(cap)
+                }
+                None => {
+                    tracing::warn!("cannot tell the device's free memory; set --kv-cache-bytes (assuming 4 GiB)");
+                    ((4usize << 30) / per_token).min(cap)
+                }
+            }
+        }
+    };
+    if tokens < context {
+        tracing::warn!(
+            tokens,
+            context,
+            "the KV-cache budget is smaller than one full context: long prompts will be refused"
+        );
+    }
+    if tokens == 0 {
+        anyhow::bail!("the KV-cache budget is zero positions ({per_token} bytes each); raise --kv-cache-bytes or --kv-cache-tokens");
+    }
+    Ok(tokens)
 }

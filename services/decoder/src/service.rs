@@ -16,6 +16,8 @@ pub struct DecoderService {
     pub max_top_n: usize,
     pub max_sessions: usize,
     pub session_ttl_secs: u64,
+    pub kv_budget_tokens: usize,
+    pub kv_bytes_per_token: usize,
 }
 
 #[tonic::async_trait]
@@ -109,6 +111,12 @@ impl pb::decoder_server::Decoder for DecoderService {
             max_sessions: self.max_sessions as u32,
             session_ttl_seconds: self.session_ttl_secs as u32,
             max_top_n: self.max_top_n as u32,
+            kv_budget_tokens: self.kv_budget_tokens as u64,
+            kv_budget_bytes: (self.kv_budget_tokens * self.kv_bytes_per_token) as u64,
+            requests_running: usage.running as u32,
+            requests_waiting: usage.waiting as u32,
+            forward_passes: usage.passes,
+            forward_rows: usage.rows,
         }))
     }
 }

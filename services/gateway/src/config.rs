@@ -67,6 +67,14 @@ pub struct Config {
     /// Largest `logprobs` / `top_n` accepted (the decoder has its own cap too).
     #[arg(long, env = "ONEWORD_GATEWAY_MAX_TOP_N", default_value_t = 100)]
     pub max_top_n: u32,
+    /// Most requests (generations and next-token tables) in flight at once; more are refused
+    /// with RESOURCE_EXHAUSTED. The decoder batches the ones in flight into shared passes.
+    #[arg(
+        long,
+        env = "ONEWORD_GATEWAY_MAX_CONCURRENT_REQUESTS",
+        default_value_t = 128
+    )]
+    pub max_concurrent_requests: usize,
     /// Largest prompt accepted, in bytes (tokens are checked against the context window after).
     #[arg(long, env = "ONEWORD_GATEWAY_MAX_PROMPT_BYTES", default_value_t = 1 << 20)]
     pub max_prompt_bytes: usize,

@@ -19,6 +19,9 @@ pub enum Error {
     Downstream(&'static str, Status),
     #[error("the request's deadline passed before it finished")]
     DeadlineExceeded,
+    /// Too much work in flight; the message says which limit.
+    #[error("{0}")]
+    Overloaded(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -41,6 +44,7 @@ impl From<Error> for Status {
             } => status::context_length_exceeded(prompt_tokens, max_new_tokens, context),
             Error::Downstream(service, s) => status::from_downstream(service, s),
             e @ Error::DeadlineExceeded => Status::deadline_exceeded(e.to_string()),
+            Error::Overloaded(message) => Status::resource_exhausted(message),
             Error::Internal(detail) => status::internal("generating", detail),
         }
     }

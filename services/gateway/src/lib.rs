@@ -35,7 +35,7 @@ pub async fn run(
         &config.decoder,
         Duration::from_secs(config.connect_timeout_secs),
     )?;
-    let service = service::GatewayService { config, downstream };
+    let service = service::GatewayService::new(config, downstream);
     oneword_runtime::serve(
         listener,
         async { Ok(GatewayServer::new(service)) },

@@ -1,11 +1,12 @@
 //! The `oneword.gateway.v1.Gateway` gRPC service: the public API.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use oneword_proto::decoder::v1 as dec;
 use oneword_proto::gateway::v1 as pb;
 use oneword_runtime::deadline::Deadline;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
@@ -22,6 +23,30 @@ const STREAM_BUFFER: usize = 16;
 pub struct GatewayService {
     pub config: Config,
     pub downstream: Downstream,
+    /// One permit per request in flight (generations and next-token tables).
+    pub in_flight: Arc<Semaphore>,
+}
+
+impl GatewayService {
+    pub fn new(config: Config, downstream: Downstream) -> Self {
+        let in_flight = Arc::new(Semaphore::new(config.max_concurrent_requests));
+        GatewayService {
+            config,
+            downstream,
+            in_flight,
+        }
+    }
+
+    /// A permit to run one more request, or RESOURCE_EXHAUSTED at once when the gateway is full:
+    /// overload is an answer, not a growing queue.
+    fn admit(&self) -> Result<OwnedSemaphorePermit, Status> {
+        self.in_flight.clone().try_acquire_owned().map_err(|_| {
+            Status::from(Error::Overloaded(format!(
+                "the gateway is running {} requests (its limit); retry with backoff",
+                self.config.max_concurrent_requests
+            )))
+        })
+    }
 }
 
 type ChunkStream = Pin<Box<dyn Stream<Item = Result<pb::GenerateStreamResponse, Status>> + Send>>;
@@ -34,6 +59,7 @@ impl pb::gateway_server::Gateway for GatewayService {
     ) -> Result<Response<pb::GenerateResponse>, Status> {
         let deadline = Deadline::from_metadata(request.metadata());
         let params = GenerateParams::new(request.into_inner(), &self.config)?;
+        let _permit = self.admit()?;
         let (seed, n) = (params.seed, params.n);
         let (tx, mut rx) = mpsc::channel(STREAM_BUFFER);
         let run = async move {
@@ -89,11 +115,23 @@ impl pb::gateway_server::Gateway for GatewayService {
         let deadline = Deadline::from_metadata(request.metadata());
         // Bad requests fail the call itself rather than the first message of a stream.
         let params = GenerateParams::new(request.into_inner(), &self.config)?;
+        let permit = self.admit()?;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let downstream = self.downstream.clone();
         tokio::spawn(async move {
-            if let Err(error) = generate(&downstream, params, deadline, &tx).await {
-                let _ = tx.send(Err(error.into())).await;
+            let _permit = permit;
+            // A client that cancels or disconnects closes the stream: stop at once, even in the
+            // middle of a decoder call. Dropping the generation drops its decoder call (the
+            // decoder undoes that step) and its session guard (which releases the sessions).
+            tokio::select! {
+                result = generate(&downstream, params, deadline, &tx) => {
+                    if let Err(error) = result {
+                        let _ = tx.send(Err(error.into())).await;
+                    }
+                }
+                () = tx.closed() => {
+                    tracing::debug!("client went away mid-stream; its sessions are released");
+                }
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -105,6 +143,7 @@ impl pb::gateway_server::Gateway for GatewayService {
     ) -> Result<Response<pb::NextTokensResponse>, Status> {
         let deadline = Deadline::from_metadata(request.metadata());
         let params = NextTokensParams::new(request.into_inner(), &self.config)?;
+        let _permit = self.admit()?;
         let table = deadline
             .within(self.next_token_table(params, deadline))
             .await?;

@@ -99,3 +99,25 @@ pub fn load_device(spec: &str) -> Result<Device> {
         },
     }
 }
+
+/// Memory free for new allocations on `device`, in bytes, when it can be told: the kernel's
+/// `MemAvailable` on the CPU, the driver's free memory on a GPU.
+pub fn free_memory(device: &Device) -> Option<u64> {
+    match device {
+        Device::Cpu => {
+            let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+            let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024)
+        }
+        #[cfg(feature = "cuda")]
+        Device::Cuda(cuda) => cuda
+            .cuda_stream()
+            .context()
+            .mem_get_info()
+            .ok()
+            .map(|(free, _total)| free as u64),
+        #[allow(unreachable_patterns)] // Metal, or CUDA in a build without it
+        _ => None,
+    }
+}

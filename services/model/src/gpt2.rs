@@ -205,9 +205,8 @@ impl Attention {
             let LayerCache::Host { keys, values } = &*layers[i] else {
                 unreachable!("every cache was checked to be a host cache above, this is a bug")
             };
-            pulp::Arch::new().dispatch(|| {
-                attend_host(spans[i].1, keys, values, width, h, self.head_dim, scale)
-            })
+            pulp::Arch::new()
+                .dispatch(|| attend_host(spans[i].1, keys, values, width, h, self.head_dim, scale))
         };
         let work: usize = rows
             .iter()

@@ -72,7 +72,7 @@ impl KvCache {
     }
 
     /// Forgets every position from `len` on: how a step that failed half-way is undone.
-    pub(crate) fn truncate(&mut self, len: usize) -> candle_core::Result<()> {
+    pub fn truncate(&mut self, len: usize) -> candle_core::Result<()> {
         if len >= self.len {
             return Ok(());
         }

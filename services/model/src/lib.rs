@@ -14,7 +14,7 @@ pub mod tiny;
 
 use std::path::PathBuf;
 
-pub use checkpoint::{load_device, Checkpoint};
+pub use checkpoint::{free_memory, load_device, Checkpoint};
 pub use config::Gpt2Config;
 pub use embeddings::Embeddings;
 pub use gpt2::{LogitsAt, Sequence, Transformer};

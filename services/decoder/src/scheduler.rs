@@ -1,0 +1,632 @@
+//! The model thread's loop: continuous batching under a KV-cache budget.
+//!
+//! Step requests wait in arrival order until their sessions' growth fits the budget (or are
+//! refused once they have waited too long), then run. Every pass takes the next row of each
+//! running sequence's input first (decode steps), then fills the rest of the pass's row budget
+//! with chunks of prompts being prefilled, so a long prompt arriving never stalls the streams
+//! already running. A request is answered when all its sessions are through; until then its
+//! sessions are busy. A request that fails or whose caller has gone is undone: its sessions go
+//! back to the length they had, and the ones it created are dropped.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use oneword_model::{KvCache, LogitsAt, ModelError, Sequence, Transformer};
+use rayon::prelude::*;
+
+use crate::distribution;
+use crate::engine::{Job, Limits, Reply, StepDone, StepInput, StepOutput, Usage};
+use crate::Error;
+
+/// A picked token, with the raw row when the caller asked for it.
+type Picked = (distribution::Pick, Option<Vec<f32>>);
+
+struct Session {
+    cache: KvCache,
+    last_used: Instant,
+    /// In a running request: not to be stepped, forked or expired by anyone else.
+    busy: bool,
+}
+
+/// A step request that has not been admitted yet.
+struct Waiting {
+    inputs: Vec<StepInput>,
+    reply: Reply<StepDone>,
+    arrived: Instant,
+}
+
+/// An admitted step request.
+struct Running {
+    parts: Vec<Part>,
+    reply: Reply<StepDone>,
+    forward: Duration,
+}
+
+/// One session's share of a running request.
+struct Part {
+    input: StepInput,
+    /// Input rows already run.
+    done: usize,
+    /// The cache's length before the request: what undoing it restores.
+    start_len: usize,
+    output: Option<StepOutput>,
+}
+
+impl Part {
+    fn rows(&self) -> usize {
+        self.input.embeddings.dims()[0]
+    }
+
+    fn remaining(&self) -> usize {
+        self.rows() - self.done
+    }
+}
+
+pub(crate) struct Worker {
+    model: Transformer,
+    limits: Limits,
+    sessions: HashMap<String, Session>,
+    waiting: VecDeque<Waiting>,
+    running: Vec<Running>,
+    /// Sessions that got a token in the last pass: their next step is probably on its way.
+    expected: HashSet<String>,
+    last_sweep: Instant,
+    /// Set when every engine handle is gone: finish what is running, then stop.
+    closing: bool,
+    /// Forward passes run, and the rows they computed.
+    passes: u64,
+    rows: u64,
+}
+
+impl Worker {
+    pub(crate) fn new(model: Transformer, limits: Limits) -> Self {
+        Worker {
+            model,
+            limits,
+            sessions: HashMap::new(),
+            waiting: VecDeque::new(),
+            running: Vec::new(),
+            expected: HashSet::new(),
+            last_sweep: Instant::now(),
+            closing: false,
+            passes: 0,
+            rows: 0,
+        }
+    }
+
+    pub(crate) fn run(mut self, jobs: mpsc::Receiver<Job>) {
+        loop {
+            self.take_arrived(&jobs);
+            self.drop_abandoned();
+            self.admit();
+            if self.running.is_empty() {
+                if self.closing {
+                    return;
+                }
+                // Nothing to compute: sleep until a job comes, the head of the queue times out
+                // or the TTL sweep is due.
+                let mut timeout = self.sweep_every();
+                if let Some(head) = self.waiting.front() {
+                    let left = self
+                        .limits
+                        .max_queue_wait
+                        .saturating_sub(head.arrived.elapsed());
+                    timeout = timeout.min(left.max(Duration::from_millis(1)));
+                }
+                match jobs.recv_timeout(timeout) {
+                    Ok(job) => self.accept(job),
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(mpsc::RecvTimeoutError::Disconnected) => self.closing = true,
+                }
+            } else {
+                if self.wait_for_expected(&jobs) {
+                    self.drop_abandoned();
+                    self.admit();
+                }
+                self.pass();
+            }
+            if self.last_sweep.elapsed() >= self.sweep_every() {
+                self.expire_idle();
+                self.last_sweep = Instant::now();
+            }
+        }
+    }
+
+    fn sweep_every(&self) -> Duration {
+        (self.limits.session_ttl / 4).clamp(Duration::from_millis(10), Duration::from_secs(5))
+    }
+
+    fn take_arrived(&mut self, jobs: &mpsc::Receiver<Job>) {
+        loop {
+            match jobs.try_recv() {
+                Ok(job) => self.accept(job),
+                Err(mpsc::TryRecvError::Empty) => return,
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    self.closing = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Gives the sequences that just got a token a moment (bounded by `batch_wait`) to send
+    /// their next step, so that they share the next pass. Returns whether any job came.
+    fn wait_for_expected(&mut self, jobs: &mpsc::Receiver<Job>) -> bool {
+        let deadline = Instant::now() + self.limits.batch_wait;
+        let mut came = false;
+        while !self.expected.is_empty() && !self.closing {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match jobs.recv_timeout(left) {
+                Ok(job) => {
+                    self.accept(job);
+                    came = true;
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => break,
+                Err(mpsc::RecvTimeoutError::Disconnected) => self.closing = true,
+            }
+        }
+        self.expected.clear();
+        came
+    }
+
+    fn accept(&mut self, job: Job) {
+        // A caller that gave up (deadline, cancel) no longer needs its reply: send errors are fine.
+        match job {
+            Job::Step(inputs, reply) => {
+                for input in &inputs {
+                    self.expected.remove(&input.session_id);
+                }
+                if self.waiting.len() >= self.limits.queue_capacity {
+                    let _ = reply.send(Err(Error::Overloaded(format!(
+                        "{} steps are already waiting for room in the KV cache (the limit); retry with backoff",
+                        self.waiting.len()
+                    ))));
+                    return;
+                }
+                self.waiting.push_back(Waiting {
+                    inputs,
+                    reply,
+                    arrived: Instant::now(),
+                });
+            }
+            Job::Fork(source, targets, reply) => {
+                let _ = reply.send(self.fork(&source, targets));
+            }
+            Job::Release(ids, reply) => {
+                // A busy session goes too: the request running it notices and is undone.
+                let released = ids
+                    .iter()
+                    .filter(|id| {
+                        self.expected.remove(*id);
+                        self.sessions.remove(*id).is_some()
+                    })
+                    .count();
+                let _ = reply.send(Ok(released));
+            }
+            Job::Usage(reply) => {
+                let _ = reply.send(Ok(self.usage()));
+            }
+        }
+    }
+
+    fn usage(&self) -> Usage {
+        Usage {
+            sessions: self.sessions.len(),
+            cached_tokens: self.sessions.values().map(|s| s.cache.len()).sum(),
+            cached_bytes: self.sessions.values().map(|s| s.cache.bytes()).sum(),
+            running: self.running.len(),
+            waiting: self.waiting.len(),
+            passes: self.passes,
+            rows: self.rows,
+        }
+    }
+
+    /// Positions held by every cache plus the growth promised to running requests.
+    fn committed_tokens(&self) -> usize {
+        let held: usize = self
+            .sessions
+            .values()
+            .map(|s| s.cache.capacity_after(0))
+            .sum();
+        let promised: usize = self
+            .running
+            .iter()
+            .flat_map(|r| &r.parts)
+            .filter_map(|p| {
+                let cache = &self.sessions.get(&p.input.session_id)?.cache;
+                Some(cache.capacity_after(p.remaining()) - cache.capacity_after(0))
+            })
+            .sum();
+        held + promised
+    }
+
+    fn expire_idle(&mut self) {
+        let ttl = self.limits.session_ttl;
+        let before = self.sessions.len();
+        self.sessions
+            .retain(|_, s| s.busy || s.last_used.elapsed() < ttl);
+        let expired = before - self.sessions.len();
+        if expired > 0 {
+            tracing::info!(expired, "dropped idle sessions past their TTL");
+        }
+    }
+
+    /// Forgets requests whose callers are gone (deadline passed, stream cancelled, client
+    /// disconnected), undoing the running ones, and running ones that lost a session to Release.
+    fn drop_abandoned(&mut self) {
+        self.waiting.retain(|w| !w.reply.is_closed());
+        let mut i = 0;
+        while i < self.running.len() {
+            let run = &self.running[i];
+            let lost = run
+                .parts
+                .iter()
+                .find(|p| !self.sessions.contains_key(&p.input.session_id))
+                .map(|p| p.input.session_id.clone());
+            if run.reply.is_closed() || lost.is_some() {
+                let run = self.running.swap_remove(i);
+                let error = Error::SessionNotFound(lost.unwrap_or_default());
+                self.undo(run, error);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Puts every session of `run` back as it was and answers `error`.
+    fn undo(&mut self, run: Running, error: Error) {
+        for part in &run.parts {
+            let id = &part.input.session_id;
+            if part.input.create {
+                self.sessions.remove(id);
+            } else if let Some(session) = self.sessions.get_mut(id) {
+                if let Err(e) = session.cache.truncate(part.start_len) {
+                    tracing::error!(session = %id, error = %e, "undoing a step failed; dropping the session");
+                    self.sessions.remove(id);
+                    continue;
+                }
+                session.busy = false;
+            }
+        }
+        let _ = run.reply.send(Err(error));
+    }
+
+    /// Admits waiting requests in arrival order while they fit.
+    fn admit(&mut self) {
+        while let Some(head) = self.waiting.front() {
+            if let Err(e) = self.check(&head.inputs) {
+                let head = self.waiting.pop_front().expect("the head exists");
+                let _ = head.reply.send(Err(e));
+                continue;
+            }
+            let (tokens, sessions) = self.needs(&head.inputs);
+            let budget = self.limits.kv_budget_tokens;
+            let max_sessions = self.limits.max_sessions;
+            let (committed, held) = (self.committed_tokens(), self.sessions.len());
+            let never = tokens > budget || sessions > max_sessions;
+            if !never && committed + tokens <= budget && held + sessions <= max_sessions {
+                let head = self.waiting.pop_front().expect("the head exists");
+                self.start(head);
+                continue;
+            }
+            let waited = head.arrived.elapsed();
+            if never || waited >= self.limits.max_queue_wait {
+                let head = self.waiting.pop_front().expect("the head exists");
+                let message = if never {
+                    format!(
+                        "this step needs {tokens} KV-cache positions and {sessions} new sessions; the decoder's limits are {budget} positions and {max_sessions} sessions"
+                    )
+                } else {
+                    format!(
+                        "no room after waiting {} ms: the KV cache holds {committed} of {budget} positions and {held} of {max_sessions} sessions; this step needs {tokens} more positions and {sessions} more sessions; retry with backoff",
+                        waited.as_millis()
+                    )
+                };
+                let _ = head.reply.send(Err(Error::Overloaded(message)));
+                continue;
+            }
+            // The head waits for room, and everything behind it waits in order.
+            return;
+        }
+    }
+
+    /// What admitting `inputs` adds: KV-cache positions and sessions.
+    fn needs(&self, inputs: &[StepInput]) -> (usize, usize) {
+        let mut tokens = 0;
+        let mut sessions = 0;
+        for input in inputs {
+            let n = input.embeddings.dims()[0];
+            match self.sessions.get(&input.session_id) {
+                Some(s) => tokens += s.cache.capacity_after(n) - s.cache.capacity_after(0),
+                None => {
+                    tokens += self.model.new_cache().capacity_after(n);
+                    sessions += 1;
+                }
+            }
+        }
+        (tokens, sessions)
+    }
+
+    /// Checks a request against the sessions as they are now.
+    fn check(&self, inputs: &[StepInput]) -> Result<(), Error> {
+        let mut seen = HashSet::new();
+        let context = self.model.config().n_positions;
+        for input in inputs {
+            let id = &input.session_id;
+            if !seen.insert(id.as_str()) {
+                return Err(Error::invalid(
+                    "steps",
+                    format!("session `{id}` appears twice in one step"),
+                ));
+            }
+            let session = self.sessions.get(id);
+            match (session, input.create) {
+                (Some(_), true) => return Err(Error::SessionExists(id.clone())),
+                (None, false) => return Err(Error::SessionNotFound(id.clone())),
+                (Some(s), false) if s.busy => return Err(Error::SessionBusy(id.clone())),
+                _ => {}
+            }
+            let length = session.map_or(0, |s| s.cache.len());
+            if input.start_position != length {
+                return Err(Error::PositionMismatch {
+                    id: id.clone(),
+                    length,
+                    start: input.start_position,
+                });
+            }
+            let n_new = input.embeddings.dims()[0];
+            if length + n_new > context {
+                return Err(Error::invalid(
+                    "embeddings",
+                    format!(
+                        "session `{id}` holds {length} positions; {n_new} more exceed the context window of {context}"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn start(&mut self, request: Waiting) {
+        let parts = request
+            .inputs
+            .into_iter()
+            .map(|input| {
+                let session = self
+                    .sessions
+                    .entry(input.session_id.clone())
+                    .or_insert_with(|| Session {
+                        cache: self.model.new_cache(),
+                        last_used: Instant::now(),
+                        busy: false,
+                    });
+                session.busy = true;
+                Part {
+                    start_len: session.cache.len(),
+                    input,
+                    done: 0,
+                    output: None,
+                }
+            })
+            .collect();
+        self.running.push(Running {
+            parts,
+            reply: request.reply,
+            forward: Duration::ZERO,
+        });
+    }
+
+    /// The rows of the next pass as (request, part, rows): the next row of every part with one
+    /// left (decode steps), then prompt chunks in arrival order, within `max_batch_tokens`.
+    fn plan(&self) -> Vec<(usize, usize, usize)> {
+        let mut budget = self.limits.max_batch_tokens.max(1);
+        let mut plan = Vec::new();
+        for decode in [true, false] {
+            for (r, run) in self.running.iter().enumerate() {
+                for (p, part) in run.parts.iter().enumerate() {
+                    let left = part.remaining();
+                    if left == 0 || (left == 1) != decode || budget == 0 {
+                        continue;
+                    }
+                    let rows = left.min(budget);
+                    budget -= rows;
+                    plan.push((r, p, rows));
+                }
+            }
+        }
+        plan
+    }
+
+    /// One forward pass over the planned rows, then the picks, then the answers to the requests
+    /// that are through.
+    fn pass(&mut self) {
+        let plan = self.plan();
+        let mut caches = Vec::with_capacity(plan.len());
+        let mut inputs = Vec::with_capacity(plan.len());
+        let mut logits_at = Vec::with_capacity(plan.len());
+        for &(r, p, rows) in &plan {
+            let part = &self.running[r].parts[p];
+            let session = self
+                .sessions
+                .remove(&part.input.session_id)
+                .expect("running sessions were checked to exist, this is a bug");
+            let last = part.done + rows == part.rows();
+            logits_at.push(if last && part.input.sampling.is_some() {
+                LogitsAt::Last
+            } else {
+                LogitsAt::None
+            });
+            inputs.push(part.input.embeddings.narrow(0, part.done, rows));
+            caches.push(session);
+        }
+        let started = Instant::now();
+        let result = inputs
+            .into_iter()
+            .collect::<candle_core::Result<Vec<_>>>()
+            .map_err(ModelError::from)
+            .and_then(|inputs| {
+                let mut batch: Vec<Sequence> = caches
+                    .iter_mut()
+                    .zip(&inputs)
+                    .zip(&logits_at)
+                    .map(|((session, inputs), &logits)| Sequence {
+                        inputs,
+                        cache: &mut session.cache,
+                        logits,
+                    })
+                    .collect();
+                self.model.forward_batch(&mut batch)
+            });
+        let forward = started.elapsed();
+        let rows: usize = plan.iter().map(|p| p.2).sum();
+        self.passes += 1;
+        self.rows += rows as u64;
+        tracing::debug!(
+            sequences = plan.len(),
+            rows,
+            forward_ms = forward.as_secs_f64() * 1e3,
+            "forward pass"
+        );
+
+        // Put the sessions back before anything can fail or return.
+        let now = Instant::now();
+        for (&(r, p, _), mut session) in plan.iter().zip(caches) {
+            session.last_used = now;
+            self.sessions
+                .insert(self.running[r].parts[p].input.session_id.clone(), session);
+        }
+        let involved: HashSet<usize> = plan.iter().map(|p| p.0).collect();
+        let logits = match result {
+            Ok(logits) => logits,
+            Err(e) => {
+                tracing::error!(error = %e, "forward pass failed");
+                self.finish_failed(&involved, || Error::Model(ModelError::Input(e.to_string())));
+                return;
+            }
+        };
+        for &r in &involved {
+            self.running[r].forward += forward;
+        }
+
+        // Picks are independent per sequence: spread them over the cores.
+        let picks: Vec<Result<Option<Picked>, Error>> = plan
+            .par_iter()
+            .zip(logits)
+            .map(|(&(r, p, _), logits)| {
+                let part = &self.running[r].parts[p];
+                let (Some(sampling), Some(logits)) = (&part.input.sampling, logits) else {
+                    return Ok(None);
+                };
+                let row = logits.to_vec1::<f32>().map_err(ModelError::from)?;
+                let pick = distribution::pick(&row, &sampling.shaping, sampling.u, sampling.top_n);
+                Ok(Some((pick, sampling.full_row.then_some(row))))
+            })
+            .collect();
+        let mut failed = HashSet::new();
+        for (&(r, p, rows), pick) in plan.iter().zip(picks) {
+            let part = &mut self.running[r].parts[p];
+            part.done += rows;
+            match pick {
+                Err(_) => {
+                    failed.insert(r);
+                }
+                Ok(pick) if part.done == part.rows() => {
+                    let id = part.input.session_id.clone();
+                    if pick.is_some() && !part.input.release_after {
+                        self.expected.insert(id.clone());
+                    }
+                    let (pick, full_row) = pick.map_or((None, None), |(p, row)| (Some(p), row));
+                    part.output = Some(StepOutput {
+                        length: self.sessions[&id].cache.len(),
+                        session_id: id,
+                        pick,
+                        full_row,
+                    });
+                }
+                Ok(_) => {}
+            }
+        }
+        if !failed.is_empty() {
+            self.finish_failed(&failed, || {
+                Error::Model(ModelError::Input("reading the logits failed".into()))
+            });
+        }
+        self.answer_finished();
+    }
+
+    fn finish_failed(&mut self, runs: &HashSet<usize>, error: impl Fn() -> Error) {
+        let mut indices: Vec<usize> = runs.iter().copied().collect();
+        indices.sort_unstable_by(|a, b| b.cmp(a));
+        for r in indices {
+            let run = self.running.swap_remove(r);
+            self.undo(run, error());
+        }
+    }
+
+    /// Answers every request whose sessions are all through, and frees its sessions.
+    fn answer_finished(&mut self) {
+        let mut i = 0;
+        while i < self.running.len() {
+            if self.running[i].parts.iter().any(|p| p.output.is_none()) {
+                i += 1;
+                continue;
+            }
+            let run = self.running.remove(i);
+            let mut outputs = Vec::with_capacity(run.parts.len());
+            for part in run.parts {
+                let id = &part.input.session_id;
+                if part.input.release_after {
+                    self.sessions.remove(id);
+                } else if let Some(session) = self.sessions.get_mut(id) {
+                    session.busy = false;
+                }
+                outputs.push(part.output.expect("checked above"));
+            }
+            let _ = run.reply.send(Ok((outputs, run.forward)));
+        }
+    }
+
+    fn fork(&mut self, source: &str, targets: Vec<String>) -> Result<(), Error> {
+        let cache = match self.sessions.get_mut(source) {
+            Some(session) if session.busy => return Err(Error::SessionBusy(source.to_string())),
+            Some(session) => {
+                session.last_used = Instant::now();
+                session.cache.clone()
+            }
+            None => return Err(Error::SessionNotFound(source.to_string())),
+        };
+        let mut unique = HashSet::new();
+        for target in &targets {
+            if self.sessions.contains_key(target) || !unique.insert(target) {
+                return Err(Error::SessionExists(target.clone()));
+            }
+        }
+        let (budget, max_sessions) = (self.limits.kv_budget_tokens, self.limits.max_sessions);
+        let tokens = targets.len() * cache.capacity_after(0);
+        let committed = self.committed_tokens();
+        if committed + tokens > budget || self.sessions.len() + targets.len() > max_sessions {
+            return Err(Error::Overloaded(format!(
+                "{} forks need {tokens} KV-cache positions and {} sessions; the decoder holds {committed} of {budget} positions and {} of {max_sessions} sessions",
+                targets.len(),
+                targets.len(),
+                self.sessions.len(),
+            )));
+        }
+        let now = Instant::now();
+        for target in targets {
+            self.sessions.insert(
+                target,
+                Session {
+                    cache: cache.clone(),
+                    last_used: now,
+                    busy: false,
+                },
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,106 @@
+//! A flood of requests at several times the gateway's limit: what cannot run at once is refused
+//! with RESOURCE_EXHAUSTED (not queued without bound), what runs completes, and memory stays flat
+//! wave after wave. (Its own test binary, so that no other test moves the process's memory.)
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use oneword_e2e::{tiny_model, Cluster};
+use oneword_proto::decoder::v1 as dec;
+use oneword_proto::gateway::v1 as pb;
+use tonic::Code;
+
+const LIMIT: usize = 8;
+const FLOOD: usize = 4 * LIMIT;
+const TOKENS: u32 = 48;
+
+/// Resident memory of this process, in bytes.
+fn rss() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("reading /proc/self/statm");
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+/// Streams one generation to its end: `Ok(tokens)` or the status it was refused with.
+async fn run(cluster_address: String, i: u64) -> Result<usize, tonic::Status> {
+    let mut gateway =
+        oneword_proto::gateway::v1::gateway_client::GatewayClient::connect(cluster_address)
+            .await
+            .unwrap();
+    let request = pb::GenerateRequest {
+        prompt: format!("Request number {i} says"),
+        max_new_tokens: Some(TOKENS),
+        temperature: Some(0.8),
+        seed: Some(i),
+        ignore_eos: true,
+        ..Default::default()
+    };
+    let mut stream = gateway.generate_stream(request).await?.into_inner();
+    let mut tokens = 0;
+    while let Some(chunk) = stream.next().await {
+        tokens += chunk?.token_ids.len();
+    }
+    Ok(tokens)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_is_refused_fast_and_memory_stays_flat() {
+    let cluster =
+        Cluster::start_configured(tiny_model(), |_| {}, |g| g.max_concurrent_requests = LIMIT)
+            .await;
+    let mut baseline = 0;
+    for wave in 0..4u64 {
+        let tasks: Vec<_> = (0..FLOOD as u64)
+            .map(|i| tokio::spawn(run(cluster.gateway.address.clone(), wave * 1000 + i)))
+            .collect();
+        let (mut completed, mut refused) = (0, 0);
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(tokens) => {
+                    assert_eq!(tokens, TOKENS as usize);
+                    completed += 1;
+                }
+                Err(status) => {
+                    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+                    assert!(status.message().contains("limit"), "{}", status.message());
+                    refused += 1;
+                }
+            }
+        }
+        assert!(
+            completed >= LIMIT,
+            "wave {wave}: only {completed} completed"
+        );
+        assert!(
+            refused >= LIMIT,
+            "wave {wave}: only {refused} of {FLOOD} refused"
+        );
+
+        // Nothing left behind in the decoder…
+        let mut decoder = cluster.decoder().await;
+        let mut sessions = u32::MAX;
+        for _ in 0..100 {
+            sessions = decoder
+                .info(dec::InfoRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .sessions;
+            if sessions == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(sessions, 0, "wave {wave} left sessions behind");
+        // …and no growth after the first wave has warmed every pool and buffer up.
+        if wave == 0 {
+            baseline = rss();
+        }
+    }
+    let grown = rss().saturating_sub(baseline);
+    assert!(
+        grown < 64 << 20,
+        "memory grew by {} MiB over three waves",
+        grown >> 20
+    );
+}

@@ -17,7 +17,7 @@ use candle_nn::{LayerNorm, VarBuilder};
 use rayon::prelude::*;
 
 use crate::kernels;
-use crate::kv_cache::{append_host, attend_host, LayerCache};
+use crate::kv_cache::{HostLayer, LayerCache};
 use crate::{Checkpoint, Gpt2Config, KvCache, ModelError};
 
 type Result<T> = std::result::Result<T, ModelError>;
@@ -154,9 +154,7 @@ impl Attention {
         let qkv = self.c_attn.forward(x)?;
         // The caches' kind decides: host caches on the CPU, tensor caches anywhere (tests run
         // the tensor path on the CPU too).
-        let host = layers
-            .iter()
-            .all(|l| matches!(**l, LayerCache::Host { .. }));
+        let host = layers.iter().all(|l| matches!(**l, LayerCache::Host(_)));
         let out = if host && x.device().is_cpu() {
             self.attend_host(&qkv, rows, layers)?
         } else {
@@ -187,7 +185,7 @@ impl Attention {
         for (&n, layer) in rows.iter().zip(layers.iter_mut()) {
             let span = &qkv_host[start * three_width..(start + n) * three_width];
             match &mut **layer {
-                LayerCache::Host { keys, values } => append_host(keys, values, span, width),
+                LayerCache::Host(host) => host.append(span),
                 LayerCache::Device(_) => {
                     return Err(ModelError::Input(
                         "a cache made for another device was given to the CPU model".into(),
@@ -202,11 +200,10 @@ impl Attention {
             .collect();
         let scale = self.scale as f32;
         let attend = |&(i, h): &(usize, usize)| {
-            let LayerCache::Host { keys, values } = &*layers[i] else {
+            let LayerCache::Host(host) = &*layers[i] else {
                 unreachable!("every cache was checked to be a host cache above, this is a bug")
             };
-            pulp::Arch::new()
-                .dispatch(|| attend_host(spans[i].1, keys, values, width, h, self.head_dim, scale))
+            pulp::Arch::new().dispatch(|| host.attend(spans[i].1, h, scale))
         };
         let work: usize = rows
             .iter()
@@ -272,7 +269,7 @@ impl Attention {
 /// Positions in a host layer cache (0 for a device one).
 fn host_len(layer: &LayerCache) -> usize {
     match layer {
-        LayerCache::Host { keys, .. } => keys.len(),
+        LayerCache::Host(host) => host.len(),
         LayerCache::Device(_) => 0,
     }
 }
@@ -418,10 +415,7 @@ impl Transformer {
 
     fn cache_of_kind(&self, host: bool) -> KvCache {
         let layer = if host {
-            LayerCache::Host {
-                keys: Vec::new(),
-                values: Vec::new(),
-            }
+            LayerCache::Host(HostLayer::new(self.config.n_head, self.config.head_dim()))
         } else {
             LayerCache::Device(None)
         };

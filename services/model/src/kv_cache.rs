@@ -1,9 +1,10 @@
 //! Each sequence's keys and values, kept outside the immutable model so that one model serves
 //! many sessions.
 //!
-//! On the CPU the cache is plain memory that grows in place: a decode step appends one row per
-//! layer instead of copying the whole past, and attention reads it directly
-//! ([`attend_host`]). On other devices it is candle tensors `[n_head, len, head_dim]` that each
+//! On the CPU the cache is plain memory that grows in place, laid out head by head
+//! (`[head][position][head_dim]`), so that a head's attention reads its keys and values as one
+//! contiguous run: a decode step appends one row per layer instead of copying the whole past
+//! ([`HostLayer`]). On other devices it is candle tensors `[n_head, len, head_dim]` that each
 //! step replaces, so it works wherever candle does.
 
 use candle_core::Tensor;
@@ -26,9 +27,7 @@ pub struct KvCache {
 
 #[derive(Clone)]
 pub(crate) enum LayerCache {
-    /// Rows `[len, n_embd]`: each position's keys for all heads side by side, as `c_attn`
-    /// writes them (values alike).
-    Host { keys: Vec<f32>, values: Vec<f32> },
+    Host(HostLayer),
     /// `(keys, values)`, each `[n_head, len, head_dim]`; `None` before the first step.
     Device(Option<(Tensor, Tensor)>),
 }
@@ -49,7 +48,7 @@ impl KvCache {
         self.layers
             .iter()
             .map(|layer| match layer {
-                LayerCache::Host { keys, values } => (keys.capacity() + values.capacity()) * 4,
+                LayerCache::Host(host) => (host.keys.len() + host.values.len()) * 4,
                 LayerCache::Device(None) => 0,
                 LayerCache::Device(Some((k, v))) => {
                     (k.elem_count() + v.elem_count()) * k.dtype().size_in_bytes()
@@ -63,10 +62,7 @@ impl KvCache {
     pub fn capacity_after(&self, new: usize) -> usize {
         let needed = self.len + new;
         match self.layers.first() {
-            Some(LayerCache::Host { keys, .. }) => {
-                let held = keys.capacity() / self.width.max(1);
-                held.max(needed.next_multiple_of(HOST_BLOCK))
-            }
+            Some(LayerCache::Host(host)) => host.capacity.max(needed.next_multiple_of(HOST_BLOCK)),
             _ => needed,
         }
     }
@@ -78,10 +74,7 @@ impl KvCache {
         }
         for layer in &mut self.layers {
             match layer {
-                LayerCache::Host { keys, values } => {
-                    keys.truncate(len * self.width);
-                    values.truncate(len * self.width);
-                }
+                LayerCache::Host(host) => host.len = host.len.min(len),
                 LayerCache::Device(kv) => {
                     *kv = match kv.take() {
                         Some((k, v)) if len > 0 && k.dim(1)? > len => {
@@ -98,57 +91,107 @@ impl KvCache {
     }
 }
 
-/// Appends `n` positions' keys and values, taken from rows of `c_attn`'s output `qkv`
-/// `[n, 3 · width]` (queries, then keys, then values).
-pub(crate) fn append_host(keys: &mut Vec<f32>, values: &mut Vec<f32>, qkv: &[f32], width: usize) {
-    let n = qkv.len() / (3 * width);
-    let needed = (keys.len() / width + n).next_multiple_of(HOST_BLOCK) * width;
-    if keys.capacity() < needed {
-        keys.reserve_exact(needed - keys.len());
-        values.reserve_exact(needed - values.len());
-    }
-    for row in qkv.chunks_exact(3 * width) {
-        keys.extend_from_slice(&row[width..2 * width]);
-        values.extend_from_slice(&row[2 * width..]);
-    }
+/// One layer's keys and values on the CPU: `[head][position][head_dim]` for `capacity`
+/// positions, of which the first `len` are in use.
+#[derive(Clone)]
+pub(crate) struct HostLayer {
+    keys: Vec<f32>,
+    values: Vec<f32>,
+    len: usize,
+    capacity: usize,
+    heads: usize,
+    head_dim: usize,
 }
 
-/// Causal attention of one head for `n` new queries (the last `n` positions of the cache), on
-/// the CPU: for each query, scores against every key up to its own position, a softmax, and the
-/// weighted sum of values. Returns `[n, head_dim]`.
-/// Inlined into the caller so that it compiles for the instruction set `pulp` dispatched to.
-#[allow(clippy::too_many_arguments)] // one head's slice of the shapes; a struct would only rename them
-#[inline(always)]
-pub(crate) fn attend_host(
-    qkv: &[f32],
-    keys: &[f32],
-    values: &[f32],
-    width: usize,
-    head: usize,
-    head_dim: usize,
-    scale: f32,
-) -> Vec<f32> {
-    let n = qkv.len() / (3 * width);
-    let len = keys.len() / width;
-    let past = len - n;
-    let columns = head * head_dim..(head + 1) * head_dim;
-    let mut out = vec![0f32; n * head_dim];
-    let mut scores = Vec::with_capacity(len);
-    for (t, out) in out.chunks_exact_mut(head_dim).enumerate() {
-        let query = &qkv[t * 3 * width..][columns.clone()];
-        let visible = past + t + 1;
-        scores.clear();
-        scores
-            .extend((0..visible).map(|j| dot(query, &keys[j * width..][columns.clone()]) * scale));
-        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut total = 0f32;
-        for s in scores.iter_mut() {
-            *s = (*s - max).exp();
-            total += *s;
-        }
-        for (j, s) in scores.iter().enumerate() {
-            axpy(s / total, &values[j * width..][columns.clone()], out);
+impl HostLayer {
+    pub(crate) fn new(heads: usize, head_dim: usize) -> Self {
+        HostLayer {
+            keys: Vec::new(),
+            values: Vec::new(),
+            len: 0,
+            capacity: 0,
+            heads,
+            head_dim,
         }
     }
-    out
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Appends the keys and values in rows of `c_attn`'s output `qkv` `[n, 3 · width]`
+    /// (queries, then keys, then values; heads side by side in each).
+    pub(crate) fn append(&mut self, qkv: &[f32]) {
+        let (heads, head_dim) = (self.heads, self.head_dim);
+        let width = heads * head_dim;
+        let n = qkv.len() / (3 * width);
+        if self.len + n > self.capacity {
+            self.grow((self.len + n).next_multiple_of(HOST_BLOCK));
+        }
+        let capacity = self.capacity;
+        for (t, row) in qkv.chunks_exact(3 * width).enumerate() {
+            let position = self.len + t;
+            for h in 0..heads {
+                let at = (h * capacity + position) * head_dim;
+                let from = h * head_dim;
+                self.keys[at..at + head_dim].copy_from_slice(&row[width + from..][..head_dim]);
+                self.values[at..at + head_dim]
+                    .copy_from_slice(&row[2 * width + from..][..head_dim]);
+            }
+        }
+        self.len += n;
+    }
+
+    /// Moves to room for `capacity` positions, keeping each head's run contiguous.
+    fn grow(&mut self, capacity: usize) {
+        let block = self.head_dim;
+        let relayout = |old: &[f32]| {
+            let mut new = vec![0f32; self.heads * capacity * block];
+            for h in 0..self.heads {
+                let used = self.len * block;
+                new[h * capacity * block..][..used]
+                    .copy_from_slice(&old[h * self.capacity * block..][..used]);
+            }
+            new
+        };
+        self.keys = relayout(&self.keys);
+        self.values = relayout(&self.values);
+        self.capacity = capacity;
+    }
+
+    /// Causal attention of `head` for the last `n` positions, whose queries are in `qkv`
+    /// `[n, 3 · width]`: for each, scores against every key up to its own position, a softmax,
+    /// and the weighted sum of values. Returns `[n, head_dim]`. Inlined into the caller so that
+    /// it compiles for the instruction set `pulp` dispatched to.
+    #[inline(always)]
+    pub(crate) fn attend(&self, qkv: &[f32], head: usize, scale: f32) -> Vec<f32> {
+        let head_dim = self.head_dim;
+        let width = self.heads * head_dim;
+        let n = qkv.len() / (3 * width);
+        let past = self.len - n;
+        let run = head * self.capacity * head_dim..(head * self.capacity + self.len) * head_dim;
+        let (keys, values) = (&self.keys[run.clone()], &self.values[run]);
+        let mut out = vec![0f32; n * head_dim];
+        let mut scores = Vec::with_capacity(self.len);
+        for (t, out) in out.chunks_exact_mut(head_dim).enumerate() {
+            let query = &qkv[t * 3 * width + head * head_dim..][..head_dim];
+            let visible = past + t + 1;
+            scores.clear();
+            scores.extend(
+                keys.chunks_exact(head_dim)
+                    .take(visible)
+                    .map(|key| dot(query, key) * scale),
+            );
+            let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut total = 0f32;
+            for s in scores.iter_mut() {
+                *s = (*s - max).exp();
+                total += *s;
+            }
+            for (s, value) in scores.iter().zip(values.chunks_exact(head_dim)) {
+                axpy(s / total, value, out);
+            }
+        }
+        out
+    }
 }

@@ -1,0 +1,115 @@
+//! `make bench`'s measuring side for oneword: starts the four services in this process on a
+//! checkpoint, drives them at several concurrencies through the gateway (gRPC streams, as a
+//! client would) and through the decoder alone (gRPC steps with embeddings made here), measures
+//! prefill times and the machine's memory bandwidth, and writes one JSON document per system in
+//! the schema `bench/report.py` reads.
+
+#![forbid(unsafe_code)]
+
+mod bandwidth;
+mod load;
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use serde_json::json;
+
+/// Benchmarks oneword on a checkpoint and writes JSON results.
+#[derive(Parser)]
+struct Args {
+    /// The checkpoint (a GPT-2-small-shaped one with random weights for `make bench`).
+    #[arg(long)]
+    model: PathBuf,
+    /// Where to write `oneword.json`, `oneword-decoder.json` and `machine.json`.
+    #[arg(long)]
+    out: PathBuf,
+    /// Prompt length of the generation runs, in tokens.
+    #[arg(long, default_value_t = 128)]
+    prompt_tokens: usize,
+    /// Tokens generated per stream.
+    #[arg(long, default_value_t = 128)]
+    new_tokens: usize,
+    /// Concurrent streams, one run each.
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16,32")]
+    concurrency: Vec<usize>,
+    /// Prompt lengths whose prefill time is measured.
+    #[arg(long, value_delimiter = ',', default_value = "128,512,1024")]
+    prefill: Vec<usize>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    std::fs::create_dir_all(&args.out)?;
+    let threads = rayon::current_num_threads();
+
+    let bandwidth = bandwidth::measure();
+    eprintln!("memory bandwidth: {bandwidth:.1} GB/s ({threads} threads)");
+    let model = oneword_model::Gpt2Config::from_dir(&args.model)?;
+    let machine = json!({
+        "cpu": cpu_model(),
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "threads": threads,
+        "bandwidth_gb_s": bandwidth,
+        "model": format!("GPT-2 shapes: {} layers, width {}, vocabulary {}, random weights", model.n_layer, model.n_embd, model.vocab_size),
+    });
+    write(&args, "machine.json", &machine)?;
+
+    let bench = load::Bench::start(&args.model, args.prompt_tokens, args.new_tokens).await?;
+    let weight_bytes = load::decode_weight_bytes(&model);
+    for (system, file, through_gateway) in [
+        ("oneword", "oneword.json", true),
+        ("oneword decoder alone", "oneword-decoder.json", false),
+    ] {
+        let mut generation = Vec::new();
+        for &c in &args.concurrency {
+            let run = bench.generation(c, through_gateway).await?;
+            eprintln!("{system}, {c} streams: {run}");
+            generation.push(run);
+        }
+        let mut prefill = Vec::new();
+        if !through_gateway {
+            for &n in &args.prefill {
+                let ms = bench.prefill_ms(n).await?;
+                eprintln!("{system}, prefill of {n}: {ms:.1} ms");
+                prefill.push(json!({"prompt_tokens": n, "ms": ms}));
+            }
+        }
+        let doc = json!({
+            "system": system,
+            "version": env!("CARGO_PKG_VERSION"),
+            "threads": threads,
+            "weight_bytes": weight_bytes,
+            "generation": generation,
+            "prefill": prefill,
+            "notes": [if through_gateway {
+                "gRPC GenerateStream through the gateway, tokenizer, embedder and decoder, greedy, EOS ignored"
+            } else {
+                "gRPC Step calls to the decoder alone with embeddings computed by the client"
+            }],
+        });
+        write(&args, file, &doc)?;
+    }
+    Ok(())
+}
+
+fn write(args: &Args, name: &str, value: &serde_json::Value) -> anyhow::Result<()> {
+    std::fs::write(
+        args.out.join(name),
+        serde_json::to_string_pretty(value)? + "\n",
+    )?;
+    Ok(())
+}
+
+/// The CPU's model name, from /proc/cpuinfo where there is one.
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}

@@ -103,6 +103,26 @@ impl Bench {
         };
         let wall = started.elapsed();
         let tokens: usize = timelines.iter().map(|t| t.tokens.len()).sum();
+        // Steady decoding: from the moment every stream has its first token (all prompts are
+        // in), the tokens that arrive after it, over the time they took.
+        let all_started = timelines
+            .iter()
+            .filter_map(|t| t.tokens.first())
+            .max()
+            .copied();
+        let end = timelines
+            .iter()
+            .filter_map(|t| t.tokens.last())
+            .max()
+            .copied();
+        let decode_tokens_per_s = all_started.zip(end).and_then(|(from, to)| {
+            let after = timelines
+                .iter()
+                .flat_map(|t| &t.tokens)
+                .filter(|&&at| at > from)
+                .count();
+            (to > from).then(|| after as f64 / (to - from).as_secs_f64())
+        });
         let ttft: Vec<Duration> = timelines
             .iter()
             .filter_map(|t| t.tokens.first().map(|&first| first - t.started))
@@ -116,6 +136,7 @@ impl Bench {
             "prompt_tokens": self.prompt_ids.len(),
             "new_tokens": self.new_tokens,
             "tokens_per_s": tokens as f64 / wall.as_secs_f64(),
+            "decode_tokens_per_s": decode_tokens_per_s,
             "ttft_ms_p50": percentile_ms(ttft.clone(), 0.5),
             "ttft_ms_p99": percentile_ms(ttft, 0.99),
             "itl_ms_p50": percentile_ms(itl.clone(), 0.5),

@@ -16,8 +16,10 @@ use candle_core::{DType, Device, Module, Storage, Tensor};
 use candle_nn::{LayerNorm, VarBuilder};
 use rayon::prelude::*;
 
-use crate::kernels;
+use crate::attention::Attention;
+use crate::host::Activation;
 use crate::kv_cache::{HostLayer, LayerCache};
+use crate::{host, kernels};
 use crate::{Checkpoint, Gpt2Config, KvCache, ModelError};
 
 type Result<T> = std::result::Result<T, ModelError>;
@@ -45,44 +47,59 @@ fn host_rows(x: &Tensor) -> Result<Vec<f32>> {
 /// transposed, `[out, in]` as `nn.Linear` does, because every product then reads contiguous
 /// weight rows: the CPU kernels directly, and gemm as a transposed operand (which it handles
 /// as fast as or faster than the original layout).
-struct Conv1D {
+pub(crate) struct Conv1D {
     weight: Tensor,
     bias: Tensor,
 }
 
 impl Conv1D {
-    fn load(vb: VarBuilder, d_in: usize, d_out: usize) -> Result<Self> {
+    pub(crate) fn load(vb: VarBuilder, d_in: usize, d_out: usize) -> Result<Self> {
         Ok(Conv1D {
             weight: vb.get((d_in, d_out), "weight")?.t()?.contiguous()?,
             bias: vb.get(d_out, "bias")?,
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         linear(x, &self.weight, Some(&self.bias))
+    }
+
+    /// The same on CPU rows `[rows, in]`.
+    pub(crate) fn forward_host(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
+        linear_host(x, rows, &self.weight, Some(&self.bias))
     }
 }
 
-/// `x · wᵀ (+ bias)` for `w` `[out, in]`: the weight-streaming kernel for a few rows on the
-/// CPU, candle's matrix product otherwise.
-fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
-    let (rows, k) = x.dims2()?;
-    if rows <= KERNEL_MAX_ROWS && x.device().is_cpu() && x.dtype() == DType::F32 {
-        let m = w.dim(0)?;
-        let xs = host_rows(x)?;
-        let out = with_host_f32(w, |w| match bias {
-            Some(bias) => with_host_f32(bias, |b| kernels::linear(&xs, rows, w, k, m, Some(b))),
-            None => Some(kernels::linear(&xs, rows, w, k, m, None)),
-        });
-        if let Some(Some(out)) = out {
-            return Ok(Tensor::from_vec(out, (rows, m), x.device())?);
-        }
-    }
-    let y = if x.device().is_cpu() {
-        split_matmul(x, w)?
+/// `x · wᵀ (+ bias)` on CPU rows `x` `[rows, k]` with f32 weights `w` `[m, k]`: the
+/// weight-streaming kernel for a few rows, gemm split over the threads for more.
+fn linear_host(x: &[f32], rows: usize, w: &Tensor, bias: Option<&Tensor>) -> Result<Vec<f32>> {
+    let (m, k) = w.dims2()?;
+    let not_host = || ModelError::Input("the CPU path needs f32 weights on the CPU".into());
+    let mut y = if rows <= KERNEL_MAX_ROWS {
+        with_host_f32(w, |w| kernels::linear(x, rows, w, k, m)).ok_or_else(not_host)?
     } else {
-        x.matmul(&w.t()?)?
+        host_rows(&split_matmul(
+            &Tensor::from_slice(x, (rows, k), &Device::Cpu)?,
+            w,
+        )?)?
     };
+    if let Some(bias) = bias {
+        with_host_f32(bias, |b| {
+            y.chunks_exact_mut(m).for_each(|row| host::add_into(row, b))
+        })
+        .ok_or_else(not_host)?;
+    }
+    Ok(y)
+}
+
+/// `x · wᵀ (+ bias)` for `w` `[out, in]`: on CPU rows by [`linear_host`], else candle's product.
+fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == DType::F32 && w.dtype() == DType::F32 {
+        let (rows, _) = x.dims2()?;
+        let y = linear_host(&host_rows(x)?, rows, w, bias)?;
+        return Ok(Tensor::from_vec(y, (rows, w.dim(0)?), x.device())?);
+    }
+    let y = x.matmul(&w.t()?)?;
     Ok(match bias {
         Some(bias) => y.broadcast_add(bias)?,
         None => y,
@@ -108,192 +125,38 @@ fn split_matmul(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     Ok(Tensor::cat(&bands, 1)?)
 }
 
-fn layer_norm(vb: VarBuilder, size: usize, eps: f64) -> Result<LayerNorm> {
-    Ok(LayerNorm::new(
-        vb.get(size, "weight")?,
-        vb.get(size, "bias")?,
-        eps,
-    ))
+/// A layer norm, with its parameters also kept as plain floats for the CPU path.
+struct Norm {
+    ln: LayerNorm,
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    eps: f32,
 }
 
-struct Attention {
-    c_attn: Conv1D,
-    c_proj: Conv1D,
-    n_head: usize,
-    head_dim: usize,
-    scale: f64,
-}
-
-impl Attention {
-    fn load(vb: VarBuilder, c: &Gpt2Config, layer: usize) -> Result<Self> {
-        let mut scale = if c.scale_attn_weights {
-            1.0 / (c.head_dim() as f64).sqrt()
-        } else {
-            1.0
-        };
-        if c.scale_attn_by_inverse_layer_idx {
-            scale /= (layer + 1) as f64;
-        }
-        Ok(Attention {
-            c_attn: Conv1D::load(vb.pp("c_attn"), c.n_embd, 3 * c.n_embd)?,
-            c_proj: Conv1D::load(vb.pp("c_proj"), c.n_embd, c.n_embd)?,
-            n_head: c.n_head,
-            head_dim: c.head_dim(),
-            scale,
+impl Norm {
+    fn load(vb: VarBuilder, size: usize, eps: f64) -> Result<Self> {
+        let (weight, bias) = (vb.get(size, "weight")?, vb.get(size, "bias")?);
+        Ok(Norm {
+            weight: weight.to_dtype(DType::F32)?.to_vec1()?,
+            bias: bias.to_dtype(DType::F32)?.to_vec1()?,
+            ln: LayerNorm::new(weight, bias, eps),
+            eps: eps as f32,
         })
     }
 
-    /// `x` is the batch's rows `[Σ rows, n_embd]`, sequence after sequence; `rows[i]` new rows
-    /// belong to sequence `i`, whose layer cache `layers[i]` holds its past and is extended.
-    fn forward(
-        &self,
-        x: &Tensor,
-        rows: &[usize],
-        layers: &mut [&mut LayerCache],
-    ) -> Result<Tensor> {
-        let qkv = self.c_attn.forward(x)?;
-        // The caches' kind decides: host caches on the CPU, tensor caches anywhere (tests run
-        // the tensor path on the CPU too).
-        let host = layers.iter().all(|l| matches!(**l, LayerCache::Host(_)));
-        let out = if host && x.device().is_cpu() {
-            self.attend_host(&qkv, rows, layers)?
-        } else {
-            let mut outs = Vec::with_capacity(rows.len());
-            let mut start = 0;
-            for (&n, layer) in rows.iter().zip(layers.iter_mut()) {
-                outs.push(self.attend_device(&qkv.narrow(0, start, n)?, layer)?);
-                start += n;
-            }
-            Tensor::cat(&outs, 0)?
-        };
-        self.c_proj.forward(&out)
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.ln.forward(x)?)
     }
 
-    /// CPU attention straight on the caches' memory, one task per (sequence, head).
-    fn attend_host(
-        &self,
-        qkv: &Tensor,
-        rows: &[usize],
-        layers: &mut [&mut LayerCache],
-    ) -> Result<Tensor> {
-        let (total, three_width) = qkv.dims2()?;
-        let width = three_width / 3;
-        let dtype = qkv.dtype();
-        let qkv_host = host_rows(&qkv.to_dtype(DType::F32)?)?;
-        let mut spans = Vec::with_capacity(rows.len());
-        let mut start = 0;
-        for (&n, layer) in rows.iter().zip(layers.iter_mut()) {
-            let span = &qkv_host[start * three_width..(start + n) * three_width];
-            match &mut **layer {
-                LayerCache::Host(host) => host.append(span),
-                LayerCache::Device(_) => {
-                    return Err(ModelError::Input(
-                        "a cache made for another device was given to the CPU model".into(),
-                    ))
-                }
-            }
-            spans.push((start, span));
-            start += n;
-        }
-        let tasks: Vec<(usize, usize)> = (0..rows.len())
-            .flat_map(|i| (0..self.n_head).map(move |h| (i, h)))
-            .collect();
-        let scale = self.scale as f32;
-        let attend = |&(i, h): &(usize, usize)| {
-            let LayerCache::Host(host) = &*layers[i] else {
-                unreachable!("every cache was checked to be a host cache above, this is a bug")
-            };
-            pulp::Arch::new().dispatch(|| host.attend(spans[i].1, h, scale))
-        };
-        let work: usize = rows
-            .iter()
-            .zip(layers.iter())
-            .map(|(n, l)| n * host_len(l))
-            .sum();
-        let heads: Vec<Vec<f32>> = if work * self.n_head * self.head_dim < 1 << 16 {
-            tasks.iter().map(attend).collect()
-        } else {
-            tasks.par_iter().map(attend).collect()
-        };
-        let mut out = vec![0f32; total * width];
-        for (&(i, h), head) in tasks.iter().zip(&heads) {
-            let first_row = spans[i].0;
-            for (t, values) in head.chunks_exact(self.head_dim).enumerate() {
-                let at = (first_row + t) * width + h * self.head_dim;
-                out[at..at + self.head_dim].copy_from_slice(values);
-            }
-        }
-        Ok(Tensor::from_vec(out, (total, width), qkv.device())?.to_dtype(dtype)?)
+    fn forward_host(&self, x: &[f32]) -> Vec<f32> {
+        host::layer_norm(x, &self.weight, &self.bias, self.eps)
     }
-
-    /// Attention with candle tensors for one sequence's `qkv` rows `[n, 3 · n_embd]`.
-    fn attend_device(&self, qkv: &Tensor, layer: &mut LayerCache) -> Result<Tensor> {
-        let LayerCache::Device(cache) = layer else {
-            return Err(ModelError::Input(
-                "a CPU cache was given to a model on another device".into(),
-            ));
-        };
-        let seq = qkv.dim(0)?;
-        let n_embd = qkv.dim(1)? / 3;
-        let heads = |i: usize| -> Result<Tensor> {
-            Ok(qkv
-                .narrow(1, i * n_embd, n_embd)?
-                .reshape((seq, self.n_head, self.head_dim))?
-                .transpose(0, 1)?
-                .contiguous()?)
-        };
-        let (q, k, v) = (heads(0)?, heads(1)?, heads(2)?);
-        let (k, v) = match cache.take() {
-            Some((past_k, past_v)) => (
-                Tensor::cat(&[&past_k, &k], 1)?,
-                Tensor::cat(&[&past_v, &v], 1)?,
-            ),
-            None => (k, v),
-        };
-        let total = k.dim(1)?;
-        *cache = Some((k.clone(), v.clone()));
-
-        // Scores and softmax in f32 whatever the weights' dtype, as transformers does.
-        let dtype = q.dtype();
-        let q = q.to_dtype(DType::F32)?;
-        let k = k.to_dtype(DType::F32)?;
-        let mut scores = (q.matmul(&k.t()?)? * self.scale)?;
-        if seq > 1 {
-            scores = scores.broadcast_add(&causal_mask(seq, total, qkv.device())?)?;
-        }
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dtype)?;
-        Ok(probs.matmul(&v)?.transpose(0, 1)?.reshape((seq, n_embd))?)
-    }
-}
-
-/// Positions in a host layer cache (0 for a device one).
-fn host_len(layer: &LayerCache) -> usize {
-    match layer {
-        LayerCache::Host(host) => host.len(),
-        LayerCache::Device(_) => 0,
-    }
-}
-
-/// `[seq, total]` additive mask: query `i` (at position `total - seq + i`) sees keys up to itself.
-fn causal_mask(seq: usize, total: usize, device: &Device) -> Result<Tensor> {
-    let past = total - seq;
-    let mask: Vec<f32> = (0..seq)
-        .flat_map(|i| (0..total).map(move |j| if j > past + i { f32::NEG_INFINITY } else { 0.0 }))
-        .collect();
-    Ok(Tensor::from_vec(mask, (seq, total), device)?)
 }
 
 struct Mlp {
     c_fc: Conv1D,
     c_proj: Conv1D,
     activation: Activation,
-}
-
-#[derive(Clone, Copy)]
-enum Activation {
-    GeluTanh,
-    GeluErf,
-    Relu,
 }
 
 impl Mlp {
@@ -320,21 +183,27 @@ impl Mlp {
         };
         self.c_proj.forward(&h)
     }
+
+    fn forward_host(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
+        let mut h = self.c_fc.forward_host(x, rows)?;
+        self.activation.apply(&mut h);
+        self.c_proj.forward_host(&h, rows)
+    }
 }
 
 struct Block {
-    ln_1: LayerNorm,
+    ln_1: Norm,
     attn: Attention,
-    ln_2: LayerNorm,
+    ln_2: Norm,
     mlp: Mlp,
 }
 
 impl Block {
     fn load(vb: VarBuilder, c: &Gpt2Config, layer: usize) -> Result<Self> {
         Ok(Block {
-            ln_1: layer_norm(vb.pp("ln_1"), c.n_embd, c.layer_norm_epsilon)?,
+            ln_1: Norm::load(vb.pp("ln_1"), c.n_embd, c.layer_norm_epsilon)?,
             attn: Attention::load(vb.pp("attn"), c, layer)?,
-            ln_2: layer_norm(vb.pp("ln_2"), c.n_embd, c.layer_norm_epsilon)?,
+            ln_2: Norm::load(vb.pp("ln_2"), c.n_embd, c.layer_norm_epsilon)?,
             mlp: Mlp::load(vb.pp("mlp"), c)?,
         })
     }
@@ -348,6 +217,23 @@ impl Block {
         let x = (x + self.attn.forward(&self.ln_1.forward(x)?, rows, layers)?)?;
         let mlp = self.mlp.forward(&self.ln_2.forward(&x)?)?;
         Ok((x + mlp)?)
+    }
+
+    /// The same on CPU rows, in place.
+    fn forward_host(
+        &self,
+        x: &mut [f32],
+        rows: &[usize],
+        layers: &mut [&mut LayerCache],
+    ) -> Result<()> {
+        let total: usize = rows.iter().sum();
+        let attn = self
+            .attn
+            .forward_host(&self.ln_1.forward_host(x), rows, layers)?;
+        host::add_into(x, &attn);
+        let mlp = self.mlp.forward_host(&self.ln_2.forward_host(x), total)?;
+        host::add_into(x, &mlp);
+        Ok(())
     }
 }
 
@@ -375,7 +261,7 @@ pub struct Sequence<'a> {
 pub struct Transformer {
     config: Gpt2Config,
     blocks: Vec<Block>,
-    ln_f: LayerNorm,
+    ln_f: Norm,
     lm_head: Tensor,
 }
 
@@ -391,7 +277,7 @@ impl Transformer {
         Ok(Transformer {
             config: c.clone(),
             blocks,
-            ln_f: layer_norm(vb.pp("ln_f"), c.n_embd, c.layer_norm_epsilon)?,
+            ln_f: Norm::load(vb.pp("ln_f"), c.n_embd, c.layer_norm_epsilon)?,
             lm_head: vb.get((c.vocab_size, c.n_embd), "wte.weight")?,
         })
     }
@@ -403,7 +289,7 @@ impl Transformer {
 
     /// An empty cache for a new sequence, of the kind this model's device uses.
     pub fn new_cache(&self) -> KvCache {
-        self.cache_of_kind(self.lm_head.device().is_cpu())
+        self.cache_of_kind(self.lm_head.device().is_cpu() && self.lm_head.dtype() == DType::F32)
     }
 
     /// An empty cache of candle tensors, the kind GPUs use, whatever the device: for tests that
@@ -428,10 +314,9 @@ impl Transformer {
 
     /// Bytes of keys and values one position takes in a cache (all layers).
     pub fn cache_bytes_per_token(&self) -> usize {
-        let element = if self.lm_head.device().is_cpu() {
-            4
-        } else {
-            self.lm_head.dtype().size_in_bytes()
+        let element = match self.new_cache().layers.first() {
+            Some(LayerCache::Host(_)) => 4,
+            _ => self.lm_head.dtype().size_in_bytes(),
         };
         2 * self.blocks.len() * self.config.n_embd * element
     }
@@ -496,11 +381,36 @@ impl Transformer {
         Ok(())
     }
 
+    /// Whether these caches take the CPU path (plain rows, host caches) or the tensor path.
+    fn host_path(&self, batch: &[Sequence<'_>]) -> Result<bool> {
+        let host = |s: &Sequence<'_>| matches!(s.cache.layers.first(), Some(LayerCache::Host(_)));
+        let all_host = batch.iter().all(host);
+        if !all_host && batch.iter().any(host) {
+            return Err(ModelError::Input(
+                "caches of one batch must be of one kind (host or tensor)".into(),
+            ));
+        }
+        Ok(all_host && self.lm_head.device().is_cpu() && self.lm_head.dtype() == DType::F32)
+    }
+
     fn run(&self, batch: &mut [Sequence<'_>]) -> Result<Vec<Option<Tensor>>> {
         let rows: Vec<usize> = batch
             .iter()
             .map(|s| s.inputs.dim(0))
             .collect::<candle_core::Result<_>>()?;
+        let hidden = if self.host_path(batch)? {
+            self.blocks_host(batch, &rows)?
+        } else {
+            self.blocks_tensor(batch, &rows)?
+        };
+        for (s, &n) in batch.iter_mut().zip(&rows) {
+            s.cache.len += n;
+        }
+        self.logits(batch, &rows, &hidden)
+    }
+
+    /// Every block over the batch's rows with candle tensors; returns the final hidden states.
+    fn blocks_tensor(&self, batch: &mut [Sequence<'_>], rows: &[usize]) -> Result<Tensor> {
         let dtype = self.lm_head.dtype();
         let inputs: Vec<Tensor> = batch
             .iter()
@@ -510,16 +420,40 @@ impl Transformer {
         for (l, block) in self.blocks.iter().enumerate() {
             let mut layers: Vec<&mut LayerCache> =
                 batch.iter_mut().map(|s| &mut s.cache.layers[l]).collect();
-            x = block.forward(&x, &rows, &mut layers)?;
+            x = block.forward(&x, rows, &mut layers)?;
         }
-        for (s, &n) in batch.iter_mut().zip(&rows) {
-            s.cache.len += n;
-        }
+        Ok(x)
+    }
 
-        // The LM head runs once, on the rows that need logits, for the whole batch.
+    /// The same on plain CPU rows.
+    fn blocks_host(&self, batch: &mut [Sequence<'_>], rows: &[usize]) -> Result<Tensor> {
+        let mut x = Vec::with_capacity(rows.iter().sum::<usize>() * self.config.n_embd);
+        for s in batch.iter() {
+            x.extend(host_rows(&s.inputs.to_dtype(DType::F32)?)?);
+        }
+        for (l, block) in self.blocks.iter().enumerate() {
+            let mut layers: Vec<&mut LayerCache> =
+                batch.iter_mut().map(|s| &mut s.cache.layers[l]).collect();
+            block.forward_host(&mut x, rows, &mut layers)?;
+        }
+        let total = x.len() / self.config.n_embd;
+        Ok(Tensor::from_vec(
+            x,
+            (total, self.config.n_embd),
+            &Device::Cpu,
+        )?)
+    }
+
+    /// The LM head, once, on the rows that need logits for the whole batch; split per sequence.
+    fn logits(
+        &self,
+        batch: &[Sequence<'_>],
+        rows: &[usize],
+        x: &Tensor,
+    ) -> Result<Vec<Option<Tensor>>> {
         let mut wanted = Vec::new();
         let mut start = 0;
-        for (s, &n) in batch.iter().zip(&rows) {
+        for (s, &n) in batch.iter().zip(rows) {
             match s.logits {
                 LogitsAt::Last => wanted.push(x.narrow(0, start + n - 1, 1)?),
                 LogitsAt::All => wanted.push(x.narrow(0, start, n)?),
@@ -533,7 +467,7 @@ impl Transformer {
         let logits = self.lm_head(&self.ln_f.forward(&Tensor::cat(&wanted, 0)?)?)?;
         let mut out = Vec::with_capacity(batch.len());
         let mut row = 0;
-        for (s, &n) in batch.iter().zip(&rows) {
+        for (s, &n) in batch.iter().zip(rows) {
             out.push(match s.logits {
                 LogitsAt::Last => Some(logits.get(row)?),
                 LogitsAt::All => Some(logits.narrow(0, row, n)?),

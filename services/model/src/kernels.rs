@@ -26,15 +26,8 @@ const COLUMN_BLOCK: usize = 1;
 /// Below this many multiply-adds per row a call runs on one thread: waking others costs more.
 const PARALLEL_MIN_WORK: usize = 1 << 16;
 
-/// `x · wᵀ (+ bias)` for `rows` rows of `x` `[rows, k]` and `w` `[m, k]`. Returns `[rows, m]`.
-pub fn linear(
-    x: &[f32],
-    rows: usize,
-    w: &[f32],
-    k: usize,
-    m: usize,
-    bias: Option<&[f32]>,
-) -> Vec<f32> {
+/// `x · wᵀ` for `rows` rows of `x` `[rows, k]` and `w` `[m, k]`. Returns `[rows, m]`.
+pub fn linear(x: &[f32], rows: usize, w: &[f32], k: usize, m: usize) -> Vec<f32> {
     debug_assert_eq!(x.len(), rows * k);
     debug_assert_eq!(w.len(), m * k);
     let parts = if k * m < PARALLEL_MIN_WORK {
@@ -69,11 +62,6 @@ pub fn linear(
         }
         for (r, values) in values.chunks_exact(width).enumerate() {
             out[r * m + start..r * m + end].copy_from_slice(values);
-        }
-    }
-    if let Some(bias) = bias {
-        for row in out.chunks_exact_mut(m) {
-            row.iter_mut().zip(bias).for_each(|(o, b)| *o += b);
         }
     }
     out
@@ -213,12 +201,11 @@ mod tests {
             (9, 768, 130),
             (2, 33, 70000),
         ] {
-            let (x, w, bias) = (values(rows * k, 4), values(m * k, 5), values(m, 6));
-            let got = linear(&x, rows, &w, k, m, Some(&bias));
+            let (x, w) = (values(rows * k, 4), values(m * k, 5));
+            let got = linear(&x, rows, &w, k, m);
             for r in 0..rows {
                 for j in 0..m {
-                    let want: f32 =
-                        (0..k).map(|i| x[r * k + i] * w[j * k + i]).sum::<f32>() + bias[j];
+                    let want: f32 = (0..k).map(|i| x[r * k + i] * w[j * k + i]).sum::<f32>();
                     let g = got[r * m + j];
                     assert!(
                         (g - want).abs() < 1e-3,
@@ -233,9 +220,9 @@ mod tests {
     fn a_row_gets_the_same_bits_whatever_else_is_in_the_batch() {
         let (k, m) = (256, 515);
         let (x, w) = (values(7 * k, 1), values(m * k, 2));
-        let all = linear(&x, 7, &w, k, m, None);
+        let all = linear(&x, 7, &w, k, m);
         for r in 0..7 {
-            let alone = linear(&x[r * k..(r + 1) * k], 1, &w, k, m, None);
+            let alone = linear(&x[r * k..(r + 1) * k], 1, &w, k, m);
             assert_eq!(alone, all[r * m..(r + 1) * m]);
         }
     }

@@ -3,10 +3,12 @@
 //! immutable model serves many sessions),
 //! and writing small checkpoints for tests and benchmarks.
 
+mod attention;
 pub mod checkpoint;
 pub mod config;
 pub mod embeddings;
 pub mod gpt2;
+mod host;
 pub mod hub;
 mod kernels;
 pub mod kv_cache;

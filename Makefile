@@ -6,7 +6,7 @@ CARGO ?= cargo
 SERVICES := oneword-tokenizer oneword-embedder oneword-decoder oneword-gateway oneword-model oneword-cli
 
 .DEFAULT_GOAL := help
-.PHONY: help build run demo-model test lint fmt fmt-check proto references
+.PHONY: help build run demo-model test lint fmt fmt-check proto references bench
 
 ## help: list the targets
 help:
@@ -28,6 +28,10 @@ demo-model:
 test:
 	cd tests/fixtures/gpt2-tokenizer && sha256sum -c SHA256SUMS
 	$(CARGO) test --workspace
+
+## bench: oneword vs Hugging Face transformers and llama.cpp (installs both into bench/.work); report in bench/results/<date>/
+bench:
+	bench/run.sh
 
 ## lint: clippy on everything, warnings are errors
 lint:

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the reference systems of `make bench` into WORK (default bench/.work), once:
+#  - a Python venv with PyTorch and Hugging Face transformers (and llama.cpp's GGUF converter),
+#  - llama.cpp, built from the llama-cpp-python source package on PyPI (its vendored copy),
+#    CPU only, for this machine's instruction set, just llama-batched-bench and llama-bench.
+# Set BENCH_PYTHON to a Python that already has torch and transformers to skip the venv.
+set -euo pipefail
+
+WORK=${1:-bench/.work}
+LLAMA_CPP_PYTHON=0.3.36
+mkdir -p "$WORK"
+WORK=$(cd "$WORK" && pwd)
+echo "bench: installing the reference systems into $WORK" >&2
+
+if [ -z "${BENCH_PYTHON:-}" ] && [ ! -f "$WORK/venv/installed" ]; then
+    python3 -m venv "$WORK/venv"
+    "$WORK/venv/bin/pip" install --quiet torch==2.15.0 transformers==5.24.0 safetensors==0.8.0 \
+        numpy==2.4.6 tqdm pyyaml requests
+    touch "$WORK/venv/installed"
+fi
+
+SRC="$WORK/llama_cpp_python-$LLAMA_CPP_PYTHON/vendor/llama.cpp"
+if [ ! -d "$SRC" ]; then
+    python3 -m pip download --quiet --no-deps --no-binary llama-cpp-python \
+        "llama-cpp-python==$LLAMA_CPP_PYTHON" -d "$WORK/sdist"
+    tar xzf "$WORK/sdist/llama_cpp_python-$LLAMA_CPP_PYTHON.tar.gz" -C "$WORK"
+fi
+
+BUILD="$WORK/llama-build"
+if [ ! -x "$BUILD/bin/llama-batched-bench" ] || [ ! -x "$BUILD/bin/llama-bench" ]; then
+    command -v cmake >/dev/null || python3 -m pip install --quiet --user cmake ninja
+    cmake -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
+        -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF >/dev/null
+    nice -n 10 cmake --build "$BUILD" --target llama-batched-bench llama-bench -j "$(nproc)" >/dev/null
+fi
+echo "bench: reference systems ready" >&2

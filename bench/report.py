@@ -1,0 +1,107 @@
+"""Turns the JSON results of one `make bench` run (a directory holding machine.json and one file
+per system) into report.md beside them: the machine, then generation and prefill tables with
+oneword's ratios to each reference system and each result as a fraction of the memory-bandwidth
+floor (the time to read every weight once per decode step)."""
+
+import json
+import os
+import sys
+
+
+def load(directory):
+    machine, systems = {}, []
+    for name in sorted(os.listdir(directory)):
+        if not name.endswith(".json"):
+            continue
+        with open(os.path.join(directory, name)) as f:
+            doc = json.load(f)
+        if name == "machine.json":
+            machine = doc
+        else:
+            systems.append(doc)
+    # oneword first, then its decoder alone, then the references.
+    systems.sort(key=lambda s: (not s["system"].startswith("oneword"), s["system"] != "oneword", s["system"]))
+    return machine, systems
+
+
+def fmt(value, digits=1):
+    return "–" if value is None else f"{value:,.{digits}f}"
+
+
+def table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def main():
+    directory = sys.argv[1]
+    machine, systems = load(directory)
+    ours = systems[0]
+    references = [s for s in systems if not s["system"].startswith("oneword")]
+    bandwidth = machine.get("bandwidth_gb_s")
+    out = ["# Benchmark", ""]
+    out += [f"- {k}: {v}" for k, v in machine.items()]
+    out += [f"- {s['system']}: {s.get('version', '')}; {s['threads']} threads" for s in systems]
+    out.append("")
+    levels = sorted({r["concurrency"] for s in systems for r in s["generation"]})
+    by = {s["system"]: {r["concurrency"]: r for r in s["generation"]} for s in systems}
+
+    for metric, title, digits in [
+        ("decode_tokens_per_s", "Decode throughput, tokens/s (all streams, after every prompt is in)", 1),
+        ("tokens_per_s", "End-to-end throughput, tokens/s (prompt processing included)", 1),
+        ("ttft_ms_p50", "Time to first token, ms (p50)", 0),
+        ("itl_ms_p50", "Inter-token latency, ms (p50)", 1),
+        ("itl_ms_p99", "Inter-token latency, ms (p99)", 1),
+    ]:
+        header = ["streams"] + [s["system"] for s in systems]
+        higher_is_better = metric.endswith("per_s")
+        header += [f"{ours['system']} / {r['system']}" for r in references] if higher_is_better else []
+        rows = []
+        for c in levels:
+            values = [by[s["system"]].get(c, {}).get(metric) for s in systems]
+            row = [str(c)] + [fmt(v, digits) for v in values]
+            if higher_is_better:
+                mine = by[ours["system"]].get(c, {}).get(metric)
+                for r in references:
+                    theirs = by[r["system"]].get(c, {}).get(metric)
+                    row.append(f"{mine / theirs:.2f}×" if mine and theirs else "–")
+            rows.append(row)
+        out += [f"## {title}", "", table(header, rows), ""]
+
+    if bandwidth:
+        out += ["## Fraction of the bandwidth floor",
+                "",
+                f"Reading every weight once per decode step at {bandwidth:.1f} GB/s is the floor; "
+                "the fraction is floor / measured step time (1.0 = at the floor).", ""]
+        header = ["streams"] + [s["system"] for s in systems]
+        rows = []
+        for c in levels:
+            row = [str(c)]
+            for s in systems:
+                r = by[s["system"]].get(c, {})
+                speed = r.get("decode_tokens_per_s")
+                if speed and s.get("weight_bytes"):
+                    floor = s["weight_bytes"] / (bandwidth * 1e9)
+                    row.append(f"{floor / (c / speed):.2f}")
+                else:
+                    row.append("–")
+            rows.append(row)
+        out += [table(header, rows), ""]
+
+    lengths = sorted({p["prompt_tokens"] for s in systems for p in s.get("prefill", [])})
+    if lengths:
+        prefill = {s["system"]: {p["prompt_tokens"]: p["ms"] for p in s.get("prefill", [])} for s in systems}
+        with_prefill = [s for s in systems if prefill[s["system"]]]
+        header = ["prompt tokens"] + [s["system"] for s in with_prefill]
+        rows = [[str(n)] + [fmt(prefill[s["system"]].get(n), 0) for s in with_prefill] for n in lengths]
+        out += ["## Prefill time, ms (one prompt)", "", table(header, rows), ""]
+
+    out += ["## Notes", ""] + [f"- {s['system']}: {n}" for s in systems for n in s.get("notes", [])]
+    with open(os.path.join(directory, "report.md"), "w") as f:
+        f.write("\n".join(out) + "\n")
+    print(os.path.join(directory, "report.md"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# `make bench`: oneword against Hugging Face transformers and llama.cpp, on one GPT-2-small-shaped
+# checkpoint with random weights (speed does not depend on the values) made by our own tool, on
+# this machine, with the same number of threads. Results: bench/results/<date>/report.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WORK=bench/.work
+THREADS=${BENCH_THREADS:-$(nproc)}
+CONCURRENCY=${BENCH_CONCURRENCY:-1,4,16,32}
+PREFILL=${BENCH_PREFILL:-128,512,1024}
+OUT=${BENCH_OUT:-bench/results/$(date -u +%Y-%m-%d)}
+MODEL=$WORK/gpt2-small-random
+
+bench/reference/setup.sh "$WORK"
+PYTHON=${BENCH_PYTHON:-$WORK/venv/bin/python}
+LLAMA_SRC=$(echo "$WORK"/llama_cpp_python-*/vendor/llama.cpp)
+if [ ! -f "$MODEL/model.safetensors" ]; then
+    cargo run --release -p oneword-model -- random "$MODEL" --shape gpt2-small \
+        --tokenizer tests/fixtures/gpt2-tokenizer
+fi
+cargo build --release -p oneword-bench
+mkdir -p "$OUT"
+export RAYON_NUM_THREADS=$THREADS RUST_LOG=${RUST_LOG:-warn}
+common=(--model "$MODEL" --concurrency "$CONCURRENCY" --prefill "$PREFILL")
+
+echo "bench: oneword" >&2
+target/release/oneword-bench "${common[@]}" --out "$OUT"
+echo "bench: llama.cpp" >&2
+"$PYTHON" bench/reference/llama_bench.py "${common[@]}" --threads "$THREADS" \
+    --llama-src "$LLAMA_SRC" --llama-bin "$WORK/llama-build/bin" --work "$WORK" > "$OUT/llama.cpp-f32.json"
+echo "bench: transformers" >&2
+"$PYTHON" bench/reference/hf_bench.py "${common[@]}" --threads "$THREADS" > "$OUT/transformers.json"
+python3 bench/report.py "$OUT"

@@ -22,7 +22,7 @@ def converted(args):
     plain = os.path.join(args.work, "model-without-buffers")
     os.makedirs(plain, exist_ok=True)
     tensors = load_file(os.path.join(args.model, "model.safetensors"))
-    tensors = {k: v for k, v in tensors.items() if not k.endswith(("attn.bias", "attn.masked_bias"))}
+    tensors = {k: v for k, v in tensors.items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}
     save_file(tensors, os.path.join(plain, "model.safetensors"), metadata={"format": "pt"})
     for name in os.listdir(args.model):
         if name != "model.safetensors":

@@ -5,7 +5,8 @@
 //! packs and tiles for reuse that a few rows cannot exploit. This kernel reads each weight once
 //! per call, in order, one contiguous band per thread, and uses every row of the batch while a
 //! weight row is in cache. Weights are `[out, in]` (as `nn.Linear` keeps them), so each output is
-//! a dot product of two contiguous rows; a block of rows × columns keeps its sums in registers.
+//! a dot product of two contiguous rows; each weight row is multiplied by a block of batch rows
+//! at once, their sums in registers. (Blocking several weight rows too was slower as written.)
 //!
 //! How work is split depends only on the matrix, never on the batch, and every output is summed
 //! in the same order whatever block it falls in, so a row's result does not depend on what else
@@ -20,9 +21,6 @@ const LANES: usize = 16;
 /// Rows of `x` per register block.
 const ROW_BLOCK: usize = 4;
 
-/// Weight rows (output columns) per register block.
-const COLUMN_BLOCK: usize = 1;
-
 /// Below this many multiply-adds per row a call runs on one thread: waking others costs more.
 const PARALLEL_MIN_WORK: usize = 1 << 16;
 
@@ -35,8 +33,7 @@ pub fn linear(x: &[f32], rows: usize, w: &[f32], k: usize, m: usize) -> Vec<f32>
     } else {
         rayon::current_num_threads().clamp(1, m)
     };
-    // Bands are whole column blocks, so no block straddles two parts.
-    let band = m.div_ceil(parts).next_multiple_of(COLUMN_BLOCK);
+    let band = m.div_ceil(parts);
     let part = |p: usize| {
         let (start, end) = ((p * band).min(m), ((p + 1) * band).min(m));
         let mut out = vec![0f32; rows * (end - start)];
@@ -80,80 +77,44 @@ impl WithSimd for Band<'_> {
     type Output = ();
 
     #[inline(always)]
-    fn with_simd<S: Simd>(mut self, simd: S) {
-        let columns = self.w.len() / self.k;
-        let mut column = 0;
-        while column + COLUMN_BLOCK <= columns {
-            self.rows_against::<S, COLUMN_BLOCK>(simd, column, columns);
-            column += COLUMN_BLOCK;
-        }
-        for column in column..columns {
-            self.rows_against::<S, 1>(simd, column, columns);
-        }
-    }
-}
-
-impl Band<'_> {
-    /// Every row of `x` against weight rows `column..column + C`.
-    #[inline(always)]
-    fn rows_against<S: Simd, const C: usize>(&mut self, simd: S, column: usize, columns: usize) {
+    fn with_simd<S: Simd>(self, simd: S) {
         let k = self.k;
-        let ws: [&[f32]; C] = std::array::from_fn(|c| &self.w[(column + c) * k..][..k]);
-        let mut row = 0;
-        while row + ROW_BLOCK <= self.rows {
-            let xs = std::array::from_fn(|r| &self.x[(row + r) * k..][..k]);
-            let sums = block::<S, ROW_BLOCK, C>(simd, xs, ws);
-            self.store(row, column, columns, sums);
-            row += ROW_BLOCK;
-        }
-        for row in row..self.rows {
-            let sums = block::<S, 1, C>(simd, [&self.x[row * k..][..k]], ws);
-            self.store(row, column, columns, sums);
-        }
-    }
-
-    #[inline(always)]
-    fn store<const R: usize, const C: usize>(
-        &mut self,
-        row: usize,
-        column: usize,
-        columns: usize,
-        sums: [[f32; C]; R],
-    ) {
-        for (r, sums) in sums.iter().enumerate() {
-            self.out[(row + r) * columns + column..][..C].copy_from_slice(sums);
-        }
-    }
-}
-
-/// `R` rows of `x` against `C` weight rows, sums held in registers: `[r][c] = xs[r] · ws[c]`.
-#[inline(always)]
-fn block<S: Simd, const R: usize, const C: usize>(
-    simd: S,
-    xs: [&[f32]; R],
-    ws: [&[f32]; C],
-) -> [[f32; C]; R] {
-    let xv: [(&[S::f32s], &[f32]); R] = std::array::from_fn(|r| S::as_simd_f32s(xs[r]));
-    let wv: [(&[S::f32s], &[f32]); C] = std::array::from_fn(|c| S::as_simd_f32s(ws[c]));
-    let n = wv[0].0.len();
-    // Slices of exactly `n`, so that the loop's bounds checks fold away.
-    let x_body: [&[S::f32s]; R] = std::array::from_fn(|r| &xv[r].0[..n]);
-    let w_body: [&[S::f32s]; C] = std::array::from_fn(|c| &wv[c].0[..n]);
-    let mut sums = [[simd.splat_f32s(0.0); C]; R];
-    for i in 0..n {
-        let w: [S::f32s; C] = std::array::from_fn(|c| w_body[c][i]);
-        for r in 0..R {
-            let x = x_body[r][i];
-            for c in 0..C {
-                sums[r][c] = simd.mul_add_e_f32s(x, w[c], sums[r][c]);
+        let columns = self.w.len() / k;
+        for (column, w) in self.w.chunks_exact(k).enumerate() {
+            let mut row = 0;
+            while row + ROW_BLOCK <= self.rows {
+                let xs = std::array::from_fn(|r| &self.x[(row + r) * k..][..k]);
+                let sums = block::<S, ROW_BLOCK>(simd, xs, w);
+                for (r, sum) in sums.into_iter().enumerate() {
+                    self.out[(row + r) * columns + column] = sum;
+                }
+                row += ROW_BLOCK;
+            }
+            for row in row..self.rows {
+                let [sum] = block::<S, 1>(simd, [&self.x[row * k..][..k]], w);
+                self.out[row * columns + column] = sum;
             }
         }
     }
+}
+
+/// `R` rows of `x` against one weight row, sums held in registers: `[r] = xs[r] · w`.
+#[inline(always)]
+fn block<S: Simd, const R: usize>(simd: S, xs: [&[f32]; R], w: &[f32]) -> [f32; R] {
+    let (w_body, w_tail) = S::as_simd_f32s(w);
+    let n = w_body.len();
+    let xv: [(&[S::f32s], &[f32]); R] = std::array::from_fn(|r| S::as_simd_f32s(xs[r]));
+    // Slices of exactly `n`, so that the loop's bounds checks fold away.
+    let x_body: [&[S::f32s]; R] = std::array::from_fn(|r| &xv[r].0[..n]);
+    let mut sums = [simd.splat_f32s(0.0); R];
+    for (i, &w) in w_body.iter().enumerate() {
+        for r in 0..R {
+            sums[r] = simd.mul_add_e_f32s(x_body[r][i], w, sums[r]);
+        }
+    }
     std::array::from_fn(|r| {
-        std::array::from_fn(|c| {
-            let tail: f32 = xv[r].1.iter().zip(wv[c].1).map(|(a, b)| a * b).sum();
-            simd.reduce_sum_f32s(sums[r][c]) + tail
-        })
+        let tail: f32 = xv[r].1.iter().zip(w_tail).map(|(a, b)| a * b).sum();
+        simd.reduce_sum_f32s(sums[r]) + tail
     })
 }
 

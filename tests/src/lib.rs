@@ -12,6 +12,7 @@ use std::time::Duration;
 use oneword_proto::decoder::v1::decoder_client::DecoderClient;
 use oneword_proto::gateway::v1::gateway_client::GatewayClient;
 use oneword_proto::tokenizer::v1::tokenizer_client::TokenizerClient;
+use oneword_runtime::Listeners;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -46,7 +47,12 @@ pub fn hf_model() -> PathBuf {
 
 /// One running service.
 pub struct Running {
+    /// Its gRPC address, `http://127.0.0.1:port`.
     pub address: String,
+    /// Where its Prometheus metrics are, `http://127.0.0.1:port/metrics`.
+    pub metrics: String,
+    /// The gateway's HTTP API, `http://127.0.0.1:port`.
+    pub http: Option<String>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -67,19 +73,35 @@ impl Drop for Running {
     }
 }
 
-async fn start<F, Fut>(run: F) -> Running
+/// Starts a service on free loopback ports (an HTTP one too when `http`) and waits until it is
+/// healthy.
+pub async fn start<F, Fut>(http: bool, run: F) -> Running
 where
-    F: FnOnce(TcpListener, oneshot::Receiver<()>) -> Fut,
+    F: FnOnce(Listeners, oneshot::Receiver<()>) -> Fut,
     Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
 {
-    let listener = TcpListener::bind("127.0.0.1:0")
+    let listeners = Listeners::loopback(http)
         .await
         .expect("binding 127.0.0.1:0");
-    let address = format!("http://{}", listener.local_addr().expect("a bound address"));
+    start_on(listeners, run).await
+}
+
+/// Starts a service on `listeners` and waits until it is healthy.
+pub async fn start_on<F, Fut>(listeners: Listeners, run: F) -> Running
+where
+    F: FnOnce(Listeners, oneshot::Receiver<()>) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let url = |l: &TcpListener| format!("http://{}", l.local_addr().expect("a bound address"));
+    let address = url(&listeners.grpc);
+    let metrics = format!("{}/metrics", url(&listeners.metrics));
+    let http = listeners.http.as_ref().map(url);
     let (stop, stopped) = oneshot::channel();
-    let task = tokio::spawn(run(listener, stopped));
+    let task = tokio::spawn(run(listeners, stopped));
     let running = Running {
         address,
+        metrics,
+        http,
         stop: Some(stop),
         task,
     };
@@ -115,7 +137,8 @@ async fn wait_serving(service: &Running) {
     panic!("the service at {} did not become healthy", service.address);
 }
 
-async fn until(stopped: oneshot::Receiver<()>) {
+/// Completes when the harness asks the service to stop.
+pub async fn until(stopped: oneshot::Receiver<()>) {
     let _ = stopped.await;
 }
 
@@ -157,19 +180,21 @@ impl Cluster {
             .try_init();
         let model = model.to_str().expect("a UTF-8 model path").to_string();
         let tokenizer_config = oneword_tokenizer::Config::for_model(&model);
-        let tokenizer = start(|l, s| oneword_tokenizer::run(tokenizer_config, l, until(s))).await;
+        let tokenizer =
+            start(false, |l, s| oneword_tokenizer::run(tokenizer_config, l, until(s))).await;
         let embedder_config = oneword_embedder::Config::for_model(&model);
-        let embedder = start(|l, s| oneword_embedder::run(embedder_config, l, until(s))).await;
+        let embedder =
+            start(false, |l, s| oneword_embedder::run(embedder_config, l, until(s))).await;
         let mut decoder_config = oneword_decoder::Config::for_model(&model);
         adjust_decoder(&mut decoder_config);
-        let decoder = start(|l, s| oneword_decoder::run(decoder_config, l, until(s))).await;
+        let decoder = start(false, |l, s| oneword_decoder::run(decoder_config, l, until(s))).await;
         let mut gateway_config = oneword_gateway::Config::for_services(
             tokenizer.address.clone(),
             embedder.address.clone(),
             decoder.address.clone(),
         );
         adjust_gateway(&mut gateway_config);
-        let gateway = start(|l, s| oneword_gateway::run(gateway_config, l, until(s))).await;
+        let gateway = start(true, |l, s| oneword_gateway::run(gateway_config, l, until(s))).await;
         Cluster {
             tokenizer,
             embedder,

@@ -338,8 +338,8 @@ async fn a_gateway_started_before_its_services_says_which_one_is_missing() {
         "http://127.0.0.1:1".into(),
         "http://127.0.0.1:1".into(),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = format!("http://{}", listener.local_addr().unwrap());
+    let listener = oneword_runtime::Listeners::loopback(true).await.unwrap();
+    let address = format!("http://{}", listener.grpc.local_addr().unwrap());
     let server = tokio::spawn(oneword_gateway::run(
         config,
         listener,

@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 
 use clap::Parser;
 
+oneword_runtime::server_flags!("decoder", "DECODER", metrics = "0.0.0.0:9093");
+
 #[derive(Clone, Debug, Parser)]
 #[command(
     name = "oneword-decoder",
@@ -73,6 +75,8 @@ pub struct Config {
     /// Largest gRPC message accepted, in bytes (a 1,024-token prefill of GPT-2 XL is 6.5 MB).
     #[arg(long, env = "ONEWORD_DECODER_MAX_MESSAGE_BYTES", default_value_t = 16 << 20)]
     pub max_message_bytes: usize,
+    #[command(flatten)]
+    pub server: ServerFlags,
 }
 
 impl Config {

@@ -11,6 +11,7 @@ use oneword_model::Transformer;
 use tokio::sync::oneshot;
 
 use crate::distribution::{Pick, Shaping};
+use crate::metrics::EngineMetrics;
 use crate::scheduler::Worker;
 use crate::Error;
 
@@ -96,12 +97,12 @@ pub struct Engine {
 
 impl Engine {
     /// Starts the model thread. It stops when every handle is dropped.
-    pub fn start(model: Transformer, limits: Limits) -> Self {
+    pub fn start(model: Transformer, limits: Limits, metrics: Option<EngineMetrics>) -> Self {
         let limits_capacity = limits.queue_capacity;
         let (jobs, rx) = mpsc::sync_channel(limits_capacity);
         std::thread::Builder::new()
             .name("decoder-model".into())
-            .spawn(move || Worker::new(model, limits).run(rx))
+            .spawn(move || Worker::new(model, limits, metrics).run(rx))
             .expect("spawning the model thread failed; the process cannot serve, this is a bug");
         Engine {
             jobs,

@@ -9,6 +9,7 @@ mod convert;
 pub mod distribution;
 pub mod engine;
 mod error;
+pub mod metrics;
 mod scheduler;
 mod service;
 
@@ -18,35 +19,49 @@ use std::time::Duration;
 use anyhow::Context;
 use oneword_model::{Checkpoint, Transformer};
 use oneword_proto::decoder::v1::decoder_server::DecoderServer;
-use tokio::net::TcpListener;
+use oneword_runtime::{Listeners, Metrics, Server};
+use tonic::codec::CompressionEncoding;
 
 pub use config::Config;
 pub use error::Error;
 
-/// Serves the decoder on `listener` until `shutdown` completes; health says NOT_SERVING until
-/// the model is loaded.
+/// Serves the decoder on `listeners` until `shutdown` completes; health says NOT_SERVING until
+/// the model is loaded and a warm-up forward pass has run.
 pub async fn run(
     config: Config,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let metrics = Metrics::new("decoder");
+    let (loader, for_load) = (config.clone(), metrics.clone());
     let load = async {
-        let loader = config.clone();
-        let service = tokio::task::spawn_blocking(move || load(&loader)).await??;
+        let metrics = for_load;
+        let service = tokio::task::spawn_blocking(move || load(&loader, &metrics)).await??;
         Ok(DecoderServer::new(service)
             .max_decoding_message_size(config.max_message_bytes)
-            .max_encoding_message_size(config.max_message_bytes))
+            .max_encoding_message_size(config.max_message_bytes)
+            .accept_compressed(CompressionEncoding::Gzip))
     };
-    oneword_runtime::serve(listener, load, shutdown).await?;
+    let server = Server {
+        listeners,
+        settings: config.server.settings(),
+        metrics,
+    };
+    server.serve(load, None, shutdown).await?;
     Ok(())
 }
 
-fn load(config: &Config) -> anyhow::Result<service::DecoderService> {
+fn load(config: &Config, metrics: &Metrics) -> anyhow::Result<service::DecoderService> {
     let checkpoint = Checkpoint::load(&config.model, &config.device, &config.dtype)
         .with_context(|| format!("loading `{}`", config.model))?;
     let model = Transformer::load(&checkpoint)
         .with_context(|| format!("loading {}", checkpoint.dir.display()))?;
     let c = &checkpoint.config;
+    // Warm up (weights paged in, kernels loaded on a GPU) before health says SERVING.
+    let warm_up = candle_core::Tensor::zeros((1, c.n_embd), checkpoint.dtype, &checkpoint.device)?;
+    model
+        .forward(&warm_up, &mut model.new_cache(), oneword_model::LogitsAt::Last)
+        .context("warming up")?;
     tracing::info!(model = %config.model, dir = %checkpoint.dir.display(), device = ?checkpoint.device, dtype = ?checkpoint.dtype, layers = c.n_layer, width = c.n_embd, "decoder model loaded");
     let info = oneword_runtime::model_info(&config.model, c, &checkpoint.device, checkpoint.dtype);
     let device = checkpoint.device.clone();
@@ -58,6 +73,7 @@ fn load(config: &Config) -> anyhow::Result<service::DecoderService> {
         max_batch_tokens = config.max_batch_tokens,
         "KV-cache budget"
     );
+    let engine_metrics = metrics::EngineMetrics::new(metrics, kv_budget_tokens, per_token);
     let engine = engine::Engine::start(
         model,
         engine::Limits {
@@ -69,6 +85,7 @@ fn load(config: &Config) -> anyhow::Result<service::DecoderService> {
             max_batch_tokens: config.max_batch_tokens,
             batch_wait: Duration::from_secs_f64(config.batch_wait_ms.max(0.0) / 1e3),
         },
+        Some(engine_metrics),
     );
     Ok(service::DecoderService {
         engine,

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use oneword_model::{KvCache, LogitsAt, ModelError, Sequence, Transformer};
 use rayon::prelude::*;
 
+use crate::metrics::EngineMetrics;
 use crate::distribution;
 use crate::engine::{Job, Limits, Reply, StepDone, StepInput, StepOutput, Usage};
 use crate::Error;
@@ -77,10 +78,11 @@ pub(crate) struct Worker {
     /// Forward passes run, and the rows they computed.
     passes: u64,
     rows: u64,
+    metrics: Option<EngineMetrics>,
 }
 
 impl Worker {
-    pub(crate) fn new(model: Transformer, limits: Limits) -> Self {
+    pub(crate) fn new(model: Transformer, limits: Limits, metrics: Option<EngineMetrics>) -> Self {
         Worker {
             model,
             limits,
@@ -92,6 +94,7 @@ impl Worker {
             closing: false,
             passes: 0,
             rows: 0,
+            metrics,
         }
     }
 
@@ -129,6 +132,9 @@ impl Worker {
             if self.last_sweep.elapsed() >= self.sweep_every() {
                 self.expire_idle();
                 self.last_sweep = Instant::now();
+            }
+            if let Some(metrics) = &self.metrics {
+                metrics.publish(&self.usage());
             }
         }
     }
@@ -485,6 +491,11 @@ impl Worker {
         let rows: usize = plan.iter().map(|p| p.2).sum();
         self.passes += 1;
         self.rows += rows as u64;
+        if let Some(metrics) = &self.metrics {
+            metrics.iteration_tokens.observe(rows as f64);
+            metrics.batch_sequences.observe(plan.len() as f64);
+            metrics.forward_seconds.observe(forward.as_secs_f64());
+        }
         tracing::debug!(
             sequences = plan.len(),
             rows,

@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 
 use clap::Parser;
 
+oneword_runtime::server_flags!("embedder", "EMBEDDER", metrics = "0.0.0.0:9092");
+
 #[derive(Clone, Debug, Parser)]
 #[command(
     name = "oneword-embedder",
@@ -33,6 +35,8 @@ pub struct Config {
     /// Largest gRPC message accepted or sent, in bytes (5,461 f32 vectors of GPT-2 small fill 16 MiB).
     #[arg(long, env = "ONEWORD_EMBEDDER_MAX_MESSAGE_BYTES", default_value_t = 16 << 20)]
     pub max_message_bytes: usize,
+    #[command(flatten)]
+    pub server: ServerFlags,
 }
 
 impl Config {

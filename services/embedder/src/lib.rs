@@ -16,7 +16,8 @@ use anyhow::Context;
 use candle_core::DType;
 use oneword_model::{Checkpoint, Embeddings};
 use oneword_proto::embedder::v1::embedder_server::EmbedderServer;
-use tokio::net::TcpListener;
+use oneword_runtime::{Listeners, Metrics, Server};
+use tonic::codec::CompressionEncoding;
 
 pub use config::Config;
 pub use error::Error;
@@ -24,11 +25,11 @@ pub use error::Error;
 /// Room left in a message for everything but the tensor's bytes (field tags, lengths, shape).
 const MESSAGE_OVERHEAD: usize = 1024;
 
-/// Serves the embedder on `listener` until `shutdown` completes; health says NOT_SERVING until
-/// the embedding module is loaded.
+/// Serves the embedder on `listeners` until `shutdown` completes; health says NOT_SERVING until
+/// the embedding module is loaded and warmed up.
 pub async fn run(
     config: Config,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let load = async {
@@ -36,9 +37,16 @@ pub async fn run(
         let service = tokio::task::spawn_blocking(move || load(&loader)).await??;
         Ok(EmbedderServer::new(service)
             .max_decoding_message_size(config.max_message_bytes)
-            .max_encoding_message_size(config.max_message_bytes))
+            .max_encoding_message_size(config.max_message_bytes)
+            .accept_compressed(CompressionEncoding::Gzip)
+            .send_compressed(CompressionEncoding::Gzip))
     };
-    oneword_runtime::serve(listener, load, shutdown).await?;
+    let server = Server {
+        listeners,
+        settings: config.server.settings(),
+        metrics: Metrics::new("embedder"),
+    };
+    server.serve(load, None, shutdown).await?;
     Ok(())
 }
 

@@ -13,7 +13,7 @@ use oneword_proto::common::v1 as common;
 use oneword_proto::embedder::v1 as pb;
 use oneword_proto::embedder::v1::embedder_client::EmbedderClient;
 use oneword_runtime::tensor::wire_to_f32;
-use tokio::net::TcpListener;
+use oneword_runtime::Listeners;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
@@ -71,8 +71,8 @@ struct Server {
 
 impl Server {
     async fn start(tweak: impl FnOnce(&mut Config)) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = format!("http://{}", listener.local_addr().unwrap());
+        let listener = Listeners::loopback(false).await.unwrap();
+        let address = format!("http://{}", listener.grpc.local_addr().unwrap());
         let mut config = Config::for_model(tiny_model().to_str().unwrap());
         tweak(&mut config);
         let (stop, stopped) = oneshot::channel::<()>();
@@ -387,7 +387,7 @@ async fn the_batch_limit_shrinks_to_what_fits_in_a_message() {
 
 #[tokio::test]
 async fn a_missing_model_fails_to_start() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = Listeners::loopback(false).await.unwrap();
     let missing = tiny_model().join("no-such-model");
     let error = oneword_embedder::run(
         Config::for_model(missing.to_str().unwrap()),

@@ -4,6 +4,10 @@ use std::net::SocketAddr;
 
 use clap::Parser;
 
+use crate::auth::ApiKey;
+
+oneword_runtime::server_flags!("gateway", "GATEWAY", metrics = "0.0.0.0:9090");
+
 #[derive(Clone, Debug, Parser)]
 #[command(
     name = "oneword-gateway",
@@ -13,27 +17,50 @@ pub struct Config {
     /// Address to serve gRPC on.
     #[arg(long, env = "ONEWORD_GATEWAY_LISTEN", default_value = "0.0.0.0:50050")]
     pub listen: SocketAddr,
-    /// The tokenizer service.
+    /// Address to serve the OpenAI-compatible HTTP API on (`POST /v1/completions`,
+    /// `GET /v1/models`, `GET /health`).
+    #[arg(long, env = "ONEWORD_GATEWAY_HTTP_LISTEN", default_value = "0.0.0.0:8080")]
+    pub http_listen: SocketAddr,
+    /// API key every gRPC and HTTP call must carry as `authorization: Bearer <key>` (health,
+    /// reflection and metrics stay open). Empty = no key.
+    #[arg(
+        long,
+        env = "ONEWORD_GATEWAY_API_KEY",
+        default_value = "",
+        hide_default_value = true,
+        hide_env_values = true
+    )]
+    pub api_key: ApiKey,
+    /// Model name `/v1/models` lists and responses carry (default: the decoder's model).
+    #[arg(long, env = "ONEWORD_GATEWAY_SERVED_MODEL_NAME")]
+    pub served_model_name: Option<String>,
+    /// The tokenizer service: `http://host:port`, or several separated by commas. Each name is
+    /// resolved to all its addresses (point it at a headless Service) and calls go to the
+    /// replica with the least in flight.
     #[arg(
         long,
         env = "ONEWORD_GATEWAY_TOKENIZER",
         default_value = "http://127.0.0.1:50051"
     )]
     pub tokenizer: String,
-    /// The embedder service.
+    /// The embedder service, as `--tokenizer`.
     #[arg(
         long,
         env = "ONEWORD_GATEWAY_EMBEDDER",
         default_value = "http://127.0.0.1:50052"
     )]
     pub embedder: String,
-    /// The decoder service.
+    /// The decoder service, as `--tokenizer`; each generation stays on the replica it starts on,
+    /// where its sessions live.
     #[arg(
         long,
         env = "ONEWORD_GATEWAY_DECODER",
         default_value = "http://127.0.0.1:50053"
     )]
     pub decoder: String,
+    /// Seconds between re-resolving the services' names, so that new replicas get work.
+    #[arg(long, env = "ONEWORD_GATEWAY_RESOLVE_INTERVAL_SECS", default_value_t = 10)]
+    pub resolve_interval_secs: u64,
     /// Seconds to wait for a connection to a downstream service before answering UNAVAILABLE.
     #[arg(
         long,
@@ -78,6 +105,8 @@ pub struct Config {
     /// Largest prompt accepted, in bytes (tokens are checked against the context window after).
     #[arg(long, env = "ONEWORD_GATEWAY_MAX_PROMPT_BYTES", default_value_t = 1 << 20)]
     pub max_prompt_bytes: usize,
+    #[command(flatten)]
+    pub server: ServerFlags,
 }
 
 impl Config {

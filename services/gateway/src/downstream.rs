@@ -11,7 +11,9 @@ use oneword_proto::embedder::v1 as emb;
 use oneword_proto::tokenizer::v1 as tok;
 use oneword_runtime::deadline::Deadline;
 use tokio::sync::OnceCell;
-use tonic::transport::{Channel, Endpoint};
+use oneword_runtime::telemetry::TracedChannel;
+
+use crate::replicas::{Pinned, Replicas};
 
 use crate::Error;
 
@@ -28,13 +30,13 @@ pub struct Model {
     pub eos: u32,
 }
 
-/// Clients of the tokenizer, embedder and decoder. Channels connect lazily, so the services may
-/// start in any order; a call to one that is down answers UNAVAILABLE naming it.
+/// Clients of the tokenizer, embedder and decoder replicas. Channels connect lazily, so the
+/// services may start in any order; a call to one that is down answers UNAVAILABLE naming it.
 #[derive(Clone)]
 pub struct Downstream {
-    tokenizer: tok::tokenizer_client::TokenizerClient<Channel>,
-    embedder: emb::embedder_client::EmbedderClient<Channel>,
-    pub decoder: dec::decoder_client::DecoderClient<Channel>,
+    tokenizers: Replicas,
+    embedders: Replicas,
+    decoders: Replicas,
     model: Arc<OnceCell<Arc<Model>>>,
 }
 
@@ -42,37 +44,50 @@ pub struct Downstream {
 /// embeddings is 6.5 MB).
 const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
-fn channel(address: &str, connect_timeout: Duration) -> anyhow::Result<Channel> {
-    Ok(Endpoint::from_shared(address.to_string())?
-        .connect_timeout(connect_timeout)
-        .tcp_nodelay(true)
-        .connect_lazy())
+/// One decoder replica, kept for a whole generation: its sessions live there.
+#[derive(Clone)]
+pub struct Decoder {
+    client: dec::decoder_client::DecoderClient<TracedChannel>,
+    pinned: Pinned,
 }
 
 impl Downstream {
+    /// Clients of the services at `urls` (each a comma-separated list of `http://host:port`
+    /// whose names are re-resolved every `refresh`).
     pub fn new(
-        tokenizer: &str,
-        embedder: &str,
-        decoder: &str,
+        urls: [&str; 3],
         connect_timeout: Duration,
+        refresh: Duration,
     ) -> anyhow::Result<Self> {
+        let [tokenizer, embedder, decoder] = urls;
         Ok(Downstream {
-            tokenizer: tok::tokenizer_client::TokenizerClient::new(channel(
-                tokenizer,
-                connect_timeout,
-            )?)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES),
-            embedder: emb::embedder_client::EmbedderClient::new(channel(
-                embedder,
-                connect_timeout,
-            )?)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            decoder: dec::decoder_client::DecoderClient::new(channel(decoder, connect_timeout)?)
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            tokenizers: Replicas::start(TOKENIZER, tokenizer, connect_timeout, refresh)?,
+            embedders: Replicas::start(EMBEDDER, embedder, connect_timeout, refresh)?,
+            decoders: Replicas::start(DECODER, decoder, connect_timeout, refresh)?,
             model: Arc::new(OnceCell::new()),
         })
+    }
+
+    /// The decoder replica with the fewest generations in flight, for one generation.
+    pub async fn decoder(&self) -> Result<Decoder, Error> {
+        let pinned = self.decoders.pick().await?;
+        let client = dec::decoder_client::DecoderClient::new(pinned.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        Ok(Decoder { client, pinned })
+    }
+
+    async fn tokenizer(&self) -> Result<tok::tokenizer_client::TokenizerClient<TracedChannel>, Error> {
+        let pinned = self.tokenizers.pick().await?;
+        Ok(tok::tokenizer_client::TokenizerClient::new(pinned.channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES))
+    }
+
+    async fn embedder(&self) -> Result<emb::embedder_client::EmbedderClient<TracedChannel>, Error> {
+        let pinned = self.embedders.pick().await?;
+        Ok(emb::embedder_client::EmbedderClient::new(pinned.channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES))
     }
 
     /// The model's facts, asked for once on first use (so a gateway started before the other
@@ -81,8 +96,9 @@ impl Downstream {
         self.model
             .get_or_try_init(|| async {
                 let info = self
-                    .decoder
-                    .clone()
+                    .decoder()
+                    .await?
+                    .client
                     .info(deadline.request(dec::InfoRequest {}))
                     .await
                     .map_err(|s| failed(DECODER, s, deadline))?
@@ -90,8 +106,8 @@ impl Downstream {
                     .model
                     .ok_or_else(|| Error::Internal("the decoder's Info has no model".into()))?;
                 let vocab = self
-                    .tokenizer
-                    .clone()
+                    .tokenizer()
+                    .await?
                     .vocabulary(deadline.request(tok::VocabularyRequest {}))
                     .await
                     .map_err(|s| failed(TOKENIZER, s, deadline))?
@@ -125,8 +141,8 @@ impl Downstream {
             texts: vec![text.as_bytes().to_vec()],
             allow_special,
         };
-        self.tokenizer
-            .clone()
+        self.tokenizer()
+            .await?
             .encode(deadline.request(request))
             .await
             .map_err(|s| failed(TOKENIZER, s, deadline))?
@@ -143,14 +159,21 @@ impl Downstream {
         positions: Vec<u32>,
         deadline: &Deadline,
     ) -> Result<Tensor, Error> {
-        self.embedder
-            .clone()
+        self.embedder()
+            .await?
             .embed(deadline.request(emb::EmbedRequest { ids, positions }))
             .await
             .map_err(|s| failed(EMBEDDER, s, deadline))?
             .into_inner()
             .embeddings
             .ok_or_else(|| Error::Internal("the embedder returned no tensor".into()))
+    }
+}
+
+impl Decoder {
+    /// The replica's address.
+    pub fn address(&self) -> std::net::SocketAddr {
+        self.pinned.address
     }
 
     /// One decoder step over several sessions.
@@ -160,7 +183,7 @@ impl Downstream {
         deadline: &Deadline,
     ) -> Result<dec::StepResponse, Error> {
         let response = self
-            .decoder
+            .client
             .clone()
             .step(deadline.request(dec::StepRequest { steps }))
             .await
@@ -179,7 +202,7 @@ impl Downstream {
             source_session_id: source.to_string(),
             new_session_ids: targets,
         };
-        self.decoder
+        self.client
             .clone()
             .fork(deadline.request(request))
             .await
@@ -216,14 +239,14 @@ pub fn slice_rows(tensor: &Tensor, start: usize, len: usize) -> Tensor {
 /// Frees decoder sessions when dropped, so a request that fails, is cancelled or loses its
 /// client never leaves a KV cache behind (the TTL is only the last resort).
 pub struct Sessions {
-    decoder: dec::decoder_client::DecoderClient<Channel>,
+    decoder: dec::decoder_client::DecoderClient<TracedChannel>,
     ids: Vec<String>,
 }
 
 impl Sessions {
-    pub fn new(downstream: &Downstream, ids: Vec<String>) -> Self {
+    pub fn new(decoder: &Decoder, ids: Vec<String>) -> Self {
         Sessions {
-            decoder: downstream.decoder.clone(),
+            decoder: decoder.client.clone(),
             ids,
         }
     }
@@ -244,7 +267,7 @@ impl Drop for Sessions {
 }
 
 fn spawn_release(
-    mut decoder: dec::decoder_client::DecoderClient<Channel>,
+    mut decoder: dec::decoder_client::DecoderClient<TracedChannel>,
     session_ids: Vec<String>,
 ) {
     if session_ids.is_empty() {

@@ -15,6 +15,7 @@ use tonic::Status;
 
 use crate::convert::GenerateParams;
 use crate::downstream::{slice_rows, Downstream, Model, Sessions};
+use crate::metrics::GatewayMetrics;
 use crate::text_stream::TextStream;
 use crate::{rng, Error};
 
@@ -35,22 +36,38 @@ struct Completion {
 
 /// Runs the generation, sending each completion's chunks to `out` as they are ready. Returns
 /// early, releasing everything, when the client goes away.
+#[tracing::instrument(
+    name = "generate",
+    skip_all,
+    fields(request_id, n = params.n, prompt_tokens, generated_tokens, decoder)
+)]
 pub async fn generate(
     down: &Downstream,
+    metrics: &GatewayMetrics,
     params: GenerateParams,
     deadline: Deadline,
     out: &ChunkSender,
 ) -> Result<(), Error> {
     let started = Instant::now();
+    let mut progress = metrics.start();
+    let span = tracing::Span::current();
     let model = down.model(&deadline).await?;
     let encoding = down.encode(&params.prompt, false, &deadline).await?;
     let tokenized = Instant::now();
     let prompt = encoding.ids;
     params.check_against_model(prompt.len(), model.context, model.pieces.len())?;
+    span.record("prompt_tokens", prompt.len());
+    metrics.prompt_tokens.inc_by(prompt.len() as u64);
+    metrics.request_prompt_tokens.observe(prompt.len() as f64);
 
     let request_id = uuid::Uuid::new_v4().simple().to_string();
+    span.record("request_id", request_id.as_str());
+    // Every step of this generation goes to one decoder replica: its sessions live there.
+    let decoder = down.decoder().await?;
+    span.record("decoder", decoder.address().to_string());
     let names: Vec<String> = (0..params.n).map(|i| format!("{request_id}-{i}")).collect();
-    let mut sessions = Sessions::new(down, names.clone());
+    let mut sessions = Sessions::new(&decoder, names.clone());
+    let mut generated_tokens = 0;
     let positions: Vec<u32> = (0..prompt.len() as u32).collect();
     let embeddings = down.embed(prompt.clone(), positions, &deadline).await?;
 
@@ -86,8 +103,8 @@ pub async fn generate(
             sampling: None,
             release_after: false,
         };
-        down.step(vec![prefill], &deadline).await?;
-        down.fork(&names[0], names[1..].to_vec(), &deadline).await?;
+        decoder.step(vec![prefill], &deadline).await?;
+        decoder.fork(&names[0], names[1..].to_vec(), &deadline).await?;
         let last_row = slice_rows(&embeddings, last, 1);
         names
             .iter()
@@ -115,7 +132,7 @@ pub async fn generate(
         })
         .collect();
 
-    let mut response = down.step(first_steps, &deadline).await?;
+    let mut response = decoder.step(first_steps, &deadline).await?;
     let prefilled = Instant::now();
     let mut step = 0;
     loop {
@@ -126,6 +143,9 @@ pub async fn generate(
                 running.len()
             )));
         }
+        progress.tokens(running.len());
+        generated_tokens += running.len();
+        span.record("generated_tokens", generated_tokens);
         let mut done = Vec::new();
         let mut still_running = Vec::with_capacity(running.len());
         for (mut completion, result) in running.into_iter().zip(response.results) {
@@ -135,6 +155,7 @@ pub async fn generate(
             let (mut chunk, finished) = advance(&mut completion, &pick, &params, &model)?;
             chunk.seed = params.seed;
             if finished {
+                metrics.finished(finish_label(chunk.finish_reason), completion.generated);
                 let now = Instant::now();
                 chunk.usage = Some(pb::Usage {
                     prompt_tokens: prompt.len() as u32,
@@ -182,7 +203,16 @@ pub async fn generate(
         for c in running.iter_mut() {
             c.next_position += 1;
         }
-        response = down.step(steps, &deadline).await?;
+        response = decoder.step(steps, &deadline).await?;
+    }
+}
+
+fn finish_label(reason: i32) -> &'static str {
+    match pb::FinishReason::try_from(reason) {
+        Ok(pb::FinishReason::Length) => "length",
+        Ok(pb::FinishReason::EosToken) => "eos_token",
+        Ok(pb::FinishReason::StopSequence) => "stop_sequence",
+        _ => "other",
     }
 }
 

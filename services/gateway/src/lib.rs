@@ -4,11 +4,15 @@
 
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod config;
 mod convert;
 mod downstream;
 mod error;
 mod generate;
+mod http;
+mod metrics;
+mod replicas;
 pub mod rng;
 mod service;
 pub mod text_stream;
@@ -17,30 +21,50 @@ use std::future::Future;
 use std::time::Duration;
 
 use oneword_proto::gateway::v1::gateway_server::GatewayServer;
-use tokio::net::TcpListener;
+use oneword_runtime::{Listeners, Metrics, Server};
+use std::sync::Arc;
+use tonic::codec::CompressionEncoding;
+use tonic::service::interceptor::InterceptedService;
 
 pub use config::Config;
 pub use error::Error;
 
-/// Serves the gateway on `listener` until `shutdown` completes. The downstream services are
-/// reached lazily, so they may start before or after it.
+/// Serves the gateway's gRPC API (and, when `listeners` has an HTTP socket, its HTTP API) until
+/// `shutdown` completes. The downstream services are reached lazily, so they may start before or
+/// after it.
 pub async fn run(
     config: Config,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let downstream = downstream::Downstream::new(
-        &config.tokenizer,
-        &config.embedder,
-        &config.decoder,
+        [&config.tokenizer, &config.embedder, &config.decoder],
         Duration::from_secs(config.connect_timeout_secs),
+        Duration::from_secs(config.resolve_interval_secs.max(1)),
     )?;
-    let service = service::GatewayService::new(config, downstream);
-    oneword_runtime::serve(
-        listener,
-        async { Ok(GatewayServer::new(service)) },
-        shutdown,
-    )
-    .await?;
+    let metrics = Metrics::new("gateway");
+    let settings = config.server.settings();
+    let key = auth::RequireKey(config.api_key.clone());
+    if config.api_key.is_set() {
+        tracing::info!("an API key is required on every call but health, reflection and metrics");
+    }
+    let gateway = Arc::new(service::GatewayService::new(
+        config,
+        downstream,
+        metrics::GatewayMetrics::new(&metrics),
+    ));
+    let api = http::api(gateway.clone());
+    let grpc = InterceptedService::new(
+        GatewayServer::from_arc(gateway)
+            .accept_compressed(CompressionEncoding::Gzip)
+            .send_compressed(CompressionEncoding::Gzip),
+        key,
+    );
+    let server = Server {
+        listeners,
+        settings,
+        metrics,
+    };
+    server.serve(async { Ok(grpc) }, Some(api), shutdown).await?;
     Ok(())
 }

@@ -10,41 +10,46 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use crate::convert::{GenerateParams, NextTokensParams};
 use crate::downstream::Downstream;
 use crate::generate::generate;
+use crate::metrics::GatewayMetrics;
 use crate::{Config, Error};
 
 /// Chunks buffered per stream before generation waits for the client to read: enough to absorb
 /// jitter, small enough that a slow reader slows its own generation instead of growing memory.
 const STREAM_BUFFER: usize = 16;
 
+/// The gateway's state, shared by the gRPC and the HTTP API.
 pub struct GatewayService {
     pub config: Config,
     pub downstream: Downstream,
+    pub metrics: GatewayMetrics,
     /// One permit per request in flight (generations and next-token tables).
     pub in_flight: Arc<Semaphore>,
 }
 
 impl GatewayService {
-    pub fn new(config: Config, downstream: Downstream) -> Self {
+    pub fn new(config: Config, downstream: Downstream, metrics: GatewayMetrics) -> Self {
         let in_flight = Arc::new(Semaphore::new(config.max_concurrent_requests));
         GatewayService {
             config,
             downstream,
+            metrics,
             in_flight,
         }
     }
 
-    /// A permit to run one more request, or RESOURCE_EXHAUSTED at once when the gateway is full:
+    /// A permit to run one more request, or an error at once when the gateway is full:
     /// overload is an answer, not a growing queue.
-    fn admit(&self) -> Result<OwnedSemaphorePermit, Status> {
+    pub fn admit(&self) -> Result<OwnedSemaphorePermit, Error> {
         self.in_flight.clone().try_acquire_owned().map_err(|_| {
-            Status::from(Error::Overloaded(format!(
+            Error::Overloaded(format!(
                 "the gateway is running {} requests (its limit); retry with backoff",
                 self.config.max_concurrent_requests
-            )))
+            ))
         })
     }
 }
@@ -59,11 +64,11 @@ impl pb::gateway_server::Gateway for GatewayService {
     ) -> Result<Response<pb::GenerateResponse>, Status> {
         let deadline = Deadline::from_metadata(request.metadata());
         let params = GenerateParams::new(request.into_inner(), &self.config)?;
-        let _permit = self.admit()?;
+        let _permit = self.admit().map_err(Status::from)?;
         let (seed, n) = (params.seed, params.n);
         let (tx, mut rx) = mpsc::channel(STREAM_BUFFER);
         let run = async move {
-            let result = generate(&self.downstream, params, deadline, &tx).await;
+            let result = generate(&self.downstream, &self.metrics, params, deadline, &tx).await;
             drop(tx);
             result
         };
@@ -115,16 +120,16 @@ impl pb::gateway_server::Gateway for GatewayService {
         let deadline = Deadline::from_metadata(request.metadata());
         // Bad requests fail the call itself rather than the first message of a stream.
         let params = GenerateParams::new(request.into_inner(), &self.config)?;
-        let permit = self.admit()?;
+        let permit = self.admit().map_err(Status::from)?;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        let downstream = self.downstream.clone();
-        tokio::spawn(async move {
+        let (downstream, metrics) = (self.downstream.clone(), self.metrics.clone());
+        let generation = async move {
             let _permit = permit;
             // A client that cancels or disconnects closes the stream: stop at once, even in the
             // middle of a decoder call. Dropping the generation drops its decoder call (the
             // decoder undoes that step) and its session guard (which releases the sessions).
             tokio::select! {
-                result = generate(&downstream, params, deadline, &tx) => {
+                result = generate(&downstream, &metrics, params, deadline, &tx) => {
                     if let Err(error) = result {
                         let _ = tx.send(Err(error.into())).await;
                     }
@@ -133,7 +138,9 @@ impl pb::gateway_server::Gateway for GatewayService {
                     tracing::debug!("client went away mid-stream; its sessions are released");
                 }
             }
-        });
+        };
+        // In the call's span, so that the generation's downstream calls are part of its trace.
+        tokio::spawn(generation.in_current_span());
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -143,7 +150,7 @@ impl pb::gateway_server::Gateway for GatewayService {
     ) -> Result<Response<pb::NextTokensResponse>, Status> {
         let deadline = Deadline::from_metadata(request.metadata());
         let params = NextTokensParams::new(request.into_inner(), &self.config)?;
-        let _permit = self.admit()?;
+        let _permit = self.admit().map_err(Status::from)?;
         let table = deadline
             .within(self.next_token_table(params, deadline))
             .await?;
@@ -245,7 +252,13 @@ impl GatewayService {
             }),
             release_after: true,
         };
-        let result = down.step(vec![step], &deadline).await?.results.pop();
+        let result = down
+            .decoder()
+            .await?
+            .step(vec![step], &deadline)
+            .await?
+            .results
+            .pop();
         let pick = result.and_then(|r| r.pick).ok_or_else(|| {
             Status::from(Error::Internal(
                 "the decoder returned no distribution".into(),

@@ -5,9 +5,12 @@
 //! UNAVAILABLE while the model loads, SERVING once it is ready, NOT_SERVING again on shutdown.
 
 use std::convert::Infallible;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+use anyhow::Context as _;
 
 use tonic::body::Body;
 use tonic::codegen::{http, BoxFuture, Service};
@@ -16,85 +19,193 @@ use tonic::transport::server::TcpIncoming;
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
 use tonic::service::Routes;
+use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
-/// How long in-flight calls get to finish after shutdown is asked for. tonic has no forced
-/// shutdown and hyper's graceful drain can hang (hyperium/hyper#4170), so the drain is bounded.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::drain::Drain;
+use crate::metrics::Metrics;
+use crate::observe::{ObserveLayer, Protocol};
+use crate::settings::Settings;
 
-/// Serves the service that `load` builds (a generated `*Server`), plus health and reflection, on
-/// `listener` until `shutdown` completes. Health is NOT_SERVING until `load` succeeds; if it
-/// fails, serving stops and the error is returned. On shutdown health turns NOT_SERVING at once,
-/// then in-flight calls get [`DRAIN_TIMEOUT`] to finish.
-pub async fn serve<S>(
-    listener: TcpListener,
-    load: impl Future<Output = anyhow::Result<S>>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ServeError>
-where
-    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
-        + NamedService
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-{
-    let (reporter, health_service) = tonic_health::server::health_reporter();
-    reporter.set_not_serving::<S>().await;
-    reporter
-        .set_service_status("", ServingStatus::NotServing)
-        .await;
-    let loaded = Arc::new(OnceLock::new());
-    let routes = Routes::new(WhenLoaded {
-        service: loaded.clone(),
-    });
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(oneword_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-    };
-    let routes = routes
+/// How long the servers get to close their connections once the drain is over. tonic has no
+/// forced shutdown and hyper's graceful close can hang (hyperium/hyper#4170), so it is bounded.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The sockets one service serves on.
+pub struct Listeners {
+    pub grpc: TcpListener,
+    pub metrics: TcpListener,
+    /// The gateway's HTTP API.
+    pub http: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds the given addresses.
+    pub async fn bind(
+        grpc: SocketAddr,
+        metrics: SocketAddr,
+        http: Option<SocketAddr>,
+    ) -> anyhow::Result<Self> {
+        let bind = |address: SocketAddr, what: &'static str| async move {
+            TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on {address} ({what})"))
+        };
+        Ok(Listeners {
+            grpc: bind(grpc, "gRPC").await?,
+            metrics: bind(metrics, "metrics").await?,
+            http: match http {
+                Some(address) => Some(bind(address, "HTTP").await?),
+                None => None,
+            },
+        })
+    }
+
+    /// Free ports on 127.0.0.1, as tests use them.
+    pub async fn loopback(http: bool) -> std::io::Result<Self> {
+        let any = || TcpListener::bind("127.0.0.1:0");
+        Ok(Listeners {
+            grpc: any().await?,
+            metrics: any().await?,
+            http: if http { Some(any().await?) } else { None },
+        })
+    }
+}
+
+/// The gateway's HTTP API: the routes, and the paths it names in metrics.
+pub struct HttpApi {
+    pub router: axum::Router,
+    pub paths: &'static [&'static str],
+}
+
+/// One service's server: its sockets, settings and metrics.
+pub struct Server {
+    pub listeners: Listeners,
+    pub settings: Settings,
+    pub metrics: Metrics,
+}
+
+impl Server {
+    /// Serves the service that `load` builds (a generated `*Server`), plus health, reflection,
+    /// metrics and (for the gateway) `http`, until `shutdown` completes.
+    ///
+    /// Health is NOT_SERVING until `load` (which loads and warms the model) succeeds; if it
+    /// fails, serving stops and the error is returned. On shutdown health turns NOT_SERVING,
+    /// new calls are refused with UNAVAILABLE (HTTP 503), and the calls in flight get
+    /// `settings.drain` to finish before the servers close.
+    pub async fn serve<S, B>(
+        self,
+        load: impl Future<Output = anyhow::Result<S>>,
+        http: Option<HttpApi>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError>
+    where
+        S: Service<http::Request<Body>, Response = http::Response<B>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<tonic::codegen::StdError>,
+    {
+        let Server {
+            listeners,
+            settings,
+            metrics,
+        } = self;
+        let (reporter, health_service) = tonic_health::server::health_reporter();
+        set_health::<S>(&reporter, ServingStatus::NotServing).await;
+        let loaded = Arc::new(OnceLock::new());
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(oneword_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let routes = Routes::new(WhenLoaded {
+            service: loaded.clone(),
+        })
         .add_service(health_service)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?);
 
-    let addr = listener.local_addr()?;
-    let ready = reporter.clone();
-    let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
-    let stop = async move {
-        shutdown.await;
-        reporter.set_not_serving::<S>().await;
-        reporter
-            .set_service_status("", ServingStatus::NotServing)
-            .await;
-        let _ = draining_tx.send(());
-    };
-    let server = tonic::transport::Server::builder()
-        .add_routes(routes)
-        // Without TCP_NODELAY every small reply waits on delayed ACKs (~40 ms per call here).
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), stop);
-    tracing::info!(%addr, service = S::NAME, "listening; loading");
-    tokio::pin!(server);
-    let serving = async {
-        let service = load.await.map_err(ServeError::Load)?;
-        let _ = loaded.set(service);
-        ready.set_serving::<S>().await;
-        ready.set_service_status("", ServingStatus::Serving).await;
-        tracing::info!(%addr, service = S::NAME, "serving");
-        std::future::pending::<Result<(), ServeError>>().await
-    };
-    tokio::select! {
-        result = &mut server => result?,
-        failed = serving => return failed,
-        _ = draining_rx => {
-            if tokio::time::timeout(DRAIN_TIMEOUT, server).await.is_err() {
-                tracing::warn!(%addr, "in-flight calls did not finish within {DRAIN_TIMEOUT:?}");
+        let drain = Drain::default();
+        let addr = listeners.grpc.local_addr()?;
+        let (close, closed) = tokio::sync::watch::channel(false);
+        let until_closed = |mut closed: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = closed.wait_for(|c| *c).await;
+        };
+        let grpc = tonic::transport::Server::builder()
+            .max_connection_age(settings.max_connection_age)
+            .layer(ObserveLayer::new(metrics.clone(), drain.clone(), Protocol::Grpc))
+            .add_routes(routes)
+            // Without TCP_NODELAY every small reply waits on delayed ACKs (~40 ms per call here).
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(listeners.grpc).with_nodelay(Some(true)),
+                until_closed(closed.clone()),
+            );
+        let metrics_address = listeners.metrics.local_addr()?;
+        let metrics_server = tokio::spawn(crate::metrics::serve(
+            listeners.metrics,
+            metrics.clone(),
+            until_closed(closed.clone()),
+        ));
+        let http_server = match (http, listeners.http) {
+            (Some(api), Some(listener)) => {
+                let http_address = listener.local_addr()?;
+                tracing::info!(%http_address, "serving HTTP");
+                let router = api.router.layer(ObserveLayer::new(
+                    metrics.clone(),
+                    drain.clone(),
+                    Protocol::Http(api.paths),
+                ));
+                Some(tokio::spawn(
+                    axum::serve(listener, router)
+                        .with_graceful_shutdown(until_closed(closed.clone()))
+                        .into_future(),
+                ))
+            }
+            _ => None,
+        };
+        tracing::info!(%addr, %metrics_address, service = S::NAME, "listening; loading");
+        tokio::pin!(grpc);
+        let serving = async {
+            let service = load.await.map_err(ServeError::Load)?;
+            let _ = loaded.set(service);
+            set_health::<S>(&reporter, ServingStatus::Serving).await;
+            tracing::info!(%addr, service = S::NAME, "serving");
+            std::future::pending::<Result<(), ServeError>>().await
+        };
+        let result = tokio::select! {
+            result = &mut grpc => result.map_err(ServeError::from),
+            failed = serving => failed,
+            () = shutdown => {
+                set_health::<S>(&reporter, ServingStatus::NotServing).await;
+                tracing::info!(in_flight = drain.in_flight(), limit = ?settings.drain, "draining");
+                if !drain.drain(settings.drain).await {
+                    tracing::warn!(in_flight = drain.in_flight(), "calls still running after {:?}; cutting them off", settings.drain);
+                }
+                Ok(())
+            }
+        };
+        let _ = close.send(true);
+        if tokio::time::timeout(CLOSE_TIMEOUT, &mut grpc).await.is_err() {
+            tracing::warn!(%addr, "connections did not close within {CLOSE_TIMEOUT:?}");
+        }
+        for task in [Some(metrics_server), http_server].into_iter().flatten() {
+            if tokio::time::timeout(CLOSE_TIMEOUT, task).await.is_err() {
+                tracing::warn!("an HTTP server did not close within {CLOSE_TIMEOUT:?}");
             }
         }
+        tracing::info!(%addr, service = S::NAME, "stopped");
+        result
     }
-    tracing::info!(%addr, service = S::NAME, "stopped");
-    Ok(())
+}
+
+async fn set_health<S: NamedService>(reporter: &HealthReporter, status: ServingStatus) {
+    reporter.set_service_status(S::NAME, status).await;
+    reporter.set_service_status("", status).await;
 }
 
 /// Answers UNAVAILABLE until the service is loaded, then hands every call to it.
@@ -107,14 +218,16 @@ impl<S: NamedService> NamedService for WhenLoaded<S> {
     const NAME: &'static str = S::NAME;
 }
 
-impl<S> Service<http::Request<Body>> for WhenLoaded<S>
+impl<S, B> Service<http::Request<Body>> for WhenLoaded<S>
 where
-    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+    S: Service<http::Request<Body>, Response = http::Response<B>, Error = Infallible>
         + NamedService
         + Clone
         + Send
         + 'static,
     S::Future: Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<tonic::codegen::StdError>,
 {
     type Response = http::Response<Body>;
     type Error = Infallible;
@@ -132,7 +245,10 @@ where
         match self.service.get() {
             Some(service) => {
                 let mut service = service.clone();
-                Box::pin(async move { service.call(request).await })
+                Box::pin(async move {
+                    let response = service.call(request).await?;
+                    Ok(response.map(Body::new))
+                })
             }
             None => Box::pin(async {
                 Ok(
@@ -177,18 +293,27 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown requested");
 }
 
-/// The body of every service's `main`: logging, binding `listen`, running the service until
-/// Ctrl-C or SIGTERM, and turning a failure into one readable line and exit code 1.
-pub async fn main<F, Fut>(listen: std::net::SocketAddr, run: F) -> std::process::ExitCode
+/// The body of every service's `main`: telemetry, logging the effective configuration, binding
+/// the sockets, running the service until Ctrl-C or SIGTERM, and turning a failure into one
+/// readable line and exit code 1.
+pub async fn main<F, Fut>(
+    settings: Settings,
+    config: &dyn std::fmt::Debug,
+    grpc: SocketAddr,
+    http: Option<SocketAddr>,
+    run: F,
+) -> std::process::ExitCode
 where
-    F: FnOnce(TcpListener, std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> Fut,
+    F: FnOnce(Listeners, std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    crate::telemetry::init();
-    let result = match TcpListener::bind(listen).await {
-        Ok(listener) => run(listener, Box::pin(shutdown_signal())).await,
-        Err(e) => Err(anyhow::anyhow!("cannot listen on {listen}: {e}")),
-    };
+    let result = async {
+        let _telemetry = crate::telemetry::init(&settings)?;
+        tracing::info!(role = settings.role, "effective configuration: {config:?}");
+        let listeners = Listeners::bind(grpc, settings.metrics_listen, http).await?;
+        run(listeners, Box::pin(shutdown_signal())).await
+    }
+    .await;
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 
 use clap::Parser;
 
+oneword_runtime::server_flags!("tokenizer", "TOKENIZER", metrics = "0.0.0.0:9091");
+
 #[derive(Clone, Debug, Parser)]
 #[command(
     name = "oneword-tokenizer",
@@ -38,6 +40,8 @@ pub struct Config {
     /// RESOURCE_EXHAUSTED (small ones are encoded on the spot and never wait).
     #[arg(long, env = "ONEWORD_TOKENIZER_QUEUE_CAPACITY", default_value_t = 256)]
     pub queue_capacity: usize,
+    #[command(flatten)]
+    pub server: ServerFlags,
 }
 
 impl Config {

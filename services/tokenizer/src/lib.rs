@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use oneword_proto::tokenizer::v1::tokenizer_server::TokenizerServer;
-use tokio::net::TcpListener;
+use oneword_runtime::{Listeners, Metrics, Server};
+use tonic::codec::CompressionEncoding;
 
 use crate::bpe::BpeTokenizer;
 use crate::convert::Limits;
@@ -24,11 +25,11 @@ use crate::service::TokenizerService;
 pub use config::Config;
 pub use error::Error;
 
-/// Serves the tokenizer on `listener` until `shutdown` completes; health says NOT_SERVING until
-/// the tokenizer is loaded.
+/// Serves the tokenizer on `listeners` until `shutdown` completes; health says NOT_SERVING until
+/// the tokenizer is loaded and has encoded a first text.
 pub async fn run(
     config: Config,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     config.validate()?;
@@ -43,9 +44,16 @@ pub async fn run(
         };
         let service =
             TokenizerService::new(tokenizer, &config.model, limits, config.queue_capacity);
-        Ok(TokenizerServer::new(service).max_decoding_message_size(config.max_message_bytes))
+        Ok(TokenizerServer::new(service)
+            .max_decoding_message_size(config.max_message_bytes)
+            .accept_compressed(CompressionEncoding::Gzip))
     };
-    oneword_runtime::serve(listener, load, shutdown).await?;
+    let server = Server {
+        listeners,
+        settings: config.server.settings(),
+        metrics: Metrics::new("tokenizer"),
+    };
+    server.serve(load, None, shutdown).await?;
     Ok(())
 }
 
@@ -59,6 +67,10 @@ fn load(model: &str) -> anyhow::Result<BpeTokenizer> {
     };
     let tokenizer = BpeTokenizer::load(&dir)
         .with_context(|| format!("loading the tokenizer of `{model}` from {}", dir.display()))?;
+    // Warm up (the regex and BPE caches) before health says SERVING.
+    tokenizer
+        .encode("Hello world", false)
+        .context("warming up")?;
     tracing::info!(
         model,
         dir = %dir.display(),

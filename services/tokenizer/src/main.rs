@@ -3,8 +3,9 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let config = oneword_tokenizer::Config::parse();
-    oneword_runtime::serve::main(config.listen, |listener, shutdown| {
-        oneword_tokenizer::run(config, listener, shutdown)
+    let (settings, grpc) = (config.server.settings(), config.listen);
+    oneword_runtime::serve::main(settings, &config.clone(), grpc, None, |listeners, shutdown| {
+        oneword_tokenizer::run(config, listeners, shutdown)
     })
     .await
 }

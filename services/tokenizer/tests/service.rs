@@ -8,7 +8,7 @@ use oneword_proto::tokenizer::v1 as pb;
 use oneword_proto::tokenizer::v1::tokenizer_client::TokenizerClient;
 use oneword_tokenizer::Config;
 use serde::Deserialize;
-use tokio::net::TcpListener;
+use oneword_runtime::Listeners;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
@@ -33,8 +33,8 @@ struct Server {
 
 impl Server {
     async fn start(model: &str, tweak: impl FnOnce(&mut Config)) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let listener = Listeners::loopback(false).await.unwrap();
+        let addr = listener.grpc.local_addr().unwrap();
         let mut config = Config::for_model(model);
         tweak(&mut config);
         let (stop, stopped) = oneshot::channel::<()>();
@@ -435,7 +435,7 @@ async fn reports_the_model_from_config_json_when_present() {
 #[tokio::test]
 async fn a_directory_without_tokenizer_files_fails_to_start() {
     let empty = tempfile::tempdir().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = Listeners::loopback(false).await.unwrap();
     let config = Config::for_model(empty.path().to_str().unwrap());
     let error = oneword_tokenizer::run(config, listener, std::future::pending())
         .await

@@ -1,0 +1,127 @@
+//! Errors in OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`, with the status
+//! codes OpenAI clients act on.
+
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use http::StatusCode;
+use serde_json::json;
+use tonic::Code;
+
+use crate::Error;
+
+/// An HTTP error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    pub kind: &'static str,
+    pub param: Option<&'static str>,
+    pub code: Option<&'static str>,
+}
+
+impl ApiError {
+    /// 400 for a bad field.
+    pub fn invalid(param: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+            kind: "invalid_request_error",
+            param: Some(param),
+            code: None,
+        }
+    }
+
+    pub fn unauthorized() -> Self {
+        ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            message: crate::auth::REFUSED.into(),
+            kind: "invalid_request_error",
+            param: None,
+            code: Some("invalid_api_key"),
+        }
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: message.into(),
+            kind: "unavailable",
+            param: None,
+            code: None,
+        }
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> serde_json::Value {
+        json!({"error": {
+            "message": self.message,
+            "type": self.kind,
+            "param": self.param,
+            "code": self.code,
+        }})
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(self.body())).into_response();
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(error: Error) -> Self {
+        match error {
+            Error::InvalidArgument(field, message) => ApiError::invalid(field, message),
+            // The wording OpenAI uses, which client libraries match on.
+            Error::ContextLength {
+                prompt_tokens,
+                max_new_tokens,
+                context,
+            } => ApiError {
+                status: StatusCode::BAD_REQUEST,
+                message: format!(
+                    "This model's maximum context length is {context} tokens. However, you requested {} tokens ({prompt_tokens} in the prompt, {max_new_tokens} in the completion). Please reduce your prompt; or completion length.",
+                    prompt_tokens + max_new_tokens
+                ),
+                kind: "invalid_request_error",
+                param: Some("prompt"),
+                code: Some("context_length_exceeded"),
+            },
+            Error::Overloaded(message) => ApiError {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                message,
+                kind: "overloaded_error",
+                param: None,
+                code: Some("overloaded"),
+            },
+            other => tonic::Status::from(other).into(),
+        }
+    }
+}
+
+impl From<tonic::Status> for ApiError {
+    fn from(status: tonic::Status) -> Self {
+        let (code, kind) = match status.code() {
+            Code::InvalidArgument | Code::OutOfRange => (StatusCode::BAD_REQUEST, "invalid_request_error"),
+            Code::ResourceExhausted => (StatusCode::TOO_MANY_REQUESTS, "overloaded_error"),
+            Code::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Code::DeadlineExceeded => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+            Code::NotFound => (StatusCode::NOT_FOUND, "not_found_error"),
+            Code::Unauthenticated => (StatusCode::UNAUTHORIZED, "invalid_request_error"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+        };
+        ApiError {
+            status: code,
+            message: status.message().to_string(),
+            kind,
+            param: None,
+            code: None,
+        }
+    }
+}

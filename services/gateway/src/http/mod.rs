@@ -1,0 +1,103 @@
+//! The OpenAI-compatible HTTP API (axum, on its own port): `POST /v1/completions` (streamed as
+//! server-sent events when asked), `GET /v1/models` and `GET /health`. It runs the same
+//! validation and generation loop as the gRPC API; only the shapes differ.
+
+mod completions;
+mod errors;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use oneword_runtime::deadline::Deadline;
+use oneword_runtime::HttpApi;
+use serde_json::json;
+
+use crate::service::GatewayService;
+pub use errors::ApiError;
+
+/// The paths metrics name (anything else is counted as `other`).
+const PATHS: &[&str] = &["/v1/completions", "/v1/models", "/health"];
+
+/// The HTTP API over `gateway`.
+pub fn api(gateway: Arc<GatewayService>) -> HttpApi {
+    // JSON escapes can double a prompt's size; the prompt limit itself is checked after parsing.
+    let body_limit = gateway.config.max_prompt_bytes * 2 + (64 << 10);
+    let v1 = Router::new()
+        .route("/v1/completions", post(completions::create))
+        .route("/v1/models", get(models))
+        .layer(axum::middleware::from_fn_with_state(gateway.clone(), require_key));
+    let router = Router::new()
+        .merge(v1)
+        .route("/health", get(health))
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .with_state(gateway);
+    HttpApi {
+        router,
+        paths: PATHS,
+    }
+}
+
+/// Refuses calls without the API key (when one is set) with 401 in OpenAI's shape.
+async fn require_key(
+    State(gateway): State<Arc<GatewayService>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let header = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if gateway.config.api_key.allows(header) {
+        next.run(request).await
+    } else {
+        ApiError::unauthorized().into_response()
+    }
+}
+
+/// The served model's name: as configured, or the decoder's.
+async fn model_name(gateway: &GatewayService, deadline: &Deadline) -> Result<String, ApiError> {
+    if let Some(name) = &gateway.config.served_model_name {
+        return Ok(name.clone());
+    }
+    let model = gateway.downstream.model(deadline).await?;
+    Ok(model.info.model_id.clone())
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+async fn models(State(gateway): State<Arc<GatewayService>>) -> Result<Response, ApiError> {
+    let deadline = Deadline::default();
+    let model = gateway.downstream.model(&deadline).await?;
+    let name = model_name(&gateway, &deadline).await?;
+    Ok(Json(json!({
+        "object": "list",
+        "data": [{
+            "id": name,
+            "object": "model",
+            "created": unix_now(),
+            "owned_by": "oneword",
+            "max_model_len": model.context,
+        }],
+    }))
+    .into_response())
+}
+
+/// 200 when the services behind the gateway answer (the model is known), 503 otherwise.
+async fn health(State(gateway): State<Arc<GatewayService>>) -> Result<Response, ApiError> {
+    let deadline = Deadline::default();
+    let check = gateway.downstream.model(&deadline);
+    match tokio::time::timeout(Duration::from_secs(5), check).await {
+        Ok(Ok(_)) => Ok(Json(json!({"status": "ok"})).into_response()),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(ApiError::unavailable("the services behind the gateway did not answer within 5 s")),
+    }
+}

@@ -58,6 +58,11 @@ pub struct Running {
 }
 
 impl Running {
+    /// Waits until the service stops by itself (a signal), returning how `run` ended.
+    pub async fn finished(&mut self) -> anyhow::Result<()> {
+        (&mut self.task).await?
+    }
+
     /// Stops the service and waits until it has.
     pub async fn stop(&mut self) {
         if let Some(stop) = self.stop.take() {

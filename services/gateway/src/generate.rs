@@ -67,7 +67,10 @@ pub async fn generate(
     span.record("decoder", decoder.address().to_string());
     let names: Vec<String> = (0..params.n).map(|i| format!("{request_id}-{i}")).collect();
     let mut sessions = Sessions::new(&decoder, names.clone());
-    let mut generated_tokens = 0;
+    let mut generated = Generated {
+        span: span.clone(),
+        tokens: 0,
+    };
     let positions: Vec<u32> = (0..prompt.len() as u32).collect();
     let embeddings = down.embed(prompt.clone(), positions, &deadline).await?;
 
@@ -144,8 +147,7 @@ pub async fn generate(
             )));
         }
         progress.tokens(running.len());
-        generated_tokens += running.len();
-        span.record("generated_tokens", generated_tokens);
+        generated.tokens += running.len();
         let mut done = Vec::new();
         let mut still_running = Vec::with_capacity(running.len());
         for (mut completion, result) in running.into_iter().zip(response.results) {
@@ -204,6 +206,18 @@ pub async fn generate(
             c.next_position += 1;
         }
         response = decoder.step(steps, &deadline).await?;
+    }
+}
+
+/// Records on the generation's span how many tokens it produced, however it ends.
+struct Generated {
+    span: tracing::Span,
+    tokens: usize,
+}
+
+impl Drop for Generated {
+    fn drop(&mut self) {
+        self.span.record("generated_tokens", self.tokens);
     }
 }
 

@@ -138,12 +138,19 @@ where
                 let response = inner.call(request).await?;
                 record.code = Some(response_code(record.protocol, response.status(), response.headers()));
                 let (parts, body) = response.into_parts();
+                // An empty body (a trailers-only gRPC error) may never be polled.
+                let record = if body.is_end_stream() {
+                    record.finish(true);
+                    None
+                } else {
+                    Some(record)
+                };
                 Ok(Response::from_parts(
                     parts,
                     Observed {
                         inner: Some(body),
                         fixed: None,
-                        record: Some(record),
+                        record,
                     },
                 ))
             }
@@ -223,12 +230,21 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Observed<B> {
         let Some(inner) = self.inner.as_mut() else {
             return Poll::Ready(None);
         };
-        let polled = Pin::new(inner).poll_frame(cx);
+        let polled = Pin::new(&mut *inner).poll_frame(cx);
+        // The server stops polling once the body says it has ended, so the call is recorded at
+        // its last frame: the trailers, or data that ends the body.
+        let ended = inner.is_end_stream();
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
-                if let (Some(trailers), Some(record)) = (frame.trailers_ref(), self.record.as_mut()) {
-                    if let Some(code) = grpc_code(trailers) {
+                let trailers = frame.trailers_ref();
+                if let Some(mut record) = self.record.take() {
+                    if let Some(code) = trailers.and_then(grpc_code) {
                         record.code = Some(code);
+                    }
+                    if ended || trailers.is_some() {
+                        record.finish(true);
+                    } else {
+                        self.record = Some(record);
                     }
                 }
             }

@@ -6,7 +6,7 @@ CARGO ?= cargo
 SERVICES := oneword-tokenizer oneword-embedder oneword-decoder oneword-gateway oneword-model oneword-cli
 
 .DEFAULT_GOAL := help
-.PHONY: help build run demo-model test lint fmt fmt-check proto references bench
+.PHONY: help build run demo-model test lint fmt fmt-check proto references bench docs
 
 ## help: list the targets
 help:
@@ -32,6 +32,10 @@ test:
 ## bench: oneword vs Hugging Face transformers and llama.cpp (installs both into bench/.work); report in bench/results/<date>/
 bench:
 	bench/run.sh
+
+## docs: regenerate the README's table of flags and variables from the services' definitions
+docs:
+	ONEWORD_UPDATE_DOCS=1 $(CARGO) test -p oneword-e2e --test docs
 
 ## lint: clippy on everything, warnings are errors
 lint:

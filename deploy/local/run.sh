@@ -19,11 +19,11 @@ stop() {
 }
 trap stop INT TERM EXIT
 
-"$bin/oneword-tokenizer" --model "$dir" --listen 127.0.0.1:50051 & pids+=($!)
-"$bin/oneword-embedder" --model "$dir" --listen 127.0.0.1:50052 & pids+=($!)
-"$bin/oneword-decoder" --model "$dir" --listen 127.0.0.1:50053 & pids+=($!)
-"$bin/oneword-gateway" --listen 127.0.0.1:50050 & pids+=($!)
-echo "gateway on 127.0.0.1:50050 (tokenizer :50051, embedder :50052, decoder :50053); Ctrl-C stops all"
+"$bin/oneword-tokenizer" --model "$dir" --listen 127.0.0.1:50051 --metrics-listen 127.0.0.1:9091 & pids+=($!)
+"$bin/oneword-embedder" --model "$dir" --listen 127.0.0.1:50052 --metrics-listen 127.0.0.1:9092 & pids+=($!)
+"$bin/oneword-decoder" --model "$dir" --listen 127.0.0.1:50053 --metrics-listen 127.0.0.1:9093 & pids+=($!)
+"$bin/oneword-gateway" --listen 127.0.0.1:50050 --http-listen 127.0.0.1:8080 --metrics-listen 127.0.0.1:9090 & pids+=($!)
+echo "gateway: gRPC 127.0.0.1:50050, HTTP (OpenAI) 127.0.0.1:8080; metrics on :9090-9093/metrics; Ctrl-C stops all"
 
 # If any service exits, stop the rest rather than serve half a pipeline.
 wait -n "${pids[@]}"

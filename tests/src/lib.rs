@@ -185,21 +185,31 @@ impl Cluster {
             .try_init();
         let model = model.to_str().expect("a UTF-8 model path").to_string();
         let tokenizer_config = oneword_tokenizer::Config::for_model(&model);
-        let tokenizer =
-            start(false, |l, s| oneword_tokenizer::run(tokenizer_config, l, until(s))).await;
+        let tokenizer = start(false, |l, s| {
+            oneword_tokenizer::run(tokenizer_config, l, until(s))
+        })
+        .await;
         let embedder_config = oneword_embedder::Config::for_model(&model);
-        let embedder =
-            start(false, |l, s| oneword_embedder::run(embedder_config, l, until(s))).await;
+        let embedder = start(false, |l, s| {
+            oneword_embedder::run(embedder_config, l, until(s))
+        })
+        .await;
         let mut decoder_config = oneword_decoder::Config::for_model(&model);
         adjust_decoder(&mut decoder_config);
-        let decoder = start(false, |l, s| oneword_decoder::run(decoder_config, l, until(s))).await;
+        let decoder = start(false, |l, s| {
+            oneword_decoder::run(decoder_config, l, until(s))
+        })
+        .await;
         let mut gateway_config = oneword_gateway::Config::for_services(
             tokenizer.address.clone(),
             embedder.address.clone(),
             decoder.address.clone(),
         );
         adjust_gateway(&mut gateway_config);
-        let gateway = start(true, |l, s| oneword_gateway::run(gateway_config, l, until(s))).await;
+        let gateway = start(true, |l, s| {
+            oneword_gateway::run(gateway_config, l, until(s))
+        })
+        .await;
         Cluster {
             tokenizer,
             embedder,

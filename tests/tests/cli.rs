@@ -353,3 +353,29 @@ async fn no_gateway_listening_says_how_to_start_one() {
     assert!(message.contains("make run"), "{message}");
     assert_eq!(err.exit_code(), 1);
 }
+
+#[tokio::test]
+async fn the_cli_sends_the_api_key_the_gateway_asks_for() {
+    let cluster =
+        Cluster::start_configured(tiny_model(), |_| {}, |g| g.api_key = "k3y".parse().unwrap())
+            .await;
+    let gateway = &cluster.gateway.address;
+    let refused = oneword(gateway, &["generate", "Hello", "--max-new-tokens", "2"])
+        .await
+        .failed();
+    assert!(refused.to_string().contains("API key"), "{refused}");
+    let (out, _) = oneword(
+        gateway,
+        &[
+            "--api-key",
+            "k3y",
+            "generate",
+            "Hello",
+            "--max-new-tokens",
+            "2",
+        ],
+    )
+    .await
+    .ok();
+    assert!(!out.is_empty());
+}

@@ -7,7 +7,12 @@ use serde_json::{json, Value};
 
 async fn post(cluster: &Cluster, body: Value) -> (u16, Value) {
     let url = format!("{}/v1/completions", cluster.gateway.http.as_ref().unwrap());
-    let response = reqwest::Client::new().post(url).json(&body).send().await.unwrap();
+    let response = reqwest::Client::new()
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     let status = response.status().as_u16();
     (status, response.json().await.unwrap())
 }
@@ -15,7 +20,12 @@ async fn post(cluster: &Cluster, body: Value) -> (u16, Value) {
 /// The `data:` payloads of a server-sent event stream, up to and without `[DONE]`.
 async fn stream(cluster: &Cluster, body: Value) -> Vec<Value> {
     let url = format!("{}/v1/completions", cluster.gateway.http.as_ref().unwrap());
-    let response = reqwest::Client::new().post(url).json(&body).send().await.unwrap();
+    let response = reqwest::Client::new()
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let text = response.text().await.unwrap();
@@ -23,7 +33,11 @@ async fn stream(cluster: &Cluster, body: Value) -> Vec<Value> {
         .split("\n\n")
         .filter_map(|event| event.strip_prefix("data: "))
         .collect();
-    assert_eq!(data.last(), Some(&"[DONE]"), "the stream ends with [DONE]: {text}");
+    assert_eq!(
+        data.last(),
+        Some(&"[DONE]"),
+        "the stream ends with [DONE]: {text}"
+    );
     data[..data.len() - 1]
         .iter()
         .map(|d| serde_json::from_str(d).unwrap())
@@ -47,14 +61,18 @@ async fn a_completion_equals_the_grpc_generation_whole_and_streamed() {
         .into_inner();
     let expected = &grpc.completions[0].text;
 
-    let request = json!({"prompt": "The best thing about AI is", "max_tokens": 12, "temperature": 0});
+    let request =
+        json!({"prompt": "The best thing about AI is", "max_tokens": 12, "temperature": 0});
     let (status, whole) = post(&cluster, request.clone()).await;
     assert_eq!(status, 200, "{whole}");
     assert_eq!(whole["object"], "text_completion");
     assert_eq!(&whole["choices"][0]["text"], expected);
     assert_eq!(whole["choices"][0]["finish_reason"], "length");
     assert_eq!(whole["usage"]["completion_tokens"], 12);
-    assert_eq!(whole["usage"]["total_tokens"], whole["usage"]["prompt_tokens"].as_u64().unwrap() + 12);
+    assert_eq!(
+        whole["usage"]["total_tokens"],
+        whole["usage"]["prompt_tokens"].as_u64().unwrap() + 12
+    );
 
     let mut streamed = request;
     streamed["stream"] = json!(true);
@@ -74,7 +92,10 @@ async fn a_completion_equals_the_grpc_generation_whole_and_streamed() {
         .collect();
     assert_eq!(finishes, [&json!("length")]);
     let usage = &events.last().unwrap()["usage"];
-    assert_eq!(usage["completion_tokens"], 12, "the last event carries the usage");
+    assert_eq!(
+        usage["completion_tokens"], 12,
+        "the last event carries the usage"
+    );
 }
 
 #[tokio::test]
@@ -114,7 +135,11 @@ async fn models_lists_the_served_model() {
     assert_eq!(model["object"], "model");
     assert_eq!(model["max_model_len"], 1024, "the tiny model's context");
     let name = model["id"].as_str().unwrap().to_string();
-    let (status, _) = post(&cluster, json!({"model": name, "prompt": "Hi", "max_tokens": 1})).await;
+    let (status, _) = post(
+        &cluster,
+        json!({"model": name, "prompt": "Hi", "max_tokens": 1}),
+    )
+    .await;
     assert_eq!(status, 200);
     let (status, body) = post(&cluster, json!({"model": "gpt-4", "prompt": "Hi"})).await;
     assert_eq!(status, 404);
@@ -132,21 +157,32 @@ async fn bad_requests_get_openai_errors_with_the_right_codes() {
     assert_eq!(error["type"], "invalid_request_error");
     let message = error["message"].as_str().unwrap();
     assert!(
-        message.starts_with("This model's maximum context length is 1024 tokens. However, you requested"),
+        message.starts_with(
+            "This model's maximum context length is 1024 tokens. However, you requested"
+        ),
         "{message}"
     );
 
     let (status, body) = post(&cluster, json!({"prompt": "Hi", "temperature": -1})).await;
     assert_eq!(status, 400);
     assert_eq!(body["error"]["param"], "temperature");
-    assert!(body["error"]["message"].as_str().unwrap().contains("-1"), "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("-1"),
+        "{body}"
+    );
 
     let (status, body) = post(&cluster, json!({"prompt": "Hi", "top_p": 1.5})).await;
     assert_eq!((status, &body["error"]["param"]), (400, &json!("top_p")));
 
     let (status, body) = post(&cluster, json!({"max_tokens": 3})).await;
     assert_eq!(status, 400, "a missing prompt: {body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("prompt"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("prompt"),
+        "{body}"
+    );
 
     let url = format!("{}/v1/completions", cluster.gateway.http.as_ref().unwrap());
     let response = reqwest::Client::new()
@@ -163,7 +199,8 @@ async fn bad_requests_get_openai_errors_with_the_right_codes() {
 
 #[tokio::test]
 async fn an_overloaded_gateway_answers_429() {
-    let cluster = Cluster::start_configured(tiny_model(), |_| {}, |g| g.max_concurrent_requests = 0).await;
+    let cluster =
+        Cluster::start_configured(tiny_model(), |_| {}, |g| g.max_concurrent_requests = 0).await;
     let (status, body) = post(&cluster, json!({"prompt": "Hi"})).await;
     assert_eq!(status, 429, "{body}");
     assert_eq!(body["error"]["code"], "overloaded");
@@ -175,5 +212,11 @@ async fn a_stopped_decoder_is_503() {
     cluster.decoder.stop().await;
     let (status, body) = post(&cluster, json!({"prompt": "Hi"})).await;
     assert_eq!(status, 503, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("decoder"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("decoder"),
+        "{body}"
+    );
 }

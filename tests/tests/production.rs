@@ -22,9 +22,19 @@ fn greedy(prompt: &str, max_new_tokens: u32) -> pb::GenerateRequest {
 }
 
 async fn health(address: &str, service: &str) -> Result<i32, tonic::Status> {
-    let channel = Channel::from_shared(address.to_string()).unwrap().connect().await.unwrap();
-    let request = HealthCheckRequest { service: service.into() };
-    Ok(HealthClient::new(channel).check(request).await?.into_inner().status)
+    let channel = Channel::from_shared(address.to_string())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let request = HealthCheckRequest {
+        service: service.into(),
+    };
+    Ok(HealthClient::new(channel)
+        .check(request)
+        .await?
+        .into_inner()
+        .status)
 }
 
 #[tokio::test]
@@ -39,11 +49,19 @@ async fn every_service_reports_health_by_name_and_lists_itself_by_reflection() {
     for (service, name) in services {
         let serving = ServingStatus::Serving as i32;
         assert_eq!(health(&service.address, "").await.unwrap(), serving);
-        assert_eq!(health(&service.address, name).await.unwrap(), serving, "{name}");
+        assert_eq!(
+            health(&service.address, name).await.unwrap(),
+            serving,
+            "{name}"
+        );
         let unknown = health(&service.address, "nope").await.unwrap_err();
         assert_eq!(unknown.code(), tonic::Code::NotFound);
-        assert!(list_services_v1(&service.address).await.contains(&name.to_string()));
-        assert!(list_services_v1alpha(&service.address).await.contains(&name.to_string()));
+        assert!(list_services_v1(&service.address)
+            .await
+            .contains(&name.to_string()));
+        assert!(list_services_v1alpha(&service.address)
+            .await
+            .contains(&name.to_string()));
     }
 }
 
@@ -52,7 +70,11 @@ async fn list_services_v1(address: &str) -> Vec<String> {
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
     use tonic_reflection::pb::v1::ServerReflectionRequest;
-    let channel = Channel::from_shared(address.to_string()).unwrap().connect().await.unwrap();
+    let channel = Channel::from_shared(address.to_string())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
     let mut client = ServerReflectionClient::new(channel);
     let request = ServerReflectionRequest {
         host: String::new(),
@@ -64,7 +86,9 @@ async fn list_services_v1(address: &str) -> Vec<String> {
         .unwrap()
         .into_inner();
     match answers.next().await.unwrap().unwrap().message_response {
-        Some(MessageResponse::ListServicesResponse(list)) => list.service.into_iter().map(|s| s.name).collect(),
+        Some(MessageResponse::ListServicesResponse(list)) => {
+            list.service.into_iter().map(|s| s.name).collect()
+        }
         other => panic!("not a list of services: {other:?}"),
     }
 }
@@ -74,7 +98,11 @@ async fn list_services_v1alpha(address: &str) -> Vec<String> {
     use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
     use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
-    let channel = Channel::from_shared(address.to_string()).unwrap().connect().await.unwrap();
+    let channel = Channel::from_shared(address.to_string())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
     let mut client = ServerReflectionClient::new(channel);
     let request = ServerReflectionRequest {
         host: String::new(),
@@ -86,7 +114,9 @@ async fn list_services_v1alpha(address: &str) -> Vec<String> {
         .unwrap()
         .into_inner();
     match answers.next().await.unwrap().unwrap().message_response {
-        Some(MessageResponse::ListServicesResponse(list)) => list.service.into_iter().map(|s| s.name).collect(),
+        Some(MessageResponse::ListServicesResponse(list)) => {
+            list.service.into_iter().map(|s| s.name).collect()
+        }
         other => panic!("not a list of services: {other:?}"),
     }
 }
@@ -103,32 +133,103 @@ async fn each_service_exports_prometheus_metrics_of_what_it_did() {
     let cluster = Cluster::start(tiny_model()).await;
     let mut gateway = cluster.gateway().await;
     gateway.generate(greedy("Hello there", 5)).await.unwrap();
-    let mut stream = gateway.generate_stream(greedy("Hello again", 4)).await.unwrap().into_inner();
+    let mut stream = gateway
+        .generate_stream(greedy("Hello again", 4))
+        .await
+        .unwrap()
+        .into_inner();
     while stream.next().await.is_some() {}
-    let bad = gateway.generate(pb::GenerateRequest::default()).await.unwrap_err();
+    let bad = gateway
+        .generate(pb::GenerateRequest::default())
+        .await
+        .unwrap_err();
     assert_eq!(bad.code(), tonic::Code::InvalidArgument);
 
-    let scrape = |url: String| async move { reqwest::get(url).await.unwrap().text().await.unwrap() };
+    let scrape =
+        |url: String| async move { reqwest::get(url).await.unwrap().text().await.unwrap() };
     let g = scrape(cluster.gateway.metrics.clone()).await;
     let generate = r#"method="oneword.gateway.v1.Gateway/Generate",service="gateway""#;
-    assert_eq!(sample(&g, &format!(r#"oneword_requests_total{{code="OK",{generate}}}"#)), Some(1.0), "{g}");
-    assert_eq!(sample(&g, &format!(r#"oneword_requests_total{{code="INVALID_ARGUMENT",{generate}}}"#)), Some(1.0));
+    assert_eq!(
+        sample(
+            &g,
+            &format!(r#"oneword_requests_total{{code="OK",{generate}}}"#)
+        ),
+        Some(1.0),
+        "{g}"
+    );
+    assert_eq!(
+        sample(
+            &g,
+            &format!(r#"oneword_requests_total{{code="INVALID_ARGUMENT",{generate}}}"#)
+        ),
+        Some(1.0)
+    );
     let stream_ok = r#"oneword_requests_total{code="OK",method="oneword.gateway.v1.Gateway/GenerateStream",service="gateway"}"#;
-    assert_eq!(sample(&g, stream_ok), Some(1.0), "a stream is counted when it ends");
-    assert_eq!(sample(&g, r#"oneword_time_to_first_token_seconds_count{service="gateway"}"#), Some(2.0));
-    assert_eq!(sample(&g, r#"oneword_inter_token_latency_seconds_count{service="gateway"}"#), Some(4.0 + 3.0));
-    assert_eq!(sample(&g, r#"oneword_generation_tokens_total{service="gateway"}"#), Some(9.0));
-    assert_eq!(sample(&g, r#"oneword_e2e_request_latency_seconds_count{service="gateway"}"#), Some(2.0));
-    assert_eq!(sample(&g, r#"oneword_request_success_total{finished_reason="length",service="gateway"}"#), Some(2.0));
-    assert_eq!(sample(&g, r#"oneword_num_requests_running{service="gateway"}"#), Some(0.0));
-    assert_eq!(sample(&g, r#"oneword_num_requests_waiting{service="gateway"}"#), Some(0.0));
+    assert_eq!(
+        sample(&g, stream_ok),
+        Some(1.0),
+        "a stream is counted when it ends"
+    );
+    assert_eq!(
+        sample(
+            &g,
+            r#"oneword_time_to_first_token_seconds_count{service="gateway"}"#
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(
+            &g,
+            r#"oneword_inter_token_latency_seconds_count{service="gateway"}"#
+        ),
+        Some(4.0 + 3.0)
+    );
+    assert_eq!(
+        sample(&g, r#"oneword_generation_tokens_total{service="gateway"}"#),
+        Some(9.0)
+    );
+    assert_eq!(
+        sample(
+            &g,
+            r#"oneword_e2e_request_latency_seconds_count{service="gateway"}"#
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(
+            &g,
+            r#"oneword_request_success_total{finished_reason="length",service="gateway"}"#
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(&g, r#"oneword_num_requests_running{service="gateway"}"#),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&g, r#"oneword_num_requests_waiting{service="gateway"}"#),
+        Some(0.0)
+    );
 
     let d = scrape(cluster.decoder.metrics.clone()).await;
-    assert!(sample(&d, r#"oneword_iteration_tokens_count{service="decoder"}"#).unwrap() >= 9.0, "{d}");
-    assert!(sample(&d, r#"oneword_forward_duration_seconds_count{service="decoder"}"#).unwrap() >= 9.0);
+    assert!(
+        sample(&d, r#"oneword_iteration_tokens_count{service="decoder"}"#).unwrap() >= 9.0,
+        "{d}"
+    );
+    assert!(
+        sample(
+            &d,
+            r#"oneword_forward_duration_seconds_count{service="decoder"}"#
+        )
+        .unwrap()
+            >= 9.0
+    );
     assert!(sample(&d, r#"oneword_kv_cache_limit_bytes{service="decoder"}"#).unwrap() > 0.0);
     assert!(sample(&d, r#"oneword_kv_cache_usage_perc{service="decoder"}"#).is_some());
-    assert_eq!(sample(&d, r#"oneword_num_requests_waiting{service="decoder"}"#), Some(0.0));
+    assert_eq!(
+        sample(&d, r#"oneword_num_requests_waiting{service="decoder"}"#),
+        Some(0.0)
+    );
     let steps = r#"oneword_requests_total{code="OK",method="oneword.decoder.v1.Decoder/Step",service="decoder"}"#;
     assert_eq!(sample(&d, steps), Some(9.0), "one Step per token");
 
@@ -142,13 +243,24 @@ async fn each_service_exports_prometheus_metrics_of_what_it_did() {
 
 #[tokio::test]
 async fn an_api_key_guards_grpc_and_http_but_not_health_or_metrics() {
-    let cluster = Cluster::start_configured(tiny_model(), |_| {}, |g| g.api_key = "s3cret".parse().unwrap()).await;
+    let cluster = Cluster::start_configured(
+        tiny_model(),
+        |_| {},
+        |g| g.api_key = "s3cret".parse().unwrap(),
+    )
+    .await;
     let mut gateway = cluster.gateway().await;
     let refused = gateway.generate(greedy("Hi", 1)).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unauthenticated);
-    assert!(refused.message().contains("authorization: Bearer"), "{}", refused.message());
+    assert!(
+        refused.message().contains("authorization: Bearer"),
+        "{}",
+        refused.message()
+    );
     let mut request = tonic::Request::new(greedy("Hi", 1));
-    request.metadata_mut().insert("authorization", "Bearer s3cret".parse().unwrap());
+    request
+        .metadata_mut()
+        .insert("authorization", "Bearer s3cret".parse().unwrap());
     gateway.generate(request).await.unwrap();
 
     let url = format!("{}/v1/completions", cluster.gateway.http.as_ref().unwrap());
@@ -158,17 +270,38 @@ async fn an_api_key_guards_grpc_and_http_but_not_health_or_metrics() {
     assert_eq!(response.status(), 401);
     let error: serde_json::Value = response.json().await.unwrap();
     assert_eq!(error["error"]["code"], "invalid_api_key");
-    let response = client.post(&url).bearer_auth("s3cret").json(&body).send().await.unwrap();
+    let response = client
+        .post(&url)
+        .bearer_auth("s3cret")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
 
-    assert_eq!(health(&cluster.gateway.address, "").await.unwrap(), ServingStatus::Serving as i32);
-    assert_eq!(reqwest::get(cluster.gateway.metrics.clone()).await.unwrap().status(), 200);
+    assert_eq!(
+        health(&cluster.gateway.address, "").await.unwrap(),
+        ServingStatus::Serving as i32
+    );
+    assert_eq!(
+        reqwest::get(cluster.gateway.metrics.clone())
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }
 
 #[tokio::test]
 async fn gzip_requests_and_answers_are_understood() {
     let cluster = Cluster::start(tiny_model()).await;
-    let plain = cluster.gateway().await.generate(greedy("Compress me", 6)).await.unwrap().into_inner();
+    let plain = cluster
+        .gateway()
+        .await
+        .generate(greedy("Compress me", 6))
+        .await
+        .unwrap()
+        .into_inner();
     let mut gzip = cluster
         .gateway()
         .await
@@ -198,15 +331,24 @@ async fn generations_spread_over_two_decoder_replicas() {
     );
     config.resolve_interval_secs = 1;
     let gateway = oneword_e2e::start(true, |l, s| oneword_gateway::run(config, l, until(s))).await;
-    let client = oneword_proto::gateway::v1::gateway_client::GatewayClient::connect(gateway.address.clone())
-        .await
-        .unwrap();
+    let client =
+        oneword_proto::gateway::v1::gateway_client::GatewayClient::connect(gateway.address.clone())
+            .await
+            .unwrap();
     let requests = (0..8).map(|i| {
         let mut client = client.clone();
-        async move { client.generate(greedy(&format!("Request {i}"), 8)).await.unwrap().into_inner() }
+        async move {
+            client
+                .generate(greedy(&format!("Request {i}"), 8))
+                .await
+                .unwrap()
+                .into_inner()
+        }
     });
     let answers = futures::future::join_all(requests).await;
-    assert!(answers.iter().all(|a| a.usage.unwrap().completion_tokens == 8));
+    assert!(answers
+        .iter()
+        .all(|a| a.usage.unwrap().completion_tokens == 8));
     for decoder in [&base.decoder.address, &other.address] {
         let info = dec::decoder_client::DecoderClient::connect(decoder.clone())
             .await

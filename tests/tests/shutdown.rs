@@ -34,12 +34,24 @@ async fn sigterm_drains_the_gateway_a_stream_in_flight_completes_and_new_work_is
     })
     .await;
     let http = gateway.http.clone().unwrap();
-    let mut client = pb::gateway_client::GatewayClient::connect(gateway.address.clone()).await.unwrap();
-    let mut health = HealthClient::new(tonic::transport::Channel::from_shared(gateway.address.clone()).unwrap().connect().await.unwrap());
+    let mut client = pb::gateway_client::GatewayClient::connect(gateway.address.clone())
+        .await
+        .unwrap();
+    let mut health = HealthClient::new(
+        tonic::transport::Channel::from_shared(gateway.address.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
+    );
 
     // A stream in flight: 200 tokens, read slowly, so it is still running during the checks
     // (the gateway buffers a few chunks, then waits for the reader).
-    let mut stream = client.generate_stream(greedy("Drain me", 200)).await.unwrap().into_inner();
+    let mut stream = client
+        .generate_stream(greedy("Drain me", 200))
+        .await
+        .unwrap()
+        .into_inner();
     let mut last = stream.next().await.unwrap().unwrap();
 
     let killed = std::process::Command::new("kill")
@@ -48,20 +60,35 @@ async fn sigterm_drains_the_gateway_a_stream_in_flight_completes_and_new_work_is
         .unwrap();
     assert!(killed.success());
 
-    let check = HealthCheckRequest { service: String::new() };
+    let check = HealthCheckRequest {
+        service: String::new(),
+    };
     let mut status = ServingStatus::Serving as i32;
     for _ in 0..100 {
-        status = health.check(check.clone()).await.unwrap().into_inner().status;
+        status = health
+            .check(check.clone())
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
         if status == ServingStatus::NotServing as i32 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(status, ServingStatus::NotServing as i32, "health turns NOT_SERVING on SIGTERM");
+    assert_eq!(
+        status,
+        ServingStatus::NotServing as i32,
+        "health turns NOT_SERVING on SIGTERM"
+    );
 
     let refused = client.generate(greedy("Too late", 1)).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unavailable);
-    assert!(refused.message().contains("shutting down"), "{}", refused.message());
+    assert!(
+        refused.message().contains("shutting down"),
+        "{}",
+        refused.message()
+    );
     let response = reqwest::Client::new()
         .post(format!("{http}/v1/completions"))
         .json(&serde_json::json!({"prompt": "Too late"}))

@@ -5,10 +5,10 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use oneword_e2e::{tiny_model, Cluster};
 use oneword_proto::gateway::v1 as pb;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -49,9 +49,15 @@ async fn one_generation_is_one_trace_through_all_four_services() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let root = spans.iter().find(|s| s.name == root_name).expect("the gateway's call span");
+    let root = spans
+        .iter()
+        .find(|s| s.name == root_name)
+        .expect("the gateway's call span");
     let trace = root.span_context.trace_id();
-    let in_trace: Vec<&SpanData> = spans.iter().filter(|s| s.span_context.trace_id() == trace).collect();
+    let in_trace: Vec<&SpanData> = spans
+        .iter()
+        .filter(|s| s.span_context.trace_id() == trace)
+        .collect();
     let names: HashSet<&str> = in_trace.iter().map(|s| s.name.as_ref()).collect();
     for hop in [
         "generate",
@@ -60,19 +66,29 @@ async fn one_generation_is_one_trace_through_all_four_services() {
         "oneword.decoder.v1.Decoder/Step",
         "step",
     ] {
-        assert!(names.contains(hop), "{hop} is missing from the trace: {names:?}");
+        assert!(
+            names.contains(hop),
+            "{hop} is missing from the trace: {names:?}"
+        );
     }
     for service in ["gateway", "tokenizer", "embedder", "decoder"] {
         assert!(
-            in_trace.iter().any(|s| attribute(s, "service").as_deref() == Some(service)),
+            in_trace
+                .iter()
+                .any(|s| attribute(s, "service").as_deref() == Some(service)),
             "no span of the {service} in the trace"
         );
     }
     let generate = in_trace.iter().find(|s| s.name == "generate").unwrap();
-    assert_eq!(attribute(generate, "generated_tokens").as_deref(), Some("3"));
+    assert_eq!(
+        attribute(generate, "generated_tokens").as_deref(),
+        Some("3")
+    );
     assert!(attribute(generate, "prompt_tokens").is_some());
     assert!(attribute(generate, "request_id").is_some());
     let step = in_trace.iter().find(|s| s.name == "step").unwrap();
-    assert!(attribute(step, "session_ids").unwrap().contains(&attribute(generate, "request_id").unwrap()));
+    assert!(attribute(step, "session_ids")
+        .unwrap()
+        .contains(&attribute(generate, "request_id").unwrap()));
     assert_eq!(attribute(root, "code").as_deref(), Some("OK"));
 }

@@ -3,6 +3,8 @@
 use std::time::Duration;
 
 use oneword_proto::gateway::v1::gateway_client::GatewayClient;
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::Error;
@@ -20,9 +22,38 @@ pub fn normalize_address(address: &str) -> String {
     }
 }
 
+/// The gateway client: every call carries the API key, when one is given.
+pub type Gateway = GatewayClient<InterceptedService<Channel, Bearer>>;
+
+/// Adds `authorization: Bearer <key>` to every call.
+#[derive(Clone)]
+pub struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
 /// Connects to the gateway now, so that a gateway that is not running is reported as such
 /// before any request is made.
-pub async fn connect(address: &str) -> Result<GatewayClient<Channel>, Error> {
+pub async fn connect(address: &str, api_key: Option<&str>) -> Result<Gateway, Error> {
+    let bearer = match api_key.map(str::trim).filter(|k| !k.is_empty()) {
+        None => Bearer(None),
+        Some(key) => Bearer(Some(
+            format!("Bearer {key}")
+                .parse()
+                .map_err(|_| Error::BadApiKey)?,
+        )),
+    };
     let address = normalize_address(address);
     let endpoint = Endpoint::from_shared(address.clone())
         .map_err(|err| Error::BadAddress {
@@ -35,7 +66,7 @@ pub async fn connect(address: &str) -> Result<GatewayClient<Channel>, Error> {
         .await
         .map_err(|source| Error::Connect { address, source })?;
     // A full logit row is 50,257 × 4 bytes; leave room for bigger vocabularies.
-    Ok(GatewayClient::new(channel).max_decoding_message_size(64 << 20))
+    Ok(GatewayClient::with_interceptor(channel, bearer).max_decoding_message_size(64 << 20))
 }
 
 /// Wraps a message in a request carrying the deadline, if any.
@@ -79,7 +110,9 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let err = connect(&format!("127.0.0.1:{port}")).await.unwrap_err();
+        let err = connect(&format!("127.0.0.1:{port}"), None)
+            .await
+            .unwrap_err();
         let text = err.to_string();
         assert!(matches!(err, Error::Connect { .. }), "{text}");
         assert!(text.contains(&format!("http://127.0.0.1:{port}")), "{text}");
@@ -89,7 +122,7 @@ mod tests {
 
     #[tokio::test]
     async fn garbage_address_is_a_bad_address() {
-        let err = connect("not an address").await.unwrap_err();
+        let err = connect("not an address", None).await.unwrap_err();
         assert!(matches!(err, Error::BadAddress { .. }), "{err}");
     }
 }

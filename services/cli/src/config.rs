@@ -32,6 +32,16 @@ pub struct Cli {
     )]
     pub gateway: String,
 
+    /// API key, sent as `authorization: Bearer <key>` (for a gateway started with one).
+    #[arg(
+        long,
+        global = true,
+        env = "ONEWORD_API_KEY",
+        hide_env_values = true,
+        help_heading = GLOBAL
+    )]
+    pub api_key: Option<String>,
+
     /// Print the responses as JSON for scripts (the shape is at the end of `--help`).
     #[arg(long, global = true, help_heading = GLOBAL)]
     pub json: bool,

@@ -9,6 +9,8 @@ use tonic::Code;
 pub enum Error {
     /// The gateway address does not parse as a URI.
     BadAddress { address: String, reason: String },
+    /// The API key cannot go in a header.
+    BadApiKey,
     /// No connection to the gateway could be made.
     Connect {
         address: String,
@@ -38,7 +40,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Status(status) if status.code() == Code::InvalidArgument => 2,
-            Error::BadAddress { .. } => 2,
+            Error::BadAddress { .. } | Error::BadApiKey => 2,
             _ => 1,
         }
     }
@@ -58,6 +60,10 @@ impl fmt::Display for Error {
                     "error: `--gateway` {address:?} is not an address: {reason}"
                 )
             }
+            Error::BadApiKey => write!(
+                f,
+                "error: `--api-key` must be printable ASCII without line breaks"
+            ),
             Error::Connect { address, source } => {
                 write!(
                     f,

@@ -60,7 +60,11 @@ fn load(config: &Config, metrics: &Metrics) -> anyhow::Result<service::DecoderSe
     // Warm up (weights paged in, kernels loaded on a GPU) before health says SERVING.
     let warm_up = candle_core::Tensor::zeros((1, c.n_embd), checkpoint.dtype, &checkpoint.device)?;
     model
-        .forward(&warm_up, &mut model.new_cache(), oneword_model::LogitsAt::Last)
+        .forward(
+            &warm_up,
+            &mut model.new_cache(),
+            oneword_model::LogitsAt::Last,
+        )
         .context("warming up")?;
     tracing::info!(model = %config.model, dir = %checkpoint.dir.display(), device = ?checkpoint.device, dtype = ?checkpoint.dtype, layers = c.n_layer, width = c.n_embd, "decoder model loaded");
     let info = oneword_runtime::model_info(&config.model, c, &checkpoint.device, checkpoint.dtype);

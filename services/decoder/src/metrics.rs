@@ -7,7 +7,9 @@ use oneword_runtime::Metrics;
 use crate::engine::Usage;
 
 /// Rows (tokens) per forward pass: 1 is one stream decoding alone, up to `--max-batch-tokens`.
-const ROWS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0];
+const ROWS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0,
+];
 /// Sequences per forward pass.
 const SEQUENCES: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 /// Seconds per forward pass: a GPU decode step to a long CPU prefill.
@@ -35,20 +37,46 @@ impl EngineMetrics {
     /// Registers the decoder's metrics, with the KV-cache limit known at start.
     pub fn new(metrics: &Metrics, kv_budget_tokens: usize, bytes_per_token: usize) -> Self {
         let m = EngineMetrics {
-            iteration_tokens: metrics.histogram("iteration_tokens", "Rows (tokens) computed per forward pass: decode steps plus prompt chunks.", ROWS),
-            batch_sequences: metrics.histogram("batch_sequences", "Sequences (sessions) per forward pass.", SEQUENCES),
-            forward_seconds: metrics.histogram("forward_duration_seconds", "Time of one forward pass through the blocks and LM head.", FORWARD_SECONDS),
+            iteration_tokens: metrics.histogram(
+                "iteration_tokens",
+                "Rows (tokens) computed per forward pass: decode steps plus prompt chunks.",
+                ROWS,
+            ),
+            batch_sequences: metrics.histogram(
+                "batch_sequences",
+                "Sequences (sessions) per forward pass.",
+                SEQUENCES,
+            ),
+            forward_seconds: metrics.histogram(
+                "forward_duration_seconds",
+                "Time of one forward pass through the blocks and LM head.",
+                FORWARD_SECONDS,
+            ),
             sessions: metrics.int_gauge("sessions", "Sessions (KV caches) held."),
-            kv_cache_bytes: metrics.int_gauge("kv_cache_bytes", "Bytes the sessions' KV caches hold."),
-            kv_cache_limit_bytes: metrics.int_gauge("kv_cache_limit_bytes", "The KV-cache budget in bytes."),
-            kv_cache_tokens: metrics.int_gauge("kv_cache_tokens", "Positions the sessions' KV caches hold."),
-            kv_cache_limit_tokens: metrics.int_gauge("kv_cache_limit_tokens", "The KV-cache budget in positions."),
-            kv_cache_usage: metrics.gauge("kv_cache_usage_perc", "Share of the KV-cache budget in use (1 = full), as vLLM's kv_cache_usage_perc."),
-            running: metrics.int_gauge("num_requests_running", "Step requests admitted and being computed."),
-            waiting: metrics.int_gauge("num_requests_waiting", "Step requests waiting for room in the KV cache."),
+            kv_cache_bytes: metrics
+                .int_gauge("kv_cache_bytes", "Bytes the sessions' KV caches hold."),
+            kv_cache_limit_bytes: metrics
+                .int_gauge("kv_cache_limit_bytes", "The KV-cache budget in bytes."),
+            kv_cache_tokens: metrics
+                .int_gauge("kv_cache_tokens", "Positions the sessions' KV caches hold."),
+            kv_cache_limit_tokens: metrics
+                .int_gauge("kv_cache_limit_tokens", "The KV-cache budget in positions."),
+            kv_cache_usage: metrics.gauge(
+                "kv_cache_usage_perc",
+                "Share of the KV-cache budget in use (1 = full), as vLLM's kv_cache_usage_perc.",
+            ),
+            running: metrics.int_gauge(
+                "num_requests_running",
+                "Step requests admitted and being computed.",
+            ),
+            waiting: metrics.int_gauge(
+                "num_requests_waiting",
+                "Step requests waiting for room in the KV cache.",
+            ),
         };
         m.kv_cache_limit_tokens.set(kv_budget_tokens as i64);
-        m.kv_cache_limit_bytes.set((kv_budget_tokens * bytes_per_token) as i64);
+        m.kv_cache_limit_bytes
+            .set((kv_budget_tokens * bytes_per_token) as i64);
         m
     }
 

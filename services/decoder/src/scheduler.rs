@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use oneword_model::{KvCache, LogitsAt, ModelError, Sequence, Transformer};
 use rayon::prelude::*;
 
-use crate::metrics::EngineMetrics;
 use crate::distribution;
 use crate::engine::{Job, Limits, Reply, StepDone, StepInput, StepOutput, Usage};
+use crate::metrics::EngineMetrics;
 use crate::Error;
 
 /// A picked token, with the raw row when the caller asked for it.

@@ -34,7 +34,11 @@ impl pb::decoder_server::Decoder for DecoderService {
         let steps = request.into_inner().steps;
         let span = tracing::Span::current();
         span.record("sessions", steps.len());
-        let ids: Vec<&str> = steps.iter().take(16).map(|s| s.session_id.as_str()).collect();
+        let ids: Vec<&str> = steps
+            .iter()
+            .take(16)
+            .map(|s| s.session_id.as_str())
+            .collect();
         span.record("session_ids", ids.join(","));
         if steps.is_empty() {
             return Err(oneword_runtime::status::invalid_argument(
@@ -64,7 +68,10 @@ impl pb::decoder_server::Decoder for DecoderService {
             .enumerate()
             .map(|(i, step)| convert::step_input(i, step, &limits))
             .collect::<Result<Vec<_>, _>>()?;
-        let rows: usize = inputs.iter().map(|i| i.embeddings.dims().first().copied().unwrap_or(0)).sum();
+        let rows: usize = inputs
+            .iter()
+            .map(|i| i.embeddings.dims().first().copied().unwrap_or(0))
+            .sum();
         span.record("rows", rows);
         let (outputs, forward) = self.engine.step(inputs).await?;
         span.record("forward_ms", forward.as_secs_f64() * 1e3);

@@ -4,8 +4,12 @@ use clap::Parser;
 async fn main() -> std::process::ExitCode {
     let config = oneword_embedder::Config::parse();
     let (settings, grpc) = (config.server.settings(), config.listen);
-    oneword_runtime::serve::main(settings, &config.clone(), grpc, None, |listeners, shutdown| {
-        oneword_embedder::run(config, listeners, shutdown)
-    })
+    oneword_runtime::serve::main(
+        settings,
+        &config.clone(),
+        grpc,
+        None,
+        |listeners, shutdown| oneword_embedder::run(config, listeners, shutdown),
+    )
     .await
 }

@@ -28,7 +28,9 @@ impl ApiKey {
     /// Whether a call with this `authorization` header value may pass.
     pub fn allows(&self, authorization: Option<&str>) -> bool {
         let Some(key) = &self.0 else { return true };
-        let Some(value) = authorization else { return false };
+        let Some(value) = authorization else {
+            return false;
+        };
         let Some((scheme, token)) = value.split_once(' ') else {
             return false;
         };

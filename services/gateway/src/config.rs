@@ -19,7 +19,11 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Address to serve the OpenAI-compatible HTTP API on (`POST /v1/completions`,
     /// `GET /v1/models`, `GET /health`).
-    #[arg(long, env = "ONEWORD_GATEWAY_HTTP_LISTEN", default_value = "0.0.0.0:8080")]
+    #[arg(
+        long,
+        env = "ONEWORD_GATEWAY_HTTP_LISTEN",
+        default_value = "0.0.0.0:8080"
+    )]
     pub http_listen: SocketAddr,
     /// API key every gRPC and HTTP call must carry as `authorization: Bearer <key>` (health,
     /// reflection and metrics stay open). Empty = no key.
@@ -59,7 +63,11 @@ pub struct Config {
     )]
     pub decoder: String,
     /// Seconds between re-resolving the services' names, so that new replicas get work.
-    #[arg(long, env = "ONEWORD_GATEWAY_RESOLVE_INTERVAL_SECS", default_value_t = 10)]
+    #[arg(
+        long,
+        env = "ONEWORD_GATEWAY_RESOLVE_INTERVAL_SECS",
+        default_value_t = 10
+    )]
     pub resolve_interval_secs: u64,
     /// Seconds to wait for a connection to a downstream service before answering UNAVAILABLE.
     #[arg(

@@ -10,8 +10,8 @@ use oneword_proto::decoder::v1 as dec;
 use oneword_proto::embedder::v1 as emb;
 use oneword_proto::tokenizer::v1 as tok;
 use oneword_runtime::deadline::Deadline;
-use tokio::sync::OnceCell;
 use oneword_runtime::telemetry::TracedChannel;
+use tokio::sync::OnceCell;
 
 use crate::replicas::{Pinned, Replicas};
 
@@ -77,7 +77,9 @@ impl Downstream {
         Ok(Decoder { client, pinned })
     }
 
-    async fn tokenizer(&self) -> Result<tok::tokenizer_client::TokenizerClient<TracedChannel>, Error> {
+    async fn tokenizer(
+        &self,
+    ) -> Result<tok::tokenizer_client::TokenizerClient<TracedChannel>, Error> {
         let pinned = self.tokenizers.pick().await?;
         Ok(tok::tokenizer_client::TokenizerClient::new(pinned.channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES))

@@ -107,7 +107,9 @@ pub async fn generate(
             release_after: false,
         };
         decoder.step(vec![prefill], &deadline).await?;
-        decoder.fork(&names[0], names[1..].to_vec(), &deadline).await?;
+        decoder
+            .fork(&names[0], names[1..].to_vec(), &deadline)
+            .await?;
         let last_row = slice_rows(&embeddings, last, 1);
         names
             .iter()

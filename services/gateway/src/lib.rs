@@ -54,8 +54,11 @@ pub async fn run(
         metrics::GatewayMetrics::new(&metrics),
     ));
     let api = http::api(gateway.clone());
+    // Requests are a prompt plus small fields (a full-vocabulary logit_bias is ~0.5 MB).
+    let max_request_bytes = gateway.config.max_prompt_bytes + (1 << 20);
     let grpc = InterceptedService::new(
         GatewayServer::from_arc(gateway)
+            .max_decoding_message_size(max_request_bytes)
             .accept_compressed(CompressionEncoding::Gzip)
             .send_compressed(CompressionEncoding::Gzip),
         key,
@@ -65,6 +68,8 @@ pub async fn run(
         settings,
         metrics,
     };
-    server.serve(async { Ok(grpc) }, Some(api), shutdown).await?;
+    server
+        .serve(async { Ok(grpc) }, Some(api), shutdown)
+        .await?;
     Ok(())
 }

@@ -14,13 +14,13 @@ const TTFT_SECONDS: &[f64] = &[
 ];
 /// vLLM's buckets for inter-token latency, in seconds (with a finer low end for small models).
 const ITL_SECONDS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0,
-    2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0,
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5,
+    5.0, 7.5, 10.0, 20.0, 40.0, 80.0,
 ];
 /// vLLM's buckets for end-to-end latency, in seconds.
 const E2E_SECONDS: &[f64] = &[
-    0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0,
-    240.0, 480.0, 960.0, 1920.0, 7680.0,
+    0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0,
+    480.0, 960.0, 1920.0, 7680.0,
 ];
 /// Token counts per request.
 const TOKENS: &[f64] = &[
@@ -96,7 +96,8 @@ impl Progress {
         let m = &self.metrics;
         match self.last_token {
             None => {
-                m.time_to_first_token.observe((now - self.arrived).as_secs_f64());
+                m.time_to_first_token
+                    .observe((now - self.arrived).as_secs_f64());
                 m.waiting.dec();
                 m.running.inc();
             }

@@ -100,7 +100,11 @@ impl Replicas {
         }
         let replicas = self.read();
         if replicas.is_empty() {
-            let names: Vec<String> = self.targets.iter().map(|t| format!("{}:{}", t.host, t.port)).collect();
+            let names: Vec<String> = self
+                .targets
+                .iter()
+                .map(|t| format!("{}:{}", t.host, t.port))
+                .collect();
             return Err(Error::Downstream(
                 self.service,
                 tonic::Status::unavailable(format!("{} resolves to no address", names.join(","))),
@@ -120,7 +124,9 @@ impl Replicas {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Replica>> {
-        self.inner.read().expect("the replica list is never poisoned; this is a bug")
+        self.inner
+            .read()
+            .expect("the replica list is never poisoned; this is a bug")
     }
 }
 
@@ -160,11 +166,17 @@ async fn resolve(targets: &[Target]) -> BTreeSet<SocketAddr> {
 /// Makes the list match `addresses`: known replicas keep their channels (and load), new ones
 /// get a channel, gone ones are dropped. An empty resolution keeps the old list, since a DNS
 /// hiccup should not take every replica away.
-fn update(inner: &RwLock<Vec<Replica>>, addresses: &BTreeSet<SocketAddr>, connect_timeout: Duration) {
+fn update(
+    inner: &RwLock<Vec<Replica>>,
+    addresses: &BTreeSet<SocketAddr>,
+    connect_timeout: Duration,
+) {
     if addresses.is_empty() {
         return;
     }
-    let mut replicas = inner.write().expect("the replica list is never poisoned; this is a bug");
+    let mut replicas = inner
+        .write()
+        .expect("the replica list is never poisoned; this is a bug");
     let known: BTreeSet<SocketAddr> = replicas.iter().map(|r| r.address).collect();
     if &known == addresses {
         return;
@@ -198,7 +210,10 @@ async fn refresh_while_used(
         let addresses = resolve(&targets).await;
         let Some(list) = inner.upgrade() else { return };
         if addresses.is_empty() {
-            tracing::warn!(service, "its name resolves to no address; keeping the last ones");
+            tracing::warn!(
+                service,
+                "its name resolves to no address; keeping the last ones"
+            );
         }
         update(&list, &addresses, connect_timeout);
         drop(list);
@@ -224,10 +239,18 @@ mod tests {
         update(&inner, &[a].into(), Duration::from_secs(1));
         let list = inner.read().unwrap();
         assert_eq!(list.iter().map(|r| r.address).collect::<Vec<_>>(), [a]);
-        assert_eq!(list[0].load.load(Ordering::Acquire), 3, "a kept replica keeps its load");
+        assert_eq!(
+            list[0].load.load(Ordering::Acquire),
+            3,
+            "a kept replica keeps its load"
+        );
         drop(list);
         update(&inner, &BTreeSet::new(), Duration::from_secs(1));
-        assert_eq!(inner.read().unwrap().len(), 1, "an empty answer keeps the last list");
+        assert_eq!(
+            inner.read().unwrap().len(),
+            1,
+            "an empty answer keeps the last list"
+        );
     }
 
     #[test]

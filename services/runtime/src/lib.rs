@@ -16,8 +16,8 @@ pub mod telemetry;
 pub mod tensor;
 
 pub use metrics::Metrics;
+pub use model_info::model_info;
 /// The metric types services register, so that they need no dependency of their own.
 pub use prometheus;
-pub use model_info::model_info;
 pub use serve::{shutdown_signal, HttpApi, Listeners, ServeError, Server};
 pub use settings::Settings;

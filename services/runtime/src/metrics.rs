@@ -5,7 +5,10 @@
 
 use std::sync::{Arc, Mutex};
 
-use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
+};
 
 type Refresh = Box<dyn Fn() + Send + Sync>;
 
@@ -27,8 +30,8 @@ pub(crate) struct CallMetrics {
 
 /// Latency buckets of whole calls, in seconds: from a 1 ms lookup to a 16-minute generation.
 pub const CALL_SECONDS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0,
-    80.0, 160.0, 320.0, 960.0,
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0,
+    160.0, 320.0, 960.0,
 ];
 
 impl Metrics {
@@ -39,13 +42,19 @@ impl Metrics {
             .expect("a valid prefix and label; this is a bug");
         let calls = CallMetrics {
             requests: IntCounterVec::new(
-                Opts::new("requests_total", "Calls finished, by method and status code (gRPC code name or HTTP status)."),
+                Opts::new(
+                    "requests_total",
+                    "Calls finished, by method and status code (gRPC code name or HTTP status).",
+                ),
                 &["method", "code"],
             )
             .expect("valid metric; this is a bug"),
             duration: HistogramVec::new(
-                HistogramOpts::new("request_duration_seconds", "Time from a call's arrival to its last response byte, streams included.")
-                    .buckets(CALL_SECONDS.to_vec()),
+                HistogramOpts::new(
+                    "request_duration_seconds",
+                    "Time from a call's arrival to its last response byte, streams included.",
+                )
+                .buckets(CALL_SECONDS.to_vec()),
                 &["method"],
             )
             .expect("valid metric; this is a bug"),
@@ -73,10 +82,7 @@ impl Metrics {
     }
 
     /// Adds a metric. Names are fixed in the code, so a clash is a bug.
-    pub fn register<M: prometheus::core::Collector + 'static>(&self, metric: M) -> M
-    where
-        M: Clone,
-    {
+    pub fn register<M: prometheus::core::Collector + Clone + 'static>(&self, metric: M) -> M {
         self.registry
             .register(Box::new(metric.clone()))
             .expect("metric names are unique; this is a bug");

@@ -88,7 +88,14 @@ where
             Protocol::Grpc => {
                 let infrastructure = path.starts_with("/grpc.");
                 let known = infrastructure || path.starts_with("/oneword.");
-                (if known { path[1..].to_string() } else { "other".into() }, infrastructure)
+                (
+                    if known {
+                        path[1..].to_string()
+                    } else {
+                        "other".into()
+                    },
+                    infrastructure,
+                )
             }
             Protocol::Http(routes) => {
                 let known = routes.contains(&path);
@@ -115,12 +122,22 @@ where
                     let response = refusal(layer.protocol);
                     let code = response_code(layer.protocol, response.status(), response.headers());
                     span.record("code", code.as_str());
-                    layer.metrics.calls.requests.with_label_values(&[method.as_str(), code.as_str()]).inc();
+                    layer
+                        .metrics
+                        .calls
+                        .requests
+                        .with_label_values(&[method.as_str(), code.as_str()])
+                        .inc();
                     return Box::pin(async move { Ok(response.map(Observed::fixed)) });
                 }
             }
         };
-        layer.metrics.calls.in_flight.with_label_values(&[method.as_str()]).inc();
+        layer
+            .metrics
+            .calls
+            .in_flight
+            .with_label_values(&[method.as_str()])
+            .inc();
         let record = Record {
             calls: layer.metrics.clone(),
             protocol: layer.protocol,
@@ -136,7 +153,11 @@ where
             async move {
                 let mut record = record;
                 let response = inner.call(request).await?;
-                record.code = Some(response_code(record.protocol, response.status(), response.headers()));
+                record.code = Some(response_code(
+                    record.protocol,
+                    response.status(),
+                    response.headers(),
+                ));
                 let (parts, body) = response.into_parts();
                 // An empty body (a trailers-only gRPC error) may never be polled.
                 let record = if body.is_end_stream() {
@@ -184,9 +205,18 @@ impl Record {
         };
         self.span.record("code", code.as_str());
         let calls = &self.calls.calls;
-        calls.requests.with_label_values(&[self.method.as_str(), code.as_str()]).inc();
-        calls.duration.with_label_values(&[self.method.as_str()]).observe(self.start.elapsed().as_secs_f64());
-        calls.in_flight.with_label_values(&[self.method.as_str()]).dec();
+        calls
+            .requests
+            .with_label_values(&[self.method.as_str(), code.as_str()])
+            .inc();
+        calls
+            .duration
+            .with_label_values(&[self.method.as_str()])
+            .observe(self.start.elapsed().as_secs_f64());
+        calls
+            .in_flight
+            .with_label_values(&[self.method.as_str()])
+            .dec();
     }
 }
 
@@ -300,7 +330,12 @@ fn response_code(protocol: Protocol, status: http::StatusCode, headers: &HeaderM
 }
 
 fn grpc_code(headers: &HeaderMap) -> Option<String> {
-    let code = headers.get("grpc-status")?.to_str().ok()?.parse::<i32>().ok()?;
+    let code = headers
+        .get("grpc-status")?
+        .to_str()
+        .ok()?
+        .parse::<i32>()
+        .ok()?;
     Some(code_name(tonic::Code::from_i32(code)).to_string())
 }
 
@@ -327,4 +362,3 @@ pub fn code_name(code: tonic::Code) -> &'static str {
         Unauthenticated => "UNAUTHENTICATED",
     }
 }
-

@@ -138,7 +138,11 @@ impl Server {
         };
         let grpc = tonic::transport::Server::builder()
             .max_connection_age(settings.max_connection_age)
-            .layer(ObserveLayer::new(metrics.clone(), drain.clone(), Protocol::Grpc))
+            .layer(ObserveLayer::new(
+                metrics.clone(),
+                drain.clone(),
+                Protocol::Grpc,
+            ))
             .add_routes(routes)
             // Without TCP_NODELAY every small reply waits on delayed ACKs (~40 ms per call here).
             .serve_with_incoming_shutdown(
@@ -190,7 +194,10 @@ impl Server {
             }
         };
         let _ = close.send(true);
-        if tokio::time::timeout(CLOSE_TIMEOUT, &mut grpc).await.is_err() {
+        if tokio::time::timeout(CLOSE_TIMEOUT, &mut grpc)
+            .await
+            .is_err()
+        {
             tracing::warn!(%addr, "connections did not close within {CLOSE_TIMEOUT:?}");
         }
         for task in [Some(metrics_server), http_server].into_iter().flatten() {

@@ -93,7 +93,10 @@ pub fn extract(headers: &http::HeaderMap) -> opentelemetry::Context {
 pub struct Inject;
 
 impl tonic::service::Interceptor for Inject {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
         let context = tracing::Span::current().context();
         let mut fields = HashMap::new();
         TraceContextPropagator::new().inject_context(&context, &mut MapInjector(&mut fields));

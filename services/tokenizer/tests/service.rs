@@ -6,9 +6,9 @@ use std::path::PathBuf;
 
 use oneword_proto::tokenizer::v1 as pb;
 use oneword_proto::tokenizer::v1::tokenizer_client::TokenizerClient;
+use oneword_runtime::Listeners;
 use oneword_tokenizer::Config;
 use serde::Deserialize;
-use oneword_runtime::Listeners;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;

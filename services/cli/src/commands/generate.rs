@@ -2,11 +2,9 @@
 //! finishes, and a summary on stderr.
 
 use oneword_proto::gateway::v1 as gw;
-use oneword_proto::gateway::v1::gateway_client::GatewayClient;
-use tonic::transport::Channel;
 
 use super::{input, Ctx, Output};
-use crate::client::request;
+use crate::client::{request, Gateway};
 use crate::collect::{Collector, Completion};
 use crate::config::GenerateArgs;
 use crate::error::Error;
@@ -15,7 +13,7 @@ use crate::render;
 
 /// Sends the request, by the streaming RPC unless `--no-stream`, and prints the answer.
 pub async fn run(
-    gateway: &mut GatewayClient<Channel>,
+    gateway: &mut Gateway,
     ctx: Ctx,
     args: GenerateArgs,
     io: &mut Output<'_>,

@@ -4,10 +4,8 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use oneword_proto::gateway::v1 as gw;
-use oneword_proto::gateway::v1::gateway_client::GatewayClient;
-use tonic::transport::Channel;
 
-use crate::client::{connect, request};
+use crate::client::{connect, request, Gateway};
 use crate::config::{Cli, Command, NextArgs, TokenizeArgs};
 use crate::error::Error;
 use crate::json::to_line;
@@ -36,7 +34,7 @@ impl Output<'_> {
 
 /// Runs the command the flags name against the gateway they name.
 pub async fn run(cli: Cli, io: &mut Output<'_>) -> Result<(), Error> {
-    let mut gateway = connect(&cli.gateway).await?;
+    let mut gateway = connect(&cli.gateway, cli.api_key.as_deref()).await?;
     let ctx = Ctx {
         json: cli.json,
         timeout: cli.timeout,
@@ -74,7 +72,7 @@ fn input(arg: String) -> Result<String, Error> {
 }
 
 async fn next(
-    gateway: &mut GatewayClient<Channel>,
+    gateway: &mut Gateway,
     ctx: Ctx,
     args: NextArgs,
     io: &mut Output<'_>,
@@ -101,7 +99,7 @@ async fn next(
 }
 
 async fn tokenize(
-    gateway: &mut GatewayClient<Channel>,
+    gateway: &mut Gateway,
     ctx: Ctx,
     args: TokenizeArgs,
     io: &mut Output<'_>,
@@ -123,11 +121,7 @@ async fn tokenize(
     Ok(())
 }
 
-async fn info(
-    gateway: &mut GatewayClient<Channel>,
-    ctx: Ctx,
-    io: &mut Output<'_>,
-) -> Result<(), Error> {
+async fn info(gateway: &mut Gateway, ctx: Ctx, io: &mut Output<'_>) -> Result<(), Error> {
     let resp = gateway
         .info(request(gw::InfoRequest {}, ctx.timeout))
         .await?

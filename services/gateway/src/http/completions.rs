@@ -78,11 +78,19 @@ pub async fn create(
     State(gateway): State<Arc<GatewayService>>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let request: CompletionRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::invalid("body", format!("the request body is not a valid completion request: {e}")))?;
+    let request: CompletionRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::invalid(
+            "body",
+            format!("the request body is not a valid completion request: {e}"),
+        )
+    })?;
     let deadline = Deadline::default();
     let model = model_name(&gateway, &deadline).await?;
-    if let Some(asked) = request.model.as_deref().filter(|m| !m.is_empty() && *m != model) {
+    if let Some(asked) = request
+        .model
+        .as_deref()
+        .filter(|m| !m.is_empty() && *m != model)
+    {
         return Err(ApiError {
             status: http::StatusCode::NOT_FOUND,
             message: format!("The model `{asked}` does not exist; this server serves `{model}`"),
@@ -93,7 +101,10 @@ pub async fn create(
     }
     let (stream, include_usage) = (
         request.stream,
-        request.stream_options.as_ref().is_some_and(|o| o.include_usage),
+        request
+            .stream_options
+            .as_ref()
+            .is_some_and(|o| o.include_usage),
     );
     let logprobs = request.logprobs.is_some();
     let grpc_request = to_generate_request(request)?;
@@ -161,18 +172,36 @@ fn to_generate_request(r: CompletionRequest) -> Result<pb::GenerateRequest, ApiE
         Prompt::One(p) => p,
         Prompt::Many(mut many) if many.len() == 1 => many.remove(0),
         Prompt::Many(many) => {
-            return Err(ApiError::invalid("prompt", format!("`prompt` must be one string (or a list of one); got a list of {}", many.len())))
+            return Err(ApiError::invalid(
+                "prompt",
+                format!(
+                    "`prompt` must be one string (or a list of one); got a list of {}",
+                    many.len()
+                ),
+            ))
         }
     };
     if r.echo {
-        return Err(ApiError::invalid("echo", "`echo` is not supported; got true"));
+        return Err(ApiError::invalid(
+            "echo",
+            "`echo` is not supported; got true",
+        ));
     }
     if let Some(best_of) = r.best_of.filter(|&b| b != r.n.unwrap_or(1)) {
-        return Err(ApiError::invalid("best_of", format!("`best_of` must equal `n` (no re-ranking here), got {best_of}")));
+        return Err(ApiError::invalid(
+            "best_of",
+            format!("`best_of` must equal `n` (no re-ranking here), got {best_of}"),
+        ));
     }
-    for (name, value) in [("presence_penalty", r.presence_penalty), ("frequency_penalty", r.frequency_penalty)] {
+    for (name, value) in [
+        ("presence_penalty", r.presence_penalty),
+        ("frequency_penalty", r.frequency_penalty),
+    ] {
         if let Some(v) = value.filter(|v| *v != 0.0) {
-            return Err(ApiError::invalid(name, format!("`{name}` is not supported; only 0 is accepted, got {v}")));
+            return Err(ApiError::invalid(
+                name,
+                format!("`{name}` is not supported; only 0 is accepted, got {v}"),
+            ));
         }
     }
     let logit_bias = r
@@ -181,7 +210,10 @@ fn to_generate_request(r: CompletionRequest) -> Result<pb::GenerateRequest, ApiE
         .into_iter()
         .map(|(id, bias)| {
             id.parse::<u32>().map(|id| (id, bias)).map_err(|_| {
-                ApiError::invalid("logit_bias", format!("`logit_bias` keys must be token ids, got `{id}`"))
+                ApiError::invalid(
+                    "logit_bias",
+                    format!("`logit_bias` keys must be token ids, got `{id}`"),
+                )
             })
         })
         .collect::<Result<_, _>>()?;
@@ -219,7 +251,11 @@ impl Choice {
         self.text.push_str(&chunk.text);
         self.finish_reason = self.finish_reason.or(finish_reason(chunk.finish_reason));
         if let Some(d) = &chunk.details {
-            self.tokens.extend(d.pieces.iter().map(|p| String::from_utf8_lossy(p).into_owned()));
+            self.tokens.extend(
+                d.pieces
+                    .iter()
+                    .map(|p| String::from_utf8_lossy(p).into_owned()),
+            );
             self.token_logprobs.extend(&d.logprobs);
             self.top_logprobs.extend(d.top.iter().map(|alternatives| {
                 let mut top = serde_json::Map::new();

@@ -30,7 +30,10 @@ pub fn api(gateway: Arc<GatewayService>) -> HttpApi {
     let v1 = Router::new()
         .route("/v1/completions", post(completions::create))
         .route("/v1/models", get(models))
-        .layer(axum::middleware::from_fn_with_state(gateway.clone(), require_key));
+        .layer(axum::middleware::from_fn_with_state(
+            gateway.clone(),
+            require_key,
+        ));
     let router = Router::new()
         .merge(v1)
         .route("/health", get(health))
@@ -98,6 +101,8 @@ async fn health(State(gateway): State<Arc<GatewayService>>) -> Result<Response, 
     match tokio::time::timeout(Duration::from_secs(5), check).await {
         Ok(Ok(_)) => Ok(Json(json!({"status": "ok"})).into_response()),
         Ok(Err(e)) => Err(e.into()),
-        Err(_) => Err(ApiError::unavailable("the services behind the gateway did not answer within 5 s")),
+        Err(_) => Err(ApiError::unavailable(
+            "the services behind the gateway did not answer within 5 s",
+        )),
     }
 }

@@ -69,3 +69,4 @@ $(REF_VENV)/installed:
 	touch $@
 
 include deploy/cuda-check.mk
+include deploy/deploy.mk

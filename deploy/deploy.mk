@@ -1,8 +1,10 @@
 # `make images` and `make deploy-check`. Included from the top-level Makefile.
 #
-# deploy-check renders every overlay with kubectl's built-in kustomize and checks the result
-# against the Kubernetes JSON schemas of K8S_VERSION with kubernetes-validate (from PyPI, pinned,
-# installed once into .deploy-tools/), offline and with --strict, so that unknown fields fail.
+# No container engine and no cluster run in CI, so manifests stop at render + schema check:
+# deploy-check renders every overlay, alone and with every component, with kubectl's built-in
+# kustomize, and checks the result (and the *.example.yaml files applied by hand) against the
+# Kubernetes JSON schemas of K8S_VERSION with kubernetes-validate (PyPI, pinned, installed once
+# into .deploy-tools/), offline and with --strict, so that unknown or misspelt fields fail.
 
 deploy_saved_default_goal := $(.DEFAULT_GOAL)
 
@@ -13,30 +15,46 @@ TAG ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 K8S_VERSION ?= 1.30.0
 KUBERNETES_VALIDATE := kubernetes-validate==1.37.0
 DEPLOY_TOOLS := .deploy-tools
+# Holds the package it was installed from, so changing the pin reinstalls.
 DEPLOY_STAMP := $(DEPLOY_TOOLS)/.installed
+DEPLOY_RENDERED := $(DEPLOY_TOOLS)/rendered
 OVERLAYS := $(wildcard deploy/k8s/overlays/*)
+COMPONENTS := $(wildcard deploy/k8s/components/*)
+DEPLOY_EXAMPLES := $(wildcard deploy/k8s/*.example.yaml deploy/k8s/components/*/*.example.yaml)
 
-.PHONY: images deploy-check deploy-tools
+.PHONY: images deploy-check deploy-tools deploy-kubectl
 
-## images: build the CPU and the CUDA image (ENGINE=docker or podman; IMAGE, TAG)
+## images: build the CPU and the CUDA image (ENGINE=docker or podman; IMAGE, TAG; needs a container engine)
 images:
 	$(ENGINE) build -f deploy/docker/Dockerfile -t $(IMAGE):$(TAG) .
 	$(ENGINE) build -f deploy/docker/Dockerfile.cuda -t $(IMAGE)-cuda:$(TAG) .
 
-## deploy-check: render every Kubernetes overlay and validate it against the K8S_VERSION schemas
-deploy-check: deploy-tools
-	@command -v kubectl >/dev/null || { echo "deploy-check needs kubectl (kustomize is built in): https://kubernetes.io/docs/tasks/tools/" >&2; exit 1; }
-	@set -e; for overlay in $(OVERLAYS); do \
-		out=$(DEPLOY_TOOLS)/$$(basename $$overlay).yaml; \
-		kubectl kustomize $$overlay > $$out; \
-		echo "$$overlay: $$(grep -c '^kind:' $$out) objects, validating against Kubernetes $(K8S_VERSION)"; \
-		$(DEPLOY_TOOLS)/venv/bin/kubernetes-validate --quiet --strict -k $(K8S_VERSION) $$out; \
+## deploy-check: render every Kubernetes overlay (with and without each component) and validate it offline
+deploy-check: deploy-kubectl deploy-tools
+	@set -e; rm -rf $(DEPLOY_RENDERED); mkdir -p $(DEPLOY_RENDERED); \
+	for overlay in $(OVERLAYS); do \
+		name=$$(basename $$overlay); \
+		kubectl kustomize $$overlay > $(DEPLOY_RENDERED)/$$name.yaml; \
+		for component in $(COMPONENTS); do \
+			dir=$(DEPLOY_RENDERED)/$$name+$$(basename $$component); mkdir -p $$dir; \
+			printf 'resources: [../../../%s]\ncomponents: [../../../%s]\n' $$overlay $$component \
+				> $$dir/kustomization.yaml; \
+			kubectl kustomize $$dir > $$dir.yaml; \
+		done; \
 	done; \
-	out=$(DEPLOY_TOOLS)/cpu-model-pvc.yaml; \
-	printf 'resources: [../deploy/k8s/overlays/cpu]\ncomponents: [../deploy/k8s/components/model-pvc]\n' > $(DEPLOY_TOOLS)/kustomization.yaml; \
-	kubectl kustomize $(DEPLOY_TOOLS) > $$out; \
-	echo "cpu + model-pvc: validating"; \
-	$(DEPLOY_TOOLS)/venv/bin/kubernetes-validate --quiet --strict -k $(K8S_VERSION) $$out
+	for file in $(DEPLOY_RENDERED)/*.yaml $(DEPLOY_EXAMPLES); do \
+		echo "$$file: $$(grep -c '^kind:' $$file) objects"; \
+	done; \
+	echo "validating against Kubernetes $(K8S_VERSION) (--strict)"; \
+	$(DEPLOY_TOOLS)/venv/bin/kubernetes-validate --quiet --strict -k $(K8S_VERSION) \
+		$(DEPLOY_RENDERED)/*.yaml $(DEPLOY_EXAMPLES); \
+	echo "deploy-check: all valid"
+
+deploy-kubectl:
+	@command -v kubectl >/dev/null || { \
+		echo "deploy-check needs kubectl (kustomize is built in); install it from" \
+			"https://kubernetes.io/docs/tasks/tools/" >&2; \
+		exit 1; }
 
 deploy-tools:
 	@if [ "$$(cat $(DEPLOY_STAMP) 2>/dev/null)" != "$(KUBERNETES_VALIDATE)" ]; then \

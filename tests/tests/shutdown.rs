@@ -109,3 +109,54 @@ async fn sigterm_drains_the_gateway_a_stream_in_flight_completes_and_new_work_is
         .expect("the gateway exits once drained")
         .expect("and says it stopped cleanly");
 }
+
+#[tokio::test]
+async fn a_stream_still_running_when_the_drain_time_is_up_ends_with_unavailable() {
+    let base = Cluster::start(tiny_model()).await;
+    let mut config = oneword_gateway::Config::for_services(
+        base.tokenizer.address.clone(),
+        base.embedder.address.clone(),
+        base.decoder.address.clone(),
+    );
+    config.server.drain_secs = 1;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let listeners = Listeners::loopback(false).await.unwrap();
+    let mut gateway = start_on(listeners, |l, _| {
+        oneword_gateway::run(config, l, async {
+            let _ = stopped.await;
+        })
+    })
+    .await;
+    let mut client = pb::gateway_client::GatewayClient::connect(gateway.address.clone())
+        .await
+        .unwrap();
+    let mut stream = client
+        .generate_stream(greedy("Cut me", 600))
+        .await
+        .unwrap()
+        .into_inner();
+    stream.next().await.unwrap().unwrap();
+    stop.send(()).unwrap();
+
+    // A slow reader: 600 tokens at 20 ms each would take 12 s, far past the 1 s drain.
+    let mut tokens = 1;
+    let last = loop {
+        match stream.next().await {
+            Some(Ok(chunk)) => tokens += chunk.token_ids.len(),
+            Some(Err(status)) => break status,
+            None => panic!("the stream ended without an error after {tokens} tokens"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(last.code(), tonic::Code::Unavailable, "{last}");
+    assert!(
+        last.message().contains("drain time is up"),
+        "{}",
+        last.message()
+    );
+    assert!(tokens < 600);
+    tokio::time::timeout(Duration::from_secs(10), gateway.finished())
+        .await
+        .expect("the gateway exits after cutting the stream")
+        .expect("cleanly");
+}

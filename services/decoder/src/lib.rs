@@ -46,6 +46,7 @@ pub async fn run(
         listeners,
         settings: config.server.settings(),
         metrics,
+        drain: Default::default(),
     };
     server.serve(load, None, shutdown).await?;
     Ok(())

@@ -45,6 +45,7 @@ pub async fn run(
         listeners,
         settings: config.server.settings(),
         metrics: Metrics::new("embedder"),
+        drain: Default::default(),
     };
     server.serve(load, None, shutdown).await?;
     Ok(())

@@ -21,6 +21,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use oneword_proto::gateway::v1::gateway_server::GatewayServer;
+use oneword_runtime::drain::Drain;
 use oneword_runtime::{Listeners, Metrics, Server};
 use std::sync::Arc;
 use tonic::codec::CompressionEncoding;
@@ -48,10 +49,12 @@ pub async fn run(
     if config.api_key.is_set() {
         tracing::info!("an API key is required on every call but health, reflection and metrics");
     }
+    let drain = Drain::default();
     let gateway = Arc::new(service::GatewayService::new(
         config,
         downstream,
         metrics::GatewayMetrics::new(&metrics),
+        drain.clone(),
     ));
     let api = http::api(gateway.clone());
     // Requests are a prompt plus small fields (a full-vocabulary logit_bias is ~0.5 MB).
@@ -67,6 +70,7 @@ pub async fn run(
         listeners,
         settings,
         metrics,
+        drain,
     };
     server
         .serve(async { Ok(grpc) }, Some(api), shutdown)

@@ -2,10 +2,12 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use oneword_proto::decoder::v1 as dec;
 use oneword_proto::gateway::v1 as pb;
 use oneword_runtime::deadline::Deadline;
+use oneword_runtime::drain::Drain;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
@@ -27,17 +29,25 @@ pub struct GatewayService {
     pub config: Config,
     pub downstream: Downstream,
     pub metrics: GatewayMetrics,
+    /// Streams still running when the drain's time is up end with UNAVAILABLE.
+    pub drain: Drain,
     /// One permit per request in flight (generations and next-token tables).
     pub in_flight: Arc<Semaphore>,
 }
 
 impl GatewayService {
-    pub fn new(config: Config, downstream: Downstream, metrics: GatewayMetrics) -> Self {
+    pub fn new(
+        config: Config,
+        downstream: Downstream,
+        metrics: GatewayMetrics,
+        drain: Drain,
+    ) -> Self {
         let in_flight = Arc::new(Semaphore::new(config.max_concurrent_requests));
         GatewayService {
             config,
             downstream,
             metrics,
+            drain,
             in_flight,
         }
     }
@@ -52,6 +62,14 @@ impl GatewayService {
             ))
         })
     }
+}
+
+/// How long a stream cut at the end of the drain waits to queue its last message.
+const CUT_SEND: Duration = Duration::from_millis(100);
+
+/// The last message of a stream the shutdown cuts: retryable, and saying why.
+pub fn cut_off() -> Status {
+    Status::unavailable("the server is shutting down and its drain time is up; the stream was cut, retry on another replica")
 }
 
 type ChunkStream = Pin<Box<dyn Stream<Item = Result<pb::GenerateStreamResponse, Status>> + Send>>;
@@ -123,6 +141,7 @@ impl pb::gateway_server::Gateway for GatewayService {
         let permit = self.admit().map_err(Status::from)?;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let (downstream, metrics) = (self.downstream.clone(), self.metrics.clone());
+        let drain = self.drain.clone();
         let generation = async move {
             let _permit = permit;
             // A client that cancels or disconnects closes the stream: stop at once, even in the
@@ -136,6 +155,9 @@ impl pb::gateway_server::Gateway for GatewayService {
                 }
                 () = tx.closed() => {
                     tracing::debug!("client went away mid-stream; its sessions are released");
+                }
+                () = drain.cut_off() => {
+                    let _ = tokio::time::timeout(CUT_SEND, tx.send(Err(cut_off()))).await;
                 }
             }
         };

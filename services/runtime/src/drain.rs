@@ -18,6 +18,9 @@ struct Inner {
     draining: AtomicBool,
     in_flight: AtomicUsize,
     idle: Notify,
+    /// Set when the drain's time is up and the calls still running are about to be cut.
+    cut: AtomicBool,
+    cutting: Notify,
 }
 
 /// One running call; dropping it lets the drain finish.
@@ -49,7 +52,7 @@ impl Drain {
     }
 
     /// Refuses new calls from now on and waits until the running ones have finished or `limit`
-    /// has passed; says whether they all finished.
+    /// has passed (then [`Drain::cut_off`] completes); says whether they all finished.
     pub async fn drain(&self, limit: Duration) -> bool {
         self.inner.draining.store(true, Ordering::Release);
         let idle = async {
@@ -64,7 +67,26 @@ impl Drain {
                 notified.await;
             }
         };
-        tokio::time::timeout(limit, idle).await.is_ok()
+        let finished = tokio::time::timeout(limit, idle).await.is_ok();
+        if !finished {
+            self.inner.cut.store(true, Ordering::Release);
+            self.inner.cutting.notify_waiters();
+        }
+        finished
+    }
+
+    /// Completes when the drain's time is up: long streams wait on it to end with a last
+    /// UNAVAILABLE message instead of a broken connection.
+    pub async fn cut_off(&self) {
+        loop {
+            let notified = self.inner.cutting.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.inner.cut.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Calls running now.

@@ -78,11 +78,15 @@ pub struct HttpApi {
     pub paths: &'static [&'static str],
 }
 
-/// One service's server: its sockets, settings and metrics.
+/// How long streams still running at the end of the drain get to send their last message.
+const CUT_GRACE: Duration = Duration::from_millis(200);
+
+/// One service's server: its sockets, settings, metrics, and the drain its streams may watch.
 pub struct Server {
     pub listeners: Listeners,
     pub settings: Settings,
     pub metrics: Metrics,
+    pub drain: Drain,
 }
 
 impl Server {
@@ -114,6 +118,7 @@ impl Server {
             listeners,
             settings,
             metrics,
+            drain,
         } = self;
         let (reporter, health_service) = tonic_health::server::health_reporter();
         set_health::<S>(&reporter, ServingStatus::NotServing).await;
@@ -130,7 +135,6 @@ impl Server {
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?);
 
-        let drain = Drain::default();
         let addr = listeners.grpc.local_addr()?;
         let (close, closed) = tokio::sync::watch::channel(false);
         let until_closed = |mut closed: tokio::sync::watch::Receiver<bool>| async move {
@@ -189,6 +193,7 @@ impl Server {
                 tracing::info!(in_flight = drain.in_flight(), limit = ?settings.drain, "draining");
                 if !drain.drain(settings.drain).await {
                     tracing::warn!(in_flight = drain.in_flight(), "calls still running after {:?}; cutting them off", settings.drain);
+                    tokio::time::sleep(CUT_GRACE).await;
                 }
                 Ok(())
             }

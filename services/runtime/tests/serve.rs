@@ -80,6 +80,7 @@ async fn start(drain: Duration) -> Running {
         listeners,
         settings,
         metrics: Metrics::new("embedder"),
+        drain: Default::default(),
     };
     let task = tokio::spawn(server.serve(
         async move {

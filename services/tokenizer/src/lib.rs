@@ -52,6 +52,7 @@ pub async fn run(
         listeners,
         settings: config.server.settings(),
         metrics: Metrics::new("tokenizer"),
+        drain: Default::default(),
     };
     server.serve(load, None, shutdown).await?;
     Ok(())

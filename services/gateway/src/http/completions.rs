@@ -126,7 +126,7 @@ pub async fn create(
         }
     };
     if stream {
-        let events = stream_events(reply, generation, rx, include_usage);
+        let events = stream_events(reply, generation, rx, include_usage, gateway.drain.clone());
         return Ok(Sse::new(events).into_response());
     }
     // Not streamed: the generation runs in this handler, so a client that hangs up drops it.
@@ -322,6 +322,7 @@ fn stream_events(
     generation: impl std::future::Future<Output = Result<(), crate::Error>> + Send + 'static,
     mut chunks: mpsc::Receiver<Result<pb::GenerateStreamResponse, tonic::Status>>,
     include_usage: bool,
+    drain: oneword_runtime::drain::Drain,
 ) -> ReceiverStream<Result<Event, Infallible>> {
     let (events, out) = mpsc::channel(STREAM_BUFFER);
     let send = move |events: mpsc::Sender<Result<Event, Infallible>>, data: String| async move {
@@ -351,12 +352,17 @@ fn stream_events(
             }
             true
         };
-        let (result, connected) = tokio::join!(generation, forward);
+        let (result, connected) = tokio::select! {
+            (result, connected) = async { tokio::join!(generation, forward) } => {
+                (result.map_err(ApiError::from), connected)
+            }
+            () = drain.cut_off() => (Err(ApiError::from(crate::service::cut_off())), true),
+        };
         if !connected {
             return;
         }
         if let Err(error) = result {
-            let _ = send(events.clone(), ApiError::from(error).body().to_string()).await;
+            let _ = send(events.clone(), error.body().to_string()).await;
         } else if include_usage {
             let data = json!({
                 "id": reply.id,

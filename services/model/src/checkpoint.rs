@@ -100,15 +100,27 @@ pub fn load_device(spec: &str) -> Result<Device> {
     }
 }
 
-/// Memory free for new allocations on `device`, in bytes, when it can be told: the kernel's
-/// `MemAvailable` on the CPU, the driver's free memory on a GPU.
+/// Bytes this process's cgroup (v2) may still allocate: `memory.max - memory.current`, or `None`
+/// without a limit.
+fn cgroup_room() -> Option<u64> {
+    let read = |file: &str| std::fs::read_to_string(format!("/sys/fs/cgroup/{file}")).ok();
+    let max: u64 = read("memory.max")?.trim().parse().ok()?; // "max" = no limit
+    let current: u64 = read("memory.current")?.trim().parse().ok()?;
+    Some(max.saturating_sub(current))
+}
+
+/// Memory free for new allocations on `device`, in bytes, when it can be told: on the CPU the
+/// kernel's `MemAvailable`, or less when a cgroup (a container's memory limit) allows less; the
+/// driver's free memory on a GPU.
 pub fn free_memory(device: &Device) -> Option<u64> {
     match device {
         Device::Cpu => {
             let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
             let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
             let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-            Some(kib * 1024)
+            let available = kib * 1024;
+            // /proc/meminfo describes the whole node; a container is killed at its own limit.
+            Some(cgroup_room().map_or(available, |room| room.min(available)))
         }
         #[cfg(feature = "cuda")]
         Device::Cuda(cuda) => cuda

@@ -96,6 +96,12 @@ async fn sigterm_drains_the_gateway_a_stream_in_flight_completes_and_new_work_is
         .await
         .unwrap();
     assert_eq!(response.status(), 503);
+    let health = reqwest::get(format!("{http}/health")).await.unwrap();
+    assert_eq!(
+        health.status(),
+        503,
+        "HTTP health says not ready while draining"
+    );
 
     let mut chunks = 1;
     while let Some(chunk) = stream.next().await {

@@ -97,10 +97,11 @@ where
                     infrastructure,
                 )
             }
+            // HTTP `/health` is refused while draining too: 503 is how it says "not ready".
             Protocol::Http(routes) => {
                 let known = routes.contains(&path);
                 let label = if known { path } else { "other" };
-                (format!("{} {label}", request.method()), path == "/health")
+                (format!("{} {label}", request.method()), false)
             }
         };
         let span = tracing::info_span!(
@@ -139,7 +140,7 @@ where
             .with_label_values(&[method.as_str()])
             .inc();
         let record = Record {
-            calls: layer.metrics.clone(),
+            metrics: layer.metrics.clone(),
             protocol: layer.protocol,
             method,
             start: Instant::now(),
@@ -182,7 +183,7 @@ where
 
 /// What is recorded when a call's response ends.
 struct Record {
-    calls: Metrics,
+    metrics: Metrics,
     protocol: Protocol,
     method: String,
     start: Instant,
@@ -204,7 +205,7 @@ impl Record {
             },
         };
         self.span.record("code", code.as_str());
-        let calls = &self.calls.calls;
+        let calls = &self.metrics.calls;
         calls
             .requests
             .with_label_values(&[self.method.as_str(), code.as_str()])

@@ -21,6 +21,16 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
+/// A greedy generation request: the same tokens every time.
+pub fn greedy(prompt: &str, max_new_tokens: u32) -> oneword_proto::gateway::v1::GenerateRequest {
+    oneword_proto::gateway::v1::GenerateRequest {
+        prompt: prompt.into(),
+        max_new_tokens: Some(max_new_tokens),
+        temperature: Some(0.0),
+        ..Default::default()
+    }
+}
+
 /// The repository root.
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")

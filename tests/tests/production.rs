@@ -2,7 +2,7 @@
 //! Prometheus metrics, the optional API key, gzip, and load spread over decoder replicas.
 
 use futures::StreamExt;
-use oneword_e2e::{start_on, tiny_model, until, Cluster};
+use oneword_e2e::{greedy, start_on, tiny_model, until, Cluster};
 use oneword_proto::decoder::v1 as dec;
 use oneword_proto::gateway::v1 as pb;
 use oneword_runtime::Listeners;
@@ -11,15 +11,6 @@ use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
-
-fn greedy(prompt: &str, max_new_tokens: u32) -> pb::GenerateRequest {
-    pb::GenerateRequest {
-        prompt: prompt.into(),
-        max_new_tokens: Some(max_new_tokens),
-        temperature: Some(0.0),
-        ..Default::default()
-    }
-}
 
 async fn health(address: &str, service: &str) -> Result<i32, tonic::Status> {
     let channel = Channel::from_shared(address.to_string())
@@ -65,61 +56,41 @@ async fn every_service_reports_health_by_name_and_lists_itself_by_reflection() {
     }
 }
 
-async fn list_services_v1(address: &str) -> Vec<String> {
-    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
-    let channel = Channel::from_shared(address.to_string())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut client = ServerReflectionClient::new(channel);
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut answers = client
-        .server_reflection_info(futures::stream::iter([request]))
-        .await
-        .unwrap()
-        .into_inner();
-    match answers.next().await.unwrap().unwrap().message_response {
-        Some(MessageResponse::ListServicesResponse(list)) => {
-            list.service.into_iter().map(|s| s.name).collect()
+/// `list_services_v1` and `list_services_v1alpha`: the same call through each version's
+/// generated client.
+macro_rules! list_services {
+    ($name:ident, $version:ident) => {
+        async fn $name(address: &str) -> Vec<String> {
+            use tonic_reflection::pb::$version::server_reflection_client::ServerReflectionClient;
+            use tonic_reflection::pb::$version::server_reflection_request::MessageRequest;
+            use tonic_reflection::pb::$version::server_reflection_response::MessageResponse;
+            use tonic_reflection::pb::$version::ServerReflectionRequest;
+            let channel = Channel::from_shared(address.to_string())
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            let mut client = ServerReflectionClient::new(channel);
+            let request = ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(MessageRequest::ListServices(String::new())),
+            };
+            let mut answers = client
+                .server_reflection_info(futures::stream::iter([request]))
+                .await
+                .unwrap()
+                .into_inner();
+            match answers.next().await.unwrap().unwrap().message_response {
+                Some(MessageResponse::ListServicesResponse(list)) => {
+                    list.service.into_iter().map(|s| s.name).collect()
+                }
+                other => panic!("not a list of services: {other:?}"),
+            }
         }
-        other => panic!("not a list of services: {other:?}"),
-    }
-}
-
-async fn list_services_v1alpha(address: &str) -> Vec<String> {
-    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
-    let channel = Channel::from_shared(address.to_string())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut client = ServerReflectionClient::new(channel);
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
     };
-    let mut answers = client
-        .server_reflection_info(futures::stream::iter([request]))
-        .await
-        .unwrap()
-        .into_inner();
-    match answers.next().await.unwrap().unwrap().message_response {
-        Some(MessageResponse::ListServicesResponse(list)) => {
-            list.service.into_iter().map(|s| s.name).collect()
-        }
-        other => panic!("not a list of services: {other:?}"),
-    }
 }
+list_services!(list_services_v1, v1);
+list_services!(list_services_v1alpha, v1alpha);
 
 /// The value of the sample `name{labels}` (labels in Prometheus' sorted order), if present.
 fn sample(metrics: &str, series: &str) -> Option<f64> {

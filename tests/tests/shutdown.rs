@@ -4,21 +4,12 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use oneword_e2e::{start_on, tiny_model, Cluster};
+use oneword_e2e::{greedy, start_on, tiny_model, Cluster};
 use oneword_proto::gateway::v1 as pb;
 use oneword_runtime::Listeners;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
-
-fn greedy(prompt: &str, max_new_tokens: u32) -> pb::GenerateRequest {
-    pb::GenerateRequest {
-        prompt: prompt.into(),
-        max_new_tokens: Some(max_new_tokens),
-        temperature: Some(0.0),
-        ..Default::default()
-    }
-}
 
 #[tokio::test]
 async fn sigterm_drains_the_gateway_a_stream_in_flight_completes_and_new_work_is_refused() {

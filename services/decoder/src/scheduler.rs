@@ -103,6 +103,8 @@ impl Worker {
             self.take_arrived(&jobs);
             self.drop_abandoned();
             self.admit();
+            // Before the pass, whose replies may reach a scraper before the loop's end.
+            self.publish();
             if self.running.is_empty() {
                 if self.closing {
                     return;
@@ -133,9 +135,14 @@ impl Worker {
                 self.expire_idle();
                 self.last_sweep = Instant::now();
             }
-            if let Some(metrics) = &self.metrics {
-                metrics.publish(&self.usage());
-            }
+            self.publish();
+        }
+    }
+
+    /// Sets the metrics' gauges from the state now.
+    fn publish(&self) {
+        if let Some(metrics) = &self.metrics {
+            metrics.publish(&self.usage());
         }
     }
 

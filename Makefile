@@ -59,6 +59,7 @@ REF := $(REF_VENV)/bin/python tests/reference/make_references.py
 references: $(REF_VENV)/installed
 	$(REF) hf-checkpoint
 	$(REF) logits --checkpoint tests/fixtures/tiny-gpt2-hf --out tests/fixtures/tiny-gpt2-hf/reference_logits.safetensors
+	$(REF) internals --checkpoint tests/fixtures/tiny-gpt2-hf --out tests/fixtures/tiny-gpt2-hf/reference_internals.safetensors
 	$(CARGO) run --release -p oneword-model -- random target/tiny-gpt2-random --tokenizer tests/fixtures/gpt2-tokenizer
 	$(REF) logits --checkpoint target/tiny-gpt2-random --out tests/fixtures/reference/tiny-gpt2-random-logits.safetensors
 	$(REF) tokenizer-cases

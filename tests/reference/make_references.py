@@ -20,6 +20,14 @@ Subcommands (default paths are in the repository, whatever the working directory
       last-position logits of four fixed prompts (1, 9, about 60 and about 300 tokens):
       `prompt_{i}_ids` (I64 [len]) and `prompt_{i}_logits` (F32 [vocab]) for i = 0..3.
 
+  internals --checkpoint DIR --out FILE
+      What the essay's "inside the model" instruments show, for two prompts ("The best thing
+      about AI is its ability to", and "hello" x16 then "bye" x6 as in the essay's attention
+      picture), from the same eager-attention model: `prompt_{i}_ids` (I64 [len]),
+      `prompt_{i}_hidden_{l}` (F32 [len, n_embd], transformers' `output_hidden_states`, l = 0
+      for the embeddings up to n_layer, the last one after the final layer norm) and
+      `prompt_{i}_attention_{l}` (F32 [n_head, len, len], `output_attentions`, l < n_layer).
+
   tokenizer-cases [--out FILE]
       Write the reference GPT-2 token ids of about 50 awkward texts (emoji, CJK, whitespace runs,
       contractions, `<|endoftext|>` with and without special-token handling, ...) as JSON.
@@ -27,7 +35,7 @@ Subcommands (default paths are in the repository, whatever the working directory
 
 How to run: `make references`, which creates `.venv-ref` (python3 -m venv, then
 `pip install torch transformers safetensors numpy`, versions pinned in the Makefile) and runs
-the three subcommands in the order above. The outputs are committed; rerun only to change them.
+the subcommands in the order above. The outputs are committed; rerun only to change them.
 """
 
 from __future__ import annotations
@@ -276,8 +284,8 @@ def sort_header(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
-def cmd_logits(args: argparse.Namespace) -> None:
-    checkpoint, out = resolve(args.checkpoint), resolve(args.out)
+def load_model(checkpoint: Path) -> GPT2LMHeadModel:
+    """The checkpoint in float32 with eager attention (the one that can return its weights)."""
     model, info = GPT2LMHeadModel.from_pretrained(
         checkpoint,
         dtype=torch.float32,
@@ -286,6 +294,20 @@ def cmd_logits(args: argparse.Namespace) -> None:
     )
     model.eval()
     check_loading(model, info, checkpoint)
+    return model
+
+
+def save_reference(tensors: dict, out: Path, metadata: dict) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, out, metadata=metadata)
+    sort_header(out)
+    out.chmod(0o644)  # safetensors writes 0600
+    print(f"wrote {display(out)}")
+
+
+def cmd_logits(args: argparse.Namespace) -> None:
+    checkpoint, out = resolve(args.checkpoint), resolve(args.out)
+    model = load_model(checkpoint)
 
     tok, ref = hf_tokenizer(), reference_bpe()
     tensors: dict[str, torch.Tensor] = {}
@@ -312,12 +334,51 @@ def cmd_logits(args: argparse.Namespace) -> None:
         tensors[f"prompt_{i}_logits"] = logits[0, -1].to(torch.float32).contiguous()
         metadata[f"prompt_{i}_text"] = text
         print(f"prompt {i}: {len(ids)} tokens, argmax {int(logits[0, -1].argmax())}")
+    save_reference(tensors, out, metadata)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, out, metadata=metadata)
-    sort_header(out)
-    out.chmod(0o644)  # safetensors writes 0600
-    print(f"wrote {display(out)}")
+
+INTERNALS_PROMPTS = [
+    "The best thing about AI is its ability to",
+    " ".join(["hello"] * 16 + ["bye"] * 6),
+]
+
+
+def cmd_internals(args: argparse.Namespace) -> None:
+    checkpoint, out = resolve(args.checkpoint), resolve(args.out)
+    model = load_model(checkpoint)
+    tok, ref = hf_tokenizer(), reference_bpe()
+    tensors: dict[str, torch.Tensor] = {}
+    metadata = {
+        "generator": "tests/reference/make_references.py internals",
+        "checkpoint": checkpoint.name,
+        "transformers": transformers.__version__,
+        "torch": torch.__version__,
+        "dtype": "float32",
+        "attn_implementation": "eager",
+    }
+    for i, text in enumerate(INTERNALS_PROMPTS):
+        ids = hf_encode(tok, text, allow_special=False)
+        if ids != ref.encode(text, allow_special=False):
+            sys.exit(f"error: tokenizers disagree on internals prompt {i}")
+        input_ids = torch.tensor([ids], dtype=torch.int64)
+        with torch.no_grad():
+            output = model(
+                input_ids=input_ids,
+                use_cache=False,
+                output_hidden_states=True,
+                output_attentions=True,
+            )
+        tensors[f"prompt_{i}_ids"] = input_ids[0].clone()
+        for layer, state in enumerate(output.hidden_states):
+            tensors[f"prompt_{i}_hidden_{layer}"] = state[0].contiguous()
+        for layer, weights in enumerate(output.attentions):
+            tensors[f"prompt_{i}_attention_{layer}"] = weights[0].contiguous()
+        metadata[f"prompt_{i}_text"] = text
+        print(
+            f"internals prompt {i}: {len(ids)} tokens, {len(output.hidden_states)} hidden states, "
+            f"{len(output.attentions)} attention layers"
+        )
+    save_reference(tensors, out, metadata)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -459,6 +520,11 @@ def main() -> None:
     p.add_argument("--checkpoint", required=True, help="a GPT-2 model directory")
     p.add_argument("--out", required=True, help="the safetensors file to write")
     p.set_defaults(run=cmd_logits)
+
+    p = sub.add_parser("internals", help="write hidden states and attention weights")
+    p.add_argument("--checkpoint", required=True, help="a GPT-2 model directory")
+    p.add_argument("--out", required=True, help="the safetensors file to write")
+    p.set_defaults(run=cmd_internals)
 
     p = sub.add_parser("tokenizer-cases", help="write reference GPT-2 token ids as JSON")
     p.add_argument("--out", default=str(REPO / "tests" / "fixtures" / "tokenizer-cases.json"))

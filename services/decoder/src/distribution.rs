@@ -47,6 +47,8 @@ pub struct Pick {
     pub shaped_top: Vec<(u32, f32)>,
     /// Entropy of the raw distribution in nats.
     pub entropy: f32,
+    /// Entropy of the shaped distribution in nats (0 when greedy).
+    pub shaped_entropy: f32,
 }
 
 /// Orders token ids by logit, highest first, ties by lower id, so every order here is total and
@@ -112,6 +114,15 @@ impl Masses {
     fn log_sum_exp(&self) -> f64 {
         self.max as f64 + self.total.ln()
     }
+
+    /// Entropy in nats of the softmax of `row` (whose masses these are).
+    fn entropy(&self, row: &[f32]) -> f32 {
+        entropy(
+            self.exps.iter().copied().zip(row.iter().copied()),
+            self.total,
+            self.log_sum_exp(),
+        )
+    }
 }
 
 /// Picks the next token from `logits` (one row, the whole vocabulary).
@@ -121,22 +132,29 @@ impl Masses {
 /// cumulative mass first exceeds `u` is taken. At temperature 0 the most likely token is taken and
 /// `u` is unused.
 pub fn pick(logits: &[f32], shaping: &Shaping, u: f64, top_n: usize) -> Pick {
+    describe(logits, shaping, |shaped| shaped.draw(u), top_n)
+}
+
+/// What the distribution says about a token that is given rather than drawn (teacher forcing,
+/// scoring a text): the same numbers [`pick`] reports, for `token`. Its shaped log-probability
+/// is `-inf` when the shaping cut it away.
+pub fn judge(logits: &[f32], shaping: &Shaping, token: u32, top_n: usize) -> Pick {
+    describe(logits, shaping, |_| token, top_n)
+}
+
+/// The raw distribution's numbers, the shaped distribution, and the token `choose` takes in it.
+fn describe(
+    logits: &[f32],
+    shaping: &Shaping,
+    choose: impl FnOnce(&Shaped) -> u32,
+    top_n: usize,
+) -> Pick {
     assert!(!logits.is_empty(), "an empty logit row is a bug");
     // NaN logits (a broken checkpoint) get no mass and must not poison the comparisons below.
     let raw = Masses::of(logits);
     let lse = raw.log_sum_exp();
     let raw_logprob = |i: u32| (logits[i as usize] as f64 - lse) as f32;
-    let entropy = {
-        // H = lse - E[x], with E[x] = Σ exp(x_i - max) · x_i / total.
-        let weighted: f64 = raw
-            .exps
-            .iter()
-            .zip(logits)
-            .filter(|(&e, _)| e > 0.0)
-            .map(|(&e, &l)| e as f64 * l as f64)
-            .sum();
-        (lse - weighted / raw.total).max(0.0) as f32
-    };
+    let entropy = raw.entropy(logits);
     let raw_top_ids = top_ids(logits, top_n);
     let raw_top = raw_top_ids.iter().map(|&i| (i, raw_logprob(i))).collect();
 
@@ -152,29 +170,10 @@ pub fn pick(logits: &[f32], shaping: &Shaping, u: f64, top_n: usize) -> Pick {
         biased = (top_ids(&row, top_n), row);
         (biased.1.as_slice(), biased.0.as_slice())
     };
-    let (token, shaped_logprob, shaped_top) = if shaping.temperature == 0.0 {
-        let best = top_ids(shaped_logits, 1)[0];
-        (
-            best,
-            0.0,
-            if top_n > 0 {
-                vec![(best, 0.0)]
-            } else {
-                Vec::new()
-            },
-        )
-    } else {
-        // At temperature 1 with no bias the raw masses are the shaped ones.
-        let unchanged = shaping.temperature == 1.0 && shaping.logit_bias.is_empty();
-        sample(
-            shaped_logits,
-            shaping,
-            u,
-            top_n,
-            shaped_top_ids,
-            unchanged.then_some(raw),
-        )
-    };
+    // At temperature 1 with no bias the raw masses are the shaped ones.
+    let unchanged = shaping.temperature == 1.0 && shaping.logit_bias.is_empty();
+    let shaped = Shaped::new(shaped_logits, shaping, unchanged.then_some(raw));
+    let token = choose(&shaped);
     let t = logits[token as usize];
     let rank = 1 + logits
         .iter()
@@ -185,76 +184,157 @@ pub fn pick(logits: &[f32], shaping: &Shaping, u: f64, top_n: usize) -> Pick {
         token,
         logprob: raw_logprob(token),
         rank,
-        shaped_logprob,
+        shaped_logprob: shaped.logprob(token),
         raw_top,
-        shaped_top,
+        shaped_top: shaped.top(top_n, shaped_top_ids),
         entropy,
+        shaped_entropy: shaped.entropy(),
     }
 }
 
-/// Temperature, then top-k, then top-p (over the top-k renormalised, as transformers does), then
-/// inverse CDF. Returns the token, its shaped log-probability and the shaped top-N. `masses` are
-/// those of `logits` at this temperature when the caller already has them.
-fn sample(
-    logits: &[f32],
-    shaping: &Shaping,
-    u: f64,
-    top_n: usize,
-    top_ids_desc: &[u32],
-    masses: Option<Masses>,
-) -> (u32, f32, Vec<(u32, f32)>) {
-    let inv_t = 1.0 / shaping.temperature;
-    let scaled: Vec<f32> = logits.iter().map(|&l| l * inv_t).collect();
-    let truncating =
-        shaping.top_k.is_some_and(|k| k < scaled.len()) || shaping.top_p.is_some_and(|p| p < 1.0);
+/// The distribution a sampler draws from: temperature, then top-k, then top-p (over the top-k
+/// renormalised, as transformers does). At temperature 0 all the mass is on the most likely
+/// token.
+enum Shaped {
+    Greedy(u32),
+    Sampled {
+        /// The logits divided by the temperature.
+        scaled: Vec<f32>,
+        /// The kept ids, most likely first; `None` when nothing was cut away (the draw then
+        /// walks the ids in order, which needs no sort).
+        kept: Option<Vec<u32>>,
+        /// `exp(scaled - max)` of the kept ids in `kept` order, or of every id.
+        exps: Vec<f32>,
+        total: f64,
+        lse: f64,
+    },
+}
 
-    if !truncating {
-        let masses = masses.unwrap_or_else(|| Masses::of(&scaled));
-        let lse = masses.log_sum_exp();
-        let token = inverse_cdf(&masses.exps, u * masses.total);
-        let logprob = |i: u32| (scaled[i as usize] as f64 - lse) as f32;
-        // Dividing by a positive temperature keeps the order, so the top-N ids carry over.
-        let top = top_ids_desc
+impl Shaped {
+    /// `masses` are those of `logits` at this temperature when the caller already has them.
+    fn new(logits: &[f32], shaping: &Shaping, masses: Option<Masses>) -> Self {
+        if shaping.temperature == 0.0 {
+            return Shaped::Greedy(top_ids(logits, 1)[0]);
+        }
+        let inv_t = 1.0 / shaping.temperature;
+        let scaled: Vec<f32> = logits.iter().map(|&l| l * inv_t).collect();
+        let truncating = shaping.top_k.is_some_and(|k| k < scaled.len())
+            || shaping.top_p.is_some_and(|p| p < 1.0);
+        if !truncating {
+            let masses = masses.unwrap_or_else(|| Masses::of(&scaled));
+            return Shaped::Sampled {
+                lse: masses.log_sum_exp(),
+                total: masses.total,
+                exps: masses.exps,
+                kept: None,
+                scaled,
+            };
+        }
+        let max = scaled
             .iter()
-            .take(top_n)
-            .map(|&i| (i, logprob(i)))
+            .copied()
+            .filter(|l| !l.is_nan())
+            .fold(f32::NEG_INFINITY, f32::max);
+        let mut kept = match shaping.top_k {
+            Some(k) => top_ids(&scaled, k),
+            None => top_ids(&scaled, scaled.len()),
+        };
+        if let Some(p) = shaping.top_p.filter(|&p| p < 1.0) {
+            let lse = log_sum_exp(&scaled, &kept, max);
+            let mut cumulative = 0.0f64;
+            let keep = kept
+                .iter()
+                .take_while(|&&i| {
+                    let before = cumulative;
+                    cumulative += (scaled[i as usize] as f64 - lse).exp();
+                    before < p as f64
+                })
+                .count()
+                .max(1);
+            kept.truncate(keep);
+        }
+        let exps: Vec<f32> = kept
+            .iter()
+            .map(|&i| (scaled[i as usize] - max).exp())
             .collect();
-        return (token, logprob(token), top);
+        Shaped::Sampled {
+            lse: log_sum_exp(&scaled, &kept, max),
+            total: exps.iter().map(|&e| e as f64).sum(),
+            exps,
+            kept: Some(kept),
+            scaled,
+        }
     }
 
-    let max = scaled
-        .iter()
-        .copied()
-        .filter(|l| !l.is_nan())
-        .fold(f32::NEG_INFINITY, f32::max);
-    let mut kept = match shaping.top_k {
-        Some(k) => top_ids(&scaled, k),
-        None => top_ids(&scaled, scaled.len()),
-    };
-    if let Some(p) = shaping.top_p.filter(|&p| p < 1.0) {
-        let lse = log_sum_exp(&scaled, &kept, max);
-        let mut cumulative = 0.0f64;
-        let keep = kept
-            .iter()
-            .take_while(|&&i| {
-                let before = cumulative;
-                cumulative += (scaled[i as usize] as f64 - lse).exp();
-                before < p as f64
-            })
-            .count()
-            .max(1);
-        kept.truncate(keep);
+    /// The token at `u` by inverse CDF.
+    fn draw(&self, u: f64) -> u32 {
+        match self {
+            Shaped::Greedy(best) => *best,
+            Shaped::Sampled {
+                kept, exps, total, ..
+            } => {
+                let at = inverse_cdf(exps, u * total);
+                kept.as_ref().map_or(at, |kept| kept[at as usize])
+            }
+        }
     }
-    let lse = log_sum_exp(&scaled, &kept, max);
-    let kept_exps: Vec<f32> = kept
-        .iter()
-        .map(|&i| (scaled[i as usize] - max).exp())
-        .collect();
-    let total: f64 = kept_exps.iter().map(|&e| e as f64).sum();
-    let token = kept[inverse_cdf(&kept_exps, u * total) as usize];
-    let logprob = |i: u32| (scaled[i as usize] as f64 - lse) as f32;
-    let top = kept.iter().take(top_n).map(|&i| (i, logprob(i))).collect();
-    (token, logprob(token), top)
+
+    /// `id`'s log-probability; `-inf` when it was cut away.
+    fn logprob(&self, id: u32) -> f32 {
+        match self {
+            Shaped::Greedy(best) if *best == id => 0.0,
+            Shaped::Greedy(_) => f32::NEG_INFINITY,
+            Shaped::Sampled {
+                scaled, kept, lse, ..
+            } => {
+                if kept.as_ref().is_some_and(|kept| !kept.contains(&id)) {
+                    return f32::NEG_INFINITY;
+                }
+                (scaled[id as usize] as f64 - lse) as f32
+            }
+        }
+    }
+
+    /// The `n` most likely ids with their log-probabilities. `top_ids_desc` are the most likely
+    /// ids before the temperature, which keeps their order.
+    fn top(&self, n: usize, top_ids_desc: &[u32]) -> Vec<(u32, f32)> {
+        let ids = match self {
+            Shaped::Greedy(best) => return (n > 0).then_some((*best, 0.0)).into_iter().collect(),
+            Shaped::Sampled {
+                kept: Some(kept), ..
+            } => kept.as_slice(),
+            Shaped::Sampled { kept: None, .. } => top_ids_desc,
+        };
+        ids.iter().take(n).map(|&i| (i, self.logprob(i))).collect()
+    }
+
+    /// Entropy in nats.
+    fn entropy(&self) -> f32 {
+        match self {
+            Shaped::Greedy(_) => 0.0,
+            Shaped::Sampled {
+                scaled,
+                kept,
+                exps,
+                total,
+                lse,
+            } => {
+                let value = |k: usize| scaled[kept.as_ref().map_or(k, |kept| kept[k] as usize)];
+                let pairs = exps.iter().enumerate().map(|(k, &e)| (e, value(k)));
+                entropy(pairs, *total, *lse)
+            }
+        }
+    }
+}
+
+/// Entropy in nats from `(exp(x_i - max), x_i)` pairs, their mass total and log Σ exp(x_i):
+/// H = lse - E[x], with E[x] = Σ exp(x_i - max) · x_i / total.
+fn entropy(pairs: impl Iterator<Item = (f32, f32)>, total: f64, lse: f64) -> f32 {
+    let weighted: f64 = pairs
+        .filter(|&(e, _)| e > 0.0)
+        .map(|(e, x)| e as f64 * x as f64)
+        .sum();
+    (lse - weighted / total).max(0.0) as f32
 }
 
 /// The first index whose cumulative mass exceeds `target` (the last one with mass if rounding
@@ -416,5 +496,51 @@ mod tests {
         let p = pick(&logits, &s, 0.999999, 0);
         assert_eq!(p.token, 3);
         assert_eq!(p.rank, 4);
+    }
+
+    #[test]
+    fn judge_reports_a_given_token_as_pick_would_have() {
+        let logits: Vec<f32> = [0.5f32, 0.3, 0.15, 0.05].iter().map(|p| p.ln()).collect();
+        let top_k = Shaping {
+            top_k: Some(2),
+            ..Shaping::default()
+        };
+        let drawn = pick(&logits, &top_k, 0.99, 2);
+        assert_eq!(judge(&logits, &top_k, drawn.token, 2), drawn);
+        let cut = judge(&logits, &top_k, 3, 0);
+        assert_eq!((cut.rank, cut.shaped_logprob), (4, f32::NEG_INFINITY));
+        assert!((cut.logprob.exp() - 0.05).abs() < 1e-6);
+        let greedy = Shaping {
+            temperature: 0.0,
+            ..Shaping::default()
+        };
+        assert_eq!(judge(&logits, &greedy, 0, 0).shaped_logprob, 0.0);
+        assert_eq!(
+            judge(&logits, &greedy, 1, 0).shaped_logprob,
+            f32::NEG_INFINITY
+        );
+    }
+
+    #[test]
+    fn shaped_entropy_follows_the_shaping() {
+        let logits: Vec<f32> = [0.5f32, 0.3, 0.15, 0.05].iter().map(|p| p.ln()).collect();
+        let plain = pick(&logits, &Shaping::default(), 0.5, 0);
+        assert!((plain.shaped_entropy - plain.entropy).abs() < 1e-6);
+        let two = pick(
+            &logits,
+            &Shaping {
+                top_k: Some(2),
+                ..Shaping::default()
+            },
+            0.5,
+            0,
+        );
+        let (a, b) = (0.625f64, 0.375f64);
+        assert!((two.shaped_entropy as f64 - (-a * a.ln() - b * b.ln())).abs() < 1e-6);
+        let cold = Shaping {
+            temperature: 0.0,
+            ..Shaping::default()
+        };
+        assert_eq!(pick(&logits, &cold, 0.5, 0).shaped_entropy, 0.0);
     }
 }

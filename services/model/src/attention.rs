@@ -12,8 +12,8 @@ use crate::{Gpt2Config, ModelError};
 type Result<T> = std::result::Result<T, ModelError>;
 
 pub(crate) struct Attention {
-    c_attn: Conv1D,
-    c_proj: Conv1D,
+    pub(crate) c_attn: Conv1D,
+    pub(crate) c_proj: Conv1D,
     n_head: usize,
     head_dim: usize,
     scale: f64,
@@ -115,6 +115,23 @@ impl Attention {
                 "a CPU cache was given to a model on another device".into(),
             ));
         };
+        Ok(self.attend(qkv, cache)?.0)
+    }
+
+    /// One whole sequence `[seq, n_embd]` with nothing cached, keeping what serving throws
+    /// away: returns the output and the attention weights `[n_head, seq, seq]` (f32).
+    pub(crate) fn forward_probed(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (out, probs) = self.attend(&self.c_attn.forward(x)?, &mut None)?;
+        Ok((self.c_proj.forward(&out)?, probs))
+    }
+
+    /// Softmax attention of `qkv`'s queries over the cached and new keys, extending `cache`.
+    /// Returns the heads' outputs `[n, n_embd]` and the weights `[n_head, n, total]` in f32.
+    fn attend(
+        &self,
+        qkv: &Tensor,
+        cache: &mut Option<(Tensor, Tensor)>,
+    ) -> Result<(Tensor, Tensor)> {
         let seq = qkv.dim(0)?;
         let n_embd = qkv.dim(1)? / 3;
         let heads = |i: usize| -> Result<Tensor> {
@@ -143,8 +160,13 @@ impl Attention {
         if seq > 1 {
             scores = scores.broadcast_add(&causal_mask(seq, total, qkv.device())?)?;
         }
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dtype)?;
-        Ok(probs.matmul(&v)?.transpose(0, 1)?.reshape((seq, n_embd))?)
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let out = probs
+            .to_dtype(dtype)?
+            .matmul(&v)?
+            .transpose(0, 1)?
+            .reshape((seq, n_embd))?;
+        Ok((out, probs))
     }
 }
 

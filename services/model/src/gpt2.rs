@@ -48,7 +48,7 @@ fn host_rows(x: &Tensor) -> Result<Vec<f32>> {
 /// weight rows: the CPU kernels directly, and gemm as a transposed operand (which it handles
 /// as fast as or faster than the original layout).
 pub(crate) struct Conv1D {
-    weight: Tensor,
+    pub(crate) weight: Tensor,
     bias: Tensor,
 }
 
@@ -126,7 +126,7 @@ fn split_matmul(x: &Tensor, w: &Tensor) -> Result<Tensor> {
 }
 
 /// A layer norm, with its parameters also kept as plain floats for the CPU path.
-struct Norm {
+pub(crate) struct Norm {
     ln: LayerNorm,
     weight: Vec<f32>,
     bias: Vec<f32>,
@@ -144,7 +144,7 @@ impl Norm {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(self.ln.forward(x)?)
     }
 
@@ -153,9 +153,9 @@ impl Norm {
     }
 }
 
-struct Mlp {
-    c_fc: Conv1D,
-    c_proj: Conv1D,
+pub(crate) struct Mlp {
+    pub(crate) c_fc: Conv1D,
+    pub(crate) c_proj: Conv1D,
     activation: Activation,
 }
 
@@ -174,7 +174,7 @@ impl Mlp {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let h = self.c_fc.forward(x)?;
         let h = match self.activation {
             Activation::GeluTanh => h.gelu()?,
@@ -191,11 +191,11 @@ impl Mlp {
     }
 }
 
-struct Block {
-    ln_1: Norm,
-    attn: Attention,
-    ln_2: Norm,
-    mlp: Mlp,
+pub(crate) struct Block {
+    pub(crate) ln_1: Norm,
+    pub(crate) attn: Attention,
+    pub(crate) ln_2: Norm,
+    pub(crate) mlp: Mlp,
 }
 
 impl Block {
@@ -260,8 +260,8 @@ pub struct Sequence<'a> {
 /// The transformer blocks, final layer norm and LM head (tied to `wte`).
 pub struct Transformer {
     config: Gpt2Config,
-    blocks: Vec<Block>,
-    ln_f: Norm,
+    pub(crate) blocks: Vec<Block>,
+    pub(crate) ln_f: Norm,
     lm_head: Tensor,
 }
 
@@ -285,6 +285,11 @@ impl Transformer {
     /// The model's configuration.
     pub fn config(&self) -> &Gpt2Config {
         &self.config
+    }
+
+    /// The dtype the weights are in.
+    pub fn dtype(&self) -> DType {
+        self.lm_head.dtype()
     }
 
     /// An empty cache for a new sequence, of the kind this model's device uses.
@@ -483,7 +488,7 @@ impl Transformer {
     }
 
     /// f32 logits `[rows, vocab]` for final hidden states `[rows, n_embd]`.
-    fn lm_head(&self, hidden: &Tensor) -> Result<Tensor> {
+    pub(crate) fn lm_head(&self, hidden: &Tensor) -> Result<Tensor> {
         Ok(linear(hidden, &self.lm_head, None)?.to_dtype(DType::F32)?)
     }
 }

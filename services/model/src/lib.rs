@@ -10,6 +10,7 @@ pub mod embeddings;
 pub mod gpt2;
 mod host;
 pub mod hub;
+pub mod inspect;
 mod kernels;
 pub mod kv_cache;
 pub mod tiny;
@@ -20,6 +21,7 @@ pub use checkpoint::{free_memory, load_device, Checkpoint};
 pub use config::Gpt2Config;
 pub use embeddings::Embeddings;
 pub use gpt2::{LogitsAt, Sequence, Transformer};
+pub use inspect::{Inspection, BLOCK_MATRICES};
 pub use kv_cache::KvCache;
 
 /// Why a model could not be found, loaded or run.

@@ -338,3 +338,63 @@ fn a_failed_batch_leaves_every_cache_as_it_was() {
         .unwrap();
     assert!(max_abs_diff(&want, &got) <= TOLERANCE);
 }
+
+/// Hidden states and attention weights (what the "inside the model" instruments show) against
+/// transformers' `output_hidden_states` and `output_attentions`.
+#[test]
+fn internals_match_transformers() {
+    let dir = repo().join("tests/fixtures/tiny-gpt2-hf");
+    let (embeddings, model) = load(&dir);
+    let refs =
+        candle_core::safetensors::load(dir.join("reference_internals.safetensors"), &Device::Cpu)
+            .unwrap();
+    let n_layer = model.config().n_layer;
+    for prompt in 0..2 {
+        let ids: Vec<u32> = refs[&format!("prompt_{prompt}_ids")]
+            .to_vec1::<i64>()
+            .unwrap()
+            .into_iter()
+            .map(|id| id as u32)
+            .collect();
+        let positions: Vec<u32> = (0..ids.len() as u32).collect();
+        let inputs = embeddings.embed(&ids, &positions).unwrap();
+        let all_layers: Vec<usize> = (0..n_layer).collect();
+        let seen = model.inspect(&inputs, &all_layers).unwrap();
+        assert_eq!(seen.hidden_states.len(), n_layer + 1);
+        for (l, state) in seen.hidden_states.iter().enumerate() {
+            let expected = &refs[&format!("prompt_{prompt}_hidden_{l}")];
+            let diff = max_abs_diff(state, expected);
+            assert!(diff <= TOLERANCE, "prompt {prompt} hidden {l}: {diff}");
+        }
+        for (l, weights) in seen.attentions.iter().enumerate() {
+            let expected = &refs[&format!("prompt_{prompt}_attention_{l}")];
+            assert_eq!(weights.dims(), expected.dims());
+            let diff = max_abs_diff(weights, expected);
+            assert!(diff <= TOLERANCE, "prompt {prompt} attention {l}: {diff}");
+        }
+        // The lens's last row is the model's own next-token logits.
+        let lens = model.logit_lens(&seen.hidden_states).unwrap();
+        assert_eq!(lens.dims(), &[n_layer + 1, model.config().vocab_size]);
+        let mut cache = model.new_cache();
+        let logits = model
+            .forward(&inputs, &mut cache, LogitsAt::Last)
+            .unwrap()
+            .unwrap();
+        let diff = max_abs_diff(&lens.get(n_layer).unwrap(), &logits);
+        assert!(diff <= TOLERANCE, "prompt {prompt} lens vs logits: {diff}");
+    }
+}
+
+#[test]
+fn block_matrices_are_the_checkpoints() {
+    let dir = repo().join("tests/fixtures/tiny-gpt2-hf");
+    let (_, model) = load(&dir);
+    let file = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
+    for name in oneword_model::BLOCK_MATRICES {
+        let ours = model.block_matrix(1, name).unwrap();
+        let stored = &file[&format!("transformer.h.1.{name}.weight")];
+        assert_eq!(max_abs_diff(&ours, stored), 0.0, "{name}");
+    }
+    assert!(model.block_matrix(2, "mlp.c_fc").is_err());
+    assert!(model.block_matrix(0, "attn.bias").is_err());
+}

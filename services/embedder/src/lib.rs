@@ -1,6 +1,7 @@
 //! The embedder service: GPT-2's embedding module. It gives the decoder its input,
-//! `wte[id] + wpe[position]` per token, and anyone the raw token vectors `wte[id]` (the essay's
-//! word embeddings).
+//! `wte[id] + wpe[position]` per token (and the two parts apart), and anyone the raw token
+//! vectors `wte[id]`, word vectors with their distances and projection (the essay's meaning
+//! space), and the tokens nearest a word over the whole vocabulary.
 
 #![forbid(unsafe_code)]
 
@@ -8,7 +9,10 @@ pub mod config;
 mod convert;
 mod error;
 mod lookup;
+mod nearest;
+mod pca;
 mod service;
+mod words;
 
 use std::future::Future;
 
@@ -63,39 +67,87 @@ fn load(config: &Config) -> anyhow::Result<service::EmbedderService> {
         Embeddings::load(&checkpoint).with_context(|| format!("loading {}", dir.display()))?;
     let c = &checkpoint.config;
 
-    // TokenVectors answers in f32 whatever the model's dtype, so its answers are the largest.
-    let row_bytes = c.n_embd * DType::F32.size_in_bytes();
-    let fitting = config.max_message_bytes.saturating_sub(MESSAGE_OVERHEAD) / row_bytes;
-    anyhow::ensure!(
-        fitting > 0,
-        "`--max-message-bytes` is {}, too small for even one vector of {} f32 values",
-        config.max_message_bytes,
-        c.n_embd
-    );
-    let max_batch_tokens = config.max_batch_tokens.min(fitting);
-    if max_batch_tokens < config.max_batch_tokens {
-        tracing::warn!(
-            requested = config.max_batch_tokens,
-            max_batch_tokens,
-            max_message_bytes = config.max_message_bytes,
-            "lowering the batch limit so that every answer fits in a message"
-        );
-    }
+    let fits = Fits::new(config, c.n_embd)?;
 
     // Warm up (the first lookup on a GPU loads its kernels) before health says SERVING.
     convert::pack(&embeddings.embed(&[0], &[0])?).context("warming up")?;
+    let started = std::time::Instant::now();
+    let nearest = nearest::NearestIndex::new(&embeddings).context("indexing the token table")?;
+    nearest
+        .nearest(&words::word_vector(&embeddings, &[0])?, 1, &[])
+        .context("warming up the index")?;
+    tracing::info!(elapsed = ?started.elapsed(), "token table indexed for Nearest");
 
     tracing::info!(model = %config.model, dir = %dir.display(), ?device, ?dtype, vocab = c.vocab_size, width = c.n_embd, "embedder model loaded");
     let model = oneword_runtime::model_info(&config.model, c, device, dtype);
     let limits = convert::Limits {
         vocab_size: c.vocab_size,
         context_length: c.n_positions,
-        max_batch_tokens,
+        max_batch_tokens: fits.batch_tokens,
+        max_parts_tokens: fits.parts_tokens,
+        max_words: fits.words,
     };
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let tables = lookup::Tables {
+        embeddings,
+        nearest,
+    };
     Ok(service::EmbedderService {
-        lookups: lookup::Lookups::new(embeddings, cores),
+        lookups: lookup::Lookups::new(tables, cores),
         limits,
         model,
     })
+}
+
+/// The request limits, lowered where the largest answer would not fit in `--max-message-bytes`.
+struct Fits {
+    batch_tokens: usize,
+    parts_tokens: usize,
+    words: usize,
+}
+
+impl Fits {
+    fn new(config: &Config, width: usize) -> anyhow::Result<Fits> {
+        let room = config.max_message_bytes.saturating_sub(MESSAGE_OVERHEAD);
+        let row = width * DType::F32.size_in_bytes();
+        // EmbedParts answers two f32 rows per id, the most per id of any RPC.
+        anyhow::ensure!(
+            room / (2 * row) > 0,
+            "`--max-message-bytes` is {}, too small for even two vectors of {width} f32 values",
+            config.max_message_bytes
+        );
+        // TokenVectors answers one f32 row per id whatever the model's dtype; Embed no more.
+        let batch_tokens = config.max_batch_tokens.min(room / row);
+        if batch_tokens < config.max_batch_tokens {
+            tracing::warn!(
+                requested = config.max_batch_tokens,
+                max_batch_tokens = batch_tokens,
+                max_message_bytes = config.max_message_bytes,
+                "lowering the batch limit so that every answer fits in a message"
+            );
+        }
+        // Words answers n f32 rows, two n × n f32 matrices and n × 2 f32 coordinates.
+        let words_bytes = |n: usize| n * row + 8 * n * n + 8 * n;
+        let words = (1..=words::MAX_WORDS)
+            .rev()
+            .find(|&n| words_bytes(n) <= room)
+            .unwrap_or(0);
+        anyhow::ensure!(
+            words > 0,
+            "`--max-message-bytes` is {}, too small for the answer about one word",
+            config.max_message_bytes
+        );
+        if words < words::MAX_WORDS {
+            tracing::warn!(
+                max_words = words,
+                max_message_bytes = config.max_message_bytes,
+                "lowering the word limit so that every answer fits in a message"
+            );
+        }
+        Ok(Fits {
+            batch_tokens,
+            parts_tokens: batch_tokens.min(room / (2 * row)),
+            words,
+        })
+    }
 }

@@ -1,7 +1,8 @@
 //! Running embedding lookups off the async workers. A lookup is cheap arithmetic but can be large
 //! (8,192 rows of GPT-2 XL are 52 MB in f32, and packing them for the wire copies them again), so
 //! each one runs on tokio's blocking pool, at most one per core at a time: further requests wait
-//! for a slot instead of piling up threads and buffers.
+//! for a slot instead of piling up threads and buffers. Searches over the whole vocabulary
+//! (Nearest) and word maps (Words) share the same slots.
 
 use std::sync::Arc;
 
@@ -9,19 +10,26 @@ use oneword_model::Embeddings;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
+use crate::nearest::NearestIndex;
 use crate::Error;
 
-/// The loaded embedding module and the slots for running lookups on it.
+/// What lookups read: the embedding module and the similarity index over its token table.
+pub struct Tables {
+    pub embeddings: Embeddings,
+    pub nearest: NearestIndex,
+}
+
+/// The loaded tables and the slots for running lookups on them.
 pub struct Lookups {
-    embeddings: Arc<Embeddings>,
+    tables: Arc<Tables>,
     slots: Arc<Semaphore>,
 }
 
 impl Lookups {
-    /// Serves `embeddings` with at most `concurrency` lookups running at once.
-    pub fn new(embeddings: Embeddings, concurrency: usize) -> Self {
+    /// Serves `tables` with at most `concurrency` lookups running at once.
+    pub fn new(tables: Tables, concurrency: usize) -> Self {
         Lookups {
-            embeddings: Arc::new(embeddings),
+            tables: Arc::new(tables),
             slots: Arc::new(Semaphore::new(concurrency.max(1))),
         }
     }
@@ -30,7 +38,7 @@ impl Lookups {
     pub async fn run<T, F>(&self, work: F) -> Result<T, Error>
     where
         T: Send + 'static,
-        F: FnOnce(&Embeddings) -> Result<T, Error> + Send + 'static,
+        F: FnOnce(&Tables) -> Result<T, Error> + Send + 'static,
     {
         let span = tracing::Span::current();
         let slot = Arc::clone(&self.slots)
@@ -38,10 +46,10 @@ impl Lookups {
             .instrument(span.clone())
             .await
             .expect("the lookup semaphore is never closed, this is a bug");
-        let embeddings = Arc::clone(&self.embeddings);
+        let tables = Arc::clone(&self.tables);
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
-            span.in_scope(|| work(&embeddings))
+            span.in_scope(|| work(&tables))
         })
         .await?
     }

@@ -6,6 +6,7 @@ use tonic::{Request, Response, Status};
 
 use crate::convert::{self, Limits};
 use crate::lookup::Lookups;
+use crate::words;
 
 /// The service state shared by all calls.
 pub struct EmbedderService {
@@ -23,11 +24,27 @@ impl pb::embedder_server::Embedder for EmbedderService {
         let input = convert::embed_input(request.into_inner(), &self.limits)?;
         let embeddings = self
             .lookups
-            .run(move |e| convert::pack(&e.embed(&input.ids, &input.positions)?))
+            .run(move |t| convert::pack(&t.embeddings.embed(&input.ids, &input.positions)?))
             .await?;
         Ok(Response::new(pb::EmbedResponse {
             embeddings: Some(embeddings),
         }))
+    }
+
+    async fn embed_parts(
+        &self,
+        request: Request<pb::EmbedRequest>,
+    ) -> Result<Response<pb::EmbedPartsResponse>, Status> {
+        let input = convert::embed_input(request.into_inner(), &self.limits.parts())?;
+        let response = self
+            .lookups
+            .run(move |t| {
+                let token = t.embeddings.token_vectors(&input.ids)?;
+                let position = t.embeddings.position_vectors(&input.positions)?;
+                convert::embed_parts_response(&token, &position)
+            })
+            .await?;
+        Ok(Response::new(response))
     }
 
     async fn token_vectors(
@@ -38,11 +55,47 @@ impl pb::embedder_server::Embedder for EmbedderService {
         // The contract promises f32: rows of a half-precision model are widened, exactly.
         let vectors = self
             .lookups
-            .run(move |e| convert::pack_f32(&e.token_vectors(&ids)?))
+            .run(move |t| convert::pack_f32(&t.embeddings.token_vectors(&ids)?))
             .await?;
         Ok(Response::new(pb::TokenVectorsResponse {
             vectors: Some(vectors),
         }))
+    }
+
+    async fn words(
+        &self,
+        request: Request<pb::WordsRequest>,
+    ) -> Result<Response<pb::WordsResponse>, Status> {
+        let input = convert::words_input(request.into_inner(), &self.limits)?;
+        let response = self
+            .lookups
+            .run(move |t| {
+                let map = words::word_map(&t.embeddings, &input.groups, input.project)?;
+                Ok(convert::words_response(map))
+            })
+            .await?;
+        Ok(Response::new(response))
+    }
+
+    async fn nearest(
+        &self,
+        request: Request<pb::NearestRequest>,
+    ) -> Result<Response<pb::NearestResponse>, Status> {
+        let input = convert::nearest_input(request.into_inner(), &self.limits)?;
+        let response = self
+            .lookups
+            .run(move |t| {
+                let query = words::word_vector(&t.embeddings, &input.ids)?;
+                let exclude = if input.include_query {
+                    &[][..]
+                } else {
+                    &input.ids
+                };
+                let hits = t.nearest.nearest(&query, input.top, exclude)?;
+                Ok(convert::nearest_response(hits))
+            })
+            .await?;
+        Ok(Response::new(response))
     }
 
     async fn info(
@@ -52,6 +105,8 @@ impl pb::embedder_server::Embedder for EmbedderService {
         Ok(Response::new(pb::InfoResponse {
             model: Some(self.model.clone()),
             max_batch_tokens: self.limits.max_batch_tokens as u32,
+            max_parts_tokens: self.limits.max_parts_tokens as u32,
+            max_words: self.limits.max_words as u32,
         }))
     }
 }

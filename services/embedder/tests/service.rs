@@ -2,207 +2,16 @@
 //! tiny random GPT-2 (the real vocabulary and context, width 64). Answers are checked against the
 //! checkpoint's `wte` and `wpe` read independently from `model.safetensors`.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-use std::time::Duration;
+mod harness;
 
-use candle_core::Device;
+use harness::*;
 use oneword_embedder::Config;
 use oneword_proto::common::v1 as common;
-use oneword_proto::embedder::v1 as pb;
-use oneword_proto::embedder::v1::embedder_client::EmbedderClient;
 use oneword_runtime::tensor::wire_to_f32;
 use oneword_runtime::Listeners;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-use tonic::transport::Channel;
-use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
-use tonic_types::StatusExt;
-
-const VOCAB: usize = 50257;
-const CONTEXT: usize = 1024;
-const WIDTH: usize = 64;
-
-/// The tiny random GPT-2, written once per test process.
-fn tiny_model() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let dir = tempfile::tempdir().expect("creating a temporary directory");
-        oneword_model::tiny::RandomCheckpoint::tiny()
-            .write(dir.path(), &repo.join("tests/fixtures/gpt2-tokenizer"))
-            .expect("writing the tiny model");
-        dir
-    })
-    .path()
-}
-
-/// `wte` and `wpe` of the tiny model as rows of f32, read without the model crate's loader.
-struct Reference {
-    wte: Vec<Vec<f32>>,
-    wpe: Vec<Vec<f32>>,
-}
-
-fn reference() -> &'static Reference {
-    static REFERENCE: OnceLock<Reference> = OnceLock::new();
-    REFERENCE.get_or_init(|| {
-        let tensors: HashMap<String, candle_core::Tensor> =
-            candle_core::safetensors::load(tiny_model().join("model.safetensors"), &Device::Cpu)
-                .unwrap();
-        let rows = |name: &str| tensors[name].to_vec2::<f32>().unwrap();
-        Reference {
-            wte: rows("wte.weight"),
-            wpe: rows("wpe.weight"),
-        }
-    })
-}
-
-/// An embedder running on this test's runtime.
-struct Server {
-    client: EmbedderClient<Channel>,
-    channel: Channel,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<anyhow::Result<()>>,
-}
-
-impl Server {
-    async fn start(tweak: impl FnOnce(&mut Config)) -> Server {
-        let listener = Listeners::loopback(false).await.unwrap();
-        let address = format!("http://{}", listener.grpc.local_addr().unwrap());
-        let mut config = Config::for_model(tiny_model().to_str().unwrap());
-        tweak(&mut config);
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(oneword_embedder::run(config, listener, async {
-            let _ = stopped.await;
-        }));
-        let channel = wait_serving(&address, &task).await;
-        let client = EmbedderClient::new(channel.clone()).max_decoding_message_size(64 << 20);
-        Server {
-            client,
-            channel,
-            stop,
-            task,
-        }
-    }
-
-    async fn embed(&self, ids: &[u32], positions: &[u32]) -> Result<common::Tensor, tonic::Status> {
-        let request = pb::EmbedRequest {
-            ids: ids.to_vec(),
-            positions: positions.to_vec(),
-        };
-        Ok(self
-            .client
-            .clone()
-            .embed(request)
-            .await?
-            .into_inner()
-            .embeddings
-            .expect("a tensor"))
-    }
-
-    async fn token_vectors(&self, ids: &[u32]) -> Result<common::Tensor, tonic::Status> {
-        let request = pb::TokenVectorsRequest { ids: ids.to_vec() };
-        Ok(self
-            .client
-            .clone()
-            .token_vectors(request)
-            .await?
-            .into_inner()
-            .vectors
-            .expect("a tensor"))
-    }
-
-    async fn info(&self) -> pb::InfoResponse {
-        self.client
-            .clone()
-            .info(pb::InfoRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-    }
-
-    async fn stop(self) {
-        self.stop.send(()).unwrap();
-        self.task.await.unwrap().unwrap();
-    }
-}
-
-/// Polls the health check until SERVING (loading takes a moment), for at most a minute; returns
-/// the connected channel.
-async fn wait_serving(address: &str, task: &JoinHandle<anyhow::Result<()>>) -> Channel {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let mut backoff = Duration::from_millis(5);
-    loop {
-        assert!(
-            !task.is_finished(),
-            "the embedder at {address} exited while starting"
-        );
-        if let Ok(channel) = Channel::from_shared(address.to_string())
-            .unwrap()
-            .connect()
-            .await
-        {
-            let request = HealthCheckRequest {
-                service: String::new(),
-            };
-            if let Ok(response) = HealthClient::new(channel.clone()).check(request).await {
-                if response.into_inner().status == ServingStatus::Serving as i32 {
-                    return channel;
-                }
-            }
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the embedder at {address} did not become healthy"
-        );
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_millis(200));
-    }
-}
-
-/// Asserts `wire` is an `[expected.len(), WIDTH]` tensor of `dtype` whose values are within
-/// `tolerance` of `expected` (relative to the value's size, at least 1).
-fn assert_rows(wire: &common::Tensor, dtype: common::Dtype, expected: &[Vec<f32>], tolerance: f32) {
-    assert_eq!(wire.dtype, dtype as i32);
-    assert_eq!(wire.shape, vec![expected.len() as u32, WIDTH as u32]);
-    let got = wire_to_f32(wire).unwrap();
-    for (row, (got, want)) in got.chunks(WIDTH).zip(expected).enumerate() {
-        for (col, (g, w)) in got.iter().zip(want).enumerate() {
-            assert!(
-                (g - w).abs() <= tolerance * w.abs().max(1.0),
-                "row {row}, column {col}: got {g}, want {w}"
-            );
-        }
-    }
-}
-
-fn embedded(ids: &[u32], positions: &[u32]) -> Vec<Vec<f32>> {
-    let r = reference();
-    ids.iter()
-        .zip(positions)
-        .map(|(&id, &p)| {
-            r.wte[id as usize]
-                .iter()
-                .zip(&r.wpe[p as usize])
-                .map(|(t, p)| t + p)
-                .collect()
-        })
-        .collect()
-}
-
-fn token_rows(ids: &[u32]) -> Vec<Vec<f32>> {
-    ids.iter()
-        .map(|&id| reference().wte[id as usize].clone())
-        .collect()
-}
-
-// Includes the last id (50256, `<|endoftext|>`), the last position (1023) and repeats.
-const IDS: [u32; 6] = [0, 15496, 50256, 11, 50256, 464];
-const POSITIONS: [u32; 6] = [0, 1, 1023, 512, 0, 1023];
 
 #[tokio::test]
 async fn embed_is_token_plus_position_embedding() {
@@ -233,6 +42,78 @@ async fn a_half_precision_model_embeds_in_f16_and_still_gives_f32_vectors() {
     assert_rows(&wire, common::Dtype::F16, &embedded(&IDS, &POSITIONS), 2e-3);
     let wire = server.token_vectors(&IDS).await.unwrap();
     assert_rows(&wire, common::Dtype::F32, &token_rows(&IDS), 1e-3);
+    // The parts are f32 too, each rounded once; their sum is Embed's up to its f16 rounding.
+    let parts = server.embed_parts(&IDS, &POSITIONS).await.unwrap();
+    let (token, position) = (parts.token.unwrap(), parts.position.unwrap());
+    assert_rows(&token, common::Dtype::F32, &token_rows(&IDS), 1e-3);
+    assert_rows(
+        &position,
+        common::Dtype::F32,
+        &position_rows(&POSITIONS),
+        1e-3,
+    );
+    let embed = wire_to_f32(&server.embed(&IDS, &POSITIONS).await.unwrap()).unwrap();
+    for (s, e) in sum(&token, &position).iter().zip(&embed) {
+        assert!((s - e).abs() <= 1e-3 * s.abs().max(1.0), "{s} vs {e}");
+    }
+    server.stop().await;
+}
+
+fn position_rows(positions: &[u32]) -> Vec<Vec<f32>> {
+    positions
+        .iter()
+        .map(|&p| reference().wpe[p as usize].clone())
+        .collect()
+}
+
+/// The elementwise sum of two f32 wire tensors, flat.
+fn sum(a: &common::Tensor, b: &common::Tensor) -> Vec<f32> {
+    let (a, b) = (wire_to_f32(a).unwrap(), wire_to_f32(b).unwrap());
+    a.iter().zip(&b).map(|(x, y)| x + y).collect()
+}
+
+#[tokio::test]
+async fn embed_parts_are_rows_of_wte_and_wpe_that_add_up_to_embed() {
+    let server = Server::start(|_| {}).await;
+    let parts = server.embed_parts(&IDS, &POSITIONS).await.unwrap();
+    let (token, position) = (parts.token.unwrap(), parts.position.unwrap());
+    assert_rows(&token, common::Dtype::F32, &token_rows(&IDS), 0.0);
+    assert_rows(
+        &position,
+        common::Dtype::F32,
+        &position_rows(&POSITIONS),
+        0.0,
+    );
+    let embed = wire_to_f32(&server.embed(&IDS, &POSITIONS).await.unwrap()).unwrap();
+    let summed = sum(&token, &position);
+    assert_eq!(summed.len(), embed.len());
+    for (i, (s, e)) in summed.iter().zip(&embed).enumerate() {
+        assert!(
+            (s - e).abs() <= 1e-6,
+            "element {i}: parts add to {s}, Embed gives {e}"
+        );
+    }
+    // Validated as Embed.
+    assert_invalid(
+        server.embed_parts(&[0, 50257], &[0, 1]).await,
+        "ids[1]",
+        &["`ids[1]` is 50257, outside the vocabulary of 50257 tokens"],
+    );
+    assert_invalid(
+        server.embed_parts(&[0, 1], &[0, 1024]).await,
+        "positions[1]",
+        &["`positions[1]` is 1024, outside the context of 1024 positions"],
+    );
+    assert_invalid(
+        server.embed_parts(&[0, 1], &[0]).await,
+        "positions",
+        &["length 2", "length 1"],
+    );
+    assert_invalid(
+        server.embed_parts(&[], &[]).await,
+        "ids",
+        &["must not be empty"],
+    );
     server.stop().await;
 }
 
@@ -256,6 +137,9 @@ async fn info_describes_the_model_and_the_batch_limit() {
         }
     );
     assert_eq!(info.max_batch_tokens, 8192);
+    // Two f32 rows of 64 per id in 16 MiB less 1 KiB; words up to the built-in 512.
+    assert_eq!(info.max_parts_tokens, 8192);
+    assert_eq!(info.max_words, 512);
     server.stop().await;
 }
 
@@ -277,36 +161,6 @@ async fn health_is_serving_for_the_server_and_the_embedder() {
         );
     }
     server.stop().await;
-}
-
-/// Asserts INVALID_ARGUMENT whose message and `BadRequest` violation name `field` and contain
-/// every one of `mentions`.
-fn assert_invalid<T: std::fmt::Debug>(
-    result: Result<T, tonic::Status>,
-    field: &str,
-    mentions: &[&str],
-) {
-    let status = result.expect_err("an invalid request");
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    assert!(
-        status.message().contains(&format!("`{field}`")),
-        "{:?} does not name `{field}`",
-        status.message()
-    );
-    for m in mentions {
-        assert!(
-            status.message().contains(m),
-            "{:?} does not mention {m:?}",
-            status.message()
-        );
-    }
-    let violations = status
-        .get_details_bad_request()
-        .expect("BadRequest details")
-        .field_violations;
-    assert_eq!(violations.len(), 1, "{violations:?}");
-    assert_eq!(violations[0].field, field);
-    assert_eq!(violations[0].description, status.message());
 }
 
 #[tokio::test]
@@ -369,7 +223,11 @@ async fn the_batch_limit_shrinks_to_what_fits_in_a_message() {
     let server = Server::start(|c| c.max_message_bytes = 64 << 10).await;
     // (64 KiB - 1 KiB of room for the rest of the message) / (64 f32 values of 4 bytes).
     let fitting = ((64 << 10) - 1024) / (WIDTH * 4);
-    assert_eq!(server.info().await.max_batch_tokens as usize, fitting);
+    let info = server.info().await;
+    assert_eq!(info.max_batch_tokens as usize, fitting);
+    assert_eq!(info.max_parts_tokens as usize, fitting / 2);
+    // n f32 vectors, two n × n f32 matrices and n × 2 f32 coordinates: 8n² + 264n <= 64,512.
+    assert_eq!(info.max_words, 74);
     let ids = vec![50256; fitting];
     let positions: Vec<u32> = (0..fitting as u32).collect();
     let wire = server.token_vectors(&ids).await.unwrap();
@@ -381,6 +239,26 @@ async fn the_batch_limit_shrinks_to_what_fits_in_a_message() {
         server.token_vectors(&vec![0; fitting + 1]).await,
         "ids",
         &[&too_many],
+    );
+    // The largest EmbedParts and Words answers leave the server; one more is refused.
+    let half = fitting / 2;
+    let parts = server.embed_parts(&ids[..half], &positions[..half]).await;
+    assert_eq!(parts.unwrap().token.unwrap().shape, vec![half as u32, 64]);
+    assert_invalid(
+        server
+            .embed_parts(&ids[..half + 1], &positions[..half + 1])
+            .await,
+        "ids",
+        &[&(half + 1).to_string(), &half.to_string()],
+    );
+    let words: Vec<[u32; 1]> = (0..75).map(|i| [i * 7]).collect();
+    let words: Vec<&[u32]> = words.iter().map(|w| &w[..]).collect();
+    let answer = server.words(&words[..74], true).await.unwrap();
+    assert_eq!(answer.cosine.len(), 74 * 74);
+    assert_invalid(
+        server.words(&words, true).await,
+        "words",
+        &["`words` holds 75 words, more than the 74 one request may carry"],
     );
     server.stop().await;
 }

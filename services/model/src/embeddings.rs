@@ -33,13 +33,23 @@ impl Embeddings {
             )));
         }
         let tokens = self.token_vectors(ids)?;
-        let positions = self.select(&self.wpe, positions, "position")?;
+        let positions = self.position_vectors(positions)?;
         Ok((tokens + positions)?)
+    }
+
+    /// Raw position embedding vectors `wpe[position]`, `[n, n_embd]`.
+    pub fn position_vectors(&self, positions: &[u32]) -> Result<Tensor> {
+        self.select(&self.wpe, positions, "position")
     }
 
     /// Raw token embedding vectors `wte[id]`, `[n, n_embd]`.
     pub fn token_vectors(&self, ids: &[u32]) -> Result<Tensor> {
         self.select(&self.wte, ids, "token id")
+    }
+
+    /// The whole token embedding matrix `wte`, `[vocab, n_embd]`, for searches over every token.
+    pub fn token_table(&self) -> &Tensor {
+        &self.wte
     }
 
     fn select(&self, table: &Tensor, rows: &[u32], what: &str) -> Result<Tensor> {

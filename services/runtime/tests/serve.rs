@@ -37,6 +37,27 @@ impl pb::embedder_server::Embedder for Held {
         Err(Status::unimplemented("not in this test"))
     }
 
+    async fn embed_parts(
+        &self,
+        _: Request<pb::EmbedRequest>,
+    ) -> Result<Response<pb::EmbedPartsResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn words(
+        &self,
+        _: Request<pb::WordsRequest>,
+    ) -> Result<Response<pb::WordsResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn nearest(
+        &self,
+        _: Request<pb::NearestRequest>,
+    ) -> Result<Response<pb::NearestResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
     async fn info(
         &self,
         _: Request<pb::InfoRequest>,

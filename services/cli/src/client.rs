@@ -65,8 +65,9 @@ pub async fn connect(address: &str, api_key: Option<&str>) -> Result<Gateway, Er
         .connect()
         .await
         .map_err(|source| Error::Connect { address, source })?;
-    // A full logit row is 50,257 × 4 bytes; leave room for bigger vocabularies.
-    Ok(GatewayClient::with_interceptor(channel, bearer).max_decoding_message_size(64 << 20))
+    // Instruments' answers (attention weights, hidden states, weight matrices) are capped by
+    // the decoder at 64 MiB by default; leave room for a raised cap.
+    Ok(GatewayClient::with_interceptor(channel, bearer).max_decoding_message_size(256 << 20))
 }
 
 /// Wraps a message in a request carrying the deadline, if any.

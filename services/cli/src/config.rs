@@ -108,6 +108,151 @@ pub enum Command {
     /// Describe the model and the request limits.
     #[command(after_long_help = JSON_HELP)]
     Info,
+    /// The essay's temperature comparison: the greedy continuation beside samples at higher
+    /// temperatures, generated together from one prefill of the prompt.
+    #[command(after_long_help = JSON_HELP)]
+    Compare(CompareArgs),
+    /// The rank/probability curve of the next token: every token's probability against its rank
+    /// on log-log axes, with the fitted power law (the essay's straight line).
+    #[command(after_long_help = JSON_HELP)]
+    Ranks(RanksArgs),
+    /// Score a text: each token's probability and rank given the tokens before it, and the
+    /// text's perplexity, from one forward pass.
+    #[command(after_long_help = JSON_HELP)]
+    Score(ScoreArgs),
+    /// The logit lens: the next tokens read from every layer's hidden state, from the
+    /// embeddings up to the model's own prediction.
+    #[command(after_long_help = JSON_HELP)]
+    Lens(LensArgs),
+    /// Attention weights of one layer's heads for a prompt (a heatmap per head with --png).
+    #[command(after_long_help = JSON_HELP)]
+    Attention(AttentionArgs),
+    /// The embedding module for a prompt, split into its token part and its position part.
+    #[command(after_long_help = JSON_HELP)]
+    EmbeddingModule(EmbeddingModuleArgs),
+    /// A block's weight matrix as an image (optionally smoothed), or the histograms of every
+    /// block's weight values.
+    #[command(after_long_help = JSON_HELP)]
+    Weights(WeightsArgs),
+}
+
+/// Where and how big to draw a picture.
+#[derive(Debug, Args)]
+pub struct PictureArgs {
+    /// Draw the picture into this PNG file.
+    #[arg(long, value_name = "FILE")]
+    pub png: Option<std::path::PathBuf>,
+    /// Size of the picture in pixels.
+    #[arg(long, value_name = "WxH", default_value = "1000x700", value_parser = parse_size)]
+    pub size: (u32, u32),
+}
+
+/// Flags of `oneword compare`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The text to continue ("-" reads stdin).
+    pub prompt: String,
+    /// The temperatures to compare, comma-separated (0 = greedy).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "0,0.8",
+        allow_negative_numbers = true
+    )]
+    pub temperatures: Vec<f32>,
+    /// Continuations at each temperature above 0.
+    #[arg(long, default_value_t = 5)]
+    pub samples: u32,
+    /// Most tokens per continuation. Default (the gateway's): 16.
+    #[arg(long, visible_alias = "max-new-tokens", value_name = "N")]
+    pub max_tokens: Option<u32>,
+    /// Seed for the random draws. Default: a random seed, shown in the summary.
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+/// Flags of `oneword ranks`.
+#[derive(Debug, Args)]
+pub struct RanksArgs {
+    /// The text whose next token's distribution to plot ("-" reads stdin).
+    pub prompt: String,
+    #[command(flatten)]
+    pub picture: PictureArgs,
+}
+
+/// Flags of `oneword score`.
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    /// The text to score ("-" reads stdin).
+    pub text: String,
+    /// Also score the first token, as read after <|endoftext|>.
+    #[arg(long)]
+    pub from_start: bool,
+    /// Also give each token's probability under this temperature (0 = greedy).
+    #[arg(long, short = 't', allow_negative_numbers = true)]
+    pub temperature: Option<f32>,
+    /// ... and cut to the K most likely tokens.
+    #[arg(long, value_name = "K")]
+    pub top_k: Option<u32>,
+    /// ... and cut to the nucleus of total probability P, in (0, 1].
+    #[arg(long, value_name = "P", allow_negative_numbers = true)]
+    pub top_p: Option<f32>,
+    /// List this many most likely alternatives at each position.
+    #[arg(long, value_name = "N")]
+    pub top: Option<u32>,
+}
+
+/// Flags of `oneword lens`.
+#[derive(Debug, Args)]
+pub struct LensArgs {
+    /// The prompt whose next token to read from every layer ("-" reads stdin).
+    pub prompt: String,
+    /// How many tokens to list per layer.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub top: u32,
+}
+
+/// Flags of `oneword attention`.
+#[derive(Debug, Args)]
+pub struct AttentionArgs {
+    /// The prompt to look at ("-" reads stdin).
+    pub prompt: String,
+    /// The block (layer), from 0.
+    #[arg(long, default_value_t = 0)]
+    pub layer: u32,
+    /// One head, from 0. Default: all of the layer's heads (a grid with --png).
+    #[arg(long)]
+    pub head: Option<u32>,
+    #[command(flatten)]
+    pub picture: PictureArgs,
+}
+
+/// Flags of `oneword embedding-module`.
+#[derive(Debug, Args)]
+pub struct EmbeddingModuleArgs {
+    /// The prompt to embed ("-" reads stdin); the essay's is "hello" 16 times then "bye" 6 times.
+    pub prompt: String,
+    #[command(flatten)]
+    pub picture: PictureArgs,
+}
+
+/// Flags of `oneword weights`.
+#[derive(Debug, Args)]
+pub struct WeightsArgs {
+    /// The block (layer) whose matrix to show, from 0.
+    #[arg(long, default_value_t = 0)]
+    pub layer: u32,
+    /// Which matrix of the block: attn.c_attn, attn.c_proj, mlp.c_fc or mlp.c_proj.
+    #[arg(long, default_value = "attn.c_proj")]
+    pub matrix: String,
+    /// Smooth the image with a moving average over WINDOW x WINDOW cells (the essay uses 64).
+    #[arg(long, value_name = "WINDOW")]
+    pub smooth: Option<usize>,
+    /// Instead of a matrix, the histograms of every block's weight values, with this many bins.
+    #[arg(long, value_name = "BINS", num_args = 0..=1, default_missing_value = "100")]
+    pub histogram: Option<u32>,
+    #[command(flatten)]
+    pub picture: PictureArgs,
 }
 
 const GENERATE_ABOUT: &str = "\
@@ -211,6 +356,20 @@ fn parse_logit_bias(s: &str) -> Result<(u32, f32), String> {
         .parse()
         .map_err(|_| format!("expected a number after `=`, got {bias:?}"))?;
     Ok((id, bias))
+}
+
+fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let parse = |n: &str| {
+        n.trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (16..=8192).contains(n))
+    };
+    s.split_once(['x', 'X'])
+        .and_then(|(w, h)| Some((parse(w)?, parse(h)?)))
+        .ok_or_else(|| {
+            format!("expected WIDTHxHEIGHT in pixels, each 16..=8192, e.g. 1000x700, got {s:?}")
+        })
 }
 
 fn parse_seconds(s: &str) -> Result<Duration, String> {

@@ -20,6 +20,10 @@ pub enum Error {
     Status(tonic::Status),
     /// Reading the input or writing the output failed.
     Io(std::io::Error),
+    /// Flags that make sense alone but not with the model's answer (a head it does not have).
+    Usage(String),
+    /// The answer could not be used (a tensor of the wrong shape), or a picture not drawn.
+    Response(String),
 }
 
 impl From<tonic::Status> for Error {
@@ -40,7 +44,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Status(status) if status.code() == Code::InvalidArgument => 2,
-            Error::BadAddress { .. } | Error::BadApiKey => 2,
+            Error::BadAddress { .. } | Error::BadApiKey | Error::Usage(_) => 2,
             _ => 1,
         }
     }
@@ -82,6 +86,7 @@ impl fmt::Display for Error {
                 }
             }
             Error::Io(err) => write!(f, "error: {err}"),
+            Error::Usage(message) | Error::Response(message) => write!(f, "error: {message}"),
         }
     }
 }

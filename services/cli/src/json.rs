@@ -31,6 +31,10 @@ named! {
     gw::GenerateStreamResponse => "oneword.gateway.v1.GenerateStreamResponse",
     gw::TokenizeResponse => "oneword.gateway.v1.TokenizeResponse",
     gw::InfoResponse => "oneword.gateway.v1.InfoResponse",
+    gw::CompareResponse => "oneword.gateway.v1.CompareResponse",
+    gw::ScoreResponse => "oneword.gateway.v1.ScoreResponse",
+    gw::InspectResponse => "oneword.gateway.v1.InspectResponse",
+    gw::WeightsResponse => "oneword.gateway.v1.WeightsResponse",
 }
 
 static POOL: LazyLock<DescriptorPool> = LazyLock::new(|| {
@@ -176,6 +180,7 @@ mod tests {
             }),
             shaped: None,
             entropy: 1.5,
+            shaped_entropy: None,
             prompt_tokens: 9,
             full_row: Some(common::Tensor {
                 data: 1.0f32.to_le_bytes().to_vec(),

@@ -5,12 +5,14 @@
 
 #![forbid(unsafe_code)]
 
+mod analysis;
 mod client;
 mod collect;
 mod commands;
 mod config;
 mod error;
 mod json;
+mod picture;
 mod render;
 
 pub use client::normalize_address;

@@ -51,7 +51,7 @@ pub struct Config {
     )]
     pub kv_cache_memory_fraction: f64,
     /// Most steps waiting for room in the KV cache; more are refused with RESOURCE_EXHAUSTED.
-    /// (Also the bound of the queue in front of the model thread.)
+    /// (It also bounds the queue in front of the model thread, with room for 16 small jobs more.)
     #[arg(long, env = "ONEWORD_DECODER_QUEUE_CAPACITY", default_value_t = 256)]
     pub queue_capacity: usize,
     /// Longest a step waits for room in the KV cache before it is refused, in milliseconds.
@@ -75,6 +75,11 @@ pub struct Config {
     /// Largest gRPC message accepted, in bytes (a 1,024-token prefill of GPT-2 XL is 6.5 MB).
     #[arg(long, env = "ONEWORD_DECODER_MAX_MESSAGE_BYTES", default_value_t = 16 << 20)]
     pub max_message_bytes: usize,
+    /// Most bytes one instrument's answer (Inspect's attention weights and hidden states, a
+    /// Weights matrix) may carry; larger asks are refused, naming the field to shrink. Full
+    /// attention of one GPT-2 layer for 1,024 tokens is 48 MiB.
+    #[arg(long, env = "ONEWORD_DECODER_MAX_INSPECT_BYTES", default_value_t = 64 << 20)]
+    pub max_inspect_bytes: usize,
     #[command(flatten)]
     pub server: ServerFlags,
 }

@@ -1,11 +1,16 @@
 //! proto ⇄ domain: requests are validated once here, into typed values.
 
-use candle_core::Device;
+use std::time::Duration;
+
+use candle_core::{Device, Tensor};
+use oneword_model::BLOCK_MATRICES;
+use oneword_proto::common::v1 as common;
 use oneword_proto::decoder::v1 as pb;
 use oneword_runtime::tensor;
 
 use crate::distribution::{Pick, Shaping};
 use crate::engine::{Sampling, StepInput, StepOutput};
+use crate::probe::{InspectInput, InspectOutput, ScoreInput, WeightsInput, WeightsOutput};
 use crate::Error;
 
 /// What validation needs to know about the served model.
@@ -14,7 +19,14 @@ pub struct Limits<'a> {
     pub hidden_size: usize,
     pub vocab_size: usize,
     pub max_top_n: usize,
+    /// Positions in the context window.
+    pub context: usize,
+    /// Transformer blocks.
+    pub layers: usize,
 }
+
+/// Most histogram bins one Weights call may ask for.
+const MAX_HISTOGRAM_BINS: u32 = 1000;
 
 /// Validates one session's step.
 pub fn step_input(i: usize, step: pb::SessionStep, limits: &Limits) -> Result<StepInput, Error> {
@@ -25,31 +37,7 @@ pub fn step_input(i: usize, step: pb::SessionStep, limits: &Limits) -> Result<St
             format!("`{}` must not be empty", field("session_id")),
         ));
     }
-    let wire = step.embeddings.ok_or_else(|| {
-        Error::invalid(
-            field("embeddings"),
-            format!("`{}` is required", field("embeddings")),
-        )
-    })?;
-    let embeddings = tensor::from_wire(&wire, limits.device).map_err(|e| {
-        Error::invalid(
-            field("embeddings"),
-            format!("`{}`: {e}", field("embeddings")),
-        )
-    })?;
-    match embeddings.dims() {
-        [n, width] if *n > 0 && *width == limits.hidden_size => {}
-        dims => {
-            return Err(Error::invalid(
-                field("embeddings"),
-                format!(
-                    "`{}` must have shape [n >= 1, {}], got {dims:?}",
-                    field("embeddings"),
-                    limits.hidden_size
-                ),
-            ))
-        }
-    }
+    let embeddings = embeddings(&field("embeddings"), step.embeddings, limits)?;
     let sampling = step
         .sampling
         .map(|s| sampling(&field("sampling"), s, limits))
@@ -64,41 +52,188 @@ pub fn step_input(i: usize, step: pb::SessionStep, limits: &Limits) -> Result<St
     })
 }
 
-fn sampling(prefix: &str, s: pb::Sampling, limits: &Limits) -> Result<Sampling, Error> {
-    let shaping = s.shaping.unwrap_or_default();
+/// Validates input embeddings `[n >= 1, hidden_size]`; `f` is their field path.
+fn embeddings(f: &str, wire: Option<common::Tensor>, limits: &Limits) -> Result<Tensor, Error> {
+    let wire = wire.ok_or_else(|| Error::invalid(f, format!("`{f}` is required")))?;
+    let embeddings = tensor::from_wire(&wire, limits.device)
+        .map_err(|e| Error::invalid(f, format!("`{f}`: {e}")))?;
+    match embeddings.dims() {
+        [n, width] if *n > 0 && *width == limits.hidden_size => Ok(embeddings),
+        dims => Err(Error::invalid(
+            f,
+            format!(
+                "`{f}` must have shape [n >= 1, {}], got {dims:?}",
+                limits.hidden_size
+            ),
+        )),
+    }
+}
+
+/// Input embeddings of a whole sequence from position 0, which must fit the context.
+fn whole_sequence(wire: Option<common::Tensor>, limits: &Limits) -> Result<Tensor, Error> {
+    let embeddings = embeddings("embeddings", wire, limits)?;
+    let n = embeddings.dims()[0];
+    if n > limits.context {
+        return Err(Error::invalid(
+            "embeddings",
+            format!(
+                "`embeddings` has {n} positions, more than the context of {}",
+                limits.context
+            ),
+        ));
+    }
+    Ok(embeddings)
+}
+
+/// Validates a text to score.
+pub fn score_input(request: pb::ScoreRequest, limits: &Limits) -> Result<ScoreInput, Error> {
+    let embeddings = whole_sequence(request.embeddings, limits)?;
+    let n = embeddings.dims()[0];
+    if request.targets.len() != n {
+        return Err(Error::invalid(
+            "targets",
+            format!(
+                "`targets` must have one id per input position ({n}), got {}",
+                request.targets.len()
+            ),
+        ));
+    }
+    if let Some((i, id)) = request
+        .targets
+        .iter()
+        .enumerate()
+        .find(|(_, &id)| id as usize >= limits.vocab_size)
+    {
+        return Err(Error::invalid(
+            "targets",
+            format!(
+                "`targets[{i}]` is {id}, outside the vocabulary of {} tokens",
+                limits.vocab_size
+            ),
+        ));
+    }
+    top_n("top_n", request.top_n, limits)?;
+    Ok(ScoreInput {
+        embeddings,
+        targets: request.targets,
+        shaping: shaping("shaping", request.shaping.unwrap_or_default(), limits)?,
+        top_n: request.top_n as usize,
+    })
+}
+
+/// Validates what to keep from a pass, and that it fits the cap on what one answer may carry.
+pub fn inspect_input(request: pb::InspectRequest, limits: &Limits) -> Result<InspectInput, Error> {
+    let embeddings = whole_sequence(request.embeddings, limits)?;
+    let mut layers = Vec::with_capacity(request.attention_layers.len());
+    for (i, &layer) in request.attention_layers.iter().enumerate() {
+        let f = format!("attention_layers[{i}]");
+        if layer as usize >= limits.layers {
+            return Err(Error::invalid(
+                &f,
+                format!(
+                    "`{f}` is {layer}, but the model's layers are 0..={}",
+                    limits.layers - 1
+                ),
+            ));
+        }
+        if layers.contains(&(layer as usize)) {
+            return Err(Error::invalid(
+                &f,
+                format!("`{f}`: layer {layer} is listed twice"),
+            ));
+        }
+        layers.push(layer as usize);
+    }
+    top_n("lens_top_n", request.lens_top_n, limits)?;
+    Ok(InspectInput {
+        embeddings,
+        attention_layers: layers,
+        hidden_states: request.hidden_states,
+        lens_top_n: request.lens_top_n as usize,
+    })
+}
+
+/// Validates which weights to read.
+pub fn weights_input(request: pb::WeightsRequest, limits: &Limits) -> Result<WeightsInput, Error> {
+    let matrix = match request.layer {
+        None if request.matrix.is_empty() => None,
+        None => return Err(Error::invalid("layer", "`layer` is required with `matrix`")),
+        Some(layer) if layer as usize >= limits.layers => {
+            return Err(Error::invalid(
+                "layer",
+                format!(
+                    "`layer` is {layer}, but the model's layers are 0..={}",
+                    limits.layers - 1
+                ),
+            ))
+        }
+        Some(layer) => {
+            if !BLOCK_MATRICES.contains(&request.matrix.as_str()) {
+                return Err(Error::invalid(
+                    "matrix",
+                    format!(
+                        "`matrix` is {:?}; a block's matrices are {}",
+                        request.matrix,
+                        BLOCK_MATRICES.join(", ")
+                    ),
+                ));
+            }
+            Some((layer as usize, request.matrix))
+        }
+    };
+    if request.histogram_bins > MAX_HISTOGRAM_BINS {
+        return Err(Error::invalid(
+            "histogram_bins",
+            format!(
+                "`histogram_bins` must be in 0..={MAX_HISTOGRAM_BINS}, got {}",
+                request.histogram_bins
+            ),
+        ));
+    }
+    Ok(WeightsInput {
+        matrix,
+        histogram_bins: request.histogram_bins as usize,
+    })
+}
+
+fn top_n(f: &str, n: u32, limits: &Limits) -> Result<(), Error> {
+    if n as usize > limits.max_top_n {
+        return Err(Error::invalid(
+            f,
+            format!("`{f}` must be at most {}, got {n}", limits.max_top_n),
+        ));
+    }
+    Ok(())
+}
+
+/// Validates a shaping; `prefix` is its field path.
+fn shaping(prefix: &str, shaping: pb::Shaping, limits: &Limits) -> Result<Shaping, Error> {
     let temperature = shaping.temperature.unwrap_or(1.0);
     if !temperature.is_finite() || temperature < 0.0 {
-        let f = format!("{prefix}.shaping.temperature");
+        let f = format!("{prefix}.temperature");
         return Err(Error::invalid(
             &f,
             format!("`{f}` must be finite and >= 0, got {temperature}"),
         ));
     }
     if let Some(k) = shaping.top_k.filter(|&k| k == 0) {
-        let f = format!("{prefix}.shaping.top_k");
+        let f = format!("{prefix}.top_k");
         return Err(Error::invalid(
             &f,
             format!("`{f}` must be >= 1 when given, got {k}"),
         ));
     }
     if let Some(p) = shaping.top_p.filter(|p| !(*p > 0.0 && *p <= 1.0)) {
-        let f = format!("{prefix}.shaping.top_p");
+        let f = format!("{prefix}.top_p");
         return Err(Error::invalid(
             &f,
             format!("`{f}` must be in (0, 1], got {p}"),
         ));
     }
-    if !(0.0..1.0).contains(&s.u) {
-        let f = format!("{prefix}.u");
-        return Err(Error::invalid(
-            &f,
-            format!("`{f}` must be in [0, 1), got {}", s.u),
-        ));
-    }
     let mut logit_bias: Vec<(u32, f32)> = shaping.logit_bias.into_iter().collect();
     logit_bias.sort_unstable_by_key(|b| b.0);
     for &(id, bias) in &logit_bias {
-        let f = format!("{prefix}.shaping.logit_bias");
+        let f = format!("{prefix}.logit_bias");
         if id as usize >= limits.vocab_size {
             return Err(Error::invalid(
                 &f,
@@ -114,6 +249,27 @@ fn sampling(prefix: &str, s: pb::Sampling, limits: &Limits) -> Result<Sampling, 
                 format!("`{f}[{id}]` must be in [-100, 100], got {bias}"),
             ));
         }
+    }
+    Ok(Shaping {
+        temperature,
+        top_k: shaping.top_k.map(|k| k as usize),
+        top_p: shaping.top_p,
+        logit_bias,
+    })
+}
+
+fn sampling(prefix: &str, s: pb::Sampling, limits: &Limits) -> Result<Sampling, Error> {
+    let shaping = shaping(
+        &format!("{prefix}.shaping"),
+        s.shaping.unwrap_or_default(),
+        limits,
+    )?;
+    if !(0.0..1.0).contains(&s.u) {
+        let f = format!("{prefix}.u");
+        return Err(Error::invalid(
+            &f,
+            format!("`{f}` must be in [0, 1), got {}", s.u),
+        ));
     }
     let report = s.report.unwrap_or_default();
     if report.top_n as usize > limits.max_top_n {
@@ -131,12 +287,7 @@ fn sampling(prefix: &str, s: pb::Sampling, limits: &Limits) -> Result<Sampling, 
         Ok(pb::FullRow::F32 | pb::FullRow::F16)
     );
     Ok(Sampling {
-        shaping: Shaping {
-            temperature,
-            top_k: shaping.top_k.map(|k| k as usize),
-            top_p: shaping.top_p,
-            logit_bias,
-        },
+        shaping,
         u: s.u,
         top_n: report.top_n as usize,
         full_row,
@@ -172,6 +323,59 @@ pub fn step_result(out: StepOutput, half: bool) -> pb::StepResult {
             shaped_top: Some(top(&p.shaped_top)),
             full_row,
             entropy: p.entropy,
+            shaped_entropy: p.shaped_entropy,
         }),
     }
+}
+
+/// The wire form of a scored text.
+pub fn score_response(picks: Vec<Pick>, forward: Duration) -> pb::ScoreResponse {
+    pb::ScoreResponse {
+        logprobs: picks.iter().map(|p| p.logprob).collect(),
+        ranks: picks.iter().map(|p| p.rank).collect(),
+        shaped_logprobs: picks.iter().map(|p| p.shaped_logprob).collect(),
+        entropies: picks.iter().map(|p| p.entropy).collect(),
+        top: picks.iter().map(|p| top(&p.raw_top)).collect(),
+        forward_ns: forward.as_nanos() as u64,
+    }
+}
+
+fn wire(t: &Tensor) -> Result<common::Tensor, Error> {
+    tensor::to_wire(t).map_err(|e| Error::Model(oneword_model::ModelError::Input(e.to_string())))
+}
+
+/// The wire form of what a pass kept.
+pub fn inspect_response(out: InspectOutput) -> Result<pb::InspectResponse, Error> {
+    Ok(pb::InspectResponse {
+        attentions: out
+            .attentions
+            .iter()
+            .map(|(layer, weights)| {
+                Ok(pb::LayerAttention {
+                    layer: *layer as u32,
+                    weights: Some(wire(weights)?),
+                })
+            })
+            .collect::<Result<_, Error>>()?,
+        hidden_states: out.hidden_states.as_ref().map(wire).transpose()?,
+        lens: out.lens.iter().map(|l| top(l)).collect(),
+        forward_ns: out.forward.as_nanos() as u64,
+    })
+}
+
+/// The wire form of the weights read.
+pub fn weights_response(out: WeightsOutput) -> Result<pb::WeightsResponse, Error> {
+    Ok(pb::WeightsResponse {
+        matrix: out.matrix.as_ref().map(wire).transpose()?,
+        histograms: out
+            .histograms
+            .into_iter()
+            .enumerate()
+            .map(|(layer, h)| pb::Histogram {
+                layer: layer as u32,
+                edges: h.edges,
+                counts: h.counts,
+            })
+            .collect(),
+    })
 }

@@ -3,12 +3,13 @@
 //! Requests arrive over a bounded channel (full = overloaded, answered at once) with a oneshot
 //! for the reply.
 
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use candle_core::Tensor;
 use oneword_model::Transformer;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Semaphore};
 
 use crate::distribution::{Pick, Shaping};
 use crate::metrics::EngineMetrics;
@@ -88,26 +89,76 @@ pub(crate) enum Job {
     Usage(Reply<Usage>),
 }
 
+/// Jobs the channel to the model thread holds beyond `queue_capacity`.
+const CONTROL_SLACK: usize = 16;
+
+/// How many one-shot instruments may wait for their turn before more are refused.
+const PROBE_QUEUE: usize = 16;
+
 /// A handle to the model thread. Cloning shares the thread.
 #[derive(Clone)]
 pub struct Engine {
     jobs: mpsc::SyncSender<Job>,
     capacity: usize,
+    /// The same immutable model, for the one-shot instruments ([`Engine::probe`]).
+    model: Arc<Transformer>,
+    /// One instrument runs at a time, so they cannot crowd out the batched steps.
+    probe_turn: Arc<Semaphore>,
+    probes_waiting: Arc<AtomicUsize>,
 }
 
 impl Engine {
     /// Starts the model thread. It stops when every handle is dropped.
     pub fn start(model: Transformer, limits: Limits, metrics: Option<EngineMetrics>) -> Self {
-        let limits_capacity = limits.queue_capacity;
+        // Room beyond the steps' bound for the small jobs (Info, Release, Fork), so that a
+        // health probe or a release cannot make a step be refused as "queue full" (the model
+        // thread bounds waiting steps itself).
+        let limits_capacity = limits.queue_capacity + CONTROL_SLACK;
         let (jobs, rx) = mpsc::sync_channel(limits_capacity);
+        let model = Arc::new(model);
+        let for_worker = model.clone();
         std::thread::Builder::new()
             .name("decoder-model".into())
-            .spawn(move || Worker::new(model, limits, metrics).run(rx))
+            .spawn(move || Worker::new(for_worker, limits, metrics).run(rx))
             .expect("spawning the model thread failed; the process cannot serve, this is a bug");
         Engine {
             jobs,
             capacity: limits_capacity,
+            model,
+            probe_turn: Arc::new(Semaphore::new(1)),
+            probes_waiting: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// Runs a one-shot instrument on the model, off tokio's workers and beside the model thread,
+    /// one at a time. It runs to the end even if the caller goes away, holding its turn.
+    pub async fn probe<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Transformer) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        /// Counts a caller waiting for its turn until it has it or goes away.
+        struct InLine<'a>(&'a AtomicUsize);
+        impl Drop for InLine<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        let in_line = InLine(&self.probes_waiting);
+        if self.probes_waiting.fetch_add(1, Ordering::SeqCst) >= PROBE_QUEUE {
+            return Err(Error::Overloaded(format!(
+                "{PROBE_QUEUE} instrument requests are already waiting (the limit); retry with backoff"
+            )));
+        }
+        let turn = self.probe_turn.clone().acquire_owned().await;
+        drop(in_line);
+        let turn = turn.map_err(|_| Error::ShuttingDown)?;
+        let model = self.model.clone();
+        tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            work(&model)
+        })
+        .await
+        .map_err(|_| Error::ShuttingDown)?
     }
 
     async fn call<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, Error> {

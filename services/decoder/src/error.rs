@@ -30,6 +30,12 @@ pub enum Error {
     Model(#[from] oneword_model::ModelError),
 }
 
+impl From<candle_core::Error> for Error {
+    fn from(error: candle_core::Error) -> Self {
+        Error::Model(error.into())
+    }
+}
+
 impl Error {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Error::InvalidArgument(field.into(), message.into())

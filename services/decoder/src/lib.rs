@@ -10,6 +10,7 @@ pub mod distribution;
 pub mod engine;
 mod error;
 pub mod metrics;
+pub mod probe;
 mod scheduler;
 mod service;
 
@@ -39,7 +40,12 @@ pub async fn run(
         let service = tokio::task::spawn_blocking(move || load(&loader, &metrics)).await??;
         Ok(DecoderServer::new(service)
             .max_decoding_message_size(config.max_message_bytes)
-            .max_encoding_message_size(config.max_message_bytes)
+            // Instrument answers may be larger than requests (they are capped on their own).
+            .max_encoding_message_size(
+                config
+                    .max_message_bytes
+                    .max(config.max_inspect_bytes + (1 << 20)),
+            )
             .accept_compressed(CompressionEncoding::Gzip))
     };
     let server = Server {
@@ -101,6 +107,7 @@ fn load(config: &Config, metrics: &Metrics) -> anyhow::Result<service::DecoderSe
         session_ttl_secs: config.session_ttl_secs,
         kv_budget_tokens,
         kv_bytes_per_token: per_token,
+        max_inspect_bytes: config.max_inspect_bytes,
     })
 }
 

@@ -9,7 +9,7 @@
 //! back to the length they had, and the ones it created are dropped.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use oneword_model::{KvCache, LogitsAt, ModelError, Sequence, Transformer};
@@ -65,7 +65,7 @@ impl Part {
 }
 
 pub(crate) struct Worker {
-    model: Transformer,
+    model: Arc<Transformer>,
     limits: Limits,
     sessions: HashMap<String, Session>,
     waiting: VecDeque<Waiting>,
@@ -82,7 +82,11 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
-    pub(crate) fn new(model: Transformer, limits: Limits, metrics: Option<EngineMetrics>) -> Self {
+    pub(crate) fn new(
+        model: Arc<Transformer>,
+        limits: Limits,
+        metrics: Option<EngineMetrics>,
+    ) -> Self {
         Worker {
             model,
             limits,

@@ -7,6 +7,7 @@ use tonic::{Request, Response, Status};
 
 use crate::convert::{self, Limits};
 use crate::engine::Engine;
+use crate::probe;
 
 /// The service state shared by all calls.
 pub struct DecoderService {
@@ -18,6 +19,37 @@ pub struct DecoderService {
     pub session_ttl_secs: u64,
     pub kv_budget_tokens: usize,
     pub kv_bytes_per_token: usize,
+    /// Most bytes one instrument's answer may carry.
+    pub max_inspect_bytes: usize,
+}
+
+impl DecoderService {
+    fn limits(&self) -> Limits<'_> {
+        Limits {
+            device: &self.device,
+            hidden_size: self.model.hidden_size as usize,
+            vocab_size: self.model.vocab_size as usize,
+            max_top_n: self.max_top_n,
+            context: self.model.context_length as usize,
+            layers: self.model.num_layers as usize,
+        }
+    }
+
+    /// Refuses an answer of `bytes` past the cap, naming the field that makes it big.
+    fn within_cap(&self, field: &str, bytes: usize, what: &str) -> Result<(), Status> {
+        if bytes <= self.max_inspect_bytes {
+            return Ok(());
+        }
+        Err(oneword_runtime::status::invalid_argument(
+            field,
+            format!(
+                "{what} would be {} MiB, over the {} MiB an answer may carry (the decoder's \
+                 --max-inspect-bytes); ask for less through `{field}` or a shorter input",
+                bytes.div_ceil(1 << 20),
+                self.max_inspect_bytes >> 20
+            ),
+        ))
+    }
 }
 
 #[tonic::async_trait]
@@ -46,12 +78,7 @@ impl pb::decoder_server::Decoder for DecoderService {
                 "`steps` must not be empty",
             ));
         }
-        let limits = Limits {
-            device: &self.device,
-            hidden_size: self.model.hidden_size as usize,
-            vocab_size: self.model.vocab_size as usize,
-            max_top_n: self.max_top_n,
-        };
+        let limits = self.limits();
         let half: Vec<bool> = steps
             .iter()
             .map(|s| {
@@ -115,6 +142,54 @@ impl pb::decoder_server::Decoder for DecoderService {
         Ok(Response::new(pb::ReleaseResponse {
             released: released as u32,
         }))
+    }
+
+    async fn score(
+        &self,
+        request: Request<pb::ScoreRequest>,
+    ) -> Result<Response<pb::ScoreResponse>, Status> {
+        let input = convert::score_input(request.into_inner(), &self.limits())?;
+        let (picks, forward) = self
+            .engine
+            .probe(move |model| probe::score(model, &input))
+            .await?;
+        Ok(Response::new(convert::score_response(picks, forward)))
+    }
+
+    async fn inspect(
+        &self,
+        request: Request<pb::InspectRequest>,
+    ) -> Result<Response<pb::InspectResponse>, Status> {
+        let input = convert::inspect_input(request.into_inner(), &self.limits())?;
+        let c = &self.model;
+        let n = input.embeddings.dims()[0];
+        let attention = input.attention_layers.len() * (c.num_heads as usize) * n * n * 4;
+        let hidden = if input.hidden_states {
+            (c.num_layers as usize + 1) * n * c.hidden_size as usize * 4
+        } else {
+            0
+        };
+        self.within_cap("attention_layers", attention + hidden, "the answer")?;
+        let out = self
+            .engine
+            .probe(move |model| probe::inspect(model, &input))
+            .await?;
+        Ok(Response::new(convert::inspect_response(out)?))
+    }
+
+    async fn weights(
+        &self,
+        request: Request<pb::WeightsRequest>,
+    ) -> Result<Response<pb::WeightsResponse>, Status> {
+        let input = convert::weights_input(request.into_inner(), &self.limits())?;
+        let out = self
+            .engine
+            .probe(move |model| probe::weights(model, &input))
+            .await?;
+        if let Some(matrix) = &out.matrix {
+            self.within_cap("matrix", matrix.elem_count() * 4, "the matrix")?;
+        }
+        Ok(Response::new(convert::weights_response(out)?))
     }
 
     async fn info(

@@ -42,7 +42,7 @@ pub struct Downstream {
 
 /// Messages up to this size pass between the services (a full-context prefill of GPT-2 XL's
 /// embeddings is 6.5 MB).
-const MAX_MESSAGE_BYTES: usize = 64 << 20;
+const MAX_MESSAGE_BYTES: usize = 256 << 20;
 
 /// One decoder replica, kept for a whole generation: its sessions live there.
 #[derive(Clone)]
@@ -172,6 +172,24 @@ impl Downstream {
     }
 }
 
+impl Downstream {
+    /// The embedding module's two parts for `ids` at `positions`.
+    pub async fn embed_parts(
+        &self,
+        ids: Vec<u32>,
+        positions: Vec<u32>,
+        deadline: &Deadline,
+    ) -> Result<emb::EmbedPartsResponse, Error> {
+        Ok(self
+            .embedder()
+            .await?
+            .embed_parts(deadline.request(emb::EmbedRequest { ids, positions }))
+            .await
+            .map_err(|s| failed(EMBEDDER, s, deadline))?
+            .into_inner())
+    }
+}
+
 impl Decoder {
     /// The replica's address.
     pub fn address(&self) -> std::net::SocketAddr {
@@ -191,6 +209,51 @@ impl Decoder {
             .await
             .map_err(|s| failed(DECODER, s, deadline))?;
         Ok(response.into_inner())
+    }
+
+    /// Scores targets by teacher forcing (one-shot, no session).
+    pub async fn score(
+        &self,
+        request: dec::ScoreRequest,
+        deadline: &Deadline,
+    ) -> Result<dec::ScoreResponse, Error> {
+        Ok(self
+            .client
+            .clone()
+            .score(deadline.request(request))
+            .await
+            .map_err(|s| failed(DECODER, s, deadline))?
+            .into_inner())
+    }
+
+    /// What one uncached pass keeps (one-shot, no session).
+    pub async fn inspect(
+        &self,
+        request: dec::InspectRequest,
+        deadline: &Deadline,
+    ) -> Result<dec::InspectResponse, Error> {
+        Ok(self
+            .client
+            .clone()
+            .inspect(deadline.request(request))
+            .await
+            .map_err(|s| failed(DECODER, s, deadline))?
+            .into_inner())
+    }
+
+    /// Reads weights.
+    pub async fn weights(
+        &self,
+        request: dec::WeightsRequest,
+        deadline: &Deadline,
+    ) -> Result<dec::WeightsResponse, Error> {
+        Ok(self
+            .client
+            .clone()
+            .weights(deadline.request(request))
+            .await
+            .map_err(|s| failed(DECODER, s, deadline))?
+            .into_inner())
     }
 
     /// Copies `source` into `targets`.

@@ -79,7 +79,7 @@ pub async fn generate(
         full_row: dec::FullRow::None as i32,
     };
     let sampling = |sample: usize, step: usize| dec::Sampling {
-        shaping: Some(params.shaping.clone()),
+        shaping: Some(params.shaping_of(sample)),
         u: rng::uniform(params.seed, sample as u32, step as u32),
         report: Some(report),
     };

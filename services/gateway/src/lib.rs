@@ -11,6 +11,7 @@ mod downstream;
 mod error;
 mod generate;
 mod http;
+mod instruments;
 mod metrics;
 mod replicas;
 pub mod rng;

@@ -14,9 +14,10 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
-use crate::convert::{GenerateParams, NextTokensParams};
+use crate::convert::{CompareParams, GenerateParams, InspectParams, NextTokensParams, ScoreParams};
 use crate::downstream::Downstream;
 use crate::generate::generate;
+use crate::instruments::token_table;
 use crate::metrics::GatewayMetrics;
 use crate::{Config, Error};
 
@@ -83,50 +84,7 @@ impl pb::gateway_server::Gateway for GatewayService {
         let deadline = Deadline::from_metadata(request.metadata());
         let params = GenerateParams::new(request.into_inner(), &self.config)?;
         let _permit = self.admit().map_err(Status::from)?;
-        let (seed, n) = (params.seed, params.n);
-        let (tx, mut rx) = mpsc::channel(STREAM_BUFFER);
-        let run = async move {
-            let result = generate(&self.downstream, &self.metrics, params, deadline, &tx).await;
-            drop(tx);
-            result
-        };
-        let collect = async move {
-            let mut response = pb::GenerateResponse {
-                seed,
-                ..Default::default()
-            };
-            response.completions = (0..n as u32)
-                .map(|index| pb::Completion {
-                    index,
-                    ..Default::default()
-                })
-                .collect();
-            let mut usage = pb::Usage::default();
-            while let Some(Ok(chunk)) = rx.recv().await {
-                let c = &mut response.completions[chunk.index as usize];
-                c.text.push_str(&chunk.text);
-                c.token_ids.extend(&chunk.token_ids);
-                if let Some(more) = chunk.details {
-                    c.details.get_or_insert_with(Default::default).append(more);
-                }
-                if chunk.finish_reason != pb::FinishReason::Unspecified as i32 {
-                    c.finish_reason = chunk.finish_reason;
-                    c.stop_sequence = chunk.stop_sequence;
-                    if let Some(u) = chunk.usage {
-                        usage.prompt_tokens = u.prompt_tokens;
-                        usage.completion_tokens += u.completion_tokens;
-                    }
-                    response.timings = chunk.timings;
-                }
-            }
-            response.usage = Some(usage);
-            response
-        };
-        let (result, response) = deadline
-            .within(async { Ok(tokio::join!(run, collect)) })
-            .await?;
-        result?;
-        Ok(Response::new(response))
+        Ok(Response::new(self.collected(params, deadline).await?))
     }
 
     type GenerateStreamStream = ChunkStream;
@@ -205,6 +163,67 @@ impl pb::gateway_server::Gateway for GatewayService {
         }))
     }
 
+    async fn compare(
+        &self,
+        request: Request<pb::CompareRequest>,
+    ) -> Result<Response<pb::CompareResponse>, Status> {
+        let deadline = Deadline::from_metadata(request.metadata());
+        let params = CompareParams::new(request.into_inner(), &self.config)?;
+        let _permit = self.admit()?;
+        let response = self.collected(params.generation, deadline).await?;
+        let mut completions = response.completions.into_iter();
+        let groups = params
+            .groups
+            .iter()
+            .map(|&(temperature, count)| pb::TemperatureGroup {
+                temperature,
+                completions: completions.by_ref().take(count).collect(),
+            })
+            .collect();
+        Ok(Response::new(pb::CompareResponse {
+            groups,
+            seed: response.seed,
+            usage: response.usage,
+            timings: response.timings,
+        }))
+    }
+
+    async fn score(
+        &self,
+        request: Request<pb::ScoreRequest>,
+    ) -> Result<Response<pb::ScoreResponse>, Status> {
+        let deadline = Deadline::from_metadata(request.metadata());
+        let params = ScoreParams::new(request.into_inner(), &self.config)?;
+        let _permit = self.admit()?;
+        let scored = deadline.within(self.score_text(params, &deadline)).await?;
+        Ok(Response::new(scored))
+    }
+
+    async fn inspect(
+        &self,
+        request: Request<pb::InspectRequest>,
+    ) -> Result<Response<pb::InspectResponse>, Status> {
+        let deadline = Deadline::from_metadata(request.metadata());
+        let params = InspectParams::new(request.into_inner(), &self.config)?;
+        let _permit = self.admit()?;
+        let seen = deadline
+            .within(self.inspect_prompt(params, &deadline))
+            .await?;
+        Ok(Response::new(seen))
+    }
+
+    async fn weights(
+        &self,
+        request: Request<pb::WeightsRequest>,
+    ) -> Result<Response<pb::WeightsResponse>, Status> {
+        let deadline = Deadline::from_metadata(request.metadata());
+        let _permit = self.admit()?;
+        let read = deadline
+            .within(self.weights_of(request.into_inner(), &deadline))
+            .await?;
+        Ok(Response::new(read))
+    }
+
     async fn info(
         &self,
         request: Request<pb::InfoRequest>,
@@ -224,6 +243,58 @@ impl pb::gateway_server::Gateway for GatewayService {
 }
 
 impl GatewayService {
+    /// Runs a generation to the end, gathering its chunks into whole completions.
+    async fn collected(
+        &self,
+        params: GenerateParams,
+        deadline: Deadline,
+    ) -> Result<pb::GenerateResponse, Status> {
+        let (seed, n) = (params.seed, params.n);
+        let (tx, mut rx) = mpsc::channel(STREAM_BUFFER);
+        let run = async move {
+            let result = generate(&self.downstream, &self.metrics, params, deadline, &tx).await;
+            drop(tx);
+            result
+        };
+        let collect = async move {
+            let mut response = pb::GenerateResponse {
+                seed,
+                ..Default::default()
+            };
+            response.completions = (0..n as u32)
+                .map(|index| pb::Completion {
+                    index,
+                    ..Default::default()
+                })
+                .collect();
+            let mut usage = pb::Usage::default();
+            while let Some(Ok(chunk)) = rx.recv().await {
+                let c = &mut response.completions[chunk.index as usize];
+                c.text.push_str(&chunk.text);
+                c.token_ids.extend(&chunk.token_ids);
+                if let Some(more) = chunk.details {
+                    c.details.get_or_insert_with(Default::default).append(more);
+                }
+                if chunk.finish_reason != pb::FinishReason::Unspecified as i32 {
+                    c.finish_reason = chunk.finish_reason;
+                    c.stop_sequence = chunk.stop_sequence;
+                    if let Some(u) = chunk.usage {
+                        usage.prompt_tokens = u.prompt_tokens;
+                        usage.completion_tokens += u.completion_tokens;
+                    }
+                    response.timings = chunk.timings;
+                }
+            }
+            response.usage = Some(usage);
+            response
+        };
+        let (result, response) = deadline
+            .within(async { Ok(tokio::join!(run, collect)) })
+            .await?;
+        result?;
+        Ok(response)
+    }
+
     /// The next-token table: one decoder step on a session dropped right after it.
     async fn next_token_table(
         &self,
@@ -286,28 +357,12 @@ impl GatewayService {
                 "the decoder returned no distribution".into(),
             ))
         })?;
-        let table = |top: Option<dec::TopTokens>| {
-            let top = top.unwrap_or_default();
-            let pieces: Vec<Vec<u8>> = top
-                .ids
-                .iter()
-                .map(|&id| model.pieces.get(id as usize).cloned().unwrap_or_default())
-                .collect();
-            pb::TokenTable {
-                probabilities: top.logprobs.iter().map(|lp| lp.exp()).collect(),
-                texts: pieces
-                    .iter()
-                    .map(|p| String::from_utf8_lossy(p).into_owned())
-                    .collect(),
-                ids: top.ids,
-                logprobs: top.logprobs,
-                pieces,
-            }
-        };
+        let table = |top: Option<dec::TopTokens>| token_table(&model, top.unwrap_or_default());
         Ok(pb::NextTokensResponse {
             raw: Some(table(pick.raw_top)),
             shaped: shaped.then(|| table(pick.shaped_top)),
             entropy: pick.entropy,
+            shaped_entropy: shaped.then_some(pick.shaped_entropy),
             prompt_tokens,
             full_row: pick.full_row,
         })

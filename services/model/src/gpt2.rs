@@ -487,8 +487,8 @@ impl Transformer {
         Ok(out)
     }
 
-    /// f32 logits `[rows, vocab]` for final hidden states `[rows, n_embd]`.
-    pub(crate) fn lm_head(&self, hidden: &Tensor) -> Result<Tensor> {
+    /// f32 logits `[rows, vocab]` for final hidden states `[rows, n_embd]` (after `ln_f`).
+    pub fn lm_head(&self, hidden: &Tensor) -> Result<Tensor> {
         Ok(linear(hidden, &self.lm_head, None)?.to_dtype(DType::F32)?)
     }
 }

@@ -12,6 +12,7 @@ use crate::json::to_line;
 use crate::render::{self, Style};
 
 mod generate;
+mod instruments;
 
 /// Where a command writes: stdout for the answer, stderr for what is about it.
 pub struct Output<'a> {
@@ -44,6 +45,15 @@ pub async fn run(cli: Cli, io: &mut Output<'_>) -> Result<(), Error> {
         Command::Generate(args) => generate::run(&mut gateway, ctx, args, io).await,
         Command::Tokenize(args) => tokenize(&mut gateway, ctx, args, io).await,
         Command::Info => info(&mut gateway, ctx, io).await,
+        Command::Compare(args) => instruments::compare(&mut gateway, ctx, args, io).await,
+        Command::Ranks(args) => instruments::ranks(&mut gateway, ctx, args, io).await,
+        Command::Score(args) => instruments::score(&mut gateway, ctx, args, io).await,
+        Command::Lens(args) => instruments::lens(&mut gateway, ctx, args, io).await,
+        Command::Attention(args) => instruments::attention(&mut gateway, ctx, args, io).await,
+        Command::EmbeddingModule(args) => {
+            instruments::embedding_module(&mut gateway, ctx, args, io).await
+        }
+        Command::Weights(args) => instruments::weights(&mut gateway, ctx, args, io).await,
     }?;
     io.out.flush()?;
     Ok(())

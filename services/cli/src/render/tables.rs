@@ -80,8 +80,12 @@ pub fn next_table(resp: &gw::NextTokensResponse, shaping: Option<&str>) -> Strin
         })
         .collect();
 
+    let shaped_entropy = resp
+        .shaped_entropy
+        .map(|h| format!(" (shaped {h:.2})"))
+        .unwrap_or_default();
     let mut out = format!(
-        "{} prompt {} · entropy {:.2} nats\n\n",
+        "{} prompt {} · entropy {:.2} nats{shaped_entropy}\n\n",
         resp.prompt_tokens,
         plural(resp.prompt_tokens, "token"),
         resp.entropy
@@ -199,6 +203,7 @@ mod tests {
             raw: Some(essay_table()),
             shaped: None,
             entropy: 4.9321,
+            shaped_entropy: None,
             prompt_tokens: 9,
             full_row: None,
         };
@@ -234,6 +239,7 @@ mod tests {
             raw: Some(essay_table()),
             shaped: Some(shaped),
             entropy: 4.9,
+            shaped_entropy: Some(0.67),
             prompt_tokens: 9,
             full_row: None,
         };

@@ -1,0 +1,257 @@
+//! The essay's instruments: the gateway tokenizes and embeds the text, then asks the decoder for
+//! what one pass over it shows (scores, attention, hidden states, the logit lens) or for the
+//! weights, and puts the tokens' text beside the numbers.
+
+use oneword_proto::decoder::v1 as dec;
+use oneword_proto::gateway::v1 as pb;
+use oneword_runtime::deadline::Deadline;
+use tonic::Status;
+
+use crate::convert::{InspectParams, ScoreParams, ScoreText};
+use crate::downstream::Model;
+use crate::service::GatewayService;
+use crate::Error;
+
+/// A list of tokens with their log-probabilities as a table with each token's bytes and text.
+pub fn token_table(model: &Model, top: dec::TopTokens) -> pb::TokenTable {
+    let pieces: Vec<Vec<u8>> = top
+        .ids
+        .iter()
+        .map(|&id| model.pieces.get(id as usize).cloned().unwrap_or_default())
+        .collect();
+    pb::TokenTable {
+        probabilities: top.logprobs.iter().map(|lp| lp.exp()).collect(),
+        texts: pieces
+            .iter()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect(),
+        ids: top.ids,
+        logprobs: top.logprobs,
+        pieces,
+    }
+}
+
+fn pieces(model: &Model, ids: &[u32]) -> Vec<Vec<u8>> {
+    ids.iter()
+        .map(|&id| model.pieces.get(id as usize).cloned().unwrap_or_default())
+        .collect()
+}
+
+impl GatewayService {
+    /// A prompt's ids: at least one token, within the context.
+    async fn prompt_ids(
+        &self,
+        field: &'static str,
+        text: &str,
+        model: &Model,
+        deadline: &Deadline,
+    ) -> Result<Vec<u32>, Error> {
+        let ids = self.downstream.encode(text, false, deadline).await?.ids;
+        if ids.is_empty() {
+            return Err(Error::invalid(
+                field,
+                format!("`{field}` must contain at least one token"),
+            ));
+        }
+        if ids.len() > model.context {
+            return Err(Error::ContextLength {
+                prompt_tokens: ids.len(),
+                max_new_tokens: 0,
+                context: model.context,
+            });
+        }
+        Ok(ids)
+    }
+
+    /// Each token's log-probability given those before it, from one pass.
+    pub async fn score_text(
+        &self,
+        params: ScoreParams,
+        deadline: &Deadline,
+    ) -> Result<pb::ScoreResponse, Status> {
+        let down = &self.downstream;
+        let model = down.model(deadline).await?;
+        let field = match params.text {
+            ScoreText::Text(_) => "text",
+            ScoreText::Ids(_) => "token_ids",
+        };
+        let ids = match params.text {
+            ScoreText::Text(text) => self.prompt_ids("text", &text, &model, deadline).await?,
+            ScoreText::Ids(ids) => {
+                if let Some((i, id)) = ids
+                    .iter()
+                    .enumerate()
+                    .find(|(_, &id)| id as usize >= model.pieces.len())
+                {
+                    return Err(Status::from(Error::invalid(
+                        "token_ids",
+                        format!(
+                            "`token_ids[{i}]` is {id}, outside the vocabulary of {} tokens",
+                            model.pieces.len()
+                        ),
+                    )));
+                }
+                ids
+            }
+        };
+        // Position i's output predicts token i + 1; from the start, <|endoftext|> comes first.
+        let (inputs, targets) = if params.from_start {
+            let mut inputs = vec![model.eos];
+            inputs.extend(&ids[..ids.len() - 1]);
+            (inputs, ids.clone())
+        } else {
+            (ids[..ids.len() - 1].to_vec(), ids[1..].to_vec())
+        };
+        if targets.is_empty() {
+            return Err(Error::invalid(
+                field,
+                format!(
+                    "`{field}` has one token, which has no context to be scored in; give two or \
+                     more, or set `from_start` to score it after <|endoftext|>"
+                ),
+            )
+            .into());
+        }
+        if inputs.len() > model.context {
+            return Err(Error::ContextLength {
+                prompt_tokens: inputs.len(),
+                max_new_tokens: 0,
+                context: model.context,
+            }
+            .into());
+        }
+        let positions = (0..inputs.len() as u32).collect();
+        let embeddings = down.embed(inputs, positions, deadline).await?;
+        let scored = down
+            .decoder()
+            .await?
+            .score(
+                dec::ScoreRequest {
+                    embeddings: Some(embeddings),
+                    targets,
+                    shaping: Some(params.shaping),
+                    top_n: params.top_n as u32,
+                },
+                deadline,
+            )
+            .await?;
+        let total: f64 = scored.logprobs.iter().map(|&l| l as f64).sum();
+        let count = scored.logprobs.len().max(1) as f64;
+        let top = if params.top_n > 0 {
+            scored
+                .top
+                .into_iter()
+                .map(|t| pb::Alternatives {
+                    pieces: pieces(&model, &t.ids),
+                    ids: t.ids,
+                    logprobs: t.logprobs,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(pb::ScoreResponse {
+            pieces: pieces(&model, &ids),
+            ids,
+            first_scored: if params.from_start { 0 } else { 1 },
+            logprobs: scored.logprobs,
+            ranks: scored.ranks,
+            shaped_logprobs: scored.shaped_logprobs,
+            entropies: scored.entropies,
+            top,
+            total_logprob: total,
+            perplexity: (-total / count).exp(),
+            forward_ns: scored.forward_ns,
+        })
+    }
+
+    /// What one pass over a prompt shows.
+    pub async fn inspect_prompt(
+        &self,
+        params: InspectParams,
+        deadline: &Deadline,
+    ) -> Result<pb::InspectResponse, Status> {
+        let down = &self.downstream;
+        let model = down.model(deadline).await?;
+        let ids = self
+            .prompt_ids("prompt", &params.prompt, &model, deadline)
+            .await?;
+        let positions: Vec<u32> = (0..ids.len() as u32).collect();
+        let embeddings = down.embed(ids.clone(), positions.clone(), deadline).await?;
+        let embedding_parts = if params.embedding_parts {
+            let parts = down.embed_parts(ids.clone(), positions, deadline).await?;
+            Some(pb::EmbeddingParts {
+                token: parts.token,
+                position: parts.position,
+            })
+        } else {
+            None
+        };
+        let seen = down
+            .decoder()
+            .await?
+            .inspect(
+                dec::InspectRequest {
+                    embeddings: Some(embeddings),
+                    attention_layers: params.attention_layers,
+                    hidden_states: params.hidden_states,
+                    lens_top_n: params.lens_top_n,
+                },
+                deadline,
+            )
+            .await?;
+        Ok(pb::InspectResponse {
+            pieces: pieces(&model, &ids),
+            ids,
+            embedding_parts,
+            attentions: seen
+                .attentions
+                .into_iter()
+                .map(|a| pb::LayerAttention {
+                    layer: a.layer,
+                    weights: a.weights,
+                })
+                .collect(),
+            hidden_states: seen.hidden_states,
+            lens: seen
+                .lens
+                .into_iter()
+                .map(|top| token_table(&model, top))
+                .collect(),
+            forward_ns: seen.forward_ns,
+        })
+    }
+
+    /// The decoder's weights, passed on.
+    pub async fn weights_of(
+        &self,
+        request: pb::WeightsRequest,
+        deadline: &Deadline,
+    ) -> Result<pb::WeightsResponse, Status> {
+        let read = self
+            .downstream
+            .decoder()
+            .await?
+            .weights(
+                dec::WeightsRequest {
+                    layer: request.layer,
+                    matrix: request.matrix,
+                    histogram_bins: request.histogram_bins,
+                },
+                deadline,
+            )
+            .await?;
+        Ok(pb::WeightsResponse {
+            matrix: read.matrix,
+            histograms: read
+                .histograms
+                .into_iter()
+                .map(|h| pb::Histogram {
+                    layer: h.layer,
+                    edges: h.edges,
+                    counts: h.counts,
+                })
+                .collect(),
+        })
+    }
+}

@@ -4,6 +4,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cli;
+
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

@@ -499,3 +499,81 @@ async fn compare_forks_one_prefill_into_every_temperature() {
         status.message()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn words_and_nearest_read_words_as_inside_a_sentence() {
+    let cluster = Cluster::start(&hf_model()).await;
+    let mut gateway = cluster.gateway().await;
+    let file = load("model.safetensors");
+    let wte = &file["transformer.wte.weight"];
+    let words = vec!["cat".to_string(), "dog".into(), " cat".into()];
+    let seen = gateway
+        .words(pb::WordsRequest {
+            words: words.clone(),
+            project: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(seen.tokens[0].pieces, vec![b" cat".to_vec()]);
+    assert_eq!(
+        seen.tokens[0].ids, seen.tokens[2].ids,
+        "a leading space is added once"
+    );
+    let (shape, vectors) = values(seen.vectors.as_ref());
+    assert_eq!(shape, [3, 32]);
+    assert_eq!(
+        vectors[..32],
+        flat(&wte.get(seen.tokens[0].ids[0] as usize).unwrap())[..]
+    );
+    assert!((seen.cosine[0] - 1.0).abs() < 1e-6 && (seen.cosine[2] - 1.0).abs() < 1e-6);
+    assert_eq!(seen.projection.len(), 6);
+    let found = gateway
+        .nearest(pb::NearestRequest {
+            word: "cat".into(),
+            top: Some(5),
+            include_query: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        found.ids[0], seen.tokens[0].ids[0],
+        "a word is nearest itself"
+    );
+    assert!((found.similarities[0] - 1.0).abs() < 1e-5);
+    assert_eq!(found.pieces[0], b" cat".to_vec());
+    assert!(found.similarities.windows(2).all(|w| w[0] >= w[1]));
+
+    let empty = gateway
+        .words(pb::WordsRequest {
+            words: vec!["cat".into(), " ".into()],
+            project: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(empty.code(), Code::InvalidArgument);
+    assert!(
+        empty.message().contains("`words[1]` is empty"),
+        "{}",
+        empty.message()
+    );
+    let none = gateway
+        .words(pb::WordsRequest::default())
+        .await
+        .unwrap_err();
+    assert!(none.message().contains("`words` must not be empty"));
+    let top = gateway
+        .nearest(pb::NearestRequest {
+            word: "cat".into(),
+            top: Some(0),
+            include_query: false,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        top.message().contains("`top` must be in 1..=1000"),
+        "{}",
+        top.message()
+    );
+}

@@ -130,6 +130,13 @@ pub enum Command {
     /// The embedding module for a prompt, split into its token part and its position part.
     #[command(after_long_help = JSON_HELP)]
     EmbeddingModule(EmbeddingModuleArgs),
+    /// Word embeddings: each word's vector, the cosine similarity of every pair, and (with
+    /// --png) a 2-D map of the words (their first two principal components).
+    #[command(visible_alias = "embed-map", after_long_help = JSON_HELP)]
+    Words(WordsArgs),
+    /// The tokens whose embedding vectors are nearest a word's (cosine, whole vocabulary).
+    #[command(after_long_help = JSON_HELP)]
+    Nearest(NearestArgs),
     /// A block's weight matrix as an image (optionally smoothed), or the histograms of every
     /// block's weight values.
     #[command(after_long_help = JSON_HELP)]
@@ -169,6 +176,32 @@ pub struct CompareArgs {
     /// Seed for the random draws. Default: a random seed, shown in the summary.
     #[arg(long)]
     pub seed: Option<u64>,
+}
+
+/// Flags of `oneword words`.
+#[derive(Debug, Args)]
+pub struct WordsArgs {
+    /// The words; each is read as inside a sentence, after a space (" cat").
+    #[arg(required = true)]
+    pub words: Vec<String>,
+    /// Also print each word's vector.
+    #[arg(long)]
+    pub vectors: bool,
+    #[command(flatten)]
+    pub picture: PictureArgs,
+}
+
+/// Flags of `oneword nearest`.
+#[derive(Debug, Args)]
+pub struct NearestArgs {
+    /// The word whose neighbours to list, read as inside a sentence (" cat").
+    pub word: String,
+    /// How many neighbours, 1..=1000.
+    #[arg(long, default_value_t = 10)]
+    pub top: u32,
+    /// List the word's own token too.
+    #[arg(long)]
+    pub include_query: bool,
 }
 
 /// Flags of `oneword ranks`.

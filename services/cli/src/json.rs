@@ -35,6 +35,8 @@ named! {
     gw::ScoreResponse => "oneword.gateway.v1.ScoreResponse",
     gw::InspectResponse => "oneword.gateway.v1.InspectResponse",
     gw::WeightsResponse => "oneword.gateway.v1.WeightsResponse",
+    gw::WordsResponse => "oneword.gateway.v1.WordsResponse",
+    gw::NearestResponse => "oneword.gateway.v1.NearestResponse",
 }
 
 static POOL: LazyLock<DescriptorPool> = LazyLock::new(|| {

@@ -1,6 +1,6 @@
 //! The instruments' pictures: answers turned into the charts of `oneword_plot`, as PNG bytes.
 
-use oneword_plot::{Grid, Heatmap, Histograms, Line, LogLog, Panel, Scale, Series, Size};
+use oneword_plot::{Grid, Heatmap, Histograms, Line, LogLog, Panel, Scale, Scatter, Series, Size};
 use oneword_proto::gateway::v1 as gw;
 
 use crate::analysis::PowerLaw;
@@ -210,6 +210,37 @@ pub fn histograms(histograms: &[gw::Histogram], at: (u32, u32)) -> Result<Vec<u8
             x_label: "weight value",
             y_label: "count",
             series: &series,
+        },
+        size(at),
+    ))
+}
+
+/// The words on the plane of their first two principal components.
+pub fn word_map(
+    words: &[String],
+    resp: &gw::WordsResponse,
+    at: (u32, u32),
+) -> Result<Vec<u8>, Error> {
+    if resp.projection.len() != 2 * words.len() {
+        return Err(Error::Usage("a map needs at least two words".into()));
+    }
+    let points: Vec<(f64, f64)> = resp
+        .projection
+        .chunks_exact(2)
+        .map(|p| (p[0] as f64, p[1] as f64))
+        .collect();
+    let share = |i: usize| resp.explained_variance.get(i).map_or(0.0, |v| v * 100.0);
+    let (x, y) = (
+        format!("component 1 ({:.0}%)", share(0)),
+        format!("component 2 ({:.0}%)", share(1)),
+    );
+    drawn(oneword_plot::scatter(
+        &Scatter {
+            title: "words in embedding space",
+            x_label: &x,
+            y_label: &y,
+            points: &points,
+            labels: words,
         },
         size(at),
     ))

@@ -154,6 +154,55 @@ impl Downstream {
             .ok_or_else(|| Error::Internal("the tokenizer returned no encoding".into()))
     }
 
+    /// Tokenizes several texts in one call.
+    pub async fn encode_many(
+        &self,
+        texts: Vec<Vec<u8>>,
+        deadline: &Deadline,
+    ) -> Result<Vec<tok::Encoding>, Error> {
+        Ok(self
+            .tokenizer()
+            .await?
+            .encode(deadline.request(tok::EncodeRequest {
+                texts,
+                allow_special: false,
+            }))
+            .await
+            .map_err(|s| failed(TOKENIZER, s, deadline))?
+            .into_inner()
+            .encodings)
+    }
+
+    /// Word vectors, their distances and map.
+    pub async fn words(
+        &self,
+        request: emb::WordsRequest,
+        deadline: &Deadline,
+    ) -> Result<emb::WordsResponse, Error> {
+        Ok(self
+            .embedder()
+            .await?
+            .words(deadline.request(request))
+            .await
+            .map_err(|s| failed(EMBEDDER, s, deadline))?
+            .into_inner())
+    }
+
+    /// The tokens nearest a word's vector.
+    pub async fn nearest(
+        &self,
+        request: emb::NearestRequest,
+        deadline: &Deadline,
+    ) -> Result<emb::NearestResponse, Error> {
+        Ok(self
+            .embedder()
+            .await?
+            .nearest(deadline.request(request))
+            .await
+            .map_err(|s| failed(EMBEDDER, s, deadline))?
+            .into_inner())
+    }
+
     /// Input embeddings of `ids` at `positions`.
     pub async fn embed(
         &self,

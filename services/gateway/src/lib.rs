@@ -17,6 +17,7 @@ mod replicas;
 pub mod rng;
 mod service;
 pub mod text_stream;
+mod words;
 
 use std::future::Future;
 use std::time::Duration;

@@ -224,6 +224,30 @@ impl pb::gateway_server::Gateway for GatewayService {
         Ok(Response::new(read))
     }
 
+    async fn words(
+        &self,
+        request: Request<pb::WordsRequest>,
+    ) -> Result<Response<pb::WordsResponse>, Status> {
+        let deadline = Deadline::from_metadata(request.metadata());
+        let _permit = self.admit()?;
+        let seen = deadline
+            .within(self.words_of(request.into_inner(), &deadline))
+            .await?;
+        Ok(Response::new(seen))
+    }
+
+    async fn nearest(
+        &self,
+        request: Request<pb::NearestRequest>,
+    ) -> Result<Response<pb::NearestResponse>, Status> {
+        let deadline = Deadline::from_metadata(request.metadata());
+        let _permit = self.admit()?;
+        let found = deadline
+            .within(self.nearest_to(request.into_inner(), &deadline))
+            .await?;
+        Ok(Response::new(found))
+    }
+
     async fn info(
         &self,
         request: Request<pb::InfoRequest>,

@@ -8,8 +8,8 @@ use super::{input, Ctx, Output};
 use crate::analysis::{fit_power_law, ranked_probabilities};
 use crate::client::{request, Gateway};
 use crate::config::{
-    AttentionArgs, CompareArgs, EmbeddingModuleArgs, LensArgs, PictureArgs, RanksArgs, ScoreArgs,
-    WeightsArgs,
+    AttentionArgs, CompareArgs, EmbeddingModuleArgs, LensArgs, NearestArgs, PictureArgs, RanksArgs,
+    ScoreArgs, WeightsArgs, WordsArgs,
 };
 use crate::error::Error;
 use crate::json::to_line;
@@ -315,4 +315,60 @@ pub async fn weights(
     save(&args.picture, io, |size| {
         picture::matrix(&name, rows, cols, &values, args.smooth, size)
     })
+}
+
+pub async fn words(
+    gateway: &mut Gateway,
+    ctx: Ctx,
+    args: WordsArgs,
+    io: &mut Output<'_>,
+) -> Result<(), Error> {
+    let message = gw::WordsRequest {
+        words: args.words.clone(),
+        project: args.picture.png.is_some() || ctx.json,
+    };
+    let resp = gateway
+        .words(request(message, ctx.timeout))
+        .await?
+        .into_inner();
+    if ctx.json {
+        writeln!(io.out, "{}", to_line(&resp))?;
+    } else {
+        let (shape, vectors) = f32s(resp.vectors.as_ref(), "vectors")?;
+        let width = shape.get(1).copied().unwrap_or(0);
+        write!(io.out, "{}", render::words_table(&args.words, &resp))?;
+        if args.vectors {
+            write!(
+                io.out,
+                "{}",
+                render::vectors_text(&args.words, &vectors, width)
+            )?;
+        }
+    }
+    save(&args.picture, io, |size| {
+        picture::word_map(&args.words, &resp, size)
+    })
+}
+
+pub async fn nearest(
+    gateway: &mut Gateway,
+    ctx: Ctx,
+    args: NearestArgs,
+    io: &mut Output<'_>,
+) -> Result<(), Error> {
+    let message = gw::NearestRequest {
+        word: args.word.clone(),
+        top: Some(args.top),
+        include_query: args.include_query,
+    };
+    let resp = gateway
+        .nearest(request(message, ctx.timeout))
+        .await?
+        .into_inner();
+    if ctx.json {
+        writeln!(io.out, "{}", to_line(&resp))?;
+    } else {
+        write!(io.out, "{}", render::nearest_table(&resp))?;
+    }
+    Ok(())
 }

@@ -53,6 +53,8 @@ pub async fn run(cli: Cli, io: &mut Output<'_>) -> Result<(), Error> {
         Command::EmbeddingModule(args) => {
             instruments::embedding_module(&mut gateway, ctx, args, io).await
         }
+        Command::Words(args) => instruments::words(&mut gateway, ctx, args, io).await,
+        Command::Nearest(args) => instruments::nearest(&mut gateway, ctx, args, io).await,
         Command::Weights(args) => instruments::weights(&mut gateway, ctx, args, io).await,
     }?;
     io.out.flush()?;

@@ -305,3 +305,82 @@ pub fn histogram_table(histograms: &[gw::Histogram]) -> String {
         )
     )
 }
+
+/// The tokens each word was read as, then the cosine similarity of every pair.
+pub fn words_table(words: &[String], resp: &gw::WordsResponse) -> String {
+    let mut out = String::new();
+    for (word, tokens) in words.iter().zip(&resp.tokens) {
+        let pieces: Vec<String> = tokens.pieces.iter().map(|p| quote_bytes(p)).collect();
+        let _ = writeln!(out, "{word}: {}", pieces.join(" "));
+    }
+    let n = words.len();
+    let mut header: Vec<(&str, Align)> = vec![("cosine", Align::Left)];
+    header.extend(words.iter().map(|w| (w.as_str(), Align::Right)));
+    let rows: Vec<Vec<String>> = (0..n)
+        .map(|i| {
+            let mut row = vec![words[i].clone()];
+            row.extend((0..n).map(|j| {
+                resp.cosine
+                    .get(i * n + j)
+                    .map_or_else(String::new, |c| format!("{c:.3}"))
+            }));
+            row
+        })
+        .collect();
+    out.push('\n');
+    out.push_str(&table(&header, &rows));
+    if resp.explained_variance.len() == 2 {
+        let _ = writeln!(
+            out,
+            "\nthe 2-D map shows {:.0}% + {:.0}% of the words' variance",
+            resp.explained_variance[0] * 100.0,
+            resp.explained_variance[1] * 100.0
+        );
+    }
+    out
+}
+
+/// Each word's vector, all its numbers.
+pub fn vectors_text(words: &[String], vectors: &[f32], width: usize) -> String {
+    let mut out = String::new();
+    for (word, v) in words.iter().zip(vectors.chunks(width.max(1))) {
+        let numbers: Vec<String> = v.iter().map(|x| format!("{x:.4}")).collect();
+        let _ = writeln!(out, "\n{word} ({width} numbers):\n{}", numbers.join(" "));
+    }
+    out
+}
+
+/// The nearest tokens with their similarities.
+pub fn nearest_table(resp: &gw::NearestResponse) -> String {
+    let query = resp.query.clone().unwrap_or_default();
+    let pieces: Vec<String> = query.pieces.iter().map(|p| quote_bytes(p)).collect();
+    let rows: Vec<Vec<String>> = resp
+        .ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            vec![
+                (i + 1).to_string(),
+                quote_bytes(resp.pieces.get(i).map(Vec::as_slice).unwrap_or_default()),
+                id.to_string(),
+                format!(
+                    "{:.3}",
+                    resp.similarities.get(i).copied().unwrap_or(f32::NAN)
+                ),
+            ]
+        })
+        .collect();
+    format!(
+        "nearest to {} by cosine similarity\n\n{}",
+        pieces.join(" "),
+        table(
+            &[
+                ("rank", Align::Right),
+                ("token", Align::Left),
+                ("id", Align::Right),
+                ("cosine", Align::Right),
+            ],
+            &rows
+        )
+    )
+}

@@ -3,12 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use clap::Parser;
 use oneword_cli::Error;
 use oneword_e2e::cli::oneword;
 use oneword_e2e::{hf_model, tiny_model, Cluster};
 use oneword_proto::gateway::v1 as pb;
-use serde_json::{json, Value};
+use serde_json::json;
 
 const PROMPT: &str = "The best thing about AI is its ability to";
 

@@ -184,6 +184,7 @@ impl Bench {
                         embeddings: Some(to_wire(&inputs)?),
                         sampling: Some(greedy()),
                         release_after: i + 1 == self.new_tokens,
+                        ..Default::default()
                     }],
                 })
                 .await?
@@ -218,6 +219,7 @@ impl Bench {
                         embeddings: Some(inputs.clone()),
                         sampling: Some(greedy()),
                         release_after: true,
+                        ..Default::default()
                     }],
                 })
                 .await?;

@@ -150,6 +150,7 @@ async fn a_long_prompt_prefilled_in_chunks_gives_the_logits_of_one_pass() {
                 }),
             }),
             release_after: true,
+            ..Default::default()
         }],
     };
     let mut side = chunked.gateway().await;

@@ -29,6 +29,7 @@ fn step(session: &str, create: bool, start: u32, n: usize, sample: bool) -> dec:
             }),
         }),
         release_after: false,
+        ..Default::default()
     }
 }
 

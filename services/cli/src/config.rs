@@ -137,6 +137,20 @@ pub enum Command {
     /// The tokens whose embedding vectors are nearest a word's (cosine, whole vocabulary).
     #[command(after_long_help = JSON_HELP)]
     Nearest(NearestArgs),
+    /// How often each letter a-z occurs in the n-gram corpus (a bar chart with --png).
+    #[command(after_long_help = JSON_HELP)]
+    Letters(CorpusArgs),
+    /// The probability of each letter given the one before it (the essay's "q is followed by
+    /// u" picture; a heatmap with --png).
+    #[command(after_long_help = JSON_HELP)]
+    LetterPairs(CorpusArgs),
+    /// "Random words" from letter n-gram models of the corpus: for each n, words that look more
+    /// like English as n grows.
+    #[command(after_long_help = JSON_HELP)]
+    RandomWords(RandomWordsArgs),
+    /// A sentence from the corpus's word n-gram model, starting with a word.
+    #[command(after_long_help = JSON_HELP)]
+    Sentence(SentenceArgs),
     /// A block's weight matrix as an image (optionally smoothed), or the histograms of every
     /// block's weight values.
     #[command(after_long_help = JSON_HELP)]
@@ -176,6 +190,10 @@ pub struct CompareArgs {
     /// Seed for the random draws. Default: a random seed, shown in the summary.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// The model: the served transformer (default), or an n-gram baseline of the decoder's
+    /// corpus, letters-1 ..= letters-6 or tokens-1 ..= tokens-6.
+    #[arg(long, value_name = "NAME")]
+    pub model: Option<String>,
 }
 
 /// Flags of `oneword words`.
@@ -202,6 +220,58 @@ pub struct NearestArgs {
     /// List the word's own token too.
     #[arg(long)]
     pub include_query: bool,
+}
+
+/// The corpus the n-gram instruments count.
+#[derive(Debug, Args)]
+pub struct CorpusArgs {
+    /// Count this text file instead of the decoder's corpus (sent with the request).
+    #[arg(long, value_name = "FILE")]
+    pub corpus: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub picture: PictureArgs,
+}
+
+/// Flags of `oneword random-words`.
+#[derive(Debug, Args)]
+pub struct RandomWordsArgs {
+    /// The letter n-gram orders to use, comma-separated, each 1..=6.
+    #[arg(
+        long,
+        short = 'n',
+        value_delimiter = ',',
+        default_value = "1,2,3,4,5,6"
+    )]
+    pub n: Vec<u32>,
+    /// Words per order.
+    #[arg(long, default_value_t = 10)]
+    pub count: u32,
+    /// Seed of the draws: the same seed gives the same words.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Count this text file instead of the decoder's corpus.
+    #[arg(long, value_name = "FILE")]
+    pub corpus: Option<std::path::PathBuf>,
+}
+
+/// Flags of `oneword sentence`.
+#[derive(Debug, Args)]
+pub struct SentenceArgs {
+    /// The word(s) to start with; each must occur in the corpus (the bundled King James books
+    /// have no "cat": try "god", or give --corpus).
+    pub start: String,
+    /// The word n-gram order, 1..=6.
+    #[arg(long, short = 'n', default_value_t = 2)]
+    pub n: u32,
+    /// Words to add.
+    #[arg(long, default_value_t = 20)]
+    pub words: u32,
+    /// Seed of the draws: the same seed gives the same sentence.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Count this text file instead of the decoder's corpus.
+    #[arg(long, value_name = "FILE")]
+    pub corpus: Option<std::path::PathBuf>,
 }
 
 /// Flags of `oneword ranks`.
@@ -319,6 +389,10 @@ pub struct NextArgs {
     /// Also return the whole raw logit row (JSON only: `full_row`, base64 of little-endian f32).
     #[arg(long, requires = "json")]
     pub full_row: bool,
+    /// The model: the served transformer (default), or an n-gram baseline of the decoder's
+    /// corpus, letters-1 ..= letters-6 or tokens-1 ..= tokens-6.
+    #[arg(long, value_name = "NAME")]
+    pub model: Option<String>,
 }
 
 /// Flags of `oneword generate`.
@@ -364,6 +438,10 @@ pub struct GenerateArgs {
     /// Wait for the whole response (the unary Generate RPC) instead of streaming.
     #[arg(long)]
     pub no_stream: bool,
+    /// The model: the served transformer (default), or an n-gram baseline of the decoder's
+    /// corpus, letters-1 ..= letters-6 or tokens-1 ..= tokens-6.
+    #[arg(long, value_name = "NAME")]
+    pub model: Option<String>,
 }
 
 /// Flags of `oneword tokenize`.

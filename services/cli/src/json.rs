@@ -8,6 +8,7 @@
 
 use std::sync::LazyLock;
 
+use oneword_proto::decoder::v1 as dec;
 use oneword_proto::gateway::v1 as gw;
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
@@ -37,6 +38,7 @@ named! {
     gw::WeightsResponse => "oneword.gateway.v1.WeightsResponse",
     gw::WordsResponse => "oneword.gateway.v1.WordsResponse",
     gw::NearestResponse => "oneword.gateway.v1.NearestResponse",
+    dec::CorpusResponse => "oneword.decoder.v1.CorpusResponse",
 }
 
 static POOL: LazyLock<DescriptorPool> = LazyLock::new(|| {

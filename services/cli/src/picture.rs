@@ -1,6 +1,9 @@
 //! The instruments' pictures: answers turned into the charts of `oneword_plot`, as PNG bytes.
 
-use oneword_plot::{Grid, Heatmap, Histograms, Line, LogLog, Panel, Scale, Scatter, Series, Size};
+use oneword_plot::{
+    Bars, Grid, Heatmap, Histograms, Line, LogLog, Panel, Scale, Scatter, Series, Size,
+};
+use oneword_proto::decoder::v1 as dec;
 use oneword_proto::gateway::v1 as gw;
 
 use crate::analysis::PowerLaw;
@@ -241,6 +244,53 @@ pub fn word_map(
             y_label: &y,
             points: &points,
             labels: words,
+        },
+        size(at),
+    ))
+}
+
+/// Letter frequencies as a bar chart.
+pub fn letters(resp: &dec::CorpusResponse, at: (u32, u32)) -> Result<Vec<u8>, Error> {
+    let values: Vec<f64> = resp.frequencies.iter().map(|f| f * 100.0).collect();
+    drawn(oneword_plot::bars(
+        &Bars {
+            title: "letter frequencies",
+            x_label: "letter",
+            y_label: "share (%)",
+            labels: &resp.letters,
+            values: &values,
+        },
+        size(at),
+    ))
+}
+
+/// P(second letter | first letter) as a heatmap, the space shown as ␣.
+pub fn letter_pairs(resp: &dec::CorpusResponse, at: (u32, u32)) -> Result<Vec<u8>, Error> {
+    let n = resp.pair_symbols.len();
+    let symbols: Vec<String> = resp
+        .pair_symbols
+        .iter()
+        .map(|s| {
+            if s == " " {
+                "␣".to_string()
+            } else {
+                s.clone()
+            }
+        })
+        .collect();
+    let values: Vec<f32> = resp.pair_probabilities.iter().map(|&p| p as f32).collect();
+    drawn(oneword_plot::heatmap(
+        &Heatmap {
+            title: "probability of the next letter",
+            x_label: "second letter",
+            y_label: "first letter",
+            rows: n,
+            cols: n,
+            values: &values,
+            row_labels: Some(&symbols),
+            col_labels: Some(&symbols),
+            scale: Scale::Sequential,
+            range: Some((0.0, 1.0)),
         },
         size(at),
     ))

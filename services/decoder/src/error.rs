@@ -26,6 +26,9 @@ pub enum Error {
     Overloaded(String),
     #[error("the decoder is shutting down")]
     ShuttingDown,
+    /// The n-gram corpus could not be counted.
+    #[error("the n-gram corpus: {0}")]
+    Corpus(String),
     #[error("forward pass failed: {0}")]
     Model(#[from] oneword_model::ModelError),
 }
@@ -55,6 +58,7 @@ impl From<Error> for Status {
             }
             e @ Error::Overloaded(_) => Status::resource_exhausted(e.to_string()),
             e @ Error::ShuttingDown => Status::unavailable(e.to_string()),
+            e @ Error::Corpus(_) => Status::failed_precondition(e.to_string()),
             Error::Model(e) => oneword_runtime::status::internal("running the model", e),
         }
     }

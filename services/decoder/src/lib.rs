@@ -10,6 +10,7 @@ pub mod distribution;
 pub mod engine;
 mod error;
 pub mod metrics;
+pub mod ngrams;
 pub mod probe;
 mod scheduler;
 mod service;
@@ -76,6 +77,13 @@ fn load(config: &Config, metrics: &Metrics) -> anyhow::Result<service::DecoderSe
     tracing::info!(model = %config.model, dir = %checkpoint.dir.display(), device = ?checkpoint.device, dtype = ?checkpoint.dtype, layers = c.n_layer, width = c.n_embd, "decoder model loaded");
     let info = oneword_runtime::model_info(&config.model, c, &checkpoint.device, checkpoint.dtype);
     let device = checkpoint.device.clone();
+    let ngrams = ngrams::Ngrams::load(
+        config.ngram_corpus.as_deref(),
+        &checkpoint.dir,
+        config.max_sessions,
+        Duration::from_secs(config.session_ttl_secs),
+    )
+    .context("loading the n-gram corpus")?;
     let kv_budget_tokens = kv_budget(config, &model, &device)?;
     let per_token = model.cache_bytes_per_token();
     tracing::info!(
@@ -108,6 +116,7 @@ fn load(config: &Config, metrics: &Metrics) -> anyhow::Result<service::DecoderSe
         kv_budget_tokens,
         kv_bytes_per_token: per_token,
         max_inspect_bytes: config.max_inspect_bytes,
+        ngrams: std::sync::Arc::new(ngrams),
     })
 }
 

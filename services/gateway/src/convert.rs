@@ -20,6 +20,8 @@ pub struct GenerateParams {
     pub ignore_eos: bool,
     /// Per completion, a temperature that replaces the shaping's (Compare); empty: none.
     pub temperatures: Vec<f32>,
+    /// The model asked for: empty for the transformer, else an n-gram model's name.
+    pub model: String,
 }
 
 fn prompt(prompt: String, config: &Config) -> Result<String, Error> {
@@ -146,6 +148,7 @@ impl GenerateParams {
             logprobs: r.logprobs.map(|k| k as usize),
             ignore_eos: r.ignore_eos,
             temperatures: Vec::new(),
+            model: r.model,
         })
     }
 
@@ -201,6 +204,7 @@ pub struct NextTokensParams {
     /// The shaping to report, when any was given.
     pub shaping: Option<dec::Shaping>,
     pub full_row: bool,
+    pub model: String,
 }
 
 impl NextTokensParams {
@@ -220,6 +224,7 @@ impl NextTokensParams {
             top_n: top_n as usize,
             shaping: shaped.then_some(shaping),
             full_row: r.full_row,
+            model: r.model,
         })
     }
 }
@@ -283,6 +288,7 @@ impl CompareParams {
                 top_p: r.top_p,
                 seed: r.seed,
                 n: Some(total as u32),
+                model: r.model,
                 ..Default::default()
             },
             config,

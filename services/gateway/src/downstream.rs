@@ -290,6 +290,21 @@ impl Decoder {
             .into_inner())
     }
 
+    /// Corpus statistics.
+    pub async fn corpus(
+        &self,
+        request: dec::CorpusRequest,
+        deadline: &Deadline,
+    ) -> Result<dec::CorpusResponse, Error> {
+        Ok(self
+            .client
+            .clone()
+            .corpus(deadline.request(request))
+            .await
+            .map_err(|s| failed(DECODER, s, deadline))?
+            .into_inner())
+    }
+
     /// Reads weights.
     pub async fn weights(
         &self,
@@ -395,4 +410,57 @@ fn spawn_release(
             tracing::warn!(%status, "could not release decoder sessions; their TTL will");
         }
     });
+}
+
+/// A step's new inputs: embeddings for the transformer, token ids for an n-gram model (which
+/// the decoder reads by id, so the embedder is not asked).
+pub enum Inputs {
+    Embedded(Tensor),
+    Ids(Vec<u32>),
+}
+
+impl Inputs {
+    /// The inputs of `ids` at `positions`.
+    pub async fn of(
+        down: &Downstream,
+        ngram: bool,
+        ids: Vec<u32>,
+        positions: Vec<u32>,
+        deadline: &Deadline,
+    ) -> Result<Self, Error> {
+        Ok(if ngram {
+            Inputs::Ids(ids)
+        } else {
+            Inputs::Embedded(down.embed(ids, positions, deadline).await?)
+        })
+    }
+
+    /// Rows `start..start + len`, as SessionStep's `embeddings` and `token_ids`.
+    pub fn rows(&self, start: usize, len: usize) -> (Option<Tensor>, Vec<u32>) {
+        match self {
+            Inputs::Embedded(t) => (Some(slice_rows(t, start, len)), Vec::new()),
+            Inputs::Ids(ids) => (None, ids[start..start + len].to_vec()),
+        }
+    }
+}
+
+/// The n-gram model a request names, `None` for the transformer (no name, or its own). Names
+/// are checked here so the error names the request's field.
+pub fn ngram_model(requested: &str, model: &Model) -> Result<Option<String>, Error> {
+    if requested.is_empty() || requested == model.info.model_id {
+        return Ok(None);
+    }
+    let valid = requested.split_once('-').is_some_and(|(unit, n)| {
+        matches!(unit, "letters" | "tokens") && matches!(n, "1" | "2" | "3" | "4" | "5" | "6")
+    });
+    if !valid {
+        return Err(Error::invalid(
+            "model",
+            format!(
+                "`model` is {requested:?}; this gateway serves {:?} and the n-gram models letters-1 ..= letters-6 and tokens-1 ..= tokens-6",
+                model.info.model_id
+            ),
+        ));
+    }
+    Ok(Some(requested.to_string()))
 }

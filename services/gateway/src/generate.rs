@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tonic::Status;
 
 use crate::convert::GenerateParams;
-use crate::downstream::{slice_rows, Downstream, Model, Sessions};
+use crate::downstream::{ngram_model, Downstream, Inputs, Model, Sessions};
 use crate::metrics::GatewayMetrics;
 use crate::text_stream::TextStream;
 use crate::{rng, Error};
@@ -71,8 +71,10 @@ pub async fn generate(
         span: span.clone(),
         tokens: 0,
     };
+    let ngram = ngram_model(&params.model, &model)?;
     let positions: Vec<u32> = (0..prompt.len() as u32).collect();
-    let embeddings = down.embed(prompt.clone(), positions, &deadline).await?;
+    let inputs = Inputs::of(down, ngram.is_some(), prompt.clone(), positions, &deadline).await?;
+    let model_name = ngram.unwrap_or_default();
 
     let report = dec::Report {
         top_n: params.logprobs.unwrap_or(0) as u32,
@@ -88,39 +90,51 @@ pub async fn generate(
         names
             .iter()
             .enumerate()
-            .map(|(i, name)| dec::SessionStep {
-                session_id: name.clone(),
-                create: true,
-                start_position: 0,
-                embeddings: Some(embeddings.clone()),
-                sampling: Some(sampling(i, 0)),
-                release_after: false,
+            .map(|(i, name)| {
+                let (embeddings, token_ids) = inputs.rows(0, prompt.len());
+                dec::SessionStep {
+                    session_id: name.clone(),
+                    create: true,
+                    start_position: 0,
+                    embeddings,
+                    sampling: Some(sampling(i, 0)),
+                    release_after: false,
+                    token_ids,
+                    model: model_name.clone(),
+                }
             })
             .collect()
     } else {
+        let (embeddings, token_ids) = inputs.rows(0, last);
         let prefill = dec::SessionStep {
             session_id: names[0].clone(),
             create: true,
             start_position: 0,
-            embeddings: Some(slice_rows(&embeddings, 0, last)),
+            embeddings,
             sampling: None,
             release_after: false,
+            token_ids,
+            model: model_name.clone(),
         };
         decoder.step(vec![prefill], &deadline).await?;
         decoder
             .fork(&names[0], names[1..].to_vec(), &deadline)
             .await?;
-        let last_row = slice_rows(&embeddings, last, 1);
         names
             .iter()
             .enumerate()
-            .map(|(i, name)| dec::SessionStep {
-                session_id: name.clone(),
-                create: false,
-                start_position: last as u32,
-                embeddings: Some(last_row.clone()),
-                sampling: Some(sampling(i, 0)),
-                release_after: false,
+            .map(|(i, name)| {
+                let (embeddings, token_ids) = inputs.rows(last, 1);
+                dec::SessionStep {
+                    session_id: name.clone(),
+                    create: false,
+                    start_position: last as u32,
+                    embeddings,
+                    sampling: Some(sampling(i, 0)),
+                    release_after: false,
+                    token_ids,
+                    model: String::new(),
+                }
             })
             .collect()
     };
@@ -191,17 +205,22 @@ pub async fn generate(
         step += 1;
         let ids: Vec<u32> = running.iter().map(|c| c.last_token).collect();
         let positions: Vec<u32> = running.iter().map(|c| c.next_position as u32).collect();
-        let embeddings = down.embed(ids, positions, &deadline).await?;
+        let inputs = Inputs::of(down, !model_name.is_empty(), ids, positions, &deadline).await?;
         let steps = running
             .iter()
             .enumerate()
-            .map(|(row, c)| dec::SessionStep {
-                session_id: c.session.clone(),
-                create: false,
-                start_position: c.next_position as u32,
-                embeddings: Some(slice_rows(&embeddings, row, 1)),
-                sampling: Some(sampling(c.index as usize, step)),
-                release_after: false,
+            .map(|(row, c)| {
+                let (embeddings, token_ids) = inputs.rows(row, 1);
+                dec::SessionStep {
+                    session_id: c.session.clone(),
+                    create: false,
+                    start_position: c.next_position as u32,
+                    embeddings,
+                    sampling: Some(sampling(c.index as usize, step)),
+                    release_after: false,
+                    token_ids,
+                    model: String::new(),
+                }
             })
             .collect();
         for c in running.iter_mut() {

@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use crate::convert::{CompareParams, GenerateParams, InspectParams, NextTokensParams, ScoreParams};
-use crate::downstream::Downstream;
+use crate::downstream::{ngram_model, Downstream, Inputs};
 use crate::generate::generate;
 use crate::instruments::token_table;
 use crate::metrics::GatewayMetrics;
@@ -248,6 +248,21 @@ impl pb::gateway_server::Gateway for GatewayService {
         Ok(Response::new(found))
     }
 
+    async fn corpus(
+        &self,
+        request: Request<dec::CorpusRequest>,
+    ) -> Result<Response<dec::CorpusResponse>, Status> {
+        let deadline = Deadline::from_metadata(request.metadata());
+        let _permit = self.admit()?;
+        let counted = self
+            .downstream
+            .decoder()
+            .await?
+            .corpus(request.into_inner(), &deadline)
+            .await?;
+        Ok(Response::new(counted))
+    }
+
     async fn info(
         &self,
         request: Request<pb::InfoRequest>,
@@ -343,7 +358,9 @@ impl GatewayService {
         }
         let prompt_tokens = ids.len() as u32;
         let positions = (0..prompt_tokens).collect();
-        let embeddings = down.embed(ids, positions, &deadline).await?;
+        let ngram = ngram_model(&params.model, &model)?;
+        let inputs = Inputs::of(down, ngram.is_some(), ids, positions, &deadline).await?;
+        let (embeddings, token_ids) = inputs.rows(0, prompt_tokens as usize);
         let shaped = params.shaping.is_some();
         let shaping = params.shaping.unwrap_or(dec::Shaping {
             temperature: Some(0.0),
@@ -358,7 +375,7 @@ impl GatewayService {
             session_id: format!("next-{}", uuid::Uuid::new_v4().simple()),
             create: true,
             start_position: 0,
-            embeddings: Some(embeddings),
+            embeddings,
             sampling: Some(dec::Sampling {
                 shaping: Some(shaping),
                 u: 0.5,
@@ -368,6 +385,8 @@ impl GatewayService {
                 }),
             }),
             release_after: true,
+            token_ids,
+            model: ngram.unwrap_or_default(),
         };
         let result = down
             .decoder()

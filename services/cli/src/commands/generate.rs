@@ -34,6 +34,7 @@ pub async fn run(
             ignore_eos: args.ignore_eos,
             // A repeated id: the last one given wins.
             logit_bias: args.logit_bias.into_iter().collect(),
+            model: args.model.unwrap_or_default(),
         },
         ctx.timeout,
     );

@@ -41,7 +41,7 @@ pub fn f32s(t: Option<&common::Tensor>, what: &str) -> Result<(Vec<usize>, Vec<f
 }
 
 /// Writes the picture when `--png` was given, and says where on stderr.
-fn save(
+pub fn save(
     picture: &PictureArgs,
     io: &mut Output<'_>,
     draw: impl FnOnce((u32, u32)) -> Result<Vec<u8>, Error>,

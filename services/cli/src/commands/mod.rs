@@ -11,6 +11,7 @@ use crate::error::Error;
 use crate::json::to_line;
 use crate::render::{self, Style};
 
+mod corpus;
 mod generate;
 mod instruments;
 
@@ -55,6 +56,10 @@ pub async fn run(cli: Cli, io: &mut Output<'_>) -> Result<(), Error> {
         }
         Command::Words(args) => instruments::words(&mut gateway, ctx, args, io).await,
         Command::Nearest(args) => instruments::nearest(&mut gateway, ctx, args, io).await,
+        Command::Letters(args) => corpus::letters(&mut gateway, ctx, args, io).await,
+        Command::LetterPairs(args) => corpus::letter_pairs(&mut gateway, ctx, args, io).await,
+        Command::RandomWords(args) => corpus::random_words(&mut gateway, ctx, args, io).await,
+        Command::Sentence(args) => corpus::sentence(&mut gateway, ctx, args, io).await,
         Command::Weights(args) => instruments::weights(&mut gateway, ctx, args, io).await,
     }?;
     io.out.flush()?;
@@ -96,6 +101,7 @@ async fn next(
         top_k: args.top_k,
         top_p: args.top_p,
         full_row: args.full_row,
+        model: args.model.unwrap_or_default(),
     };
     let resp = gateway
         .next_tokens(request(message, ctx.timeout))

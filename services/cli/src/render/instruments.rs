@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use oneword_proto::decoder::v1 as dec;
 use oneword_proto::gateway::v1 as gw;
 
 use super::cells::{percent, plural, quote_bytes, table, Align};
@@ -380,6 +381,72 @@ pub fn nearest_table(resp: &gw::NearestResponse) -> String {
                 ("id", Align::Right),
                 ("cosine", Align::Right),
             ],
+            &rows
+        )
+    )
+}
+
+/// Each letter's share of the corpus, with a bar.
+pub fn letters_table(resp: &dec::CorpusResponse) -> String {
+    let top = resp.frequencies.iter().copied().fold(0.0, f64::max);
+    let rows: Vec<Vec<String>> = resp
+        .letters
+        .iter()
+        .zip(&resp.frequencies)
+        .map(|(l, &f)| {
+            vec![
+                l.clone(),
+                format!("{:.2}%", f * 100.0),
+                super::cells::bar((f / top.max(f64::MIN_POSITIVE)) as f32, 30),
+            ]
+        })
+        .collect();
+    format!(
+        "letters of {} ({} bytes)\n\n{}",
+        resp.corpus,
+        resp.corpus_bytes,
+        table(
+            &[
+                ("letter", Align::Left),
+                ("share", Align::Right),
+                ("", Align::Left)
+            ],
+            &rows
+        )
+    )
+}
+
+/// For each letter, the letters most likely to follow it.
+pub fn letter_pairs_text(resp: &dec::CorpusResponse) -> String {
+    let n = resp.pair_symbols.len();
+    let shown = |s: &str| {
+        if s == " " {
+            "␣".to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    let rows: Vec<Vec<String>> = resp
+        .pair_symbols
+        .iter()
+        .enumerate()
+        .map(|(i, first)| {
+            let row = &resp.pair_probabilities[i * n..(i + 1) * n];
+            let mut order: Vec<usize> = (0..n).filter(|&j| row[j] > 0.0).collect();
+            order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+            let next: Vec<String> = order
+                .iter()
+                .take(4)
+                .map(|&j| format!("{} {:.1}%", shown(&resp.pair_symbols[j]), row[j] * 100.0))
+                .collect();
+            vec![shown(first), next.join("  ")]
+        })
+        .collect();
+    format!(
+        "the letter after each letter in {}\n\n{}",
+        resp.corpus,
+        table(
+            &[("letter", Align::Left), ("most likely next", Align::Left)],
             &rows
         )
     )

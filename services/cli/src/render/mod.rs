@@ -11,8 +11,9 @@ mod tables;
 pub use cells::escape_bytes;
 pub use generate::{completion_block, completion_summary, details_table, generate_summary};
 pub use instruments::{
-    attention_summary, compare_text, embedding_table, histogram_table, lens_table, matrix_summary,
-    nearest_table, ranks_table, score_table, vectors_text, words_table,
+    attention_summary, compare_text, embedding_table, histogram_table, lens_table,
+    letter_pairs_text, letters_table, matrix_summary, nearest_table, ranks_table, score_table,
+    vectors_text, words_table,
 };
 pub use tables::{info, next_table, shaping_label, tokenize_table};
 

@@ -233,6 +233,8 @@ fn to_generate_request(r: CompletionRequest) -> Result<pb::GenerateRequest, ApiE
         logprobs: r.logprobs,
         ignore_eos: r.ignore_eos,
         logit_bias,
+        // The transformer: `model` was checked against the served model's name above.
+        model: String::new(),
     })
 }
 

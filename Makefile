@@ -6,7 +6,7 @@ CARGO ?= cargo
 SERVICES := oneword-tokenizer oneword-embedder oneword-decoder oneword-gateway oneword-model oneword-cli
 
 .DEFAULT_GOAL := help
-.PHONY: help build run demo-model test lint fmt fmt-check proto references bench docs
+.PHONY: help build run demo-model test lint fmt fmt-check proto references bench docs essay
 
 ## help: list the targets
 help:
@@ -32,6 +32,10 @@ test:
 ## bench: oneword vs Hugging Face transformers and llama.cpp (installs both into bench/.work); report in bench/results/<date>/
 bench:
 	bench/run.sh
+
+## essay: every instrument of the essay on MODEL (gpt2: needs the hub or a local directory), as a report with pictures in bench/results/essay/<model>/
+essay: build
+	bench/essay.sh "$(MODEL)" "bench/results/essay/$(notdir $(MODEL))"
 
 ## docs: regenerate the README's table of flags and variables from the services' definitions
 docs:

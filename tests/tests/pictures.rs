@@ -183,16 +183,35 @@ async fn the_text_instruments_print_their_tables() {
         .json_lines();
     assert_eq!(lines[0]["cosine"].as_array().unwrap().len(), 4);
 
-    let (out, _) = oneword(gateway, &["random-words", "-n", "1,6", "--count", "5"]).await.ok();
+    let (out, _) = oneword(gateway, &["random-words", "-n", "1,6", "--count", "5"])
+        .await
+        .ok();
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 2, "{out}");
-    assert!(lines[0].starts_with("n = 1: ") && lines[1].starts_with("n = 6: "), "{out}");
+    assert!(
+        lines[0].starts_with("n = 1: ") && lines[1].starts_with("n = 6: "),
+        "{out}"
+    );
     assert_eq!(lines[1].split_whitespace().count(), 3 + 5, "{out}");
-    let (out, _) = oneword(gateway, &["sentence", "god", "--words", "6"]).await.ok();
-    assert!(out.starts_with("god ") && out.split_whitespace().count() == 7, "{out}");
+    let (out, _) = oneword(gateway, &["sentence", "god", "--words", "6"])
+        .await
+        .ok();
+    assert!(
+        out.starts_with("god ") && out.split_whitespace().count() == 7,
+        "{out}"
+    );
     let (out, _) = oneword(
         gateway,
-        &["generate", "the", "--model", "tokens-2", "--seed", "1", "--max-tokens", "5"],
+        &[
+            "generate",
+            "the",
+            "--model",
+            "tokens-2",
+            "--seed",
+            "1",
+            "--max-tokens",
+            "5",
+        ],
     )
     .await
     .ok();

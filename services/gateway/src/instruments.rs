@@ -7,8 +7,8 @@ use oneword_proto::gateway::v1 as pb;
 use oneword_runtime::deadline::Deadline;
 use tonic::Status;
 
-use crate::convert::{InspectParams, ScoreParams, ScoreText};
-use crate::downstream::Model;
+use crate::convert::{InspectParams, NextTokensParams, ScoreParams, ScoreText};
+use crate::downstream::{ngram_model, Inputs, Model};
 use crate::service::GatewayService;
 use crate::Error;
 
@@ -38,6 +38,83 @@ fn pieces(model: &Model, ids: &[u32]) -> Vec<Vec<u8>> {
 }
 
 impl GatewayService {
+    /// The next-token table: one decoder step on a session dropped right after it.
+    pub async fn next_token_table(
+        &self,
+        params: NextTokensParams,
+        deadline: Deadline,
+    ) -> Result<pb::NextTokensResponse, Status> {
+        let down = &self.downstream;
+        let model = down.model(&deadline).await?;
+        let ids = down.encode(&params.prompt, false, &deadline).await?.ids;
+        if ids.is_empty() {
+            return Err(
+                Error::invalid("prompt", "`prompt` must contain at least one token").into(),
+            );
+        }
+        if ids.len() > model.context {
+            return Err(Error::ContextLength {
+                prompt_tokens: ids.len(),
+                max_new_tokens: 0,
+                context: model.context,
+            }
+            .into());
+        }
+        let prompt_tokens = ids.len() as u32;
+        let positions = (0..prompt_tokens).collect();
+        let ngram = ngram_model(&params.model, &model)?;
+        let inputs = Inputs::of(down, ngram.is_some(), ids, positions, &deadline).await?;
+        let (embeddings, token_ids) = inputs.rows(0, prompt_tokens as usize);
+        let shaped = params.shaping.is_some();
+        let shaping = params.shaping.unwrap_or(dec::Shaping {
+            temperature: Some(0.0),
+            ..Default::default()
+        });
+        let full_row = if params.full_row {
+            dec::FullRow::F32
+        } else {
+            dec::FullRow::None
+        };
+        let step = dec::SessionStep {
+            session_id: format!("next-{}", uuid::Uuid::new_v4().simple()),
+            create: true,
+            start_position: 0,
+            embeddings,
+            sampling: Some(dec::Sampling {
+                shaping: Some(shaping),
+                u: 0.5,
+                report: Some(dec::Report {
+                    top_n: params.top_n as u32,
+                    full_row: full_row as i32,
+                }),
+            }),
+            release_after: true,
+            token_ids,
+            model: ngram.unwrap_or_default(),
+        };
+        let result = down
+            .decoder()
+            .await?
+            .step(vec![step], &deadline)
+            .await?
+            .results
+            .pop();
+        let pick = result.and_then(|r| r.pick).ok_or_else(|| {
+            Status::from(Error::Internal(
+                "the decoder returned no distribution".into(),
+            ))
+        })?;
+        let table = |top: Option<dec::TopTokens>| token_table(&model, top.unwrap_or_default());
+        Ok(pb::NextTokensResponse {
+            raw: Some(table(pick.raw_top)),
+            shaped: shaped.then(|| table(pick.shaped_top)),
+            entropy: pick.entropy,
+            shaped_entropy: shaped.then_some(pick.shaped_entropy),
+            prompt_tokens,
+            full_row: pick.full_row,
+        })
+    }
+
     /// A prompt's ids: at least one token, within the context.
     async fn prompt_ids(
         &self,

@@ -15,9 +15,8 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use crate::convert::{CompareParams, GenerateParams, InspectParams, NextTokensParams, ScoreParams};
-use crate::downstream::{ngram_model, Downstream, Inputs};
+use crate::downstream::Downstream;
 use crate::generate::generate;
-use crate::instruments::token_table;
 use crate::metrics::GatewayMetrics;
 use crate::{Config, Error};
 
@@ -332,82 +331,5 @@ impl GatewayService {
             .await?;
         result?;
         Ok(response)
-    }
-
-    /// The next-token table: one decoder step on a session dropped right after it.
-    async fn next_token_table(
-        &self,
-        params: NextTokensParams,
-        deadline: Deadline,
-    ) -> Result<pb::NextTokensResponse, Status> {
-        let down = &self.downstream;
-        let model = down.model(&deadline).await?;
-        let ids = down.encode(&params.prompt, false, &deadline).await?.ids;
-        if ids.is_empty() {
-            return Err(
-                Error::invalid("prompt", "`prompt` must contain at least one token").into(),
-            );
-        }
-        if ids.len() > model.context {
-            return Err(Error::ContextLength {
-                prompt_tokens: ids.len(),
-                max_new_tokens: 0,
-                context: model.context,
-            }
-            .into());
-        }
-        let prompt_tokens = ids.len() as u32;
-        let positions = (0..prompt_tokens).collect();
-        let ngram = ngram_model(&params.model, &model)?;
-        let inputs = Inputs::of(down, ngram.is_some(), ids, positions, &deadline).await?;
-        let (embeddings, token_ids) = inputs.rows(0, prompt_tokens as usize);
-        let shaped = params.shaping.is_some();
-        let shaping = params.shaping.unwrap_or(dec::Shaping {
-            temperature: Some(0.0),
-            ..Default::default()
-        });
-        let full_row = if params.full_row {
-            dec::FullRow::F32
-        } else {
-            dec::FullRow::None
-        };
-        let step = dec::SessionStep {
-            session_id: format!("next-{}", uuid::Uuid::new_v4().simple()),
-            create: true,
-            start_position: 0,
-            embeddings,
-            sampling: Some(dec::Sampling {
-                shaping: Some(shaping),
-                u: 0.5,
-                report: Some(dec::Report {
-                    top_n: params.top_n as u32,
-                    full_row: full_row as i32,
-                }),
-            }),
-            release_after: true,
-            token_ids,
-            model: ngram.unwrap_or_default(),
-        };
-        let result = down
-            .decoder()
-            .await?
-            .step(vec![step], &deadline)
-            .await?
-            .results
-            .pop();
-        let pick = result.and_then(|r| r.pick).ok_or_else(|| {
-            Status::from(Error::Internal(
-                "the decoder returned no distribution".into(),
-            ))
-        })?;
-        let table = |top: Option<dec::TopTokens>| token_table(&model, top.unwrap_or_default());
-        Ok(pb::NextTokensResponse {
-            raw: Some(table(pick.raw_top)),
-            shaped: shaped.then(|| table(pick.shaped_top)),
-            entropy: pick.entropy,
-            shaped_entropy: shaped.then_some(pick.shaped_entropy),
-            prompt_tokens,
-            full_row: pick.full_row,
-        })
     }
 }

@@ -1,21 +1,23 @@
 //! Responses as text for people. Pure functions: no I/O, no server.
 //!
 //! `cells` formats single values (tokens, percentages, bars) and lays rows out as a table,
-//! `tables` renders `next`, `tokenize` and `info`, `generate` the completions and their summaries.
+//! `tables` renders `next`, `tokenize` and `info`, `generate` the completions and their summaries,
+//! `instruments` the essay's instruments, `words` word embeddings and the n-gram corpus.
 
 mod cells;
 mod generate;
 mod instruments;
 mod tables;
+mod words;
 
 pub use cells::escape_bytes;
 pub use generate::{completion_block, completion_summary, details_table, generate_summary};
 pub use instruments::{
-    attention_summary, compare_text, embedding_table, histogram_table, lens_table,
-    letter_pairs_text, letters_table, matrix_summary, nearest_table, ranks_table, score_table,
-    vectors_text, words_table,
+    attention_summary, compare_text, embedding_table, histogram_table, lens_table, matrix_summary,
+    ranks_table, score_table,
 };
 pub use tables::{info, next_table, shaping_label, tokenize_table};
+pub use words::{letter_pairs_text, letters_table, nearest_table, vectors_text, words_table};
 
 /// ANSI styling, or none.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -93,6 +93,8 @@ struct Masses {
     max: f32,
     exps: Vec<f32>,
     total: f64,
+    /// Σ exp(x_i - max) · x_i, for the entropy, summed in the same pass.
+    weighted: f64,
 }
 
 impl Masses {
@@ -102,12 +104,24 @@ impl Masses {
             .copied()
             .filter(|l| !l.is_nan())
             .fold(f32::NEG_INFINITY, f32::max);
+        let (mut total, mut weighted) = (0f64, 0f64);
         let exps: Vec<f32> = row
             .iter()
-            .map(|&l| if l.is_nan() { 0.0 } else { (l - max).exp() })
+            .map(|&l| {
+                let e = if l.is_nan() { 0.0 } else { (l - max).exp() };
+                if e > 0.0 {
+                    total += e as f64;
+                    weighted += e as f64 * l as f64;
+                }
+                e
+            })
             .collect();
-        let total = exps.iter().map(|&e| e as f64).sum();
-        Masses { max, exps, total }
+        Masses {
+            max,
+            exps,
+            total,
+            weighted,
+        }
     }
 
     /// log Σ exp(x_i).
@@ -115,13 +129,9 @@ impl Masses {
         self.max as f64 + self.total.ln()
     }
 
-    /// Entropy in nats of the softmax of `row` (whose masses these are).
-    fn entropy(&self, row: &[f32]) -> f32 {
-        entropy(
-            self.exps.iter().copied().zip(row.iter().copied()),
-            self.total,
-            self.log_sum_exp(),
-        )
+    /// Entropy in nats of the softmax of the row: H = lse - E[x], with E[x] = weighted / total.
+    fn entropy(&self) -> f32 {
+        (self.log_sum_exp() - self.weighted / self.total).max(0.0) as f32
     }
 }
 
@@ -154,7 +164,7 @@ fn describe(
     let raw = Masses::of(logits);
     let lse = raw.log_sum_exp();
     let raw_logprob = |i: u32| (logits[i as usize] as f64 - lse) as f32;
-    let entropy = raw.entropy(logits);
+    let entropy = raw.entropy();
     let raw_top_ids = top_ids(logits, top_n);
     let raw_top = raw_top_ids.iter().map(|&i| (i, raw_logprob(i))).collect();
 
@@ -207,6 +217,8 @@ enum Shaped {
         exps: Vec<f32>,
         total: f64,
         lse: f64,
+        /// In nats.
+        entropy: f32,
     },
 }
 
@@ -223,6 +235,7 @@ impl Shaped {
         if !truncating {
             let masses = masses.unwrap_or_else(|| Masses::of(&scaled));
             return Shaped::Sampled {
+                entropy: masses.entropy(),
                 lse: masses.log_sum_exp(),
                 total: masses.total,
                 exps: masses.exps,
@@ -257,9 +270,18 @@ impl Shaped {
             .iter()
             .map(|&i| (scaled[i as usize] - max).exp())
             .collect();
+        let total: f64 = exps.iter().map(|&e| e as f64).sum();
+        let lse = log_sum_exp(&scaled, &kept, max);
+        let weighted: f64 = exps
+            .iter()
+            .zip(&kept)
+            .filter(|(&e, _)| e > 0.0)
+            .map(|(&e, &i)| e as f64 * scaled[i as usize] as f64)
+            .sum();
         Shaped::Sampled {
-            lse: log_sum_exp(&scaled, &kept, max),
-            total: exps.iter().map(|&e| e as f64).sum(),
+            entropy: (lse - weighted / total).max(0.0) as f32,
+            lse,
+            total,
             exps,
             kept: Some(kept),
             scaled,
@@ -312,29 +334,9 @@ impl Shaped {
     fn entropy(&self) -> f32 {
         match self {
             Shaped::Greedy(_) => 0.0,
-            Shaped::Sampled {
-                scaled,
-                kept,
-                exps,
-                total,
-                lse,
-            } => {
-                let value = |k: usize| scaled[kept.as_ref().map_or(k, |kept| kept[k] as usize)];
-                let pairs = exps.iter().enumerate().map(|(k, &e)| (e, value(k)));
-                entropy(pairs, *total, *lse)
-            }
+            Shaped::Sampled { entropy, .. } => *entropy,
         }
     }
-}
-
-/// Entropy in nats from `(exp(x_i - max), x_i)` pairs, their mass total and log Σ exp(x_i):
-/// H = lse - E[x], with E[x] = Σ exp(x_i - max) · x_i / total.
-fn entropy(pairs: impl Iterator<Item = (f32, f32)>, total: f64, lse: f64) -> f32 {
-    let weighted: f64 = pairs
-        .filter(|&(e, _)| e > 0.0)
-        .map(|(e, x)| e as f64 * x as f64)
-        .sum();
-    (lse - weighted / total).max(0.0) as f32
 }
 
 /// The first index whose cumulative mass exceeds `target` (the last one with mass if rounding

@@ -217,7 +217,11 @@ async fn the_text_instruments_print_their_tables() {
     .ok();
     assert!(!out.is_empty());
 
-    // The CLI checks what the gateway cannot: a head the layer does not have.
+    // The CLI checks what the gateway cannot: a map of one word, a head the layer does not have.
+    let err = oneword(gateway, &["embed-map", "cat", "--png", "map.png"])
+        .await
+        .failed();
+    assert!(err.to_string().contains("at least two words"), "{err}");
     let err = oneword(gateway, &["attention", PROMPT, "--head", "4"])
         .await
         .failed();

@@ -323,6 +323,11 @@ pub async fn words(
     args: WordsArgs,
     io: &mut Output<'_>,
 ) -> Result<(), Error> {
+    if args.picture.png.is_some() && args.words.len() < 2 {
+        return Err(Error::Usage(
+            "a map (--png) needs at least two words".into(),
+        ));
+    }
     let message = gw::WordsRequest {
         words: args.words.clone(),
         project: args.picture.png.is_some() || ctx.json,

@@ -126,10 +126,9 @@ async fn samples_and_logprobs_follow_openai() {
 }
 
 #[tokio::test]
-async fn models_lists_the_served_model() {
+async fn models_lists_the_served_model_and_the_ngram_baselines() {
     let cluster = Cluster::start(tiny_model()).await;
-    let url = format!("{}/v1/models", cluster.gateway.http.as_ref().unwrap());
-    let body: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+    let body = models(&cluster).await;
     assert_eq!(body["object"], "list");
     let model = &body["data"][0];
     assert_eq!(model["object"], "model");
@@ -144,6 +143,29 @@ async fn models_lists_the_served_model() {
     let (status, body) = post(&cluster, json!({"model": "gpt-4", "prompt": "Hi"})).await;
     assert_eq!(status, 404);
     assert_eq!(body["error"]["code"], "model_not_found");
+
+    // The n-gram baselines are listed after it and complete through the same API.
+    let listed = models(&cluster).await;
+    let ids: Vec<&str> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 13);
+    assert_eq!(ids[1..3], ["letters-1", "letters-2"]);
+    let (status, body) = post(
+        &cluster,
+        json!({"model": "letters-2", "prompt": "the q", "max_tokens": 1, "temperature": 0}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["choices"][0]["text"], "u");
+}
+
+async fn models(cluster: &Cluster) -> Value {
+    let url = format!("{}/v1/models", cluster.gateway.http.as_ref().unwrap());
+    reqwest::get(url).await.unwrap().json().await.unwrap()
 }
 
 #[tokio::test]

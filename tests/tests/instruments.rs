@@ -511,6 +511,7 @@ async fn words_and_nearest_read_words_as_inside_a_sentence() {
         .words(pb::WordsRequest {
             words: words.clone(),
             project: true,
+            token_ids: Vec::new(),
         })
         .await
         .unwrap()
@@ -533,6 +534,7 @@ async fn words_and_nearest_read_words_as_inside_a_sentence() {
             word: "cat".into(),
             top: Some(5),
             include_query: true,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -545,35 +547,64 @@ async fn words_and_nearest_read_words_as_inside_a_sentence() {
     assert_eq!(found.pieces[0], b" cat".to_vec());
     assert!(found.similarities.windows(2).all(|w| w[0] >= w[1]));
 
-    let empty = gateway
+    let invalid = Code::InvalidArgument;
+    let empty = pb::WordsRequest {
+        words: vec!["cat".into(), " ".into()],
+        ..Default::default()
+    };
+    refused(gateway.words(empty).await, invalid, "`words[1]` is empty").await;
+    let none = pb::WordsRequest::default();
+    refused(
+        gateway.words(none).await,
+        invalid,
+        "give `words` or `token_ids`",
+    )
+    .await;
+
+    // Tokens by id: " cat" by its id is the word "cat"; an id past the vocabulary is named.
+    let cat = seen.tokens[0].ids[0];
+    let by_id = gateway
         .words(pb::WordsRequest {
-            words: vec!["cat".into(), " ".into()],
+            words: vec!["dog".into()],
+            token_ids: vec![cat],
             project: false,
         })
         .await
-        .unwrap_err();
-    assert_eq!(empty.code(), Code::InvalidArgument);
-    assert!(
-        empty.message().contains("`words[1]` is empty"),
-        "{}",
-        empty.message()
-    );
-    let none = gateway
-        .words(pb::WordsRequest::default())
-        .await
-        .unwrap_err();
-    assert!(none.message().contains("`words` must not be empty"));
-    let top = gateway
+        .unwrap()
+        .into_inner();
+    assert_eq!(by_id.tokens[1].pieces, vec![b" cat".to_vec()]);
+    let (_, by_id_vectors) = values(by_id.vectors.as_ref());
+    assert_eq!(by_id_vectors[32..], vectors[..32]);
+    let found_by_id = gateway
         .nearest(pb::NearestRequest {
-            word: "cat".into(),
-            top: Some(0),
-            include_query: false,
+            token_id: Some(cat),
+            top: Some(5),
+            include_query: true,
+            ..Default::default()
         })
         .await
-        .unwrap_err();
-    assert!(
-        top.message().contains("`top` must be in 1..=1000"),
-        "{}",
-        top.message()
-    );
+        .unwrap()
+        .into_inner();
+    assert_eq!(found_by_id.ids, found.ids);
+    let past = pb::WordsRequest {
+        token_ids: vec![1, 50257],
+        ..Default::default()
+    };
+    refused(
+        gateway.words(past).await,
+        invalid,
+        "`token_ids[1]` is 50257",
+    )
+    .await;
+    let top = pb::NearestRequest {
+        word: "cat".into(),
+        top: Some(0),
+        ..Default::default()
+    };
+    refused(
+        gateway.nearest(top).await,
+        invalid,
+        "`top` must be in 1..=1000",
+    )
+    .await;
 }

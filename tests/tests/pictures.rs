@@ -177,6 +177,14 @@ async fn the_text_instruments_print_their_tables() {
         .ok();
     assert!(out.starts_with("nearest to \" cat\""), "{out}");
     assert_eq!(out.lines().count(), 2 + 1 + 4, "{out}");
+    let (by_id, _) = oneword(gateway, &["nearest", "--id", "3797", "--top", "4"])
+        .await
+        .ok();
+    assert_eq!(by_id, out, "token 3797 is \" cat\"");
+    let (out, _) = oneword(gateway, &["words", "dog", "--id", "3797"])
+        .await
+        .ok();
+    assert!(out.contains("#3797  cat: \" cat\""), "{out}");
 
     let lines = oneword(gateway, &["--json", "words", "cat", "dog"])
         .await

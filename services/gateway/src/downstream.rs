@@ -444,16 +444,25 @@ impl Inputs {
     }
 }
 
+/// The names of the decoder's n-gram models: letters-1 ..= letters-6, tokens-1 ..= tokens-6.
+pub fn ngram_names() -> impl Iterator<Item = String> {
+    ["letters", "tokens"]
+        .into_iter()
+        .flat_map(|unit| (1..=6).map(move |n| format!("{unit}-{n}")))
+}
+
+/// Whether `name` is one of [`ngram_names`].
+pub fn is_ngram_name(name: &str) -> bool {
+    ngram_names().any(|n| n == name)
+}
+
 /// The n-gram model a request names, `None` for the transformer (no name, or its own). Names
 /// are checked here so the error names the request's field.
 pub fn ngram_model(requested: &str, model: &Model) -> Result<Option<String>, Error> {
     if requested.is_empty() || requested == model.info.model_id {
         return Ok(None);
     }
-    let valid = requested.split_once('-').is_some_and(|(unit, n)| {
-        matches!(unit, "letters" | "tokens") && matches!(n, "1" | "2" | "3" | "4" | "5" | "6")
-    });
-    if !valid {
+    if !is_ngram_name(requested) {
         return Err(Error::invalid(
             "model",
             format!(

@@ -6,6 +6,7 @@ use oneword_proto::gateway::v1 as pb;
 use oneword_runtime::deadline::Deadline;
 use tonic::Status;
 
+use crate::downstream::Model;
 use crate::service::GatewayService;
 use crate::Error;
 
@@ -16,6 +17,35 @@ fn as_in_a_sentence(word: &str) -> Vec<u8> {
     } else {
         format!(" {word}").into_bytes()
     }
+}
+
+/// Tokens by id as words of one token each; `field` names them in errors.
+fn tokens_by_id(
+    field: &'static str,
+    ids: &[u32],
+    model: &Model,
+) -> Result<Vec<pb::WordTokens>, Status> {
+    ids.iter()
+        .enumerate()
+        .map(|(i, &id)| match model.pieces.get(id as usize) {
+            Some(piece) => Ok(pb::WordTokens {
+                ids: vec![id],
+                pieces: vec![piece.clone()],
+            }),
+            None => {
+                let at = if field == "token_id" {
+                    field.to_string()
+                } else {
+                    format!("{field}[{i}]")
+                };
+                let message = format!(
+                    "`{at}` is {id}, outside the vocabulary of {} tokens",
+                    model.pieces.len()
+                );
+                Err(Error::invalid(field, message).into())
+            }
+        })
+        .collect()
 }
 
 impl GatewayService {
@@ -62,10 +92,16 @@ impl GatewayService {
         request: pb::WordsRequest,
         deadline: &Deadline,
     ) -> Result<pb::WordsResponse, Status> {
-        if request.words.is_empty() {
-            return Err(Error::invalid("words", "`words` must not be empty").into());
+        if request.words.is_empty() && request.token_ids.is_empty() {
+            return Err(Error::invalid("words", "give `words` or `token_ids`").into());
         }
-        let tokens = self.word_tokens("words", &request.words, deadline).await?;
+        let model = self.downstream.model(deadline).await?;
+        let mut tokens = if request.words.is_empty() {
+            Vec::new()
+        } else {
+            self.word_tokens("words", &request.words, deadline).await?
+        };
+        tokens.extend(tokens_by_id("token_ids", &request.token_ids, &model)?);
         let groups = tokens
             .iter()
             .map(|t| emb::TokenGroup { ids: t.ids.clone() })
@@ -97,11 +133,20 @@ impl GatewayService {
         deadline: &Deadline,
     ) -> Result<pb::NearestResponse, Status> {
         let model = self.downstream.model(deadline).await?;
-        let query = self
-            .word_tokens("word", std::slice::from_ref(&request.word), deadline)
-            .await?
-            .pop()
-            .ok_or_else(|| Error::Internal("the tokenizer returned no encoding".into()))?;
+        let query = match request.token_id {
+            Some(_) if !request.word.is_empty() => {
+                return Err(
+                    Error::invalid("token_id", "give `word` or `token_id`, not both").into(),
+                )
+            }
+            Some(id) => tokens_by_id("token_id", &[id], &model)?,
+            None => {
+                self.word_tokens("word", std::slice::from_ref(&request.word), deadline)
+                    .await?
+            }
+        }
+        .pop()
+        .ok_or_else(|| Error::Internal("the tokenizer returned no encoding".into()))?;
         let found = self
             .downstream
             .nearest(

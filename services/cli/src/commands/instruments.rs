@@ -323,7 +323,7 @@ pub async fn words(
     args: WordsArgs,
     io: &mut Output<'_>,
 ) -> Result<(), Error> {
-    if args.picture.png.is_some() && args.words.len() < 2 {
+    if args.picture.png.is_some() && args.words.len() + args.ids.len() < 2 {
         return Err(Error::Usage(
             "a map (--png) needs at least two words".into(),
         ));
@@ -331,27 +331,31 @@ pub async fn words(
     let message = gw::WordsRequest {
         words: args.words.clone(),
         project: args.picture.png.is_some() || ctx.json,
+        token_ids: args.ids.clone(),
     };
     let resp = gateway
         .words(request(message, ctx.timeout))
         .await?
         .into_inner();
+    // Tokens given by id are labelled with their id and bytes.
+    let by_id = resp.tokens.iter().skip(args.words.len()).map(|t| {
+        let piece = t.pieces.first().map(Vec::as_slice).unwrap_or_default();
+        let id = t.ids.first().copied().unwrap_or_default();
+        format!("#{id} {}", render::escape_bytes(piece))
+    });
+    let labels: Vec<String> = args.words.iter().cloned().chain(by_id).collect();
     if ctx.json {
         writeln!(io.out, "{}", to_line(&resp))?;
     } else {
         let (shape, vectors) = f32s(resp.vectors.as_ref(), "vectors")?;
         let width = shape.get(1).copied().unwrap_or(0);
-        write!(io.out, "{}", render::words_table(&args.words, &resp))?;
+        write!(io.out, "{}", render::words_table(&labels, &resp))?;
         if args.vectors {
-            write!(
-                io.out,
-                "{}",
-                render::vectors_text(&args.words, &vectors, width)
-            )?;
+            write!(io.out, "{}", render::vectors_text(&labels, &vectors, width))?;
         }
     }
     save(&args.picture, io, |size| {
-        picture::word_map(&args.words, &resp, size)
+        picture::word_map(&labels, &resp, size)
     })
 }
 
@@ -362,9 +366,10 @@ pub async fn nearest(
     io: &mut Output<'_>,
 ) -> Result<(), Error> {
     let message = gw::NearestRequest {
-        word: args.word.clone(),
+        word: args.word.unwrap_or_default(),
         top: Some(args.top),
         include_query: args.include_query,
+        token_id: args.id,
     };
     let resp = gateway
         .nearest(request(message, ctx.timeout))

@@ -45,8 +45,11 @@ pub struct CompareArgs {
 #[derive(Debug, Args)]
 pub struct WordsArgs {
     /// The words; each is read as inside a sentence, after a space (" cat").
-    #[arg(required = true)]
+    #[arg(required_unless_present = "ids")]
     pub words: Vec<String>,
+    /// A token by id, as a word of its own (after the words). Repeat for several.
+    #[arg(long = "id", value_name = "ID")]
+    pub ids: Vec<u32>,
     /// Also print each word's vector.
     #[arg(long)]
     pub vectors: bool,
@@ -58,7 +61,11 @@ pub struct WordsArgs {
 #[derive(Debug, Args)]
 pub struct NearestArgs {
     /// The word whose neighbours to list, read as inside a sentence (" cat").
-    pub word: String,
+    #[arg(required_unless_present = "id")]
+    pub word: Option<String>,
+    /// A token by id instead of a word.
+    #[arg(long, value_name = "ID", conflicts_with = "word")]
+    pub id: Option<u32>,
     /// How many neighbours, 1..=1000.
     #[arg(long, default_value_t = 10)]
     pub top: u32,

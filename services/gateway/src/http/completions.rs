@@ -19,6 +19,7 @@ use tracing::Instrument;
 
 use super::{model_name, unix_now, ApiError};
 use crate::convert::GenerateParams;
+use crate::downstream::is_ngram_name;
 use crate::generate::generate;
 use crate::service::GatewayService;
 
@@ -86,18 +87,24 @@ pub async fn create(
     })?;
     let deadline = Deadline::default();
     let model = model_name(&gateway, &deadline).await?;
+    // The served model, or one of the n-gram baselines by name.
+    let mut ngram = String::new();
     if let Some(asked) = request
         .model
         .as_deref()
         .filter(|m| !m.is_empty() && *m != model)
     {
-        return Err(ApiError {
+        if is_ngram_name(asked) {
+            ngram = asked.to_string();
+        } else {
+            return Err(ApiError {
             status: http::StatusCode::NOT_FOUND,
-            message: format!("The model `{asked}` does not exist; this server serves `{model}`"),
+            message: format!("The model `{asked}` does not exist; this server serves `{model}` and the n-gram baselines letters-1..6, tokens-1..6"),
             kind: "invalid_request_error",
             param: Some("model"),
             code: Some("model_not_found"),
         });
+        }
     }
     let (stream, include_usage) = (
         request.stream,
@@ -107,7 +114,10 @@ pub async fn create(
             .is_some_and(|o| o.include_usage),
     );
     let logprobs = request.logprobs.is_some();
-    let grpc_request = to_generate_request(request)?;
+    let grpc_request = pb::GenerateRequest {
+        model: ngram,
+        ..to_generate_request(request)?
+    };
     let params = GenerateParams::new(grpc_request, &gateway.config)?;
     let permit = gateway.admit()?;
     let reply = Reply {
@@ -233,7 +243,7 @@ fn to_generate_request(r: CompletionRequest) -> Result<pb::GenerateRequest, ApiE
         logprobs: r.logprobs,
         ignore_eos: r.ignore_eos,
         logit_bias,
-        // The transformer: `model` was checked against the served model's name above.
+        // Set by the caller, which knows the served model's name.
         model: String::new(),
     })
 }

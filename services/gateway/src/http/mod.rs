@@ -17,6 +17,7 @@ use oneword_runtime::deadline::Deadline;
 use oneword_runtime::HttpApi;
 use serde_json::json;
 
+use crate::downstream::ngram_names;
 use crate::service::GatewayService;
 pub use errors::ApiError;
 
@@ -81,17 +82,20 @@ async fn models(State(gateway): State<Arc<GatewayService>>) -> Result<Response, 
     let deadline = Deadline::default();
     let model = gateway.downstream.model(&deadline).await?;
     let name = model_name(&gateway, &deadline).await?;
-    Ok(Json(json!({
-        "object": "list",
-        "data": [{
-            "id": name,
+    let entry = |id: String, owned_by: &str| {
+        json!({
+            "id": id,
             "object": "model",
             "created": unix_now(),
-            "owned_by": "oneword",
+            "owned_by": owned_by,
             "max_model_len": model.context,
-        }],
-    }))
-    .into_response())
+        })
+    };
+    // The served model first, then the n-gram baselines the decoder serves beside it.
+    let data: Vec<_> = std::iter::once(entry(name, "oneword"))
+        .chain(ngram_names().map(|n| entry(n, "oneword-ngram")))
+        .collect();
+    Ok(Json(json!({"object": "list", "data": data})).into_response())
 }
 
 /// 200 when the services behind the gateway answer (the model is known), 503 otherwise.

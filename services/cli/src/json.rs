@@ -35,10 +35,10 @@ named! {
     gw::CompareResponse => "oneword.gateway.v1.CompareResponse",
     gw::ScoreResponse => "oneword.gateway.v1.ScoreResponse",
     gw::InspectResponse => "oneword.gateway.v1.InspectResponse",
-    gw::WeightsResponse => "oneword.gateway.v1.WeightsResponse",
     gw::WordsResponse => "oneword.gateway.v1.WordsResponse",
     gw::NearestResponse => "oneword.gateway.v1.NearestResponse",
     dec::CorpusResponse => "oneword.decoder.v1.CorpusResponse",
+    dec::WeightsResponse => "oneword.decoder.v1.WeightsResponse",
 }
 
 static POOL: LazyLock<DescriptorPool> = LazyLock::new(|| {

@@ -198,7 +198,7 @@ pub fn matrix(
 }
 
 /// Every block's histogram of weight values.
-pub fn histograms(histograms: &[gw::Histogram], at: (u32, u32)) -> Result<Vec<u8>, Error> {
+pub fn histograms(histograms: &[dec::Histogram], at: (u32, u32)) -> Result<Vec<u8>, Error> {
     let series: Vec<Series> = histograms
         .iter()
         .map(|h| Series {

@@ -191,7 +191,12 @@ impl Ngrams {
 
     /// Whether `id` is an n-gram session.
     pub fn holds(&self, id: &str) -> bool {
-        self.lock().contains_key(id)
+        // No sweep here: every transformer step asks, and an expired session is swept (and
+        // reported NOT_FOUND) by the n-gram step that follows.
+        self.sessions
+            .lock()
+            .expect("the n-gram sessions lock is never poisoned")
+            .contains_key(id)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {

@@ -93,8 +93,9 @@ impl pb::decoder_server::Decoder for DecoderService {
                 self.ngrams.holds(&s.session_id)
             }
         };
-        if steps.iter().any(ngram) {
-            if let Some(i) = steps.iter().position(|s| !ngram(s)) {
+        let kinds: Vec<bool> = steps.iter().map(ngram).collect();
+        if kinds.contains(&true) {
+            if let Some(i) = kinds.iter().position(|n| !n) {
                 let f = format!("steps[{i}]");
                 return Err(oneword_runtime::status::invalid_argument(
                     &f,

@@ -298,37 +298,4 @@ impl GatewayService {
             forward_ns: seen.forward_ns,
         })
     }
-
-    /// The decoder's weights, passed on.
-    pub async fn weights_of(
-        &self,
-        request: pb::WeightsRequest,
-        deadline: &Deadline,
-    ) -> Result<pb::WeightsResponse, Status> {
-        let read = self
-            .downstream
-            .decoder()
-            .await?
-            .weights(
-                dec::WeightsRequest {
-                    layer: request.layer,
-                    matrix: request.matrix,
-                    histogram_bins: request.histogram_bins,
-                },
-                deadline,
-            )
-            .await?;
-        Ok(pb::WeightsResponse {
-            matrix: read.matrix,
-            histograms: read
-                .histograms
-                .into_iter()
-                .map(|h| pb::Histogram {
-                    layer: h.layer,
-                    edges: h.edges,
-                    counts: h.counts,
-                })
-                .collect(),
-        })
-    }
 }

@@ -213,12 +213,15 @@ impl pb::gateway_server::Gateway for GatewayService {
 
     async fn weights(
         &self,
-        request: Request<pb::WeightsRequest>,
-    ) -> Result<Response<pb::WeightsResponse>, Status> {
+        request: Request<dec::WeightsRequest>,
+    ) -> Result<Response<dec::WeightsResponse>, Status> {
         let deadline = Deadline::from_metadata(request.metadata());
         let _permit = self.admit()?;
-        let read = deadline
-            .within(self.weights_of(request.into_inner(), &deadline))
+        let read = self
+            .downstream
+            .decoder()
+            .await?
+            .weights(request.into_inner(), &deadline)
             .await?;
         Ok(Response::new(read))
     }

@@ -4,7 +4,7 @@
 use oneword_proto::decoder::v1 as dec;
 
 use super::instruments::save;
-use super::{Ctx, Output};
+use super::{answer, Ctx, Output};
 use crate::client::{request, Gateway};
 use crate::config::{CorpusArgs, RandomWordsArgs, SentenceArgs};
 use crate::error::Error;
@@ -40,11 +40,7 @@ pub async fn letters(
         ..Default::default()
     };
     let resp = count(gateway, ctx, r).await?;
-    if ctx.json {
-        writeln!(io.out, "{}", to_line(&resp))?;
-    } else {
-        write!(io.out, "{}", render::letters_table(&resp))?;
-    }
+    answer(io, ctx, &resp, render::letters_table)?;
     save(&args.picture, io, |size| picture::letters(&resp, size))
 }
 
@@ -60,11 +56,7 @@ pub async fn letter_pairs(
         ..Default::default()
     };
     let resp = count(gateway, ctx, r).await?;
-    if ctx.json {
-        writeln!(io.out, "{}", to_line(&resp))?;
-    } else {
-        write!(io.out, "{}", render::letter_pairs_text(&resp))?;
-    }
+    answer(io, ctx, &resp, render::letter_pairs_text)?;
     save(&args.picture, io, |size| picture::letter_pairs(&resp, size))
 }
 

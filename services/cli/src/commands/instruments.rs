@@ -2,9 +2,10 @@
 //! module and weights. Each prints a table (or `--json`) and, with `--png`, draws its picture.
 
 use oneword_proto::common::v1 as common;
+use oneword_proto::decoder::v1 as dec;
 use oneword_proto::gateway::v1 as gw;
 
-use super::{input, Ctx, Output};
+use super::{answer, input, Ctx, Output};
 use crate::analysis::{fit_power_law, ranked_probabilities};
 use crate::client::{request, Gateway};
 use crate::config::{
@@ -147,11 +148,7 @@ pub async fn score(
         .score(request(message, ctx.timeout))
         .await?
         .into_inner();
-    if ctx.json {
-        writeln!(io.out, "{}", to_line(&resp))?;
-    } else {
-        write!(io.out, "{}", render::score_table(&resp, shaped))?;
-    }
+    answer(io, ctx, &resp, |resp| render::score_table(resp, shaped))?;
     Ok(())
 }
 
@@ -170,11 +167,7 @@ pub async fn lens(
         .inspect(request(message, ctx.timeout))
         .await?
         .into_inner();
-    if ctx.json {
-        writeln!(io.out, "{}", to_line(&resp))?;
-    } else {
-        write!(io.out, "{}", render::lens_table(&resp))?;
-    }
+    answer(io, ctx, &resp, render::lens_table)?;
     Ok(())
 }
 
@@ -254,15 +247,9 @@ pub async fn embedding_module(
     let (shape, token) = f32s(parts.and_then(|p| p.token.as_ref()), "token part")?;
     let (_, position) = f32s(parts.and_then(|p| p.position.as_ref()), "position part")?;
     let width = shape.get(1).copied().unwrap_or(0);
-    if ctx.json {
-        writeln!(io.out, "{}", to_line(&resp))?;
-    } else {
-        write!(
-            io.out,
-            "{}",
-            render::embedding_table(&resp.pieces, &token, &position, width)
-        )?;
-    }
+    answer(io, ctx, &resp, |resp| {
+        render::embedding_table(&resp.pieces, &token, &position, width)
+    })?;
     save(&args.picture, io, |size| {
         picture::embedding_module(&resp.pieces, &token, &position, width, size)
     })
@@ -275,11 +262,11 @@ pub async fn weights(
     io: &mut Output<'_>,
 ) -> Result<(), Error> {
     let message = match args.histogram {
-        Some(bins) => gw::WeightsRequest {
+        Some(bins) => dec::WeightsRequest {
             histogram_bins: bins,
             ..Default::default()
         },
-        None => gw::WeightsRequest {
+        None => dec::WeightsRequest {
             layer: Some(args.layer),
             matrix: args.matrix.clone(),
             histogram_bins: 0,
@@ -375,10 +362,6 @@ pub async fn nearest(
         .nearest(request(message, ctx.timeout))
         .await?
         .into_inner();
-    if ctx.json {
-        writeln!(io.out, "{}", to_line(&resp))?;
-    } else {
-        write!(io.out, "{}", render::nearest_table(&resp))?;
-    }
+    answer(io, ctx, &resp, render::nearest_table)?;
     Ok(())
 }

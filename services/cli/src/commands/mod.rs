@@ -8,7 +8,7 @@ use oneword_proto::gateway::v1 as gw;
 use crate::client::{connect, request, Gateway};
 use crate::config::{Cli, Command, NextArgs, TokenizeArgs};
 use crate::error::Error;
-use crate::json::to_line;
+use crate::json::{to_line, Named};
 use crate::render::{self, Style};
 
 mod corpus;
@@ -70,6 +70,21 @@ pub async fn run(cli: Cli, io: &mut Output<'_>) -> Result<(), Error> {
 struct Ctx {
     json: bool,
     timeout: Option<Duration>,
+}
+
+/// Writes an answer: the message as JSON with `--json`, else the text `table` makes of it.
+fn answer<M: Named>(
+    io: &mut Output<'_>,
+    ctx: Ctx,
+    resp: &M,
+    table: impl FnOnce(&M) -> String,
+) -> Result<(), Error> {
+    if ctx.json {
+        writeln!(io.out, "{}", to_line(resp))?;
+    } else {
+        write!(io.out, "{}", table(resp))?;
+    }
+    Ok(())
 }
 
 /// The text argument, or stdin for "-" (less one trailing newline, which `echo` adds).

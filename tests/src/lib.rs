@@ -244,10 +244,48 @@ impl Cluster {
             .expect("connecting to the decoder")
     }
 
+    /// Waits until the decoder holds no session and runs no step, and returns its `Info`.
+    pub async fn decoder_idle(&self) -> oneword_proto::decoder::v1::InfoResponse {
+        decoder_idle(&self.decoder.address).await
+    }
+
     /// A client of the tokenizer.
     pub async fn tokenizer(&self) -> TokenizerClient<Channel> {
         TokenizerClient::connect(self.tokenizer.address.clone())
             .await
             .expect("connecting to the tokenizer")
     }
+}
+
+/// Polls the decoder at `address` until it holds no session (transformer or n-gram) and runs or
+/// queues no step, for at most 10 s, and returns its `Info`. The gateway releases a finished
+/// request's sessions in the background, so they may outlive its answer by a moment.
+pub async fn decoder_idle(address: &str) -> oneword_proto::decoder::v1::InfoResponse {
+    let mut decoder = DecoderClient::connect(address.to_string())
+        .await
+        .expect("connecting to the decoder");
+    let mut info = Default::default();
+    for _ in 0..200 {
+        info = decoder
+            .info(oneword_proto::decoder::v1::InfoRequest {})
+            .await
+            .expect("decoder info")
+            .into_inner();
+        let oneword_proto::decoder::v1::InfoResponse {
+            sessions,
+            ngram_sessions,
+            requests_running,
+            requests_waiting,
+            ..
+        } = info;
+        if sessions + ngram_sessions + requests_running + requests_waiting == 0 {
+            return info;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "the decoder still holds {} sessions and {} n-gram sessions, with {} running and {} \
+         waiting steps",
+        info.sessions, info.ngram_sessions, info.requests_running, info.requests_waiting
+    );
 }

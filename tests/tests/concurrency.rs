@@ -2,8 +2,6 @@
 //! care what it shared them with, long prompts are prefilled in chunks without changing a
 //! number, and clients that leave take nothing with them.
 
-use std::time::Duration;
-
 use futures::StreamExt;
 use oneword_e2e::{tiny_model, Cluster};
 use oneword_proto::decoder::v1 as dec;
@@ -29,22 +27,6 @@ async fn decoder_info(cluster: &Cluster) -> dec::InfoResponse {
         .await
         .unwrap()
         .into_inner()
-}
-
-/// Polls until the decoder holds no session and runs no step, for at most 10 s.
-async fn assert_decoder_idle(cluster: &Cluster) {
-    let mut info = decoder_info(cluster).await;
-    for _ in 0..200 {
-        if info.sessions == 0 && info.requests_running == 0 && info.requests_waiting == 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        info = decoder_info(cluster).await;
-    }
-    panic!(
-        "the decoder still holds {} sessions, {} running and {} waiting steps",
-        info.sessions, info.requests_running, info.requests_waiting
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,7 +81,7 @@ async fn a_seeded_request_gets_the_same_tokens_alone_and_among_31_others() {
         rows as f64 / passes as f64 > 2.0,
         "{rows} rows in {passes} passes: the requests were not batched"
     );
-    assert_decoder_idle(&cluster).await;
+    cluster.decoder_idle().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,7 +102,7 @@ async fn cancelling_100_streams_frees_every_decoder_session() {
     let info = decoder_info(&cluster).await;
     assert_eq!(info.sessions, 100, "each running stream holds a session");
     drop(streams);
-    assert_decoder_idle(&cluster).await;
+    cluster.decoder_idle().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -224,14 +224,7 @@ async fn every_bad_field_is_invalid_argument_with_field_value_and_range() {
     .await;
 
     // Nothing was left behind by the failed requests.
-    let info = cluster
-        .decoder()
-        .await
-        .info(oneword_proto::decoder::v1::InfoRequest {})
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(info.sessions, 0);
+    cluster.decoder_idle().await;
 
     let table = |top_n| pb::NextTokensRequest {
         prompt: "Hi".into(),

@@ -2,11 +2,8 @@
 //! with RESOURCE_EXHAUSTED (not queued without bound), what runs completes, and memory stays flat
 //! wave after wave. (Its own test binary, so that no other test moves the process's memory.)
 
-use std::time::Duration;
-
 use futures::StreamExt;
 use oneword_e2e::{tiny_model, Cluster};
-use oneword_proto::decoder::v1 as dec;
 use oneword_proto::gateway::v1 as pb;
 use tonic::Code;
 
@@ -77,21 +74,7 @@ async fn a_flood_is_refused_fast_and_memory_stays_flat() {
         );
 
         // Nothing left behind in the decoder…
-        let mut decoder = cluster.decoder().await;
-        let mut sessions = u32::MAX;
-        for _ in 0..100 {
-            sessions = decoder
-                .info(dec::InfoRequest {})
-                .await
-                .unwrap()
-                .into_inner()
-                .sessions;
-            if sessions == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert_eq!(sessions, 0, "wave {wave} left sessions behind");
+        cluster.decoder_idle().await;
         // …and no growth after the first wave has warmed every pool and buffer up.
         if wave == 0 {
             baseline = rss();

@@ -41,23 +41,6 @@ async fn text(cluster: &Cluster, r: pb::GenerateRequest) -> pb::GenerateResponse
         .into_inner()
 }
 
-/// Polls the decoder until it holds no session, for at most 5 s.
-async fn assert_no_sessions_left(cluster: &Cluster) {
-    let mut decoder = cluster.decoder().await;
-    for _ in 0..100 {
-        let info = decoder
-            .info(dec::InfoRequest {})
-            .await
-            .unwrap()
-            .into_inner();
-        if info.sessions == 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the decoder still holds sessions");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_delivers_what_the_unary_call_returns() {
     let cluster = Cluster::start(tiny_model()).await;
@@ -92,7 +75,7 @@ async fn a_stream_delivers_what_the_unary_call_returns() {
     let completion = &unary.completions[0];
     assert_eq!(completion.text, streamed);
     assert_eq!(completion.token_ids, ids);
-    assert_no_sessions_left(&cluster).await;
+    cluster.decoder_idle().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -173,7 +156,7 @@ async fn n_samples_share_one_prefill_and_keep_their_own_seeds() {
         alone.completions[0].token_ids,
         response.completions[0].token_ids
     );
-    assert_no_sessions_left(&cluster).await;
+    cluster.decoder_idle().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -373,7 +356,7 @@ async fn the_next_token_table_is_the_softmax_transformers_computes() {
         shaped.probabilities[0] < raw.probabilities[0],
         "a higher temperature flattens the distribution"
     );
-    assert_no_sessions_left(&cluster).await;
+    cluster.decoder_idle().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -402,7 +385,7 @@ async fn a_client_that_goes_away_frees_its_session() {
         .into_inner();
     assert_eq!(info.sessions, 1, "the running stream holds one session");
     drop(stream);
-    assert_no_sessions_left(&cluster).await;
+    cluster.decoder_idle().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -452,5 +435,5 @@ async fn a_passed_deadline_ends_the_request_and_frees_its_session() {
         "{}",
         status.message()
     );
-    assert_no_sessions_left(&cluster).await;
+    cluster.decoder_idle().await;
 }

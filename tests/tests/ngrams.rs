@@ -66,14 +66,7 @@ async fn a_letter_model_writes_letters_through_the_generation_loop() {
         .unwrap()
         .into_inner();
     assert_eq!(many.completions.len(), 3);
-    let info = cluster
-        .decoder()
-        .await
-        .info(dec::InfoRequest {})
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!((info.ngram_sessions, info.sessions), (0, 0));
+    let info = cluster.decoder_idle().await;
     assert_eq!(info.ngram_models.len(), 12);
 
     // The essay's picture: after "q" comes "u".

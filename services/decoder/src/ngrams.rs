@@ -212,6 +212,21 @@ impl Ngrams {
     /// Runs each step in order; on an error no session has changed.
     pub fn step(&self, steps: Vec<NgramStep>) -> Result<Vec<StepOutput>, Error> {
         let vocab = self.vocabulary.vocab_size();
+        // Count any model met for the first time before taking the sessions lock: counting takes
+        // a moment, and every transformer step asks that lock whether its session is an n-gram one.
+        let models: Vec<ModelName> = {
+            let sessions = self.lock();
+            steps
+                .iter()
+                .filter_map(|s| {
+                    s.create
+                        .or_else(|| sessions.get(&s.session_id).map(|s| s.model))
+                })
+                .collect()
+        };
+        for model in models {
+            self.model(model)?;
+        }
         let mut sessions = self.lock();
         // Check everything first, so that a bad step leaves every session as it was.
         let mut creating = 0;
@@ -237,15 +252,6 @@ impl Ngrams {
                     length,
                     start: step.start_position,
                 });
-            }
-        }
-        // Count any model met for the first time now, before a session changes.
-        for step in &steps {
-            if let Some(model) = step
-                .create
-                .or_else(|| sessions.get(&step.session_id).map(|s| s.model))
-            {
-                self.model(model)?;
             }
         }
         if sessions.len() + creating > self.max_sessions {

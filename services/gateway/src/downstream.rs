@@ -219,9 +219,7 @@ impl Downstream {
             .embeddings
             .ok_or_else(|| Error::Internal("the embedder returned no tensor".into()))
     }
-}
 
-impl Downstream {
     /// The embedding module's two parts for `ids` at `positions`.
     pub async fn embed_parts(
         &self,

@@ -254,16 +254,23 @@ impl GatewayService {
             .prompt_ids("prompt", &params.prompt, &model, deadline)
             .await?;
         let positions: Vec<u32> = (0..ids.len() as u32).collect();
-        let embeddings = down.embed(ids.clone(), positions.clone(), deadline).await?;
-        let embedding_parts = if params.embedding_parts {
-            let parts = down.embed_parts(ids.clone(), positions, deadline).await?;
-            Some(pb::EmbeddingParts {
-                token: parts.token,
-                position: parts.position,
-            })
-        } else {
-            None
-        };
+        // The parts are asked beside the input embeddings rather than summed here, because the
+        // embedder adds them in the model's dtype (the parts come back in f32).
+        let (embeddings, embedding_parts) = tokio::try_join!(
+            down.embed(ids.clone(), positions.clone(), deadline),
+            async {
+                if !params.embedding_parts {
+                    return Ok::<_, Error>(None);
+                }
+                let parts = down
+                    .embed_parts(ids.clone(), positions.clone(), deadline)
+                    .await?;
+                Ok(Some(pb::EmbeddingParts {
+                    token: parts.token,
+                    position: parts.position,
+                }))
+            },
+        )?;
         let seen = down
             .decoder()
             .await?

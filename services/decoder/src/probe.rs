@@ -67,11 +67,7 @@ pub struct WeightsOutput {
 /// The picks the model would have reported for each target, from one pass over the inputs.
 pub fn score(model: &Transformer, input: &ScoreInput) -> Result<(Vec<Pick>, Duration), Error> {
     let started = Instant::now();
-    let seen = model.inspect(&input.embeddings, &[])?;
-    let last = seen
-        .hidden_states
-        .last()
-        .expect("a pass keeps n_layer + 1 hidden states; this is a bug");
+    let last = model.last_hidden_state(&input.embeddings)?;
     let mut picks = Vec::with_capacity(input.targets.len());
     for (chunk, targets) in input.targets.chunks(SCORE_CHUNK_ROWS).enumerate() {
         let rows = last.narrow(0, chunk * SCORE_CHUNK_ROWS, targets.len())?;

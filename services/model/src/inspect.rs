@@ -31,6 +31,26 @@ impl Transformer {
     /// Runs `inputs` (`[seq, n_embd]` input embeddings of a whole sequence) through every block,
     /// keeping the hidden states and the attention weights of `attention_layers`.
     pub fn inspect(&self, inputs: &Tensor, attention_layers: &[usize]) -> Result<Inspection> {
+        self.pass(inputs, attention_layers, true)
+    }
+
+    /// The last hidden state `[seq, n_embd]` (f32, after the final layer norm) of the same pass
+    /// as [`Transformer::inspect`], keeping nothing else: what scoring a text needs.
+    pub fn last_hidden_state(&self, inputs: &Tensor) -> Result<Tensor> {
+        let mut seen = self.pass(inputs, &[], false)?;
+        Ok(seen
+            .hidden_states
+            .pop()
+            .expect("a pass keeps at least the last hidden state; this is a bug"))
+    }
+
+    /// One pass; `every_state` keeps each layer's input, otherwise only the last state is kept.
+    fn pass(
+        &self,
+        inputs: &Tensor,
+        attention_layers: &[usize],
+        every_state: bool,
+    ) -> Result<Inspection> {
         let (seq, width) = inputs.dims2()?;
         let c = self.config();
         if width != c.n_embd || seq == 0 || seq > c.n_positions {
@@ -50,7 +70,9 @@ impl Transformer {
         let mut hidden_states = Vec::with_capacity(c.n_layer + 1);
         let mut kept = vec![None; c.n_layer];
         for (l, block) in self.blocks.iter().enumerate() {
-            hidden_states.push(f32(&x)?);
+            if every_state {
+                hidden_states.push(f32(&x)?);
+            }
             let (attn, probs) = block.attn.forward_probed(&block.ln_1.forward(&x)?)?;
             if attention_layers.contains(&l) {
                 kept[l] = Some(probs);

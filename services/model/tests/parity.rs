@@ -372,6 +372,9 @@ fn internals_match_transformers() {
             let diff = max_abs_diff(weights, expected);
             assert!(diff <= TOLERANCE, "prompt {prompt} attention {l}: {diff}");
         }
+        // Scoring's pass keeps only the last state, and it is the same one.
+        let last = model.last_hidden_state(&inputs).unwrap();
+        assert_eq!(max_abs_diff(&last, &seen.hidden_states[n_layer]), 0.0);
         // The lens's last row is the model's own next-token logits.
         let lens = model.logit_lens(&seen.hidden_states).unwrap();
         assert_eq!(lens.dims(), &[n_layer + 1, model.config().vocab_size]);

@@ -80,7 +80,7 @@ impl pb::gateway_server::Gateway for GatewayService {
         &self,
         request: Request<pb::GenerateRequest>,
     ) -> Result<Response<pb::GenerateResponse>, Status> {
-        let deadline = Deadline::from_metadata(request.metadata());
+        let deadline = Deadline::of(&request);
         let params = GenerateParams::new(request.into_inner(), &self.config)?;
         let _permit = self.admit().map_err(Status::from)?;
         Ok(Response::new(self.collected(params, deadline).await?))
@@ -92,7 +92,7 @@ impl pb::gateway_server::Gateway for GatewayService {
         &self,
         request: Request<pb::GenerateRequest>,
     ) -> Result<Response<ChunkStream>, Status> {
-        let deadline = Deadline::from_metadata(request.metadata());
+        let deadline = Deadline::of(&request);
         // Bad requests fail the call itself rather than the first message of a stream.
         let params = GenerateParams::new(request.into_inner(), &self.config)?;
         let permit = self.admit().map_err(Status::from)?;
@@ -127,7 +127,7 @@ impl pb::gateway_server::Gateway for GatewayService {
         &self,
         request: Request<pb::NextTokensRequest>,
     ) -> Result<Response<pb::NextTokensResponse>, Status> {
-        let deadline = Deadline::from_metadata(request.metadata());
+        let deadline = Deadline::of(&request);
         let params = NextTokensParams::new(request.into_inner(), &self.config)?;
         let _permit = self.admit().map_err(Status::from)?;
         let table = deadline
@@ -140,7 +140,7 @@ impl pb::gateway_server::Gateway for GatewayService {
         &self,
         request: Request<pb::TokenizeRequest>,
     ) -> Result<Response<pb::TokenizeResponse>, Status> {
-        let deadline = Deadline::from_metadata(request.metadata());
+        let deadline = Deadline::of(&request);
         let request = request.into_inner();
         if request.text.len() > self.config.max_prompt_bytes {
             return Err(Error::invalid(
@@ -153,9 +153,13 @@ impl pb::gateway_server::Gateway for GatewayService {
             )
             .into());
         }
-        let encoding = self
-            .downstream
-            .encode(&request.text, request.allow_special, &deadline)
+        let encoding = deadline
+            .within(async {
+                Ok(self
+                    .downstream
+                    .encode(&request.text, request.allow_special, &deadline)
+                    .await?)
+            })
             .await?;
         Ok(Response::new(pb::TokenizeResponse {
             encoding: Some(encoding),
@@ -166,7 +170,7 @@ impl pb::gateway_server::Gateway for GatewayService {
         &self,
         request: Request<pb::CompareRequest>,
     ) -> Result<Response<pb::CompareResponse>, Status> {
-        let deadline = Deadline::from_metadata(request.metadata());
+        let deadline = Deadline::of(&request);
         let params = CompareParams::new(request.into_inner(), &self.config)?;
         let _permit = self.admit()?;
         let response = self.collected(params.generation, deadline).await?;
@@ -191,7 +195,7 @@ impl pb::gateway_server::Gateway for GatewayService {
         &self,
         request: Request<pb::ScoreRequest>,
     ) -> Result<Response<pb::ScoreResponse>, Status> {
-        let deadline = Deadline::from_metadata(request.metadata());
+        let deadline = Deadline::of(&request);
         let params = ScoreParams::new(request.into_inner(), &self.config)?;
         let _permit = self.admit()?;
         let scored = deadline.within(self.score_text(params, &deadline)).await?;
@@ -202,7 +206,7 @@ impl pb::gateway_server::Gateway for GatewayService {
         &self,
         request: Request<pb::InspectRequest>,
     ) -> Result<Response<pb::InspectResponse>, Status> {
-        let deadline = Deadline::from_metadata(request.metadata());
+        let deadline = Deadline::of(&request);
         let params = InspectParams::new(request.into_inner(), &self.config)?;
         let _permit = self.admit()?;
         let seen = deadline
@@ -215,13 +219,13 @@ impl pb::gateway_server::Gateway for GatewayService {
         &self,
         request: Request<dec::WeightsRequest>,
     ) -> Result<Response<dec::WeightsResponse>, Status> {
-        let deadline = Deadline::from_metadata(request.metadata());
+        let deadline = Deadline::of(&request);
         let _permit = self.admit()?;
-        let read = self
-            .downstream
-            .decoder()
-            .await?
-            .weights(request.into_inner(), &deadline)
+        let read = deadline
+            .within(async {
+                let decoder = self.downstream.decoder().await?;
+                Ok(decoder.weights(request.into_inner(), &deadline).await?)
+            })
             .await?;
         Ok(Response::new(read))
     }
@@ -230,7 +234,7 @@ impl pb::gateway_server::Gateway for GatewayService {
         &self,
         request: Request<pb::WordsRequest>,
     ) -> Result<Response<pb::WordsResponse>, Status> {
-        let deadline = Deadline::from_metadata(request.metadata());
+        let deadline = Deadline::of(&request);
         let _permit = self.admit()?;
         let seen = deadline
             .within(self.words_of(request.into_inner(), &deadline))
@@ -242,7 +246,7 @@ impl pb::gateway_server::Gateway for GatewayService {
         &self,
         request: Request<pb::NearestRequest>,
     ) -> Result<Response<pb::NearestResponse>, Status> {
-        let deadline = Deadline::from_metadata(request.metadata());
+        let deadline = Deadline::of(&request);
         let _permit = self.admit()?;
         let found = deadline
             .within(self.nearest_to(request.into_inner(), &deadline))
@@ -254,13 +258,13 @@ impl pb::gateway_server::Gateway for GatewayService {
         &self,
         request: Request<dec::CorpusRequest>,
     ) -> Result<Response<dec::CorpusResponse>, Status> {
-        let deadline = Deadline::from_metadata(request.metadata());
+        let deadline = Deadline::of(&request);
         let _permit = self.admit()?;
-        let counted = self
-            .downstream
-            .decoder()
-            .await?
-            .corpus(request.into_inner(), &deadline)
+        let counted = deadline
+            .within(async {
+                let decoder = self.downstream.decoder().await?;
+                Ok(decoder.corpus(request.into_inner(), &deadline).await?)
+            })
             .await?;
         Ok(Response::new(counted))
     }
@@ -269,8 +273,10 @@ impl pb::gateway_server::Gateway for GatewayService {
         &self,
         request: Request<pb::InfoRequest>,
     ) -> Result<Response<pb::InfoResponse>, Status> {
-        let deadline = Deadline::from_metadata(request.metadata());
-        let model = self.downstream.model(&deadline).await?;
+        let deadline = Deadline::of(&request);
+        let model = deadline
+            .within(async { Ok(self.downstream.model(&deadline).await?) })
+            .await?;
         let c = &self.config;
         Ok(Response::new(pb::InfoResponse {
             model: Some(model.info.clone()),

@@ -7,14 +7,25 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Deadline(Option<Instant>);
 
+/// When a call reached the server. The observe layer puts it on every request before tonic
+/// starts its own timer on the same `grpc-timeout`, so a deadline counted from it ends first.
+#[derive(Clone, Copy, Debug)]
+pub struct Arrival(pub Instant);
+
 impl Deadline {
-    /// Reads the `grpc-timeout` header of an incoming request.
-    pub fn from_metadata(metadata: &tonic::metadata::MetadataMap) -> Self {
-        let timeout = metadata
+    /// Reads the `grpc-timeout` header of an incoming request, counting from its [`Arrival`]
+    /// (or from now, for a request that did not pass the observe layer).
+    pub fn of<T>(request: &tonic::Request<T>) -> Self {
+        let arrived = request
+            .extensions()
+            .get::<Arrival>()
+            .map_or_else(Instant::now, |a| a.0);
+        let timeout = request
+            .metadata()
             .get("grpc-timeout")
             .and_then(|v| v.to_str().ok())
             .and_then(parse_grpc_timeout);
-        Deadline(timeout.map(|t| Instant::now() + t))
+        Deadline(timeout.map(|t| arrived + t))
     }
 
     /// Time left, or `None` without a deadline.
@@ -28,8 +39,8 @@ impl Deadline {
     }
 
     /// Runs `work` until the deadline and answers DEADLINE_EXCEEDED past it. It gives up a few
-    /// milliseconds early: tonic's own timer on the same header would otherwise end the call
-    /// first, with CANCELLED, which tells the caller less.
+    /// milliseconds early, counted from the call's [`Arrival`]: tonic's own timer on the same
+    /// header would otherwise end the call first, with CANCELLED, which tells the caller less.
     pub async fn within<T>(
         &self,
         work: impl std::future::Future<Output = Result<T, tonic::Status>>,
@@ -87,14 +98,22 @@ mod tests {
 
     #[test]
     fn reads_the_header_and_propagates_the_rest() {
-        let mut metadata = tonic::metadata::MetadataMap::new();
-        metadata.insert("grpc-timeout", "5S".parse().unwrap());
-        let deadline = Deadline::from_metadata(&metadata);
+        let mut incoming = tonic::Request::new(());
+        incoming
+            .metadata_mut()
+            .insert("grpc-timeout", "5S".parse().unwrap());
+        let deadline = Deadline::of(&incoming);
         let left = deadline.remaining().unwrap();
         assert!(left <= Duration::from_secs(5) && left > Duration::from_secs(4));
         assert!(!deadline.expired());
         let outbound = deadline.request(());
         assert!(outbound.metadata().get("grpc-timeout").is_some());
         assert!(Deadline::default().remaining().is_none());
+
+        // Counted from when the call arrived, not from when it is read.
+        let arrived = Instant::now() - Duration::from_secs(2);
+        incoming.extensions_mut().insert(Arrival(arrived));
+        let left = Deadline::of(&incoming).remaining().unwrap();
+        assert!(left <= Duration::from_secs(3) && left > Duration::from_secs(2));
     }
 }

@@ -2,7 +2,8 @@
 //! server span (a child of the trace context the caller sent), counts the call in the
 //! service's metrics (`requests_total` by method and status, `request_duration_seconds` up to
 //! the last byte of a stream, `requests_in_flight`), and, once the service drains, refuses new
-//! calls with UNAVAILABLE / 503 while counting the ones still running.
+//! calls with UNAVAILABLE / 503 while counting the ones still running. It also stamps each
+//! request with its [`Arrival`](crate::deadline::Arrival), from which deadlines are counted.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -81,7 +82,10 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        request
+            .extensions_mut()
+            .insert(crate::deadline::Arrival(Instant::now()));
         let layer = self.layer.clone();
         let path = request.uri().path();
         let (method, infrastructure) = match layer.protocol {

@@ -289,3 +289,18 @@ pub async fn decoder_idle(address: &str) -> oneword_proto::decoder::v1::InfoResp
         info.sessions, info.ngram_sessions, info.requests_running, info.requests_waiting
     );
 }
+
+/// Asserts that a call failed with `code` and a message naming `needle` (a field, a value).
+pub fn refused<T>(
+    result: Result<tonic::Response<T>, tonic::Status>,
+    code: tonic::Code,
+    needle: &str,
+) {
+    let status = result.err().expect("the call should fail");
+    assert_eq!(status.code(), code, "{}", status.message());
+    assert!(
+        status.message().contains(needle),
+        "{needle:?} not in {:?}",
+        status.message()
+    );
+}

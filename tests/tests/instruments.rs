@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use candle_core::{Device, Tensor};
-use oneword_e2e::{hf_model, Cluster};
+use oneword_e2e::{hf_model, refused, Cluster};
 use oneword_proto::common::v1 as common;
 use oneword_proto::decoder::v1 as dec;
 use oneword_proto::gateway::v1 as pb;
@@ -311,20 +311,6 @@ async fn weights_are_the_checkpoints_and_histograms_count_them_all() {
     );
 }
 
-async fn refused(
-    result: Result<tonic::Response<impl Sized>, tonic::Status>,
-    code: Code,
-    needle: &str,
-) {
-    let status = result.err().expect("the call should fail");
-    assert_eq!(status.code(), code, "{}", status.message());
-    assert!(
-        status.message().contains(needle),
-        "{needle:?} not in {:?}",
-        status.message()
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_instrument_requests_name_the_field() {
     let cluster = Cluster::start_with(&hf_model(), |decoder| {
@@ -341,21 +327,20 @@ async fn bad_instrument_requests_name_the_field() {
         g.inspect(layers(vec![2])).await,
         invalid,
         "`attention_layers[0]` is 2",
-    )
-    .await;
-    refused(g.inspect(layers(vec![0, 0])).await, invalid, "listed twice").await;
+    );
+    refused(g.inspect(layers(vec![0, 0])).await, invalid, "listed twice");
     let lens = pb::InspectRequest {
         lens_top_n: Some(0),
         ..inspect("hello")
     };
-    refused(g.inspect(lens).await, invalid, "`lens_top_n`").await;
-    refused(g.inspect(inspect("")).await, invalid, "`prompt`").await;
+    refused(g.inspect(lens).await, invalid, "`lens_top_n`");
+    refused(g.inspect(inspect("")).await, invalid, "`prompt`");
     // Past the decoder's cap (4 KiB here): 3 hidden states of 40 tokens × 32 floats are 15 KiB.
     let big = pb::InspectRequest {
         hidden_states: true,
         ..inspect(&["hello"; 40].join(" "))
     };
-    refused(g.inspect(big).await, invalid, "--max-inspect-bytes").await;
+    refused(g.inspect(big).await, invalid, "--max-inspect-bytes");
 
     let weights = |layer: Option<u32>, matrix: &str, bins: u32| dec::WeightsRequest {
         layer,
@@ -366,33 +351,28 @@ async fn bad_instrument_requests_name_the_field() {
         g.weights(weights(Some(2), "mlp.c_fc", 0)).await,
         invalid,
         "`layer` is 2",
-    )
-    .await;
+    );
     refused(
         g.weights(weights(Some(0), "attn.bias", 0)).await,
         invalid,
         "`matrix`",
-    )
-    .await;
+    );
     refused(
         g.weights(weights(None, "mlp.c_fc", 0)).await,
         invalid,
         "`layer` is required",
-    )
-    .await;
+    );
     refused(
         g.weights(weights(None, "", 1001)).await,
         invalid,
         "`histogram_bins`",
-    )
-    .await;
+    );
     // A block matrix of the tiny model is 16 KiB: past the cap too.
     refused(
         g.weights(weights(Some(0), "mlp.c_fc", 0)).await,
         invalid,
         "--max-inspect-bytes",
-    )
-    .await;
+    );
 
     let score = |text: &str, ids: Vec<u32>| pb::ScoreRequest {
         text: text.into(),
@@ -403,21 +383,19 @@ async fn bad_instrument_requests_name_the_field() {
         g.score(score("hello", vec![])).await,
         invalid,
         "`text` has one token",
-    )
-    .await;
-    refused(g.score(score("", vec![])).await, invalid, "`text`").await;
-    refused(g.score(score("a b", vec![1, 2])).await, invalid, "not both").await;
+    );
+    refused(g.score(score("", vec![])).await, invalid, "`text`");
+    refused(g.score(score("a b", vec![1, 2])).await, invalid, "not both");
     refused(
         g.score(score("", vec![1, 60000])).await,
         invalid,
         "`token_ids[1]` is 60000",
-    )
-    .await;
+    );
     let shaped = pb::ScoreRequest {
         temperature: Some(-1.0),
         ..score("a b c", vec![])
     };
-    refused(g.score(shaped).await, invalid, "`temperature`").await;
+    refused(g.score(shaped).await, invalid, "`temperature`");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -485,19 +463,15 @@ async fn compare_forks_one_prefill_into_every_temperature() {
         assert_eq!(c.token_ids, expected.token_ids);
     }
 
-    let status = gateway
-        .compare(pb::CompareRequest {
-            prompt: prompt.into(),
-            temperatures: vec![0.0, -1.0],
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(
-        status.message().contains("`temperatures[1]`"),
-        "{}",
-        status.message()
+    let negative = pb::CompareRequest {
+        prompt: prompt.into(),
+        temperatures: vec![0.0, -1.0],
+        ..Default::default()
+    };
+    refused(
+        gateway.compare(negative).await,
+        Code::InvalidArgument,
+        "`temperatures[1]`",
     );
 }
 
@@ -553,14 +527,13 @@ async fn words_and_nearest_read_words_as_inside_a_sentence() {
         words: vec!["cat".into(), " ".into()],
         ..Default::default()
     };
-    refused(gateway.words(empty).await, invalid, "`words[1]` is empty").await;
+    refused(gateway.words(empty).await, invalid, "`words[1]` is empty");
     let none = pb::WordsRequest::default();
     refused(
         gateway.words(none).await,
         invalid,
         "give `words` or `token_ids`",
-    )
-    .await;
+    );
 
     // Tokens by id: " cat" by its id is the word "cat"; an id past the vocabulary is named.
     let cat = seen.tokens[0].ids[0];
@@ -595,8 +568,7 @@ async fn words_and_nearest_read_words_as_inside_a_sentence() {
         gateway.words(past).await,
         invalid,
         "`token_ids[1]` is 50257",
-    )
-    .await;
+    );
     let top = pb::NearestRequest {
         word: "cat".into(),
         top: Some(0),
@@ -606,6 +578,5 @@ async fn words_and_nearest_read_words_as_inside_a_sentence() {
         gateway.nearest(top).await,
         invalid,
         "`top` must be in 1..=1000",
-    )
-    .await;
+    );
 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use oneword_e2e::{hf_model, Cluster};
+use oneword_e2e::{hf_model, refused, Cluster};
 use oneword_proto::decoder::v1 as dec;
 use oneword_proto::gateway::v1 as pb;
 use oneword_tokenizer::bpe::BpeTokenizer;
@@ -124,15 +124,10 @@ async fn a_token_bigram_gives_the_counted_probabilities() {
         table.probabilities[0]
     );
 
-    let status = gateway
-        .generate(generate("letters-7", "x", 1))
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(
-        status.message().contains("`model` is \"letters-7\""),
-        "{}",
-        status.message()
+    refused(
+        gateway.generate(generate("letters-7", "x", 1)).await,
+        Code::InvalidArgument,
+        "`model` is \"letters-7\"",
     );
 }
 
@@ -188,19 +183,11 @@ async fn the_corpus_statistics_are_counted_and_seeded() {
         .into_inner();
     assert_eq!(own.sentence, "cat sat on the");
 
-    let refused = |r: dec::CorpusRequest, needle: &'static str| {
+    let bad_corpus = |r: dec::CorpusRequest, needle: &'static str| {
         let mut gateway = gateway.clone();
-        async move {
-            let status = gateway.corpus(r).await.unwrap_err();
-            assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
-            assert!(
-                status.message().contains(needle),
-                "{needle:?} not in {:?}",
-                status.message()
-            );
-        }
+        async move { refused(gateway.corpus(r).await, Code::InvalidArgument, needle) }
     };
-    refused(
+    bad_corpus(
         dec::CorpusRequest {
             sentence_n: 2,
             sentence_start: "cat".into(),
@@ -209,7 +196,7 @@ async fn the_corpus_statistics_are_counted_and_seeded() {
         "\"cat\" does not occur in the corpus",
     )
     .await;
-    refused(
+    bad_corpus(
         dec::CorpusRequest {
             random_words_n: 7,
             ..Default::default()
@@ -217,7 +204,7 @@ async fn the_corpus_statistics_are_counted_and_seeded() {
         "`random_words_n` must be in 1..=6",
     )
     .await;
-    refused(
+    bad_corpus(
         dec::CorpusRequest {
             text: Some(String::new()),
             letter_frequencies: true,

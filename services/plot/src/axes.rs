@@ -120,6 +120,81 @@ pub(crate) fn frame(canvas: &mut Canvas, fonts: Fonts, t: Titles, room: Room) ->
 /// A tick: its position in pixels along the axis and its label.
 pub(crate) type Tick = (f32, String);
 
+/// A chart on linear axes over `x` and `y`: titles and axes laid out, grid drawn. The chart
+/// draws its data at [`LinearAxes::x`] / [`LinearAxes::y`], then [`LinearAxes::finish`] draws
+/// the outline and tick marks over it.
+pub(crate) struct LinearAxes {
+    pub canvas: Canvas,
+    pub plot: Rect,
+    pub fonts: Fonts,
+    x: (f64, f64),
+    y: (f64, f64),
+    x_ticks: Vec<Tick>,
+    y_ticks: Vec<Tick>,
+}
+
+impl LinearAxes {
+    /// `y_ticks` are the chart's own (values and labels), since charts choose their y range
+    /// differently; the x ticks are chosen here to fit the plot's width.
+    pub fn new(
+        size: Size,
+        fonts: Fonts,
+        titles: Titles,
+        x: (f64, f64),
+        y: (f64, f64),
+        y_ticks: Vec<(f64, String)>,
+    ) -> Self {
+        let room = Room {
+            y_ticks: widest(y_ticks.iter().map(|t| &t.1), fonts.tick),
+            x_ticks: text::height(fonts.tick),
+            right: 0.0,
+        };
+        let mut canvas = Canvas::new(size, WHITE);
+        let plot = frame(&mut canvas, fonts, titles, room);
+        let x_ticks = crate::ticks::x_linear_ticks(x.0, x.1, plot.width(), fonts, 7);
+        let mut axes = LinearAxes {
+            canvas,
+            plot,
+            fonts,
+            x,
+            y,
+            x_ticks: Vec::new(),
+            y_ticks: Vec::new(),
+        };
+        axes.x_ticks = x_ticks.into_iter().map(|(v, s)| (axes.x(v), s)).collect();
+        axes.y_ticks = y_ticks.into_iter().map(|(v, s)| (axes.y(v), s)).collect();
+        let xs: Vec<f32> = axes.x_ticks.iter().map(|t| t.0).collect();
+        let ys: Vec<f32> = axes.y_ticks.iter().map(|t| t.0).collect();
+        grid(&mut axes.canvas, plot, &xs, &ys);
+        axes
+    }
+
+    /// The pixel column of the value `v`.
+    pub fn x(&self, v: f64) -> f32 {
+        let (lo, hi) = self.x;
+        self.plot.x0 + ((v - lo) / (hi - lo)) as f32 * self.plot.width()
+    }
+
+    /// The pixel row of the value `v`.
+    pub fn y(&self, v: f64) -> f32 {
+        let (lo, hi) = self.y;
+        self.plot.y1 - ((v - lo) / (hi - lo)) as f32 * self.plot.height()
+    }
+
+    /// Draws the outline and the tick marks over the data.
+    pub fn finish(&mut self) {
+        outline(&mut self.canvas, self.plot);
+        x_ticks(
+            &mut self.canvas,
+            self.plot,
+            self.fonts,
+            &self.x_ticks,
+            false,
+        );
+        y_ticks(&mut self.canvas, self.plot, self.fonts, &self.y_ticks);
+    }
+}
+
 /// Light grid lines behind the data at the given pixel positions.
 pub(crate) fn grid(canvas: &mut Canvas, plot: Rect, xs: &[f32], ys: &[f32]) {
     for &x in xs {

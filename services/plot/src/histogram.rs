@@ -1,8 +1,8 @@
 //! Overlaid histograms: the distribution of weight values in each block.
 
-use crate::axes::{self, Fonts, Room, Tick, Titles};
-use crate::canvas::{Canvas, Rgb, WHITE};
-use crate::{colour, text, ticks, PlotError, Size};
+use crate::axes::{self, Fonts, LinearAxes, Titles};
+use crate::canvas::Rgb;
+use crate::{colour, ticks, PlotError, Size};
 
 /// One histogram: `counts[k]` values fell between `edges[k]` and `edges[k + 1]`
 /// (as [`crate::histogram`] returns them).
@@ -66,21 +66,7 @@ pub fn histograms(chart: &Histograms, size: Size) -> Result<Vec<u8>, PlotError> 
         x_label: chart.x_label,
         y_label: chart.y_label,
     };
-    let room = Room {
-        y_ticks: axes::widest(y_ticks.iter().map(|t| &t.1), fonts.tick),
-        x_ticks: text::height(fonts.tick),
-        right: 0.0,
-    };
-    let mut canvas = Canvas::new(size, WHITE);
-    let plot = axes::frame(&mut canvas, fonts, titles, room);
-    let x_ticks = ticks::x_linear_ticks(x_lo, x_hi, plot.width(), fonts, 7);
-    let x_of = |x: f64| plot.x0 + ((x - x_lo) / (x_hi - x_lo)) as f32 * plot.width();
-    let y_of = |y: f64| plot.y1 - (y / y_hi) as f32 * plot.height();
-    let x_ticks: Vec<Tick> = x_ticks.into_iter().map(|(v, s)| (x_of(v), s)).collect();
-    let y_ticks: Vec<Tick> = y_ticks.into_iter().map(|(v, s)| (y_of(v), s)).collect();
-    let xs: Vec<f32> = x_ticks.iter().map(|t| t.0).collect();
-    let ys: Vec<f32> = y_ticks.iter().map(|t| t.0).collect();
-    axes::grid(&mut canvas, plot, &xs, &ys);
+    let mut axes = LinearAxes::new(size, fonts, titles, (x_lo, x_hi), (0.0, y_hi), y_ticks);
 
     let n = chart.series.len();
     let colour_of = |i: usize| -> Rgb {
@@ -90,28 +76,27 @@ pub fn histograms(chart: &Histograms, size: Size) -> Result<Vec<u8>, PlotError> 
             colour::ordered(i, n)
         }
     };
-    canvas.clip(plot);
+    axes.canvas.clip(axes.plot);
     for (i, s) in chart.series.iter().enumerate() {
         let points: Vec<(f32, f32)> = s
             .counts
             .iter()
             .zip(s.edges.windows(2))
-            .map(|(c, e)| (x_of((e[0] + e[1]) / 2.0), y_of(*c as f64)))
+            .map(|(c, e)| (axes.x((e[0] + e[1]) / 2.0), axes.y(*c as f64)))
             .collect();
-        canvas.polyline(&points, if n <= 10 { 2.0 } else { 1.2 }, colour_of(i));
+        let width = if n <= 10 { 2.0 } else { 1.2 };
+        axes.canvas.polyline(&points, width, colour_of(i));
     }
-    canvas.unclip();
-    axes::outline(&mut canvas, plot);
-    axes::x_ticks(&mut canvas, plot, fonts, &x_ticks, false);
-    axes::y_ticks(&mut canvas, plot, fonts, &y_ticks);
+    axes.canvas.unclip();
+    axes.finish();
     let keyed = legend_entries(n, 6);
     let entries: Vec<(Rgb, String)> = keyed
         .into_iter()
         .filter(|&i| !chart.series[i].label.is_empty())
         .map(|i| (colour_of(i), chart.series[i].label.clone()))
         .collect();
-    axes::legend(&mut canvas, plot, fonts, &entries);
-    canvas.into_png()
+    axes::legend(&mut axes.canvas, axes.plot, fonts, &entries);
+    axes.canvas.into_png()
 }
 
 /// Why a series cannot be drawn, if it cannot.

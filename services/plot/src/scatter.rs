@@ -1,7 +1,7 @@
 //! Labelled scatter maps: word embeddings projected to two dimensions.
 
-use crate::axes::{self, Fonts, Room, Tick, Titles};
-use crate::canvas::{Canvas, Rect, INK, WHITE};
+use crate::axes::{Fonts, LinearAxes, Titles};
+use crate::canvas::{Rect, INK};
 use crate::error::check_same_len;
 use crate::text::{self, Align, Style, VAlign};
 use crate::{colour, ticks, PlotError, Size};
@@ -67,26 +67,14 @@ pub fn scatter(chart: &Scatter, size: Size) -> Result<Vec<u8>, PlotError> {
         x_label: chart.x_label,
         y_label: chart.y_label,
     };
-    let room = Room {
-        y_ticks: axes::widest(y_ticks.iter().map(|t| &t.1), fonts.tick),
-        x_ticks: text::height(fonts.tick),
-        right: 0.0,
-    };
-    let mut canvas = Canvas::new(size, WHITE);
-    let plot = axes::frame(&mut canvas, fonts, titles, room);
-    let x_ticks = ticks::x_linear_ticks(x_lo, x_hi, plot.width(), fonts, 7);
-    let x_of = |x: f64| plot.x0 + ((x - x_lo) / (x_hi - x_lo)) as f32 * plot.width();
-    let y_of = |y: f64| plot.y1 - ((y - y_lo) / (y_hi - y_lo)) as f32 * plot.height();
-    let x_ticks: Vec<Tick> = x_ticks.into_iter().map(|(v, s)| (x_of(v), s)).collect();
-    let y_ticks: Vec<Tick> = y_ticks.into_iter().map(|(v, s)| (y_of(v), s)).collect();
-    let xs: Vec<f32> = x_ticks.iter().map(|t| t.0).collect();
-    let ys: Vec<f32> = y_ticks.iter().map(|t| t.0).collect();
-    axes::grid(&mut canvas, plot, &xs, &ys);
+    let mut axes = LinearAxes::new(size, fonts, titles, (x_lo, x_hi), (y_lo, y_hi), y_ticks);
+    let plot = axes.plot;
 
     let r = (fonts.tick * 0.28).max(2.5);
     let dot = colour::distinct(0);
     for &(_, x, y) in &kept {
-        canvas.disc(x_of(x), y_of(y), r, dot);
+        let (cx, cy) = (axes.x(x), axes.y(y));
+        axes.canvas.disc(cx, cy, r, dot);
     }
     if !chart.labels.is_empty() {
         let px = fonts.tick;
@@ -95,7 +83,7 @@ pub fn scatter(chart: &Scatter, size: Size) -> Result<Vec<u8>, PlotError> {
         for &(i, x, y) in &kept {
             let label = text::fit(&chart.labels[i], px, plot.width() * 0.3);
             let w = text::width(&label, px);
-            let (cx, cy) = (x_of(x), y_of(y));
+            let (cx, cy) = (axes.x(x), axes.y(y));
             let off = r + 2.0;
             let candidates = [
                 Rect::new(cx + off, cy - line / 2.0, cx + off + w, cy + line / 2.0),
@@ -108,13 +96,11 @@ pub fn scatter(chart: &Scatter, size: Size) -> Result<Vec<u8>, PlotError> {
                 .find(|c| plot.contains(c) && !taken.iter().any(|t| t.overlaps(c)));
             if let Some(b) = free {
                 let style = Style::new(px, INK).align(Align::Start, VAlign::Top);
-                text::draw(&mut canvas, &label, b.x0, b.y0, style);
+                text::draw(&mut axes.canvas, &label, b.x0, b.y0, style);
                 taken.push(b);
             }
         }
     }
-    axes::outline(&mut canvas, plot);
-    axes::x_ticks(&mut canvas, plot, fonts, &x_ticks, false);
-    axes::y_ticks(&mut canvas, plot, fonts, &y_ticks);
-    canvas.into_png()
+    axes.finish();
+    axes.canvas.into_png()
 }

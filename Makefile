@@ -1,22 +1,22 @@
-# oneword: GPT-2 served over gRPC by four Rust services. `make help` lists the targets.
+# oneword: GPT-2 served over gRPC by five Rust services. `make help` lists the targets.
 
 MODEL ?= gpt2
 DEMO_MODEL_DIR ?= models/demo
 CARGO ?= cargo
-SERVICES := oneword-tokenizer oneword-embedder oneword-decoder oneword-gateway oneword-model oneword-cli
+SERVICES := oneword-tokenizer oneword-embedder oneword-decoder oneword-baseline oneword-gateway oneword-model oneword-cli
 
 .DEFAULT_GOAL := help
-.PHONY: help build run demo-model test lint fmt fmt-check proto references bench docs essay
+.PHONY: help build run demo-model test deps-check lint fmt fmt-check proto references bench docs essay
 
 ## help: list the targets
 help:
 	@grep -hE '^## ' $(MAKEFILE_LIST) | sed 's/^## /  /'
 
-## build: release binaries of the four services, the model tool and the `oneword` CLI
+## build: release binaries of the five services, the model tool and the `oneword` CLI
 build:
 	$(CARGO) build --release $(addprefix -p ,$(SERVICES))
 
-## run: start the four services on ports 50050-50053 with MODEL (a Hugging Face id or a directory; default gpt2)
+## run: start the five services on ports 50050-50054 with MODEL (a Hugging Face id or a directory; default gpt2)
 run: build
 	deploy/local/run.sh "$(MODEL)"
 
@@ -24,10 +24,21 @@ run: build
 demo-model:
 	$(CARGO) run --release -p oneword-model -- random "$(DEMO_MODEL_DIR)" --tokenizer tests/fixtures/gpt2-tokenizer
 
-## test: every test of the workspace (unit, transformers parity, the four services end to end)
-test:
+## test: every test of the workspace (unit, transformers parity, the services end to end), and deps-check
+test: deps-check
 	cd tests/fixtures/gpt2-tokenizer && sha256sum -c SHA256SUMS
 	$(CARGO) test --workspace
+
+# Crates that do no model arithmetic, and what they must never link.
+LIGHT_CRATES := oneword-gateway oneword-tokenizer oneword-baseline oneword-runtime oneword-cli
+HEAVY_DEPS := candle-core|candle-nn|gemm|cudarc|pulp
+
+## deps-check: fail if a crate that does no model arithmetic links candle, gemm or cudarc
+deps-check:
+	@set -e; for crate in $(LIGHT_CRATES); do \
+		heavy=$$($(CARGO) tree --locked -p $$crate -e normal --prefix none | grep -oE "^($(HEAVY_DEPS)) " | sort -u | tr -d ' ' | tr '\n' ' '); \
+		if [ -n "$$heavy" ]; then echo "deps-check: $$crate links $$heavy; it does no model arithmetic" >&2; exit 1; fi; \
+	done; echo "deps-check: $(LIGHT_CRATES) link no candle, gemm or cudarc"
 
 ## bench: oneword vs Hugging Face transformers and llama.cpp (installs both into bench/.work); report in bench/results/<date>/
 bench:

@@ -32,13 +32,18 @@ CARGO ?= cargo
 
 .PHONY: check-cuda cuda-toolchain
 
-## check-cuda: cargo check the workspace with `--features cuda` (installs nvcc 13.0 the first time)
+# The crates the `cuda` feature changes: the model and the two services that compute with it.
+# Everything else links no candle (`make deps-check`), so checking it again with CUDA on would
+# only repeat `make lint`.
+CUDA_CRATES := oneword-model oneword-embedder oneword-decoder
+
+## check-cuda: cargo check the crates that compute with tensors, with `--features cuda` (installs nvcc 13.0 the first time)
 check-cuda: cuda-toolchain
 	CUDA_ROOT="$(CUDA_CHECK_ROOT)" \
 	PATH="$(CUDA_CHECK_ROOT)/bin:$$PATH" \
 	CUDA_COMPUTE_CAP=$(CUDA_CHECK_COMPUTE_CAP) \
 	CARGO_TARGET_DIR=$(CUDA_CHECK_TARGET_DIR) \
-		$(CARGO) check --workspace --features cuda
+		$(CARGO) check --features cuda $(addprefix -p ,$(CUDA_CRATES))
 
 # `--no-deps`: nvcc's wheel depends on the nvvm, runtime and crt wheels unpinned; they are all
 # pinned above, and must not be resolved again.

@@ -7,10 +7,10 @@ use candle_core::{DType, Device};
 use futures::future::try_join_all;
 use futures::StreamExt;
 use oneword_e2e::Cluster;
+use oneword_model::wire::to_wire;
 use oneword_model::{Checkpoint, Embeddings, Gpt2Config};
 use oneword_proto::decoder::v1 as dec;
 use oneword_proto::gateway::v1 as pb;
-use oneword_runtime::tensor::to_wire;
 use serde_json::{json, Value};
 use tonic::transport::Channel;
 

@@ -1,4 +1,4 @@
-//! A harness that starts the four oneword services in this process on `127.0.0.1:0`, waits
+//! A harness that starts the five oneword services in this process on `127.0.0.1:0`, waits
 //! until each answers its health check, and hands back their addresses, clients and a way to
 //! stop any of them.
 
@@ -159,16 +159,19 @@ pub async fn until(stopped: oneshot::Receiver<()>) {
     let _ = stopped.await;
 }
 
-/// The four services, started on one model directory.
+/// The five services, started on one model directory.
 pub struct Cluster {
     pub tokenizer: Running,
     pub embedder: Running,
     pub decoder: Running,
+    /// The n-gram baseline.
+    pub baseline: Running,
     pub gateway: Running,
 }
 
 impl Cluster {
-    /// Starts tokenizer, embedder, decoder and gateway on `model`, with default settings.
+    /// Starts tokenizer, embedder, decoder, baseline and gateway on `model`, with default
+    /// settings.
     pub async fn start(model: &Path) -> Cluster {
         Self::start_with(model, |_| {}).await
     }
@@ -212,11 +215,17 @@ impl Cluster {
             oneword_decoder::run(decoder_config, l, until(s))
         })
         .await;
+        let baseline_config = oneword_baseline::Config::for_model(&model);
+        let baseline = start(false, |l, s| {
+            oneword_baseline::run(baseline_config, l, until(s))
+        })
+        .await;
         let mut gateway_config = oneword_gateway::Config::for_services(
             tokenizer.address.clone(),
             embedder.address.clone(),
             decoder.address.clone(),
         );
+        gateway_config.baseline = baseline.address.clone();
         adjust_gateway(&mut gateway_config);
         let gateway = start(true, |l, s| {
             oneword_gateway::run(gateway_config, l, until(s))
@@ -226,6 +235,7 @@ impl Cluster {
             tokenizer,
             embedder,
             decoder,
+            baseline,
             gateway,
         }
     }
@@ -249,6 +259,18 @@ impl Cluster {
         decoder_idle(&self.decoder.address).await
     }
 
+    /// Waits until the baseline holds no n-gram session, and returns its `Info`.
+    pub async fn baseline_idle(&self) -> oneword_proto::decoder::v1::InfoResponse {
+        decoder_idle(&self.baseline.address).await
+    }
+
+    /// A client of the baseline, which speaks the decoder's session contract.
+    pub async fn baseline(&self) -> DecoderClient<Channel> {
+        DecoderClient::connect(self.baseline.address.clone())
+            .await
+            .expect("connecting to the baseline")
+    }
+
     /// A client of the tokenizer.
     pub async fn tokenizer(&self) -> TokenizerClient<Channel> {
         TokenizerClient::connect(self.tokenizer.address.clone())
@@ -257,9 +279,9 @@ impl Cluster {
     }
 }
 
-/// Polls the decoder at `address` until it holds no session (transformer or n-gram) and runs or
-/// queues no step, for at most 10 s, and returns its `Info`. The gateway releases a finished
-/// request's sessions in the background, so they may outlive its answer by a moment.
+/// Polls the backend at `address` (the decoder or the baseline) until it holds no session and
+/// runs or queues no step, for at most 10 s, and returns its `Info`. The gateway releases a
+/// finished request's sessions in the background, so they may outlive its answer by a moment.
 pub async fn decoder_idle(address: &str) -> oneword_proto::decoder::v1::InfoResponse {
     let mut decoder = DecoderClient::connect(address.to_string())
         .await
@@ -273,21 +295,71 @@ pub async fn decoder_idle(address: &str) -> oneword_proto::decoder::v1::InfoResp
             .into_inner();
         let oneword_proto::decoder::v1::InfoResponse {
             sessions,
-            ngram_sessions,
             requests_running,
             requests_waiting,
             ..
         } = info;
-        if sessions + ngram_sessions + requests_running + requests_waiting == 0 {
+        if sessions + requests_running + requests_waiting == 0 {
             return info;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!(
-        "the decoder still holds {} sessions and {} n-gram sessions, with {} running and {} \
-         waiting steps",
-        info.sessions, info.ngram_sessions, info.requests_running, info.requests_waiting
+        "the backend at {address} still holds {} sessions, with {} running and {} waiting steps",
+        info.sessions, info.requests_running, info.requests_waiting
     );
+}
+
+/// A decoder held shut: one session that fills the decoder's whole KV budget (start the cluster
+/// with `kv_cache_tokens` = 1024, the tiny model's context, and a long `max_queue_wait_ms`), so
+/// every other step waits for room until the gate opens. Tests use it to make "still running"
+/// a fact rather than a matter of the machine's speed.
+pub struct KvGate {
+    decoder: DecoderClient<Channel>,
+}
+
+impl KvGate {
+    const SESSION: &'static str = "kv-gate";
+
+    /// Fills the budget of the cluster's decoder.
+    pub async fn close(cluster: &Cluster) -> Self {
+        let mut decoder = cluster.decoder().await;
+        let info = decoder
+            .info(oneword_proto::decoder::v1::InfoRequest {})
+            .await
+            .expect("decoder info")
+            .into_inner();
+        let model = info.model.expect("the decoder's model");
+        let (rows, width) = (info.kv_budget_tokens as usize, model.hidden_size as usize);
+        assert!(
+            rows <= model.context_length as usize,
+            "a gate is one session: the budget ({rows}) must fit the context"
+        );
+        let step = oneword_proto::decoder::v1::SessionStep {
+            session_id: Self::SESSION.into(),
+            create: true,
+            embeddings: Some(oneword_proto::tensor::f32_to_wire(
+                &vec![0.0; rows * width],
+                &[rows as u32, width as u32],
+            )),
+            ..Default::default()
+        };
+        decoder
+            .step(oneword_proto::decoder::v1::StepRequest { steps: vec![step] })
+            .await
+            .expect("filling the KV budget");
+        KvGate { decoder }
+    }
+
+    /// Frees the budget: the steps waiting for room run.
+    pub async fn open(mut self) {
+        self.decoder
+            .release(oneword_proto::decoder::v1::ReleaseRequest {
+                session_ids: vec![Self::SESSION.into()],
+            })
+            .await
+            .expect("releasing the gate");
+    }
 }
 
 /// Asserts that a call failed with `code` and a message naming `needle` (a field, a value).

@@ -6,7 +6,7 @@ use futures::StreamExt;
 use oneword_e2e::{tiny_model, Cluster};
 use oneword_proto::decoder::v1 as dec;
 use oneword_proto::gateway::v1 as pb;
-use oneword_runtime::tensor::{f32_to_wire, wire_to_f32};
+use oneword_proto::tensor::{f32_to_wire, wire_to_f32};
 
 fn seeded(prompt: &str, max_new_tokens: u32, seed: u64) -> pb::GenerateRequest {
     pb::GenerateRequest {

@@ -52,6 +52,7 @@ fn generated() -> String {
         table(oneword_tokenizer::Config::command()),
         table(oneword_embedder::Config::command()),
         table(oneword_decoder::Config::command()),
+        table(oneword_baseline::Config::command()),
     ]
     .concat()
 }

@@ -3,8 +3,9 @@
 //! wave after wave. (Its own test binary, so that no other test moves the process's memory.)
 
 use futures::StreamExt;
-use oneword_e2e::{tiny_model, Cluster};
+use oneword_e2e::{tiny_model, Cluster, KvGate};
 use oneword_proto::gateway::v1 as pb;
+use tokio::task::JoinSet;
 use tonic::Code;
 
 const LIMIT: usize = 8;
@@ -42,36 +43,36 @@ async fn run(cluster_address: String, i: u64) -> Result<usize, tonic::Status> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_is_refused_fast_and_memory_stays_flat() {
-    let cluster =
-        Cluster::start_configured(tiny_model(), |_| {}, |g| g.max_concurrent_requests = LIMIT)
-            .await;
+    // The decoder is gated shut while a wave arrives, so exactly LIMIT generations are in flight
+    // (waiting for room) whatever the machine's speed, and every other request is refused.
+    let cluster = Cluster::start_configured(
+        tiny_model(),
+        |d| {
+            d.kv_cache_tokens = Some(1024);
+            d.max_queue_wait_ms = 60_000;
+        },
+        |g| g.max_concurrent_requests = LIMIT,
+    )
+    .await;
     let mut baseline = 0;
     for wave in 0..4u64 {
-        let tasks: Vec<_> = (0..FLOOD as u64)
-            .map(|i| tokio::spawn(run(cluster.gateway.address.clone(), wave * 1000 + i)))
+        let gate = KvGate::close(&cluster).await;
+        let mut tasks: JoinSet<_> = (0..FLOOD as u64)
+            .map(|i| run(cluster.gateway.address.clone(), wave * 1000 + i))
             .collect();
-        let (mut completed, mut refused) = (0, 0);
-        for task in tasks {
-            match task.await.unwrap() {
-                Ok(tokens) => {
-                    assert_eq!(tokens, TOKENS as usize);
-                    completed += 1;
-                }
-                Err(status) => {
-                    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
-                    assert!(status.message().contains("limit"), "{}", status.message());
-                    refused += 1;
-                }
-            }
+        // While the gate is shut nothing completes, so the first answers are the refusals.
+        for _ in LIMIT..FLOOD {
+            let status = tasks.join_next().await.unwrap().unwrap().unwrap_err();
+            assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+            assert!(status.message().contains("limit"), "{}", status.message());
         }
-        assert!(
-            completed >= LIMIT,
-            "wave {wave}: only {completed} completed"
-        );
-        assert!(
-            refused >= LIMIT,
-            "wave {wave}: only {refused} of {FLOOD} refused"
-        );
+        gate.open().await;
+        let mut completed = 0;
+        while let Some(task) = tasks.join_next().await {
+            assert_eq!(task.unwrap().unwrap(), TOKENS as usize);
+            completed += 1;
+        }
+        assert_eq!(completed, LIMIT, "wave {wave}");
 
         // Nothing left behind in the decoder…
         cluster.decoder_idle().await;

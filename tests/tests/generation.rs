@@ -327,7 +327,7 @@ async fn the_next_token_table_is_the_softmax_transformers_computes() {
         assert_eq!(raw.texts[i], String::from_utf8_lossy(&raw.pieces[i]));
     }
     assert!(table.shaped.is_none());
-    let row = oneword_runtime::tensor::wire_to_f32(&table.full_row.unwrap()).unwrap();
+    let row = oneword_proto::tensor::wire_to_f32(&table.full_row.unwrap()).unwrap();
     assert_eq!(row.len(), 50257);
     let diff = row
         .iter()
@@ -421,7 +421,15 @@ async fn per_token_details_report_both_distributions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_passed_deadline_ends_the_request_and_frees_its_session() {
-    let cluster = Cluster::start(tiny_model()).await;
+    // The decoder is gated: a session of the harness's holds its whole KV budget, so the
+    // generation's first step waits for room (up to a minute) and the deadline passes first,
+    // however fast the machine.
+    let cluster = Cluster::start_with(tiny_model(), |c| {
+        c.kv_cache_tokens = Some(1024);
+        c.max_queue_wait_ms = 60_000;
+    })
+    .await;
+    let gate = oneword_e2e::KvGate::close(&cluster).await;
     let r = pb::GenerateRequest {
         ignore_eos: true,
         ..seeded("Tell me everything:", 1000, 5)
@@ -435,5 +443,6 @@ async fn a_passed_deadline_ends_the_request_and_frees_its_session() {
         "{}",
         status.message()
     );
+    gate.open().await;
     cluster.decoder_idle().await;
 }

@@ -1,12 +1,13 @@
-//! The essay's n-gram baseline through the four real services: letter and token n-gram models
-//! served beside the transformer and driven by the same gateway loop, and the corpus statistics.
+//! The essay's n-gram baseline through the real services: letter and token n-gram models served
+//! by their own backend beside the transformer, driven by the same gateway loop, and the corpus
+//! statistics.
 
 use std::collections::HashMap;
 
+use oneword_bpe::BpeTokenizer;
 use oneword_e2e::{hf_model, refused, Cluster};
 use oneword_proto::decoder::v1 as dec;
 use oneword_proto::gateway::v1 as pb;
-use oneword_tokenizer::bpe::BpeTokenizer;
 use tonic::Code;
 
 fn generate(model: &str, prompt: &str, seed: u64) -> pb::GenerateRequest {
@@ -66,8 +67,12 @@ async fn a_letter_model_writes_letters_through_the_generation_loop() {
         .unwrap()
         .into_inner();
     assert_eq!(many.completions.len(), 3);
-    let info = cluster.decoder_idle().await;
+    let info = cluster.baseline_idle().await;
     assert_eq!(info.ngram_models.len(), 12);
+    // The transformer's decoder saw none of it.
+    let decoder = cluster.decoder_idle().await;
+    assert!(decoder.ngram_models.is_empty());
+    assert_eq!(decoder.forward_passes, 0, "no transformer pass ran");
 
     // The essay's picture: after "q" comes "u".
     let table = gateway
@@ -213,4 +218,63 @@ async fn the_corpus_statistics_are_counted_and_seeded() {
         "`text`: the corpus is empty",
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_backend_refuses_what_is_the_others_and_a_baseline_down_is_unavailable() {
+    let mut cluster = Cluster::start(&hf_model()).await;
+    refused(
+        cluster
+            .decoder()
+            .await
+            .corpus(dec::CorpusRequest::default())
+            .await,
+        Code::Unimplemented,
+        "n-gram baseline",
+    );
+    refused(
+        cluster
+            .baseline()
+            .await
+            .score(dec::ScoreRequest::default())
+            .await,
+        Code::Unimplemented,
+        "no transformer",
+    );
+    // A transformer session step sent to the decoder with an n-gram model is refused by name.
+    let step = dec::SessionStep {
+        session_id: "s".into(),
+        create: true,
+        token_ids: vec![1],
+        model: "letters-2".into(),
+        ..Default::default()
+    };
+    refused(
+        cluster
+            .decoder()
+            .await
+            .step(dec::StepRequest { steps: vec![step] })
+            .await,
+        Code::InvalidArgument,
+        "steps[0].model",
+    );
+
+    // The models the gateway knows come from the baseline's Info; with the baseline gone, a
+    // request for one is UNAVAILABLE naming it, and the transformer still answers.
+    cluster.baseline.stop().await;
+    let mut gateway = cluster.gateway().await;
+    refused(
+        gateway.corpus(dec::CorpusRequest::default()).await,
+        Code::Unavailable,
+        "baseline",
+    );
+    refused(
+        gateway.generate(generate("letters-2", "the", 1)).await,
+        Code::Unavailable,
+        "baseline",
+    );
+    gateway
+        .generate(oneword_e2e::greedy("In the beginning", 3))
+        .await
+        .unwrap();
 }

@@ -22,10 +22,10 @@ pub struct Checkpoint {
 
 impl Checkpoint {
     /// What the services do at start-up: resolves `model` (a Hugging Face id or a directory, see
-    /// [`crate::hub::resolve`]), picks the device named by `device` ([`load_device`]) and the
+    /// [`oneword_checkpoint::hub::resolve`]), picks the device named by `device` ([`load_device`]) and the
     /// dtype named by `dtype` (`auto` = f32 on CPU, f16 on CUDA; or f32, f16, bf16), and opens it.
     pub fn load(model: &str, device: &str, dtype: &str) -> Result<Self> {
-        let dir = crate::hub::resolve(model)?;
+        let dir = oneword_checkpoint::hub::resolve(model)?;
         let device = load_device(device)?;
         let dtype = match (dtype, device.is_cuda()) {
             ("auto", false) | ("f32", _) => DType::F32,

@@ -5,24 +5,23 @@
 
 mod attention;
 pub mod checkpoint;
-pub mod config;
 pub mod embeddings;
 pub mod gpt2;
 mod host;
-pub mod hub;
 pub mod inspect;
 mod kernels;
 pub mod kv_cache;
 pub mod tiny;
+pub mod wire;
 
 use std::path::PathBuf;
 
 pub use checkpoint::{free_memory, load_device, Checkpoint};
-pub use config::Gpt2Config;
 pub use embeddings::Embeddings;
 pub use gpt2::{LogitsAt, Sequence, Transformer};
 pub use inspect::{Inspection, BLOCK_MATRICES};
 pub use kv_cache::KvCache;
+pub use oneword_checkpoint::Gpt2Config;
 
 /// Why a model could not be found, loaded or run.
 #[derive(Debug, thiserror::Error)]
@@ -39,4 +38,15 @@ pub enum ModelError {
     Checkpoint(String),
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+}
+
+impl From<oneword_checkpoint::CheckpointError> for ModelError {
+    fn from(e: oneword_checkpoint::CheckpointError) -> Self {
+        use oneword_checkpoint::CheckpointError as E;
+        match e {
+            E::NotFound(m) => ModelError::NotFound(m),
+            E::Config(m) => ModelError::Config(m),
+            E::Io(path, e) => ModelError::Io(path, e),
+        }
+    }
 }

@@ -56,7 +56,7 @@ fn main() -> std::process::ExitCode {
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Fetch { model } => {
-            let dir = oneword_model::hub::resolve(&model)?;
+            let dir = oneword_checkpoint::hub::resolve(&model)?;
             println!("{}", dir.display());
         }
         Command::Random {

@@ -24,6 +24,8 @@ pub mod decoder {
         tonic::include_proto!("oneword.decoder.v1");
     }
 }
+pub mod tensor;
+
 pub mod gateway {
     pub mod v1 {
         tonic::include_proto!("oneword.gateway.v1");

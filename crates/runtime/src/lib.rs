@@ -1,23 +1,24 @@
 //! The common server runtime of the oneword services: one way to serve (with health,
-//! reflection, metrics and traces), to drain and stop, to log, to say what went wrong, to put tensors on the wire and to pass
-//! deadlines on.
+//! reflection, metrics and traces), to drain and stop, to log, and to say what went wrong and to
+//! pass deadlines on.
 
 #![forbid(unsafe_code)]
 
+pub mod clock;
 pub mod deadline;
 pub mod drain;
 pub mod metrics;
-pub mod model_info;
 pub mod observe;
 pub mod serve;
 pub mod settings;
 pub mod status;
 pub mod telemetry;
-pub mod tensor;
+pub mod turns;
 
+pub use clock::Clock;
 pub use metrics::Metrics;
-pub use model_info::model_info;
 /// The metric types services register, so that they need no dependency of their own.
 pub use prometheus;
 pub use serve::{shutdown_signal, HttpApi, Listeners, ServeError, Server};
 pub use settings::Settings;
+pub use turns::{TurnError, Turns};

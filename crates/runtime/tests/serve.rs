@@ -3,7 +3,7 @@
 //! call in flight finished, and a drain that gives up at its deadline.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use oneword_proto::embedder::v1 as pb;
 use oneword_runtime::settings::{LogFormat, Settings};
@@ -235,7 +235,10 @@ async fn the_drain_gives_up_at_its_deadline() {
     let mut client = pb::embedder_client::EmbedderClient::new(server.channel.clone());
     let _stuck = tokio::spawn(async move { client.info(pb::InfoRequest {}).await });
     server.entered.notified().await;
-    let asked = Instant::now();
+    // From here on time is tokio's, which jumps ahead whenever everything waits: the drain's
+    // deadline and the close that follows are measured exactly, however busy the machine.
+    tokio::time::pause();
+    let asked = tokio::time::Instant::now();
     server.stop.take().unwrap().send(()).unwrap();
     // `serve` returns, so `main` returns and the process exits, taking the stuck call with it
     // (in this test process the call's task lives on: tonic cannot abort handlers).

@@ -80,10 +80,6 @@ pub struct Config {
     /// attention of one GPT-2 layer for 1,024 tokens is 48 MiB.
     #[arg(long, env = "ONEWORD_DECODER_MAX_INSPECT_BYTES", default_value_t = 64 << 20)]
     pub max_inspect_bytes: usize,
-    /// A text file the n-gram models (letters-N, tokens-N) are counted from. Default: the
-    /// bundled King James books (Genesis, Exodus, Psalms, Proverbs).
-    #[arg(long, env = "ONEWORD_DECODER_NGRAM_CORPUS", value_name = "FILE")]
-    pub ngram_corpus: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub server: ServerFlags,
 }

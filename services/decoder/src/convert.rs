@@ -1,20 +1,20 @@
 //! proto ⇄ domain: requests are validated once here, into typed values. The steps are here,
-//! the instruments and the n-gram sessions in `instruments`.
+//! the instruments in `instruments`; the shaping's rules are the ones the gateway applies too
+//! (`oneword_sampling`).
 
 use candle_core::{Device, Tensor};
 use oneword_proto::common::v1 as common;
 use oneword_proto::decoder::v1 as pb;
-use oneword_runtime::tensor;
 
-use crate::distribution::{Pick, Shaping};
-use crate::engine::{Sampling, StepInput, StepOutput};
+use oneword_sampling::Shaping;
+
+use crate::engine::{StepInput, StepOutput};
 use crate::Error;
 
 mod instruments;
 
 pub use instruments::{
-    corpus_input, corpus_response, inspect_input, inspect_response, ngram_step, score_input,
-    score_response, weights_input, weights_response,
+    inspect_input, inspect_response, score_input, score_response, weights_input, weights_response,
 };
 
 /// What validation needs to know about the served model.
@@ -43,7 +43,7 @@ pub fn step_input(i: usize, step: pb::SessionStep, limits: &Limits) -> Result<St
         return Err(Error::invalid(
             &f,
             format!(
-                "`{f}`: token_ids and model are for n-gram sessions; `{}` is a transformer session",
+                "`{f}`: token_ids and model are for n-gram sessions, which the baseline serves; the decoder runs the transformer on embeddings (session `{}`)",
                 step.session_id
             ),
         ));
@@ -51,7 +51,9 @@ pub fn step_input(i: usize, step: pb::SessionStep, limits: &Limits) -> Result<St
     let embeddings = embeddings(&field("embeddings"), step.embeddings, limits)?;
     let sampling = step
         .sampling
-        .map(|s| sampling(&field("sampling"), s, limits))
+        .map(|s| {
+            oneword_sampling::sampling(&field("sampling"), &s, limits.vocab_size, limits.max_top_n)
+        })
         .transpose()?;
     Ok(StepInput {
         session_id: step.session_id,
@@ -70,7 +72,7 @@ pub(crate) fn embeddings(
     limits: &Limits,
 ) -> Result<Tensor, Error> {
     let wire = wire.ok_or_else(|| Error::invalid(f, format!("`{f}` is required")))?;
-    let embeddings = tensor::from_wire(&wire, limits.device)
+    let embeddings = oneword_model::wire::from_wire(&wire, limits.device)
         .map_err(|e| Error::invalid(f, format!("`{f}`: {e}")))?;
     match embeddings.dims() {
         [n, width] if *n > 0 && *width == limits.hidden_size => Ok(embeddings),
@@ -113,128 +115,24 @@ pub(crate) fn top_n(f: &str, n: u32, limits: &Limits) -> Result<(), Error> {
     Ok(())
 }
 
-/// Validates a shaping; `prefix` is its field path.
+/// Validates a shaping; `field` is its path.
 pub(crate) fn shaping(
-    prefix: &str,
-    shaping: pb::Shaping,
+    field: &str,
+    shaping: &pb::Shaping,
     limits: &Limits,
 ) -> Result<Shaping, Error> {
-    let temperature = shaping.temperature.unwrap_or(1.0);
-    if !temperature.is_finite() || temperature < 0.0 {
-        let f = format!("{prefix}.temperature");
-        return Err(Error::invalid(
-            &f,
-            format!("`{f}` must be finite and >= 0, got {temperature}"),
-        ));
-    }
-    if let Some(k) = shaping.top_k.filter(|&k| k == 0) {
-        let f = format!("{prefix}.top_k");
-        return Err(Error::invalid(
-            &f,
-            format!("`{f}` must be >= 1 when given, got {k}"),
-        ));
-    }
-    if let Some(p) = shaping.top_p.filter(|p| !(*p > 0.0 && *p <= 1.0)) {
-        let f = format!("{prefix}.top_p");
-        return Err(Error::invalid(
-            &f,
-            format!("`{f}` must be in (0, 1], got {p}"),
-        ));
-    }
-    let mut logit_bias: Vec<(u32, f32)> = shaping.logit_bias.into_iter().collect();
-    logit_bias.sort_unstable_by_key(|b| b.0);
-    for &(id, bias) in &logit_bias {
-        let f = format!("{prefix}.logit_bias");
-        if id as usize >= limits.vocab_size {
-            return Err(Error::invalid(
-                &f,
-                format!(
-                    "`{f}` names token {id}, outside the vocabulary of {} tokens",
-                    limits.vocab_size
-                ),
-            ));
-        }
-        if !(-100.0..=100.0).contains(&bias) {
-            return Err(Error::invalid(
-                &f,
-                format!("`{f}[{id}]` must be in [-100, 100], got {bias}"),
-            ));
-        }
-    }
-    Ok(Shaping {
-        temperature,
-        top_k: shaping.top_k.map(|k| k as usize),
-        top_p: shaping.top_p,
-        logit_bias,
-    })
-}
-
-pub(crate) fn sampling(prefix: &str, s: pb::Sampling, limits: &Limits) -> Result<Sampling, Error> {
-    let shaping = shaping(
-        &format!("{prefix}.shaping"),
-        s.shaping.unwrap_or_default(),
-        limits,
-    )?;
-    if !(0.0..1.0).contains(&s.u) {
-        let f = format!("{prefix}.u");
-        return Err(Error::invalid(
-            &f,
-            format!("`{f}` must be in [0, 1), got {}", s.u),
-        ));
-    }
-    let report = s.report.unwrap_or_default();
-    if report.top_n as usize > limits.max_top_n {
-        let f = format!("{prefix}.report.top_n");
-        return Err(Error::invalid(
-            &f,
-            format!(
-                "`{f}` must be at most {}, got {}",
-                limits.max_top_n, report.top_n
-            ),
-        ));
-    }
-    let full_row = matches!(
-        pb::FullRow::try_from(report.full_row),
-        Ok(pb::FullRow::F32 | pb::FullRow::F16)
-    );
-    Ok(Sampling {
+    Ok(oneword_sampling::shaping(
+        &format!("{field}."),
         shaping,
-        u: s.u,
-        top_n: report.top_n as usize,
-        full_row,
-    })
+        Some(limits.vocab_size),
+    )?)
 }
 
-pub(crate) fn top(list: &[(u32, f32)]) -> pb::TopTokens {
-    pb::TopTokens {
-        ids: list.iter().map(|t| t.0).collect(),
-        logprobs: list.iter().map(|t| t.1).collect(),
-    }
-}
-
-/// The wire form of one result; `half` packs the full row as f16.
-pub fn step_result(out: StepOutput, half: bool) -> pb::StepResult {
-    let full_row = out.full_row.map(|row| {
-        let shape = [row.len() as u32];
-        if half {
-            tensor::f16_to_wire(&row, &shape)
-        } else {
-            tensor::f32_to_wire(&row, &shape)
-        }
-    });
+/// The wire form of one result.
+pub fn step_result(out: StepOutput) -> pb::StepResult {
     pb::StepResult {
         session_id: out.session_id,
         length: out.length as u32,
-        pick: out.pick.map(|p: Pick| pb::Pick {
-            token_id: p.token,
-            logprob: p.logprob,
-            rank: p.rank,
-            shaped_logprob: p.shaped_logprob,
-            raw_top: Some(top(&p.raw_top)),
-            shaped_top: Some(top(&p.shaped_top)),
-            full_row,
-            entropy: p.entropy,
-            shaped_entropy: p.shaped_entropy,
-        }),
+        pick: out.picked.map(pb::Pick::from),
     }
 }

@@ -26,9 +26,6 @@ pub enum Error {
     Overloaded(String),
     #[error("the decoder is shutting down")]
     ShuttingDown,
-    /// The n-gram corpus could not be counted.
-    #[error("the n-gram corpus: {0}")]
-    Corpus(String),
     #[error("forward pass failed: {0}")]
     Model(#[from] oneword_model::ModelError),
 }
@@ -36,6 +33,21 @@ pub enum Error {
 impl From<candle_core::Error> for Error {
     fn from(error: candle_core::Error) -> Self {
         Error::Model(error.into())
+    }
+}
+
+impl From<oneword_sampling::FieldError> for Error {
+    fn from(e: oneword_sampling::FieldError) -> Self {
+        Error::InvalidArgument(e.field, e.message)
+    }
+}
+
+impl From<oneword_runtime::TurnError> for Error {
+    fn from(e: oneword_runtime::TurnError) -> Self {
+        match e {
+            oneword_runtime::TurnError::Full(message) => Error::Overloaded(message),
+            oneword_runtime::TurnError::Closed => Error::ShuttingDown,
+        }
     }
 }
 
@@ -58,7 +70,6 @@ impl From<Error> for Status {
             }
             e @ Error::Overloaded(_) => Status::resource_exhausted(e.to_string()),
             e @ Error::ShuttingDown => Status::unavailable(e.to_string()),
-            e @ Error::Corpus(_) => Status::failed_precondition(e.to_string()),
             Error::Model(e) => oneword_runtime::status::internal("running the model", e),
         }
     }

@@ -6,13 +6,9 @@
 
 pub mod config;
 mod convert;
-pub mod distribution;
 pub mod engine;
 mod error;
-pub mod metrics;
-pub mod ngrams;
 pub mod probe;
-mod scheduler;
 mod service;
 
 use std::future::Future;
@@ -75,15 +71,9 @@ fn load(config: &Config, metrics: &Metrics) -> anyhow::Result<service::DecoderSe
         )
         .context("warming up")?;
     tracing::info!(model = %config.model, dir = %checkpoint.dir.display(), device = ?checkpoint.device, dtype = ?checkpoint.dtype, layers = c.n_layer, width = c.n_embd, "decoder model loaded");
-    let info = oneword_runtime::model_info(&config.model, c, &checkpoint.device, checkpoint.dtype);
+    let info =
+        oneword_model::wire::model_info(&config.model, c, &checkpoint.device, checkpoint.dtype);
     let device = checkpoint.device.clone();
-    let ngrams = ngrams::Ngrams::load(
-        config.ngram_corpus.as_deref(),
-        &checkpoint.dir,
-        config.max_sessions,
-        Duration::from_secs(config.session_ttl_secs),
-    )
-    .context("loading the n-gram corpus")?;
     let kv_budget_tokens = kv_budget(config, &model, &device)?;
     let per_token = model.cache_bytes_per_token();
     tracing::info!(
@@ -92,7 +82,7 @@ fn load(config: &Config, metrics: &Metrics) -> anyhow::Result<service::DecoderSe
         max_batch_tokens = config.max_batch_tokens,
         "KV-cache budget"
     );
-    let engine_metrics = metrics::EngineMetrics::new(metrics, kv_budget_tokens, per_token);
+    let engine_metrics = engine::metrics::EngineMetrics::new(metrics, kv_budget_tokens, per_token);
     let engine = engine::Engine::start(
         model,
         engine::Limits {
@@ -116,7 +106,6 @@ fn load(config: &Config, metrics: &Metrics) -> anyhow::Result<service::DecoderSe
         kv_budget_tokens,
         kv_bytes_per_token: per_token,
         max_inspect_bytes: config.max_inspect_bytes,
-        ngrams: std::sync::Arc::new(ngrams),
     })
 }
 

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use candle_core::{DType, Tensor};
 use oneword_model::{Transformer, BLOCK_MATRICES};
 
-use crate::distribution::{self, Pick, Shaping};
 use crate::Error;
+use oneword_sampling::{self as distribution, Pick, Shaping};
 
 /// Rows of the LM head computed at once while scoring: a 1,024-token text would otherwise hold
 /// 1,024 × 50,257 f32 logits (200 MB) at the same time.

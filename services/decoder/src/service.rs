@@ -1,7 +1,5 @@
 //! The `oneword.decoder.v1.Decoder` gRPC service: translation between proto and the engine.
 
-use std::sync::Arc;
-
 use candle_core::Device;
 use oneword_proto::common::v1 as common;
 use oneword_proto::decoder::v1 as pb;
@@ -9,7 +7,6 @@ use tonic::{Request, Response, Status};
 
 use crate::convert::{self, Limits};
 use crate::engine::Engine;
-use crate::ngrams::Ngrams;
 use crate::probe;
 
 /// The service state shared by all calls.
@@ -24,8 +21,6 @@ pub struct DecoderService {
     pub kv_bytes_per_token: usize,
     /// Most bytes one instrument's answer may carry.
     pub max_inspect_bytes: usize,
-    /// The n-gram models and their sessions.
-    pub ngrams: Arc<Ngrams>,
 }
 
 impl DecoderService {
@@ -84,52 +79,6 @@ impl pb::decoder_server::Decoder for DecoderService {
             ));
         }
         let limits = self.limits();
-        // A call is for one kind of model: n-gram sessions are named by their model when
-        // created, and are known here afterwards.
-        let ngram = |s: &pb::SessionStep| {
-            if s.create {
-                !s.model.is_empty()
-            } else {
-                self.ngrams.holds(&s.session_id)
-            }
-        };
-        let kinds: Vec<bool> = steps.iter().map(ngram).collect();
-        if kinds.contains(&true) {
-            if let Some(i) = kinds.iter().position(|n| !n) {
-                let f = format!("steps[{i}]");
-                return Err(oneword_runtime::status::invalid_argument(
-                    &f,
-                    format!("`{f}` is a transformer step in a call of n-gram steps; send them in separate calls"),
-                ));
-            }
-            let inputs = steps
-                .into_iter()
-                .enumerate()
-                .map(|(i, step)| convert::ngram_step(i, step, &limits))
-                .collect::<Result<Vec<_>, _>>()?;
-            let ngrams = self.ngrams.clone();
-            let outputs = tokio::task::spawn_blocking(move || ngrams.step(inputs))
-                .await
-                .map_err(|_| Status::unavailable("the decoder is shutting down"))??;
-            return Ok(Response::new(pb::StepResponse {
-                results: outputs
-                    .into_iter()
-                    .map(|o| convert::step_result(o, false))
-                    .collect(),
-                forward_ns: 0,
-            }));
-        }
-        let half: Vec<bool> = steps
-            .iter()
-            .map(|s| {
-                let row = s
-                    .sampling
-                    .as_ref()
-                    .and_then(|s| s.report.as_ref())
-                    .map(|r| r.full_row);
-                row == Some(pb::FullRow::F16 as i32)
-            })
-            .collect();
         let inputs = steps
             .into_iter()
             .enumerate()
@@ -143,11 +92,7 @@ impl pb::decoder_server::Decoder for DecoderService {
         let (outputs, forward) = self.engine.step(inputs).await?;
         span.record("forward_ms", forward.as_secs_f64() * 1e3);
         Ok(Response::new(pb::StepResponse {
-            results: outputs
-                .into_iter()
-                .zip(half)
-                .map(|(o, h)| convert::step_result(o, h))
-                .collect(),
+            results: outputs.into_iter().map(convert::step_result).collect(),
             forward_ns: forward.as_nanos() as u64,
         }))
     }
@@ -165,14 +110,9 @@ impl pb::decoder_server::Decoder for DecoderService {
                 "`new_session_ids` must name at least one session, none empty",
             ));
         }
-        if !self
-            .ngrams
-            .fork(&request.source_session_id, &request.new_session_ids)?
-        {
-            self.engine
-                .fork(request.source_session_id, request.new_session_ids)
-                .await?;
-        }
+        self.engine
+            .fork(request.source_session_id, request.new_session_ids)
+            .await?;
         Ok(Response::new(pb::ForkResponse {}))
     }
 
@@ -181,8 +121,7 @@ impl pb::decoder_server::Decoder for DecoderService {
         request: Request<pb::ReleaseRequest>,
     ) -> Result<Response<pb::ReleaseResponse>, Status> {
         let ids = request.into_inner().session_ids;
-        let ngram_released = self.ngrams.release(&ids);
-        let released = ngram_released + self.engine.release(ids).await?;
+        let released = self.engine.release(ids).await?;
         Ok(Response::new(pb::ReleaseResponse {
             released: released as u32,
         }))
@@ -238,14 +177,11 @@ impl pb::decoder_server::Decoder for DecoderService {
 
     async fn corpus(
         &self,
-        request: Request<pb::CorpusRequest>,
+        _: Request<pb::CorpusRequest>,
     ) -> Result<Response<pb::CorpusResponse>, Status> {
-        let input = convert::corpus_input(request.into_inner())?;
-        let ngrams = self.ngrams.clone();
-        let out = tokio::task::spawn_blocking(move || ngrams.corpus_stats(input))
-            .await
-            .map_err(|_| Status::unavailable("the decoder is shutting down"))??;
-        Ok(Response::new(convert::corpus_response(out)))
+        Err(Status::unimplemented(
+            "Corpus is the n-gram baseline's (oneword-baseline); the decoder serves the transformer",
+        ))
     }
 
     async fn info(
@@ -267,9 +203,7 @@ impl pb::decoder_server::Decoder for DecoderService {
             requests_waiting: usage.waiting as u32,
             forward_passes: usage.passes,
             forward_rows: usage.rows,
-            ngram_models: crate::ngrams::ModelName::all(),
-            ngram_corpus: self.ngrams.corpus_name.clone(),
-            ngram_sessions: self.ngrams.sessions() as u32,
+            ..Default::default()
         }))
     }
 }

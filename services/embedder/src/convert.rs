@@ -2,9 +2,10 @@
 //! for the wire.
 
 use candle_core::{DType, Tensor};
+use oneword_model::wire;
 use oneword_proto::common::v1 as common;
 use oneword_proto::embedder::v1 as pb;
-use oneword_runtime::tensor;
+use oneword_proto::tensor::f32_to_wire;
 
 use crate::nearest::{DEFAULT_TOP, MAX_TOP};
 use crate::words::{Groups, WordMap};
@@ -210,14 +211,14 @@ fn first_at_or_above(values: &[u32], limit: usize) -> Option<(usize, u32)> {
 
 /// The wire form of a lookup's result, in the tensor's own dtype.
 pub fn pack(tensor: &Tensor) -> Result<common::Tensor, Error> {
-    Ok(tensor::to_wire(tensor)?)
+    Ok(wire::to_wire(tensor)?)
 }
 
 /// The wire form of a lookup's result widened to f32, whatever the model's dtype.
 pub fn pack_f32(tensor: &Tensor) -> Result<common::Tensor, Error> {
     let widened = tensor
         .to_dtype(DType::F32)
-        .map_err(tensor::WireError::from)?;
+        .map_err(wire::TensorWireError::from)?;
     pack(&widened)
 }
 
@@ -243,10 +244,7 @@ pub fn words_response(map: WordMap) -> pb::WordsResponse {
         None => (Vec::new(), Vec::new()),
     };
     pb::WordsResponse {
-        vectors: Some(tensor::f32_to_wire(
-            &map.vectors,
-            &[n as u32, map.width as u32],
-        )),
+        vectors: Some(f32_to_wire(&map.vectors, &[n as u32, map.width as u32])),
         cosine: map.cosine,
         euclidean: map.euclidean,
         projection,

@@ -11,7 +11,7 @@ pub enum Error {
     #[error("embedding lookup failed: {0}")]
     Model(#[from] oneword_model::ModelError),
     #[error("packing the result failed: {0}")]
-    Wire(#[from] oneword_runtime::tensor::WireError),
+    Wire(#[from] oneword_model::wire::TensorWireError),
     #[error("the lookup task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }

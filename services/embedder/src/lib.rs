@@ -79,7 +79,7 @@ fn load(config: &Config) -> anyhow::Result<service::EmbedderService> {
     tracing::info!(elapsed = ?started.elapsed(), "token table indexed for Nearest");
 
     tracing::info!(model = %config.model, dir = %dir.display(), ?device, ?dtype, vocab = c.vocab_size, width = c.n_embd, "embedder model loaded");
-    let model = oneword_runtime::model_info(&config.model, c, device, dtype);
+    let model = oneword_model::wire::model_info(&config.model, c, device, dtype);
     let limits = convert::Limits {
         vocab_size: c.vocab_size,
         context_length: c.n_positions,

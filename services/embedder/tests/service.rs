@@ -7,7 +7,7 @@ mod harness;
 use harness::*;
 use oneword_embedder::Config;
 use oneword_proto::common::v1 as common;
-use oneword_runtime::tensor::wire_to_f32;
+use oneword_proto::tensor::wire_to_f32;
 use oneword_runtime::Listeners;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;

@@ -62,6 +62,15 @@ pub struct Config {
         default_value = "http://127.0.0.1:50053"
     )]
     pub decoder: String,
+    /// The n-gram baseline service (letters-N, tokens-N), as `--tokenizer`; empty = no n-gram
+    /// models. The models it serves are asked from it, and a request's `model` picks it or the
+    /// decoder.
+    #[arg(
+        long,
+        env = "ONEWORD_GATEWAY_BASELINE",
+        default_value = "http://127.0.0.1:50054"
+    )]
+    pub baseline: String,
     /// Seconds between re-resolving the services' names, so that new replicas get work.
     #[arg(
         long,
@@ -118,10 +127,12 @@ pub struct Config {
 }
 
 impl Config {
-    /// Defaults pointing at the given service addresses, as tests build it.
+    /// Defaults pointing at the given service addresses, with no n-gram baseline, as tests
+    /// build it.
     pub fn for_services(tokenizer: String, embedder: String, decoder: String) -> Self {
         let mut config = Config::parse_from(["oneword-gateway"]);
         (config.tokenizer, config.embedder, config.decoder) = (tokenizer, embedder, decoder);
+        config.baseline = String::new();
         config
     }
 }

@@ -1,6 +1,8 @@
 //! Requests validated once into typed values, with errors that name the field, the value and
 //! what is allowed.
 
+use std::collections::HashMap;
+
 use oneword_proto::decoder::v1 as dec;
 use oneword_proto::gateway::v1 as pb;
 
@@ -45,36 +47,23 @@ pub(crate) fn prompt(prompt: String, config: &Config) -> Result<String, Error> {
     Ok(prompt)
 }
 
-/// Checks the shaping fields shared by Generate and NextTokens.
+/// Checks the shaping fields shared by Generate and NextTokens, with the rules the backends
+/// apply again (`oneword_sampling`); the ids of `logit_bias` wait for the vocabulary
+/// ([`GenerateParams::check_against_model`]).
 pub(crate) fn shaping(
     temperature: Option<f32>,
     top_k: Option<u32>,
     top_p: Option<f32>,
+    logit_bias: HashMap<u32, f32>,
 ) -> Result<dec::Shaping, Error> {
-    if let Some(t) = temperature.filter(|t| !t.is_finite() || *t < 0.0) {
-        return Err(Error::invalid(
-            "temperature",
-            format!("`temperature` must be a finite number >= 0 (0 = greedy), got {t}"),
-        ));
-    }
-    if top_k == Some(0) {
-        return Err(Error::invalid(
-            "top_k",
-            "`top_k` must be >= 1 when given, got 0",
-        ));
-    }
-    if let Some(p) = top_p.filter(|p| !(*p > 0.0 && *p <= 1.0)) {
-        return Err(Error::invalid(
-            "top_p",
-            format!("`top_p` must be in (0, 1], got {p}"),
-        ));
-    }
-    Ok(dec::Shaping {
+    let shaping = dec::Shaping {
         temperature,
         top_k,
         top_p,
-        logit_bias: Default::default(),
-    })
+        logit_bias,
+    };
+    oneword_sampling::shaping("", &shaping, None)?;
+    Ok(shaping)
 }
 
 impl GenerateParams {
@@ -91,16 +80,7 @@ impl GenerateParams {
                 ),
             ));
         }
-        let mut shaping = shaping(r.temperature, r.top_k, r.top_p)?;
-        for (&id, &bias) in &r.logit_bias {
-            if !(-100.0..=100.0).contains(&bias) {
-                return Err(Error::invalid(
-                    "logit_bias",
-                    format!("`logit_bias[{id}]` must be in [-100, 100], got {bias}"),
-                ));
-            }
-        }
-        shaping.logit_bias = r.logit_bias;
+        let shaping = shaping(r.temperature, r.top_k, r.top_p, r.logit_bias)?;
         let n = r.n.unwrap_or(1);
         if n == 0 || n > config.max_n {
             return Err(Error::invalid(
@@ -173,17 +153,8 @@ impl GenerateParams {
         context: usize,
         vocab_size: usize,
     ) -> Result<(), Error> {
-        if let Some(id) = self
-            .shaping
-            .logit_bias
-            .keys()
-            .find(|&&id| id as usize >= vocab_size)
-        {
-            return Err(Error::invalid(
-                "logit_bias",
-                format!("`logit_bias` names token {id}, outside the vocabulary of {vocab_size} tokens (ids 0..={})", vocab_size - 1),
-            ));
-        }
+        let biased = self.shaping.logit_bias.keys().copied();
+        oneword_sampling::check_logit_bias_ids("", biased, vocab_size)?;
         if prompt_tokens == 0 {
             return Err(Error::invalid(
                 "prompt",
@@ -222,7 +193,7 @@ impl NextTokensParams {
             ));
         }
         let shaped = r.temperature.is_some() || r.top_k.is_some() || r.top_p.is_some();
-        let shaping = shaping(r.temperature, r.top_k, r.top_p)?;
+        let shaping = shaping(r.temperature, r.top_k, r.top_p, HashMap::new())?;
         Ok(NextTokensParams {
             prompt,
             top_n: top_n as usize,

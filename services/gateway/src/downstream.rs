@@ -1,6 +1,8 @@
-//! The three services the gateway drives, with what it learns from them once and keeps: the
-//! model's facts (from the decoder) and the vocabulary (from the tokenizer), so that streams are
-//! detokenized here without a call per token.
+//! The services the gateway drives, with what it learns from them once and keeps: the model's
+//! facts (from the decoder), the vocabulary (from the tokenizer), so that streams are detokenized
+//! here without a call per token, and the n-gram models the baseline serves. Two backends speak
+//! the decoder's session contract, the transformer decoder and the n-gram baseline; a request's
+//! `model` picks one ([`Downstream::backend`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +22,7 @@ use crate::Error;
 pub const TOKENIZER: &str = "tokenizer";
 pub const EMBEDDER: &str = "embedder";
 pub const DECODER: &str = "decoder";
+pub const BASELINE: &str = "baseline";
 
 /// Facts about the served model and its vocabulary.
 pub struct Model {
@@ -37,44 +40,149 @@ pub struct Downstream {
     tokenizers: Replicas,
     embedders: Replicas,
     decoders: Replicas,
+    /// The n-gram baseline, when one is configured.
+    baselines: Option<Replicas>,
     model: Arc<OnceCell<Arc<Model>>>,
+    /// The n-gram models the baseline serves, asked once it answers.
+    ngram_models: Arc<OnceCell<Arc<Vec<String>>>>,
+}
+
+/// The backend a request's `model` names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// The transformer, on the decoder (`model` empty or the served model's id).
+    Transformer,
+    /// One of the baseline's n-gram models, by name.
+    Ngram(String),
+}
+
+impl Backend {
+    /// `SessionStep.model` of a session this backend creates.
+    pub fn model_field(&self) -> String {
+        match self {
+            Backend::Transformer => String::new(),
+            Backend::Ngram(name) => name.clone(),
+        }
+    }
+
+    /// Whether its inputs are token ids (n-gram) rather than embeddings.
+    pub fn takes_ids(&self) -> bool {
+        matches!(self, Backend::Ngram(_))
+    }
 }
 
 /// Messages up to this size pass between the services (a full-context prefill of GPT-2 XL's
 /// embeddings is 6.5 MB).
 const MAX_MESSAGE_BYTES: usize = 256 << 20;
 
-/// One decoder replica, kept for a whole generation: its sessions live there.
+/// One replica of a backend (the decoder or the baseline), kept for a whole generation: its
+/// sessions live there.
 #[derive(Clone)]
 pub struct Decoder {
     client: dec::decoder_client::DecoderClient<TracedChannel>,
     pinned: Pinned,
+    /// Which service it is, for errors.
+    service: &'static str,
 }
 
 impl Downstream {
     /// Clients of the services at `urls` (each a comma-separated list of `http://host:port`
-    /// whose names are re-resolved every `refresh`).
+    /// whose names are re-resolved every `refresh`): tokenizer, embedder, decoder and baseline
+    /// (empty: none).
     pub fn new(
-        urls: [&str; 3],
+        urls: [&str; 4],
         connect_timeout: Duration,
         refresh: Duration,
     ) -> anyhow::Result<Self> {
-        let [tokenizer, embedder, decoder] = urls;
+        let [tokenizer, embedder, decoder, baseline] = urls;
+        let start = |service, urls| Replicas::start(service, urls, connect_timeout, refresh);
         Ok(Downstream {
-            tokenizers: Replicas::start(TOKENIZER, tokenizer, connect_timeout, refresh)?,
-            embedders: Replicas::start(EMBEDDER, embedder, connect_timeout, refresh)?,
-            decoders: Replicas::start(DECODER, decoder, connect_timeout, refresh)?,
+            tokenizers: start(TOKENIZER, tokenizer)?,
+            embedders: start(EMBEDDER, embedder)?,
+            decoders: start(DECODER, decoder)?,
+            baselines: match baseline.trim() {
+                "" => None,
+                urls => Some(start(BASELINE, urls)?),
+            },
             model: Arc::new(OnceCell::new()),
+            ngram_models: Arc::new(OnceCell::new()),
         })
     }
 
     /// The decoder replica with the fewest generations in flight, for one generation.
     pub async fn decoder(&self) -> Result<Decoder, Error> {
-        let pinned = self.decoders.pick().await?;
-        let client = dec::decoder_client::DecoderClient::new(pinned.channel.clone())
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        Ok(Decoder { client, pinned })
+        Decoder::pick(&self.decoders, DECODER).await
+    }
+
+    /// The baseline replica with the fewest generations in flight, or INVALID_ARGUMENT when this
+    /// gateway has none.
+    pub async fn baseline(&self) -> Result<Decoder, Error> {
+        match &self.baselines {
+            Some(baselines) => Decoder::pick(baselines, BASELINE).await,
+            None => Err(Error::invalid(
+                "model",
+                "this gateway serves no n-gram baseline (its `--baseline` is empty)",
+            )),
+        }
+    }
+
+    /// A replica of `backend`, for one generation.
+    pub async fn decoder_for(&self, backend: &Backend) -> Result<Decoder, Error> {
+        match backend {
+            Backend::Transformer => self.decoder().await,
+            Backend::Ngram(_) => self.baseline().await,
+        }
+    }
+
+    /// The n-gram models the baseline serves (none without a baseline), asked from its `Info`
+    /// on first need and kept; while it is down, UNAVAILABLE naming it.
+    pub async fn ngram_models(&self, deadline: &Deadline) -> Result<Arc<Vec<String>>, Error> {
+        if self.baselines.is_none() {
+            return Ok(Arc::default());
+        }
+        self.ngram_models
+            .get_or_try_init(|| async {
+                let info = self
+                    .baseline()
+                    .await?
+                    .client
+                    .info(deadline.request(dec::InfoRequest {}))
+                    .await
+                    .map_err(|s| failed(BASELINE, s, deadline))?
+                    .into_inner();
+                Ok(Arc::new(info.ngram_models))
+            })
+            .await
+            .cloned()
+    }
+
+    /// The backend that serves `requested` (a request's `model`): the transformer for no name or
+    /// its own, else one of the baseline's n-gram models. Names are checked here, so the error
+    /// names the request's field and lists what is served.
+    pub async fn backend(
+        &self,
+        requested: &str,
+        model: &Model,
+        deadline: &Deadline,
+    ) -> Result<Backend, Error> {
+        if requested.is_empty() || requested == model.info.model_id {
+            return Ok(Backend::Transformer);
+        }
+        let ngrams = self.ngram_models(deadline).await?;
+        if ngrams.iter().any(|n| n == requested) {
+            return Ok(Backend::Ngram(requested.to_string()));
+        }
+        let also = match ngrams.as_slice() {
+            [] => String::new(),
+            names => format!(" and the n-gram models {}", names.join(", ")),
+        };
+        Err(Error::invalid(
+            "model",
+            format!(
+                "`model` is {requested:?}; this gateway serves {:?}{also}",
+                model.info.model_id
+            ),
+        ))
     }
 
     async fn tokenizer(
@@ -238,6 +346,18 @@ impl Downstream {
 }
 
 impl Decoder {
+    async fn pick(replicas: &Replicas, service: &'static str) -> Result<Self, Error> {
+        let pinned = replicas.pick().await?;
+        let client = dec::decoder_client::DecoderClient::new(pinned.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        Ok(Decoder {
+            client,
+            pinned,
+            service,
+        })
+    }
+
     /// The replica's address.
     pub fn address(&self) -> std::net::SocketAddr {
         self.pinned.address
@@ -254,7 +374,7 @@ impl Decoder {
             .clone()
             .step(deadline.request(dec::StepRequest { steps }))
             .await
-            .map_err(|s| failed(DECODER, s, deadline))?;
+            .map_err(|s| failed(self.service, s, deadline))?;
         Ok(response.into_inner())
     }
 
@@ -269,7 +389,7 @@ impl Decoder {
             .clone()
             .score(deadline.request(request))
             .await
-            .map_err(|s| failed(DECODER, s, deadline))?
+            .map_err(|s| failed(self.service, s, deadline))?
             .into_inner())
     }
 
@@ -284,7 +404,7 @@ impl Decoder {
             .clone()
             .inspect(deadline.request(request))
             .await
-            .map_err(|s| failed(DECODER, s, deadline))?
+            .map_err(|s| failed(self.service, s, deadline))?
             .into_inner())
     }
 
@@ -299,7 +419,7 @@ impl Decoder {
             .clone()
             .corpus(deadline.request(request))
             .await
-            .map_err(|s| failed(DECODER, s, deadline))?
+            .map_err(|s| failed(self.service, s, deadline))?
             .into_inner())
     }
 
@@ -314,7 +434,7 @@ impl Decoder {
             .clone()
             .weights(deadline.request(request))
             .await
-            .map_err(|s| failed(DECODER, s, deadline))?
+            .map_err(|s| failed(self.service, s, deadline))?
             .into_inner())
     }
 
@@ -333,7 +453,7 @@ impl Decoder {
             .clone()
             .fork(deadline.request(request))
             .await
-            .map_err(|s| failed(DECODER, s, deadline))?;
+            .map_err(|s| failed(self.service, s, deadline))?;
         Ok(())
     }
 }
@@ -421,12 +541,12 @@ impl Inputs {
     /// The inputs of `ids` at `positions`.
     pub async fn of(
         down: &Downstream,
-        ngram: bool,
+        backend: &Backend,
         ids: Vec<u32>,
         positions: Vec<u32>,
         deadline: &Deadline,
     ) -> Result<Self, Error> {
-        Ok(if ngram {
+        Ok(if backend.takes_ids() {
             Inputs::Ids(ids)
         } else {
             Inputs::Embedded(down.embed(ids, positions, deadline).await?)
@@ -440,34 +560,4 @@ impl Inputs {
             Inputs::Ids(ids) => (None, ids[start..start + len].to_vec()),
         }
     }
-}
-
-/// The names of the decoder's n-gram models: letters-1 ..= letters-6, tokens-1 ..= tokens-6.
-pub fn ngram_names() -> impl Iterator<Item = String> {
-    ["letters", "tokens"]
-        .into_iter()
-        .flat_map(|unit| (1..=6).map(move |n| format!("{unit}-{n}")))
-}
-
-/// Whether `name` is one of [`ngram_names`].
-pub fn is_ngram_name(name: &str) -> bool {
-    ngram_names().any(|n| n == name)
-}
-
-/// The n-gram model a request names, `None` for the transformer (no name, or its own). Names
-/// are checked here so the error names the request's field.
-pub fn ngram_model(requested: &str, model: &Model) -> Result<Option<String>, Error> {
-    if requested.is_empty() || requested == model.info.model_id {
-        return Ok(None);
-    }
-    if !is_ngram_name(requested) {
-        return Err(Error::invalid(
-            "model",
-            format!(
-                "`model` is {requested:?}; this gateway serves {:?} and the n-gram models letters-1 ..= letters-6 and tokens-1 ..= tokens-6",
-                model.info.model_id
-            ),
-        ));
-    }
-    Ok(Some(requested.to_string()))
 }

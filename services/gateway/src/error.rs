@@ -1,5 +1,7 @@
 //! The gateway's errors and their one mapping to gRPC statuses.
 
+use std::borrow::Cow;
+
 use tonic::Status;
 
 /// Everything a gateway request can fail with.
@@ -7,7 +9,7 @@ use tonic::Status;
 pub enum Error {
     /// A request field is out of range: the field and the message.
     #[error("{1}")]
-    InvalidArgument(&'static str, String),
+    InvalidArgument(Cow<'static, str>, String),
     #[error("prompt of {prompt_tokens} tokens with max_new_tokens {max_new_tokens} exceeds the context of {context}")]
     ContextLength {
         prompt_tokens: usize,
@@ -27,8 +29,14 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
-        Error::InvalidArgument(field, message.into())
+    pub fn invalid(field: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        Error::InvalidArgument(field.into(), message.into())
+    }
+}
+
+impl From<oneword_sampling::FieldError> for Error {
+    fn from(e: oneword_sampling::FieldError) -> Self {
+        Error::InvalidArgument(e.field.into(), e.message)
     }
 }
 
@@ -36,7 +44,7 @@ impl From<Error> for Status {
     fn from(error: Error) -> Status {
         use oneword_runtime::status;
         match error {
-            Error::InvalidArgument(field, message) => status::invalid_argument(field, message),
+            Error::InvalidArgument(field, message) => status::invalid_argument(&field, message),
             Error::ContextLength {
                 prompt_tokens,
                 max_new_tokens,

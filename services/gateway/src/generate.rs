@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tonic::Status;
 
 use crate::convert::GenerateParams;
-use crate::downstream::{ngram_model, Downstream, Inputs, Model, Sessions};
+use crate::downstream::{Downstream, Inputs, Model, Sessions};
 use crate::metrics::GatewayMetrics;
 use crate::text_stream::TextStream;
 use crate::{rng, Error};
@@ -62,8 +62,9 @@ pub async fn generate(
 
     let request_id = uuid::Uuid::new_v4().simple().to_string();
     span.record("request_id", request_id.as_str());
-    // Every step of this generation goes to one decoder replica: its sessions live there.
-    let decoder = down.decoder().await?;
+    // Every step of this generation goes to one replica of its backend: its sessions live there.
+    let backend = down.backend(&params.model, &model, &deadline).await?;
+    let decoder = down.decoder_for(&backend).await?;
     span.record("decoder", decoder.address().to_string());
     let names: Vec<String> = (0..params.n).map(|i| format!("{request_id}-{i}")).collect();
     let mut sessions = Sessions::new(&decoder, names.clone());
@@ -71,10 +72,9 @@ pub async fn generate(
         span: span.clone(),
         tokens: 0,
     };
-    let ngram = ngram_model(&params.model, &model)?;
     let positions: Vec<u32> = (0..prompt.len() as u32).collect();
-    let inputs = Inputs::of(down, ngram.is_some(), prompt.clone(), positions, &deadline).await?;
-    let model_name = ngram.unwrap_or_default();
+    let inputs = Inputs::of(down, &backend, prompt.clone(), positions, &deadline).await?;
+    let model_name = backend.model_field();
 
     let report = dec::Report {
         top_n: params.logprobs.unwrap_or(0) as u32,
@@ -205,7 +205,7 @@ pub async fn generate(
         step += 1;
         let ids: Vec<u32> = running.iter().map(|c| c.last_token).collect();
         let positions: Vec<u32> = running.iter().map(|c| c.next_position as u32).collect();
-        let inputs = Inputs::of(down, !model_name.is_empty(), ids, positions, &deadline).await?;
+        let inputs = Inputs::of(down, &backend, ids, positions, &deadline).await?;
         let steps = running
             .iter()
             .enumerate()

@@ -8,7 +8,7 @@ use oneword_runtime::deadline::Deadline;
 use tonic::Status;
 
 use crate::convert::{InspectParams, NextTokensParams, ScoreParams, ScoreText};
-use crate::downstream::{ngram_model, Inputs, Model};
+use crate::downstream::{Inputs, Model};
 use crate::service::GatewayService;
 use crate::Error;
 
@@ -62,8 +62,8 @@ impl GatewayService {
         }
         let prompt_tokens = ids.len() as u32;
         let positions = (0..prompt_tokens).collect();
-        let ngram = ngram_model(&params.model, &model)?;
-        let inputs = Inputs::of(down, ngram.is_some(), ids, positions, &deadline).await?;
+        let backend = down.backend(&params.model, &model, &deadline).await?;
+        let inputs = Inputs::of(down, &backend, ids, positions, &deadline).await?;
         let (embeddings, token_ids) = inputs.rows(0, prompt_tokens as usize);
         let shaped = params.shaping.is_some();
         let shaping = params.shaping.unwrap_or(dec::Shaping {
@@ -90,10 +90,10 @@ impl GatewayService {
             }),
             release_after: true,
             token_ids,
-            model: ngram.unwrap_or_default(),
+            model: backend.model_field(),
         };
         let result = down
-            .decoder()
+            .decoder_for(&backend)
             .await?
             .step(vec![step], &deadline)
             .await?

@@ -41,7 +41,12 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let downstream = downstream::Downstream::new(
-        [&config.tokenizer, &config.embedder, &config.decoder],
+        [
+            &config.tokenizer,
+            &config.embedder,
+            &config.decoder,
+            &config.baseline,
+        ],
         Duration::from_secs(config.connect_timeout_secs),
         Duration::from_secs(config.resolve_interval_secs.max(1)),
     )?;

@@ -262,8 +262,8 @@ impl pb::gateway_server::Gateway for GatewayService {
         let _permit = self.admit()?;
         let counted = deadline
             .within(async {
-                let decoder = self.downstream.decoder().await?;
-                Ok(decoder.corpus(request.into_inner(), &deadline).await?)
+                let baseline = self.downstream.baseline().await?;
+                Ok(baseline.corpus(request.into_inner(), &deadline).await?)
             })
             .await?;
         Ok(Response::new(counted))

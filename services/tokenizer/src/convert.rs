@@ -4,8 +4,8 @@
 use oneword_proto::common::v1 as common;
 use oneword_proto::tokenizer::v1 as pb;
 
-use crate::bpe::{BpeTokenizer, Encoded};
 use crate::Error;
+use oneword_bpe::{BpeTokenizer, Encoded};
 
 /// The request limits from the configuration.
 #[derive(Clone, Copy, Debug)]
@@ -116,7 +116,7 @@ pub fn vocabulary(tokenizer: &BpeTokenizer) -> pb::VocabularyResponse {
 /// fields are 0; the vocabulary size is always the tokenizer's own.
 pub fn model_info(model_id: &str, tokenizer: &BpeTokenizer) -> common::ModelInfo {
     let config = tokenizer.config();
-    let shape = |f: fn(&oneword_model::Gpt2Config) -> usize| config.map_or(0, |c| f(c) as u32);
+    let shape = |f: fn(&oneword_checkpoint::Gpt2Config) -> usize| config.map_or(0, |c| f(c) as u32);
     common::ModelInfo {
         model_id: model_id.to_owned(),
         model_type: config.map_or("gpt2", |c| c.model_type.as_str()).to_owned(),

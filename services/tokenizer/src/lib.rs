@@ -4,8 +4,6 @@
 
 #![forbid(unsafe_code)]
 
-pub mod bpe;
-mod byte_level;
 pub mod config;
 mod convert;
 mod error;
@@ -19,11 +17,11 @@ use oneword_proto::tokenizer::v1::tokenizer_server::TokenizerServer;
 use oneword_runtime::{Listeners, Metrics, Server};
 use tonic::codec::CompressionEncoding;
 
-use crate::bpe::BpeTokenizer;
 use crate::convert::Limits;
 use crate::service::TokenizerService;
 pub use config::Config;
 pub use error::Error;
+use oneword_bpe::BpeTokenizer;
 
 /// Serves the tokenizer on `listeners` until `shutdown` completes; health says NOT_SERVING until
 /// the tokenizer is loaded and has encoded a first text.
@@ -64,7 +62,7 @@ fn load(model: &str) -> anyhow::Result<BpeTokenizer> {
     let dir = if Path::new(model).is_dir() {
         PathBuf::from(model)
     } else {
-        oneword_model::hub::resolve(model)?
+        oneword_checkpoint::hub::resolve(model)?
     };
     let tokenizer = BpeTokenizer::load(&dir)
         .with_context(|| format!("loading the tokenizer of `{model}` from {}", dir.display()))?;

@@ -6,9 +6,9 @@ use oneword_proto::tokenizer::v1 as pb;
 use tokio::sync::Semaphore;
 use tonic::{Request, Response, Status};
 
-use crate::bpe::BpeTokenizer;
 use crate::convert::{self, Limits, ValidEncode};
 use crate::Error;
+use oneword_bpe::BpeTokenizer;
 
 /// Batches of at most this many bytes are encoded on the calling task: a fraction of a
 /// millisecond, cheaper than a hop to another thread. Bigger ones go to a blocking thread.
@@ -108,14 +108,16 @@ impl pb::tokenizer_server::Tokenizer for TokenizerService {
         let request = request.into_inner();
         let raw = if request.ids.len() <= INLINE_IDS {
             self.tokenizer
-                .decode(&request.ids, request.skip_special_tokens)?
+                .decode(&request.ids, request.skip_special_tokens)
+                .map_err(Error::from)?
         } else {
             let tokenizer = Arc::clone(&self.tokenizer);
             tokio::task::spawn_blocking(move || {
                 tokenizer.decode(&request.ids, request.skip_special_tokens)
             })
             .await
-            .map_err(Error::from)??
+            .map_err(Error::from)?
+            .map_err(Error::from)?
         };
         Ok(Response::new(convert::decoded(raw)))
     }

@@ -15,7 +15,7 @@ use oneword_embedder::Config;
 use oneword_proto::common::v1 as common;
 use oneword_proto::embedder::v1 as pb;
 use oneword_proto::embedder::v1::embedder_client::EmbedderClient;
-use oneword_runtime::tensor::wire_to_f32;
+use oneword_proto::tensor::wire_to_f32;
 use oneword_runtime::Listeners;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;

@@ -129,7 +129,7 @@ impl ScoreParams {
         Ok(ScoreParams {
             text,
             from_start: r.from_start,
-            shaping: shaping(r.temperature, r.top_k, r.top_p)?,
+            shaping: shaping(r.temperature, r.top_k, r.top_p, Default::default())?,
             top_n: top_n as usize,
         })
     }

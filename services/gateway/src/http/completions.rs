@@ -19,7 +19,6 @@ use tracing::Instrument;
 
 use super::{model_name, unix_now, ApiError};
 use crate::convert::GenerateParams;
-use crate::downstream::is_ngram_name;
 use crate::generate::generate;
 use crate::service::GatewayService;
 
@@ -94,17 +93,23 @@ pub async fn create(
         .as_deref()
         .filter(|m| !m.is_empty() && *m != model)
     {
-        if is_ngram_name(asked) {
-            ngram = asked.to_string();
-        } else {
+        let ngrams = gateway.downstream.ngram_models(&deadline).await?;
+        if !ngrams.iter().any(|n| n == asked) {
+            let also = match ngrams.as_slice() {
+                [] => String::new(),
+                names => format!(" and the n-gram baselines {}", names.join(", ")),
+            };
             return Err(ApiError {
-            status: http::StatusCode::NOT_FOUND,
-            message: format!("The model `{asked}` does not exist; this server serves `{model}` and the n-gram baselines letters-1..6, tokens-1..6"),
-            kind: "invalid_request_error",
-            param: Some("model"),
-            code: Some("model_not_found"),
-        });
+                status: http::StatusCode::NOT_FOUND,
+                message: format!(
+                    "The model `{asked}` does not exist; this server serves `{model}`{also}"
+                ),
+                kind: "invalid_request_error",
+                param: Some("model".into()),
+                code: Some("model_not_found"),
+            });
         }
+        ngram = asked.to_string();
     }
     let (stream, include_usage) = (
         request.stream,

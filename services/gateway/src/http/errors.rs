@@ -1,6 +1,8 @@
 //! Errors in OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`, with the status
 //! codes OpenAI clients act on.
 
+use std::borrow::Cow;
+
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http::StatusCode;
@@ -15,18 +17,18 @@ pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
     pub kind: &'static str,
-    pub param: Option<&'static str>,
+    pub param: Option<Cow<'static, str>>,
     pub code: Option<&'static str>,
 }
 
 impl ApiError {
     /// 400 for a bad field.
-    pub fn invalid(param: &'static str, message: impl Into<String>) -> Self {
+    pub fn invalid(param: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
         ApiError {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),
             kind: "invalid_request_error",
-            param: Some(param),
+            param: Some(param.into()),
             code: None,
         }
     }
@@ -91,7 +93,7 @@ impl From<Error> for ApiError {
                     prompt_tokens + max_new_tokens
                 ),
                 kind: "invalid_request_error",
-                param: Some("prompt"),
+                param: Some("prompt".into()),
                 code: Some("context_length_exceeded"),
             },
             Error::Overloaded(message) => ApiError {

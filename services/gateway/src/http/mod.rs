@@ -17,7 +17,6 @@ use oneword_runtime::deadline::Deadline;
 use oneword_runtime::HttpApi;
 use serde_json::json;
 
-use crate::downstream::ngram_names;
 use crate::service::GatewayService;
 pub use errors::ApiError;
 
@@ -91,9 +90,17 @@ async fn models(State(gateway): State<Arc<GatewayService>>) -> Result<Response, 
             "max_model_len": model.context,
         })
     };
-    // The served model first, then the n-gram baselines the decoder serves beside it.
+    // The served model first, then the n-gram baselines, while the baseline answers (a baseline
+    // that is down takes its models off the list, not the transformer's).
+    let ngrams = match gateway.downstream.ngram_models(&deadline).await {
+        Ok(names) => names,
+        Err(e) => {
+            tracing::warn!(error = %e, "the n-gram baseline did not answer; listing the transformer only");
+            Default::default()
+        }
+    };
     let data: Vec<_> = std::iter::once(entry(name, "oneword"))
-        .chain(ngram_names().map(|n| entry(n, "oneword-ngram")))
+        .chain(ngrams.iter().map(|n| entry(n.clone(), "oneword-baseline")))
         .collect();
     Ok(Json(json!({"object": "list", "data": data})).into_response())
 }

@@ -13,15 +13,13 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use oneword_model::{KvCache, LogitsAt, ModelError, Sequence, Transformer};
+use oneword_runtime::Clock;
+use oneword_sampling::Picked;
 use rayon::prelude::*;
 
-use crate::distribution;
-use crate::engine::{Job, Limits, Reply, StepDone, StepInput, StepOutput, Usage};
-use crate::metrics::EngineMetrics;
+use super::job::{Job, Limits, Reply, StepDone, StepInput, StepOutput, Usage};
+use super::metrics::EngineMetrics;
 use crate::Error;
-
-/// A picked token, with the raw row when the caller asked for it.
-type Picked = (distribution::Pick, Option<Vec<f32>>);
 
 struct Session {
     cache: KvCache,
@@ -79,12 +77,15 @@ pub(crate) struct Worker {
     passes: u64,
     rows: u64,
     metrics: Option<EngineMetrics>,
+    /// Where the TTL and the queue's wait are read: the system's, or a test's.
+    clock: Clock,
 }
 
 impl Worker {
     pub(crate) fn new(
         model: Arc<Transformer>,
         limits: Limits,
+        clock: Clock,
         metrics: Option<EngineMetrics>,
     ) -> Self {
         Worker {
@@ -94,11 +95,12 @@ impl Worker {
             waiting: VecDeque::new(),
             running: Vec::new(),
             expected: HashSet::new(),
-            last_sweep: Instant::now(),
+            last_sweep: clock.now(),
             closing: false,
             passes: 0,
             rows: 0,
             metrics,
+            clock,
         }
     }
 
@@ -120,7 +122,7 @@ impl Worker {
                     let left = self
                         .limits
                         .max_queue_wait
-                        .saturating_sub(head.arrived.elapsed());
+                        .saturating_sub(self.clock.since(head.arrived));
                     timeout = timeout.min(left.max(Duration::from_millis(1)));
                 }
                 match jobs.recv_timeout(timeout) {
@@ -135,9 +137,9 @@ impl Worker {
                 }
                 self.pass();
             }
-            if self.last_sweep.elapsed() >= self.sweep_every() {
+            if self.clock.since(self.last_sweep) >= self.sweep_every() {
                 self.expire_idle();
-                self.last_sweep = Instant::now();
+                self.last_sweep = self.clock.now();
             }
             self.publish();
         }
@@ -207,7 +209,7 @@ impl Worker {
                 self.waiting.push_back(Waiting {
                     inputs,
                     reply,
-                    arrived: Instant::now(),
+                    arrived: self.clock.now(),
                 });
             }
             Job::Fork(source, targets, reply) => {
@@ -262,10 +264,10 @@ impl Worker {
     }
 
     fn expire_idle(&mut self) {
-        let ttl = self.limits.session_ttl;
+        let (ttl, now) = (self.limits.session_ttl, self.clock.now());
         let before = self.sessions.len();
         self.sessions
-            .retain(|_, s| s.busy || s.last_used.elapsed() < ttl);
+            .retain(|_, s| s.busy || now.saturating_duration_since(s.last_used) < ttl);
         let expired = before - self.sessions.len();
         if expired > 0 {
             tracing::info!(expired, "dropped idle sessions past their TTL");
@@ -330,7 +332,7 @@ impl Worker {
                 self.start(head);
                 continue;
             }
-            let waited = head.arrived.elapsed();
+            let waited = self.clock.since(head.arrived);
             if never || waited >= self.limits.max_queue_wait {
                 let head = self.waiting.pop_front().expect("the head exists");
                 let message = if never {
@@ -409,6 +411,7 @@ impl Worker {
     }
 
     fn start(&mut self, request: Waiting) {
+        let now = self.clock.now();
         let parts = request
             .inputs
             .into_iter()
@@ -418,7 +421,7 @@ impl Worker {
                     .entry(input.session_id.clone())
                     .or_insert_with(|| Session {
                         cache: self.model.new_cache(),
-                        last_used: Instant::now(),
+                        last_used: now,
                         busy: false,
                     });
                 session.busy = true;
@@ -515,7 +518,7 @@ impl Worker {
         );
 
         // Put the sessions back before anything can fail or return.
-        let now = Instant::now();
+        let now = self.clock.now();
         for (&(r, p, _), mut session) in plan.iter().zip(caches) {
             session.last_used = now;
             self.sessions
@@ -544,8 +547,7 @@ impl Worker {
                     return Ok(None);
                 };
                 let row = logits.to_vec1::<f32>().map_err(ModelError::from)?;
-                let pick = distribution::pick(&row, &sampling.shaping, sampling.u, sampling.top_n);
-                Ok(Some((pick, sampling.full_row.then_some(row))))
+                Ok(Some(sampling.pick(row)))
             })
             .collect();
         let mut failed = HashSet::new();
@@ -561,12 +563,10 @@ impl Worker {
                     if pick.is_some() && !part.input.release_after {
                         self.expected.insert(id.clone());
                     }
-                    let (pick, full_row) = pick.map_or((None, None), |(p, row)| (Some(p), row));
                     part.output = Some(StepOutput {
                         length: self.sessions[&id].cache.len(),
                         session_id: id,
-                        pick,
-                        full_row,
+                        picked: pick,
                     });
                 }
                 Ok(_) => {}
@@ -616,7 +616,7 @@ impl Worker {
         let cache = match self.sessions.get_mut(source) {
             Some(session) if session.busy => return Err(Error::SessionBusy(source.to_string())),
             Some(session) => {
-                session.last_used = Instant::now();
+                session.last_used = self.clock.now();
                 session.cache.clone()
             }
             None => return Err(Error::SessionNotFound(source.to_string())),
@@ -638,7 +638,7 @@ impl Worker {
                 self.sessions.len(),
             )));
         }
-        let now = Instant::now();
+        let now = self.clock.now();
         for target in targets {
             self.sessions.insert(
                 target,
@@ -652,3 +652,6 @@ impl Worker {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

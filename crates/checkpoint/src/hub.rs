@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::ModelError;
+use crate::CheckpointError;
 
 /// Files a GPT-2 checkpoint directory needs; the tokenizer is `tokenizer.json` or the
 /// `vocab.json` + `merges.txt` pair.
@@ -12,14 +12,14 @@ const TOKENIZER_FILES: [&str; 3] = ["tokenizer.json", "vocab.json", "merges.txt"
 
 /// Resolves `model` (a directory, or a Hugging Face id such as `gpt2`) to a local directory that
 /// holds the checkpoint, downloading into the Hugging Face cache if needed.
-pub fn resolve(model: &str) -> Result<PathBuf, ModelError> {
+pub fn resolve(model: &str) -> Result<PathBuf, CheckpointError> {
     let as_path = Path::new(model);
     if as_path.is_dir() {
         check_dir(as_path)?;
         return Ok(as_path.to_path_buf());
     }
     if model.starts_with('.') || model.starts_with('/') || model.matches('/').count() > 1 {
-        return Err(ModelError::NotFound(format!(
+        return Err(CheckpointError::NotFound(format!(
             "`{model}` is not a directory (set MODEL to a directory holding config.json and model.safetensors, or to a Hugging Face id such as gpt2)"
         )));
     }
@@ -44,9 +44,9 @@ fn cached(id: &str) -> Option<PathBuf> {
     })
 }
 
-fn download(id: &str) -> Result<PathBuf, ModelError> {
+fn download(id: &str) -> Result<PathBuf, CheckpointError> {
     let unreachable = |e: hf_hub::api::sync::ApiError| {
-        ModelError::NotFound(format!(
+        CheckpointError::NotFound(format!(
             "could not download `{id}` from the Hugging Face hub ({e}), and it is not in the local Hugging Face cache; without network, set MODEL to a directory holding config.json, model.safetensors and the tokenizer files (`make demo-model` writes a small one)"
         ))
     };
@@ -67,18 +67,18 @@ fn download(id: &str) -> Result<PathBuf, ModelError> {
             repo.get(file).map_err(unreachable)?;
         }
     }
-    dir.ok_or_else(|| ModelError::NotFound(format!("`{id}` downloaded to no folder")))
+    dir.ok_or_else(|| CheckpointError::NotFound(format!("`{id}` downloaded to no folder")))
 }
 
 /// Checks that a directory holds a checkpoint, naming what is missing.
-pub fn check_dir(dir: &Path) -> Result<(), ModelError> {
+pub fn check_dir(dir: &Path) -> Result<(), CheckpointError> {
     let missing: Vec<&str> = WEIGHT_FILES
         .iter()
         .copied()
         .filter(|f| !dir.join(f).is_file())
         .collect();
     if !missing.is_empty() {
-        return Err(ModelError::NotFound(format!(
+        return Err(CheckpointError::NotFound(format!(
             "{} has no {}",
             dir.display(),
             missing.join(" or ")
@@ -95,7 +95,7 @@ pub enum TokenizerFiles {
 
 impl TokenizerFiles {
     /// Finds the tokenizer files in `dir`.
-    pub fn find(dir: &Path) -> Result<Self, ModelError> {
+    pub fn find(dir: &Path) -> Result<Self, CheckpointError> {
         let json = dir.join("tokenizer.json");
         if json.is_file() {
             return Ok(TokenizerFiles::Json(json));
@@ -104,7 +104,7 @@ impl TokenizerFiles {
         if vocab.is_file() && merges.is_file() {
             return Ok(TokenizerFiles::VocabMerges { vocab, merges });
         }
-        Err(ModelError::NotFound(format!(
+        Err(CheckpointError::NotFound(format!(
             "{} has neither tokenizer.json nor vocab.json + merges.txt",
             dir.display()
         )))

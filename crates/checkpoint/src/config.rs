@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::ModelError;
+use crate::CheckpointError;
 
 /// The hyper-parameters of a GPT-2 model.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -53,38 +53,41 @@ impl Default for Gpt2Config {
 
 impl Gpt2Config {
     /// Reads and checks `dir/config.json`.
-    pub fn from_dir(dir: &Path) -> Result<Self, ModelError> {
+    pub fn from_dir(dir: &Path) -> Result<Self, CheckpointError> {
         let path = dir.join("config.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| ModelError::Io(path.clone(), e))?;
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| CheckpointError::Io(path.clone(), e))?;
         Self::from_json(&text).map_err(|e| match e {
-            ModelError::Config(msg) => ModelError::Config(format!("{}: {msg}", path.display())),
+            CheckpointError::Config(msg) => {
+                CheckpointError::Config(format!("{}: {msg}", path.display()))
+            }
             other => other,
         })
     }
 
     /// Parses and checks a `config.json` text.
-    pub fn from_json(text: &str) -> Result<Self, ModelError> {
+    pub fn from_json(text: &str) -> Result<Self, CheckpointError> {
         let config: Gpt2Config =
-            serde_json::from_str(text).map_err(|e| ModelError::Config(e.to_string()))?;
+            serde_json::from_str(text).map_err(|e| CheckpointError::Config(e.to_string()))?;
         config.validate()?;
         Ok(config)
     }
 
-    fn validate(&self) -> Result<(), ModelError> {
+    fn validate(&self) -> Result<(), CheckpointError> {
         if self.model_type != "gpt2" {
-            return Err(ModelError::Config(format!(
+            return Err(CheckpointError::Config(format!(
                 "`model_type` is {:?}; only \"gpt2\" models are supported",
                 self.model_type
             )));
         }
         if self.n_head == 0 || !self.n_embd.is_multiple_of(self.n_head) {
-            return Err(ModelError::Config(format!(
+            return Err(CheckpointError::Config(format!(
                 "`n_embd` ({}) must be a multiple of `n_head` ({})",
                 self.n_embd, self.n_head
             )));
         }
         if self.vocab_size == 0 || self.n_positions == 0 || self.n_layer == 0 {
-            return Err(ModelError::Config(
+            return Err(CheckpointError::Config(
                 "`vocab_size`, `n_positions` and `n_layer` must be positive".into(),
             ));
         }
@@ -92,7 +95,7 @@ impl Gpt2Config {
             self.activation_function.as_str(),
             "gelu_new" | "gelu" | "gelu_pytorch_tanh" | "relu"
         ) {
-            return Err(ModelError::Config(format!(
+            return Err(CheckpointError::Config(format!(
                 "`activation_function` {:?} is not supported (gelu_new, gelu, gelu_pytorch_tanh, relu)",
                 self.activation_function
             )));

@@ -7,19 +7,38 @@
 //! multi-byte character (🦀 is the three tokens `F0 9F`, `A6`, `80`); every token that holds part
 //! of a character gets the whole character's offsets, so `text[start..end]` is always a valid
 //! slice, and the token's exact bytes are in its piece.
+//!
+//! Shared by the tokenizer service and the n-gram baseline, which counts GPT-2 tokens.
+
+#![forbid(unsafe_code)]
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context};
-use oneword_model::hub::TokenizerFiles;
-use oneword_model::Gpt2Config;
+use oneword_checkpoint::{Gpt2Config, TokenizerFiles};
 use tokenizers::models::bpe::BPE;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, Encoding, PostProcessorWrapper, Tokenizer};
 
 use crate::byte_level::ByteDecoder;
-use crate::Error;
+
+mod byte_level;
+
+/// Why a text could not be encoded or ids decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Decode was given an id the vocabulary does not have.
+    #[error("`ids[{index}]` = {id} is outside the vocabulary of {vocab_size} tokens")]
+    UnknownId {
+        index: usize,
+        id: u32,
+        vocab_size: usize,
+    },
+    /// The `tokenizers` crate failed on valid input (a bug here or there).
+    #[error("tokenizing failed: {0}")]
+    Tokenizer(String),
+}
 
 /// GPT-2's end-of-text token, its only special token.
 pub const END_OF_TEXT: &str = "<|endoftext|>";

@@ -4,7 +4,7 @@
 use oneword_runtime::prometheus::{Gauge, Histogram, IntGauge};
 use oneword_runtime::Metrics;
 
-use crate::engine::Usage;
+use super::job::Usage;
 
 /// Rows (tokens) per forward pass: 1 is one stream decoding alone, up to `--max-batch-tokens`.
 const ROWS: &[f64] = &[

@@ -1,0 +1,84 @@
+//! The next token from one row of logits, as every next-token backend (the transformer decoder,
+//! the n-gram baseline) computes it, and the validation of the shaping that the gateway and the
+//! backends share: one function per rule, so the two sides cannot drift apart.
+
+#![forbid(unsafe_code)]
+
+pub mod distribution;
+mod validate;
+
+pub use distribution::{judge, pick, Pick, Shaping};
+pub use validate::{check_logit_bias_ids, sampling, shaping, FieldError};
+
+use oneword_proto::common::v1 as common;
+use oneword_proto::decoder::v1 as pb;
+use oneword_proto::tensor::{f16_to_wire, f32_to_wire};
+
+/// How to pick a token after a step, validated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sampling {
+    pub shaping: Shaping,
+    /// The caller's uniform draw in [0, 1).
+    pub u: f64,
+    /// How many most likely tokens to list, raw and shaped.
+    pub top_n: usize,
+    /// Return the raw row, and in which precision.
+    pub full_row: Option<RowPrecision>,
+}
+
+/// The precision a full logit row travels in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RowPrecision {
+    F32,
+    F16,
+}
+
+/// A picked token, with the raw row when the caller asked for it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Picked {
+    pub pick: Pick,
+    pub full_row: Option<(Vec<f32>, RowPrecision)>,
+}
+
+impl Sampling {
+    /// Picks from `row` as asked, keeping the row when it is to be returned.
+    pub fn pick(&self, row: Vec<f32>) -> Picked {
+        let pick = pick(&row, &self.shaping, self.u, self.top_n);
+        Picked {
+            pick,
+            full_row: self.full_row.map(|precision| (row, precision)),
+        }
+    }
+}
+
+/// A top-N list as a struct of arrays.
+pub fn top_tokens(list: &[(u32, f32)]) -> pb::TopTokens {
+    pb::TopTokens {
+        ids: list.iter().map(|t| t.0).collect(),
+        logprobs: list.iter().map(|t| t.1).collect(),
+    }
+}
+
+impl From<Picked> for pb::Pick {
+    fn from(picked: Picked) -> Self {
+        let full_row = picked.full_row.map(|(row, precision)| -> common::Tensor {
+            let shape = [row.len() as u32];
+            match precision {
+                RowPrecision::F16 => f16_to_wire(&row, &shape),
+                RowPrecision::F32 => f32_to_wire(&row, &shape),
+            }
+        });
+        let p = picked.pick;
+        pb::Pick {
+            token_id: p.token,
+            logprob: p.logprob,
+            rank: p.rank,
+            shaped_logprob: p.shaped_logprob,
+            raw_top: Some(top_tokens(&p.raw_top)),
+            shaped_top: Some(top_tokens(&p.shaped_top)),
+            full_row,
+            entropy: p.entropy,
+            shaped_entropy: p.shaped_entropy,
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! What crosses the channel to the model thread: the jobs, their inputs and answers, and the
+//! limits the thread enforces.
+
+use std::time::Duration;
+
+use candle_core::Tensor;
+use oneword_sampling::{Picked, Sampling};
+use tokio::sync::oneshot;
+
+use crate::Error;
+
+/// One session's part of a step, validated.
+pub struct StepInput {
+    pub session_id: String,
+    pub create: bool,
+    pub start_position: usize,
+    /// `[n_new, n_embd]` on the model's device.
+    pub embeddings: Tensor,
+    pub sampling: Option<Sampling>,
+    pub release_after: bool,
+}
+
+/// One session's result.
+pub struct StepOutput {
+    pub session_id: String,
+    pub length: usize,
+    /// The picked token (and the raw row, when asked for), when sampling was asked for.
+    pub picked: Option<Picked>,
+}
+
+/// What the sessions occupy and what is queued.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Usage {
+    pub sessions: usize,
+    pub cached_tokens: usize,
+    pub cached_bytes: usize,
+    /// Step requests admitted and being computed.
+    pub running: usize,
+    /// Step requests waiting for room in the KV cache.
+    pub waiting: usize,
+    /// Forward passes run since start, and the rows they computed.
+    pub passes: u64,
+    pub rows: u64,
+}
+
+/// Limits the engine enforces.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub max_sessions: usize,
+    pub session_ttl: Duration,
+    /// Step requests that may wait (in the channel, then for room) before more are refused.
+    pub queue_capacity: usize,
+    /// How long a step may wait for room before it is refused.
+    pub max_queue_wait: Duration,
+    /// KV-cache positions all sessions together may hold.
+    pub kv_budget_tokens: usize,
+    /// Rows one forward pass may take: decode steps first, then chunks of prefills.
+    pub max_batch_tokens: usize,
+    /// How long a pass may wait for sequences that just got a token to send their next one, so
+    /// that streams stepping in lockstep share passes instead of drifting into alternate ones.
+    pub batch_wait: Duration,
+}
+
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, Error>>;
+
+/// A step's results in order, and the time spent in the forward passes it took part in.
+pub(crate) type StepDone = (Vec<StepOutput>, Duration);
+
+pub(crate) enum Job {
+    Step(Vec<StepInput>, Reply<StepDone>),
+    Fork(String, Vec<String>, Reply<()>),
+    Release(Vec<String>, Reply<usize>),
+    Usage(Reply<Usage>),
+}

@@ -1,0 +1,351 @@
+//! The scheduler's rules, checked by driving the model thread's loop by hand on the tiny model:
+//! no sockets, no threads, and a clock that moves only when a test moves it. Each test names the
+//! rule it checks.
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use candle_core::{DType, Device, Tensor};
+use oneword_model::{Checkpoint, Transformer};
+use oneword_runtime::Clock;
+use tokio::sync::oneshot::{self, error::TryRecvError};
+
+use super::Worker;
+use crate::engine::job::{Job, Limits, StepDone, StepInput};
+use crate::Error;
+
+/// The tiny random GPT-2 (2 layers, width 64), written and loaded once per test process.
+fn model() -> Arc<Transformer> {
+    static MODEL: OnceLock<(tempfile::TempDir, Arc<Transformer>)> = OnceLock::new();
+    MODEL
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let tokenizer =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/gpt2-tokenizer");
+            oneword_model::tiny::RandomCheckpoint::tiny()
+                .write(dir.path(), &tokenizer)
+                .unwrap();
+            let checkpoint = Checkpoint::open(dir.path(), DType::F32, &Device::Cpu).unwrap();
+            let model = Transformer::load(&checkpoint).unwrap();
+            (dir, Arc::new(model))
+        })
+        .1
+        .clone()
+}
+
+/// Limits small enough to reach: KV-cache positions are reserved in blocks of 16 on the CPU.
+fn limits() -> Limits {
+    Limits {
+        max_sessions: 4,
+        session_ttl: Duration::from_secs(60),
+        queue_capacity: 8,
+        max_queue_wait: Duration::from_secs(5),
+        kv_budget_tokens: 48,
+        max_batch_tokens: 8,
+        batch_wait: Duration::ZERO,
+    }
+}
+
+fn worker(limits: Limits) -> (Worker, Clock) {
+    let clock = Clock::manual();
+    (Worker::new(model(), limits, clock.clone(), None), clock)
+}
+
+/// A step of `rows` inputs for session `id` from `start`, creating it when `start` is 0.
+fn step(id: &str, start: usize, rows: usize) -> StepInput {
+    StepInput {
+        session_id: id.into(),
+        create: start == 0,
+        start_position: start,
+        embeddings: Tensor::zeros((rows, 64), DType::F32, &Device::Cpu).unwrap(),
+        sampling: None,
+        release_after: false,
+    }
+}
+
+type Answer = oneshot::Receiver<Result<StepDone, Error>>;
+
+fn send(w: &mut Worker, inputs: Vec<StepInput>) -> Answer {
+    let (reply, answer) = oneshot::channel();
+    w.accept(Job::Step(inputs, reply));
+    answer
+}
+
+/// One turn of the loop: forget abandoned requests, admit what fits, run one pass.
+fn turn(w: &mut Worker) {
+    w.drop_abandoned();
+    w.admit();
+    if !w.running.is_empty() {
+        w.pass();
+    }
+}
+
+/// Turns until nothing runs.
+fn settle(w: &mut Worker) {
+    for _ in 0..100 {
+        turn(w);
+        if w.running.is_empty() {
+            return;
+        }
+    }
+    panic!("the worker did not settle");
+}
+
+fn answered(answer: &mut Answer) -> Result<StepDone, Error> {
+    answer.try_recv().expect("the step has been answered")
+}
+
+fn pending(answer: &mut Answer) -> bool {
+    matches!(answer.try_recv(), Err(TryRecvError::Empty))
+}
+
+fn length(w: &Worker, id: &str) -> Option<usize> {
+    w.sessions.get(id).map(|s| s.cache.len())
+}
+
+#[test]
+fn steps_are_admitted_in_arrival_order_and_none_overtakes_one_waiting_for_room() {
+    let (mut w, _) = worker(limits());
+    // a reserves 32 of the 48 positions; b needs 32 more and waits; c would fit (16) but comes
+    // after b, so it waits behind it.
+    let mut a = send(&mut w, vec![step("a", 0, 17)]);
+    settle(&mut w);
+    answered(&mut a).unwrap();
+    let mut b = send(&mut w, vec![step("b", 0, 17)]);
+    let mut c = send(&mut w, vec![step("c", 0, 1)]);
+    turn(&mut w);
+    assert!(pending(&mut b) && pending(&mut c));
+    assert_eq!(w.usage().waiting, 2);
+    // Room comes back: both run, in order.
+    let (reply, mut released) = oneshot::channel();
+    w.accept(Job::Release(vec!["a".into()], reply));
+    assert_eq!(released.try_recv().unwrap().unwrap(), 1);
+    settle(&mut w);
+    assert_eq!(answered(&mut b).unwrap().0[0].length, 17);
+    assert_eq!(answered(&mut c).unwrap().0[0].length, 1);
+    assert_eq!(w.committed_tokens(), 48);
+}
+
+#[test]
+fn a_step_waits_for_room_at_most_max_queue_wait_then_is_refused_with_the_numbers() {
+    let (mut w, clock) = worker(limits());
+    let mut a = send(&mut w, vec![step("a", 0, 17)]);
+    settle(&mut w);
+    answered(&mut a).unwrap();
+    let mut b = send(&mut w, vec![step("b", 0, 17)]);
+    clock.advance(Duration::from_millis(4999));
+    turn(&mut w);
+    assert!(pending(&mut b), "still within --max-queue-wait-ms");
+    clock.advance(Duration::from_millis(1));
+    turn(&mut w);
+    let Err(Error::Overloaded(message)) = answered(&mut b) else {
+        panic!("refused as overloaded")
+    };
+    assert!(
+        message.contains("holds 32 of 48 positions") && message.contains("needs 32 more"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_step_larger_than_the_whole_budget_is_refused_at_once() {
+    let (mut w, _) = worker(limits());
+    let mut big = send(&mut w, vec![step("big", 0, 49)]);
+    turn(&mut w);
+    let Err(Error::Overloaded(message)) = answered(&mut big) else {
+        panic!("refused as overloaded")
+    };
+    assert!(
+        message.contains("the decoder's limits are 48 positions"),
+        "{message}"
+    );
+}
+
+#[test]
+fn decode_steps_go_first_and_prompts_fill_the_rest_of_a_pass_in_chunks() {
+    let (mut w, _) = worker(limits());
+    let mut a = send(&mut w, vec![step("a", 0, 2)]);
+    settle(&mut w);
+    answered(&mut a).unwrap();
+    // A prompt of 20 arrives before a's next token: a's row still comes first.
+    let mut prompt = send(&mut w, vec![step("p", 0, 20)]);
+    let mut next = send(&mut w, vec![step("a", 2, 1)]);
+    w.admit();
+    let rows = |w: &Worker| -> Vec<(String, usize)> {
+        w.plan()
+            .into_iter()
+            .map(|(r, p, rows)| (w.running[r].parts[p].input.session_id.clone(), rows))
+            .collect()
+    };
+    assert_eq!(rows(&w), [("a".to_string(), 1), ("p".to_string(), 7)]);
+    w.pass();
+    answered(&mut next).unwrap();
+    assert_eq!(rows(&w), [("p".to_string(), 8)]);
+    w.pass();
+    assert_eq!(rows(&w), [("p".to_string(), 5)]);
+    w.pass();
+    assert_eq!(answered(&mut prompt).unwrap().0[0].length, 20);
+    assert_eq!(w.usage().passes, 4);
+}
+
+#[test]
+fn a_step_whose_caller_went_away_is_undone() {
+    let (mut w, _) = worker(limits());
+    let mut a = send(&mut w, vec![step("a", 0, 3)]);
+    settle(&mut w);
+    answered(&mut a).unwrap();
+    // Half-way through a 20-row step on a and the creation of b, the caller goes.
+    let gone = send(&mut w, vec![step("a", 3, 20), step("b", 0, 4)]);
+    turn(&mut w);
+    assert!(length(&w, "a").unwrap() > 3, "the step had started");
+    drop(gone);
+    turn(&mut w);
+    assert_eq!(
+        length(&w, "a"),
+        Some(3),
+        "a is back to its length before the step"
+    );
+    assert_eq!(
+        length(&w, "b"),
+        None,
+        "the session the step created is gone"
+    );
+    assert!(!w.sessions["a"].busy, "a can be stepped again");
+    let mut again = send(&mut w, vec![step("a", 3, 1)]);
+    settle(&mut w);
+    assert_eq!(answered(&mut again).unwrap().0[0].length, 4);
+}
+
+#[test]
+fn a_step_whose_pass_failed_is_undone_and_answered_with_the_error() {
+    let (mut w, _) = worker(limits());
+    let mut a = send(&mut w, vec![step("a", 0, 3)]);
+    settle(&mut w);
+    answered(&mut a).unwrap();
+    // Embeddings of the wrong width make the forward pass fail.
+    let mut bad = step("a", 3, 2);
+    bad.embeddings = Tensor::zeros((2, 65), DType::F32, &Device::Cpu).unwrap();
+    let mut failed = send(&mut w, vec![bad]);
+    settle(&mut w);
+    assert!(matches!(answered(&mut failed), Err(Error::Model(_))));
+    assert_eq!(length(&w, "a"), Some(3));
+    assert!(!w.sessions["a"].busy);
+}
+
+#[test]
+fn releasing_a_session_in_a_running_step_undoes_the_step_as_not_found() {
+    let (mut w, _) = worker(limits());
+    let mut running = send(&mut w, vec![step("a", 0, 20)]);
+    turn(&mut w);
+    let (reply, _released) = oneshot::channel();
+    w.accept(Job::Release(vec!["a".into()], reply));
+    turn(&mut w);
+    assert!(matches!(answered(&mut running), Err(Error::SessionNotFound(id)) if id == "a"));
+    assert_eq!(w.usage().sessions, 0);
+}
+
+#[test]
+fn a_session_in_a_running_step_is_busy_for_steps_and_forks() {
+    let (mut w, _) = worker(limits());
+    let _running = send(&mut w, vec![step("a", 0, 20)]);
+    turn(&mut w);
+    let mut second = send(&mut w, vec![step("a", 8, 1)]);
+    turn(&mut w);
+    assert!(matches!(answered(&mut second), Err(Error::SessionBusy(_))));
+    assert!(matches!(
+        w.fork("a", vec!["b".into()]),
+        Err(Error::SessionBusy(_))
+    ));
+}
+
+#[test]
+fn a_fork_reserves_what_its_copies_hold_within_the_budget_and_the_session_count() {
+    let (mut w, _) = worker(limits());
+    let mut a = send(&mut w, vec![step("a", 0, 5)]);
+    settle(&mut w);
+    answered(&mut a).unwrap();
+    // a holds 16 of 48: two copies fit (48), three do not (64).
+    let refused = w.fork("a", vec!["b".into(), "c".into(), "d".into()]);
+    assert!(
+        matches!(refused, Err(Error::Overloaded(m)) if m.contains("need 48 KV-cache positions"))
+    );
+    assert_eq!(w.usage().sessions, 1, "a refused fork creates nothing");
+    w.fork("a", vec!["b".into(), "c".into()]).unwrap();
+    assert_eq!((w.usage().sessions, w.committed_tokens()), (3, 48));
+    assert_eq!(length(&w, "c"), Some(5));
+    assert!(matches!(
+        w.fork("a", vec!["b".into()]),
+        Err(Error::SessionExists(_))
+    ));
+    // The copies are sessions of their own: one grows, the source does not.
+    let mut b = send(&mut w, vec![step("b", 5, 1)]);
+    settle(&mut w);
+    assert_eq!(answered(&mut b).unwrap().0[0].length, 6);
+    assert_eq!(length(&w, "a"), Some(5));
+}
+
+#[test]
+fn new_sessions_count_against_max_sessions_as_positions_count_against_the_budget() {
+    let (mut w, _) = worker(Limits {
+        max_sessions: 1,
+        ..limits()
+    });
+    // Two new sessions never fit a limit of one: refused at once.
+    let mut two = send(&mut w, vec![step("x", 0, 1), step("y", 0, 1)]);
+    turn(&mut w);
+    let Err(Error::Overloaded(message)) = answered(&mut two) else {
+        panic!("refused as overloaded")
+    };
+    assert!(
+        message.contains("2 new sessions") && message.contains("1 sessions"),
+        "{message}"
+    );
+    // One more than the limit waits for a session to go.
+    let mut a = send(&mut w, vec![step("a", 0, 1)]);
+    settle(&mut w);
+    answered(&mut a).unwrap();
+    let mut b = send(&mut w, vec![step("b", 0, 1)]);
+    turn(&mut w);
+    assert!(pending(&mut b));
+    let (reply, _released) = oneshot::channel();
+    w.accept(Job::Release(vec!["a".into()], reply));
+    settle(&mut w);
+    answered(&mut b).unwrap();
+}
+
+#[test]
+fn idle_sessions_expire_at_their_ttl_and_sessions_in_a_step_do_not() {
+    let (mut w, clock) = worker(limits());
+    let mut a = send(&mut w, vec![step("idle", 0, 1), step("busy", 0, 1)]);
+    settle(&mut w);
+    answered(&mut a).unwrap();
+    clock.advance(Duration::from_secs(30));
+    // busy starts a long step at 30 s and is mid-way through it at the TTL.
+    let _long = send(&mut w, vec![step("busy", 1, 20)]);
+    turn(&mut w);
+    clock.advance(Duration::from_secs(29));
+    w.expire_idle();
+    assert_eq!(w.usage().sessions, 2, "59 s idle is within the 60 s TTL");
+    clock.advance(Duration::from_secs(1));
+    w.expire_idle();
+    assert!(length(&w, "idle").is_none(), "idle went at 60 s");
+    assert!(
+        length(&w, "busy").is_some(),
+        "a session in a step never expires"
+    );
+}
+
+#[test]
+fn a_full_waiting_queue_refuses_more_steps_at_once() {
+    let (mut w, _) = worker(Limits {
+        queue_capacity: 1,
+        ..limits()
+    });
+    let _a = send(&mut w, vec![step("a", 0, 1)]);
+    let mut b = send(&mut w, vec![step("b", 0, 1)]);
+    let Err(Error::Overloaded(message)) = answered(&mut b) else {
+        panic!("refused as overloaded")
+    };
+    assert!(message.contains("already waiting"), "{message}");
+}

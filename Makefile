@@ -50,7 +50,7 @@ essay: build
 
 ## docs: regenerate the README's table of flags and variables from the services' definitions
 docs:
-	ONEWORD_UPDATE_DOCS=1 $(CARGO) test -p oneword-e2e --test docs
+	ONEWORD_UPDATE_DOCS=1 $(CARGO) test -p oneword-e2e --test e2e docs::
 
 ## lint: clippy on everything, warnings are errors
 lint:

@@ -2,9 +2,7 @@
 //! against the checkpoint's `wte` rows read independently, and Nearest against a brute-force
 //! search over every row.
 
-mod harness;
-
-use harness::*;
+use crate::harness::*;
 use oneword_proto::common::v1 as common;
 use oneword_proto::embedder::v1 as pb;
 

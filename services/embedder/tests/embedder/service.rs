@@ -2,9 +2,7 @@
 //! tiny random GPT-2 (the real vocabulary and context, width 64). Answers are checked against the
 //! checkpoint's `wte` and `wpe` read independently from `model.safetensors`.
 
-mod harness;
-
-use harness::*;
+use crate::harness::*;
 use oneword_embedder::Config;
 use oneword_proto::common::v1 as common;
 use oneword_proto::tensor::wire_to_f32;

@@ -1,0 +1,17 @@
+//! The end-to-end tests that can share a process, as one test binary: each module starts the
+//! services it needs on its own loopback ports. Linking one binary instead of eleven is most of
+//! what `make test` saves (each links tonic, candle and tokenizers). The tests that need a
+//! process of their own stay apart: `flood` (it watches the process's memory), `shutdown` (a
+//! real SIGTERM) and `tracing` (a global subscriber).
+
+mod cli;
+mod concurrency;
+mod docs;
+mod errors;
+mod generation;
+mod http;
+mod instruments;
+mod ngrams;
+mod pictures;
+mod production;
+mod sessions;

@@ -9,7 +9,7 @@ import sys
 
 
 def load(directory):
-    machine, systems = {}, []
+    machine, systems, isolation = {}, [], None
     for name in sorted(os.listdir(directory)):
         if not name.endswith(".json"):
             continue
@@ -17,11 +17,13 @@ def load(directory):
             doc = json.load(f)
         if name == "machine.json":
             machine = doc
+        elif name == "isolation.json":
+            isolation = doc
         else:
             systems.append(doc)
     # oneword first, then its decoder alone, then the references.
     systems.sort(key=lambda s: (not s["system"].startswith("oneword"), s["system"] != "oneword", s["system"]))
-    return machine, systems
+    return machine, systems, isolation
 
 
 def fmt(value, digits=1):
@@ -36,7 +38,7 @@ def table(header, rows):
 
 def main():
     directory = sys.argv[1]
-    machine, systems = load(directory)
+    machine, systems, isolation = load(directory)
     ours = systems[0]
     references = [s for s in systems if not s["system"].startswith("oneword")]
     bandwidth = machine.get("bandwidth_gb_s")
@@ -96,6 +98,21 @@ def main():
         header = ["prompt tokens"] + [s["system"] for s in with_prefill]
         rows = [[str(n)] + [fmt(prefill[s["system"]].get(n), 0) for s in with_prefill] for n in lengths]
         out += ["## Prefill time, ms (one prompt)", "", table(header, rows), ""]
+
+    if isolation:
+        ratio = isolation["itl_p50_ratio"]
+        out += ["## The transformer beside the n-gram baseline", "",
+                f"{isolation['streams']} transformer streams through the gateway, alone and while "
+                f"`{isolation['ngram_model']}` generations run back to back through the same gateway "
+                f"({fmt(isolation['ngram_tokens_per_s'], 0)} n-gram tokens/s meanwhile). The baseline "
+                "is its own service, but here every service shares this machine's cores.", "",
+                table(["", "alone", "beside n-grams", "ratio"],
+                      [["inter-token latency p50, ms", fmt(isolation["itl_ms_p50_alone"]),
+                        fmt(isolation["itl_ms_p50_beside_ngram"]), f"{ratio:.2f}×"],
+                       ["inter-token latency p99, ms", fmt(isolation["alone"]["itl_ms_p99"]),
+                        fmt(isolation["beside_ngram"]["itl_ms_p99"]), "–"],
+                       ["decode tokens/s", fmt(isolation["alone"]["decode_tokens_per_s"]),
+                        fmt(isolation["beside_ngram"]["decode_tokens_per_s"]), "–"]]), ""]
 
     out += ["## Notes", ""] + [f"- {s['system']}: {n}" for s in systems for n in s.get("notes", [])]
     with open(os.path.join(directory, "report.md"), "w") as f:

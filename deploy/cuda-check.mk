@@ -1,9 +1,9 @@
 # `make check-cuda`: type-check the CUDA build on a machine with no GPU and no CUDA toolkit.
 #
 # Included from the top-level Makefile. It installs NVIDIA's CUDA 13.0 compiler from PyPI into
-# .cuda/pip (once, and again only when the pins below change) and runs `cargo check` with the
-# `cuda` features on. That builds candle's kernels with nvcc and checks our CUDA-gated code and
-# feature wiring without a GPU. Linking needs the CUDA libraries (libcuda, cuBLAS, cuRAND, NVRTC),
+# .cuda/pip (once, and again only when the pins below change) and runs clippy with the `cuda`
+# feature on. That builds candle's kernels with nvcc and checks our CUDA-gated code and feature
+# wiring without a GPU. Linking needs the CUDA libraries (libcuda, cuBLAS, cuRAND, NVRTC),
 # so building binaries stays with the CUDA image.
 #
 # Nothing else is needed: the wheels' nvcc finds its headers, cicc and libdevice through its own
@@ -25,25 +25,23 @@ CUDA_PIP_STAMP := $(CUDA_PIP_DIR)/.installed
 CUDA_CHECK_ROOT := $(abspath $(CUDA_PIP_DIR))/nvidia/cu13
 # With no GPU to ask, the kernels' build scripts need the architecture; 90 is Hopper (H100/H200).
 CUDA_CHECK_COMPUTE_CAP ?= 90
-# Its own target dir: turning `cuda` on changes candle's features, and sharing `target` would make
-# the normal build recompile candle after every `make check-cuda`, and the other way round.
-CUDA_CHECK_TARGET_DIR ?= target/cuda
+# candle's kernels are most of this check's time, and their build uses half the cores by default.
+CUDA_CHECK_THREADS ?= $(shell nproc)
 CARGO ?= cargo
 
 .PHONY: check-cuda cuda-toolchain
 
-# The crates the `cuda` feature changes: the model and the two services that compute with it.
-# Everything else links no candle (`make deps-check`), so checking it again with CUDA on would
-# only repeat `make lint`.
-CUDA_CRATES := oneword-model oneword-embedder oneword-decoder
-
-## check-cuda: cargo check the crates that compute with tensors, with `--features cuda` (installs nvcc 13.0 the first time)
+## check-cuda: clippy with `--features oneword-model/cuda` (installs nvcc 13.0 the first time); only what the feature changes is checked again
+# The same target directory and the same workspace-wide feature resolution as `make lint`: turning
+# CUDA on changes candle's features, so candle, the model and what depends on it (the embedder,
+# the decoder, the tests) are checked again, and everything else is what `make lint` left (the
+# gateway, the tokenizer and the baseline link no candle at all; see `make deps-check`).
 check-cuda: cuda-toolchain
 	CUDA_ROOT="$(CUDA_CHECK_ROOT)" \
+	CUDAFORGE_THREADS=$(CUDA_CHECK_THREADS) \
 	PATH="$(CUDA_CHECK_ROOT)/bin:$$PATH" \
 	CUDA_COMPUTE_CAP=$(CUDA_CHECK_COMPUTE_CAP) \
-	CARGO_TARGET_DIR=$(CUDA_CHECK_TARGET_DIR) \
-		$(CARGO) check --features cuda $(addprefix -p ,$(CUDA_CRATES))
+		$(CARGO) clippy --workspace --all-targets --features oneword-model/cuda -- -D warnings
 
 # `--no-deps`: nvcc's wheel depends on the nvvm, runtime and crt wheels unpinned; they are all
 # pinned above, and must not be resolved again.

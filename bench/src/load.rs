@@ -27,7 +27,7 @@ pub fn decode_weight_bytes(c: &Gpt2Config) -> usize {
 pub struct Bench {
     cluster: Cluster,
     embeddings: Embeddings,
-    prompt: String,
+    pub(crate) prompt: String,
     /// `prompt`'s ids.
     prompt_ids: Vec<u32>,
     /// The id of " the", to make prompts of any length.
@@ -142,6 +142,11 @@ impl Bench {
             "itl_ms_p50": percentile_ms(itl.clone(), 0.5),
             "itl_ms_p99": percentile_ms(itl, 0.99),
         }))
+    }
+
+    /// A client of the gateway.
+    pub(crate) async fn gateway(&self) -> GatewayClient {
+        self.cluster.gateway().await
     }
 
     async fn gateway_stream(&self, mut client: GatewayClient) -> anyhow::Result<Timeline> {

@@ -1,12 +1,13 @@
-//! `make bench`'s measuring side for oneword: starts the four services in this process on a
+//! `make bench`'s measuring side for oneword: starts the five services in this process on a
 //! checkpoint, drives them at several concurrencies through the gateway (gRPC streams, as a
 //! client would) and through the decoder alone (gRPC steps with embeddings made here), measures
-//! prefill times and the machine's memory bandwidth, and writes one JSON document per system in
-//! the schema `bench/report.py` reads.
+//! prefill times, the transformer's latency beside n-gram generations, and the machine's memory
+//! bandwidth, and writes one JSON document per system in the schema `bench/report.py` reads.
 
 #![forbid(unsafe_code)]
 
 mod bandwidth;
+mod isolation;
 mod load;
 
 use std::path::PathBuf;
@@ -35,6 +36,10 @@ struct Args {
     /// Prompt lengths whose prefill time is measured.
     #[arg(long, value_delimiter = ',', default_value = "128,512,1024")]
     prefill: Vec<usize>,
+    /// Transformer streams whose inter-token latency is measured alone and beside n-gram
+    /// generations (`isolation.json`); 0 = skip.
+    #[arg(long, default_value_t = 16)]
+    isolation_streams: usize,
 }
 
 #[tokio::main]
@@ -89,6 +94,17 @@ async fn main() -> anyhow::Result<()> {
             }],
         });
         write(&args, file, &doc)?;
+    }
+    if args.isolation_streams > 0 {
+        let isolation = bench.ngram_isolation(args.isolation_streams).await?;
+        eprintln!(
+            "{} transformer streams: inter-token latency p50 {:.1} ms alone, {:.1} ms beside n-gram generations ({:.0} n-gram tokens/s)",
+            args.isolation_streams,
+            isolation["itl_ms_p50_alone"].as_f64().unwrap_or(f64::NAN),
+            isolation["itl_ms_p50_beside_ngram"].as_f64().unwrap_or(f64::NAN),
+            isolation["ngram_tokens_per_s"].as_f64().unwrap_or(f64::NAN),
+        );
+        write(&args, "isolation.json", &isolation)?;
     }
     Ok(())
 }

@@ -114,14 +114,16 @@ impl Downstream {
         Decoder::pick(&self.decoders, DECODER).await
     }
 
-    /// The baseline replica with the fewest generations in flight, or INVALID_ARGUMENT when this
-    /// gateway has none.
+    /// The baseline replica with the fewest generations in flight, or FAILED_PRECONDITION when
+    /// this gateway has none (a request naming an n-gram model is refused before, by name).
     pub async fn baseline(&self) -> Result<Decoder, Error> {
         match &self.baselines {
             Some(baselines) => Decoder::pick(baselines, BASELINE).await,
-            None => Err(Error::invalid(
-                "model",
-                "this gateway serves no n-gram baseline (its `--baseline` is empty)",
+            None => Err(Error::Downstream(
+                BASELINE,
+                tonic::Status::failed_precondition(
+                    "this gateway has no n-gram baseline (its --baseline is empty)",
+                ),
             )),
         }
     }

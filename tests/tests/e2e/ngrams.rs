@@ -278,3 +278,24 @@ async fn each_backend_refuses_what_is_the_others_and_a_baseline_down_is_unavaila
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_without_a_baseline_serves_the_transformer_alone() {
+    let cluster =
+        Cluster::start_configured(&hf_model(), |_| {}, |g| g.baseline = String::new()).await;
+    let mut gateway = cluster.gateway().await;
+    refused(
+        gateway.generate(generate("letters-2", "the", 1)).await,
+        Code::InvalidArgument,
+        "`model` is \"letters-2\"; this gateway serves",
+    );
+    refused(
+        gateway.corpus(dec::CorpusRequest::default()).await,
+        Code::FailedPrecondition,
+        "no n-gram baseline",
+    );
+    gateway
+        .generate(oneword_e2e::greedy("In the beginning", 3))
+        .await
+        .unwrap();
+}

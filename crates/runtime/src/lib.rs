@@ -21,4 +21,5 @@ pub use metrics::Metrics;
 pub use prometheus;
 pub use serve::{shutdown_signal, HttpApi, Listeners, ServeError, Server};
 pub use settings::Settings;
+pub use status::SessionError;
 pub use turns::{TurnError, Turns};

@@ -76,3 +76,35 @@ pub fn internal(context: &str, error: impl Display) -> Status {
     tracing::error!(%error, "{context}");
     Status::internal(format!("internal error while {context}"))
 }
+
+/// Why a step, fork or release of the session contract (`oneword.decoder.v1.Decoder`) was
+/// refused, in every backend that serves it (the decoder, the baseline), with its one status.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SessionError {
+    #[error("session `{0}` does not exist (it may have expired or been released)")]
+    NotFound(String),
+    #[error("session `{0}` already exists")]
+    Exists(String),
+    #[error(
+        "session `{0}` is in a step that is still running; send its next step after the answer"
+    )]
+    Busy(String),
+    #[error("session `{id}` holds {length} positions but the step starts at position {start}")]
+    PositionMismatch {
+        id: String,
+        length: usize,
+        start: usize,
+    },
+}
+
+impl From<SessionError> for Status {
+    fn from(error: SessionError) -> Status {
+        match error {
+            e @ SessionError::NotFound(_) => Status::not_found(e.to_string()),
+            e @ SessionError::Exists(_) => Status::already_exists(e.to_string()),
+            e @ (SessionError::Busy(_) | SessionError::PositionMismatch { .. }) => {
+                Status::failed_precondition(e.to_string())
+            }
+        }
+    }
+}

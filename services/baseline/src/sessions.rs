@@ -7,6 +7,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use oneword_runtime::SessionError;
+
 use crate::models::ModelName;
 use crate::Error;
 
@@ -84,21 +86,23 @@ impl Sessions {
                 ));
             }
             let length = match (step.create, self.sessions.get(id)) {
-                (Some(_), Some(_)) => return Err(Error::SessionExists(id.clone())),
+                (Some(_), Some(_)) => return Err(Error::Session(SessionError::Exists(id.clone()))),
                 (Some(_), None) => {
                     creating += 1;
                     0
                 }
-                (None, Some(s)) if s.busy => return Err(Error::SessionBusy(id.clone())),
+                (None, Some(s)) if s.busy => {
+                    return Err(Error::Session(SessionError::Busy(id.clone())))
+                }
                 (None, Some(s)) => s.ids.len(),
-                (None, None) => return Err(Error::SessionNotFound(id.clone())),
+                (None, None) => return Err(Error::Session(SessionError::NotFound(id.clone()))),
             };
             if step.start_position != length {
-                return Err(Error::PositionMismatch {
+                return Err(Error::Session(SessionError::PositionMismatch {
                     id: id.clone(),
                     length,
                     start: step.start_position,
-                });
+                }));
             }
             let context = self.limits.context;
             if length + step.token_ids.len() > context {
@@ -165,7 +169,9 @@ impl Sessions {
                     }
                 }
                 return match lost {
-                    Some(step) => Err(Error::SessionNotFound(step.session_id.clone())),
+                    Some(step) => Err(Error::Session(SessionError::NotFound(
+                        step.session_id.clone(),
+                    ))),
                     None => Ok(()),
                 };
             }
@@ -186,8 +192,10 @@ impl Sessions {
     pub fn fork(&mut self, source: &str, targets: &[String], now: Instant) -> Result<(), Error> {
         self.expire(now);
         let (model, ids) = match self.sessions.get_mut(source) {
-            None => return Err(Error::SessionNotFound(source.to_string())),
-            Some(s) if s.busy => return Err(Error::SessionBusy(source.to_string())),
+            None => return Err(Error::Session(SessionError::NotFound(source.to_string()))),
+            Some(s) if s.busy => {
+                return Err(Error::Session(SessionError::Busy(source.to_string())))
+            }
             Some(s) => {
                 s.last_used = now;
                 (s.model, s.ids.clone())
@@ -195,7 +203,7 @@ impl Sessions {
         };
         for (i, target) in targets.iter().enumerate() {
             if self.sessions.contains_key(target) || targets[..i].contains(target) {
-                return Err(Error::SessionExists(target.clone()));
+                return Err(Error::Session(SessionError::Exists(target.clone())));
             }
         }
         let max = self.limits.max_sessions;
@@ -275,11 +283,11 @@ mod tests {
         let wrong = run(&mut s, &[step("a", false, 2, &[4])], t0).unwrap_err();
         assert!(matches!(
             wrong,
-            Error::PositionMismatch {
+            Error::Session(SessionError::PositionMismatch {
                 length: 3,
                 start: 2,
                 ..
-            }
+            })
         ));
     }
 
@@ -300,10 +308,13 @@ mod tests {
         run(&mut s, &[step("a", true, 0, &[1])], t0).unwrap();
         let first = [step("a", false, 1, &[2])];
         s.begin(&first, t0).unwrap();
-        assert!(matches!(s.begin(&first, t0), Err(Error::SessionBusy(_))));
+        assert!(matches!(
+            s.begin(&first, t0),
+            Err(Error::Session(SessionError::Busy(_)))
+        ));
         assert!(matches!(
             s.fork("a", &["b".into()], t0),
-            Err(Error::SessionBusy(_))
+            Err(Error::Session(SessionError::Busy(_)))
         ));
         s.finish(&first, Some(vec![vec![1, 2]]), t0).unwrap();
         s.fork("a", &["b".into()], t0).unwrap();
@@ -335,7 +346,7 @@ mod tests {
             .collect();
         assert_eq!(s.release(&["a".into()]), 1);
         assert!(
-            matches!(s.finish(&steps, Some(inputs), t0), Err(Error::SessionNotFound(id)) if id == "a")
+            matches!(s.finish(&steps, Some(inputs), t0), Err(Error::Session(SessionError::NotFound(id))) if id == "a")
         );
         assert_eq!(s.len(t0), 0, "the step that lost a session created nothing");
     }
@@ -346,7 +357,7 @@ mod tests {
         let steps = [step("a", true, 0, &[1]), step("b", false, 0, &[1])];
         assert!(matches!(
             s.begin(&steps, t0),
-            Err(Error::SessionNotFound(_))
+            Err(Error::Session(SessionError::NotFound(_)))
         ));
         assert_eq!(s.len(t0), 0);
         let twice = [step("a", true, 0, &[1]), step("a", true, 0, &[1])];
@@ -415,7 +426,7 @@ mod tests {
                 &[step("busy", false, 2, &[3])],
                 t0 + Duration::from_secs(21)
             ),
-            Err(Error::SessionNotFound(_))
+            Err(Error::Session(SessionError::NotFound(_)))
         ));
     }
 }

@@ -8,20 +8,9 @@ pub enum Error {
     /// A request field is out of range; carries the field name and the message.
     #[error("{1}")]
     InvalidArgument(String, String),
-    #[error("session `{0}` does not exist (it may have expired or been released)")]
-    SessionNotFound(String),
-    #[error("session `{0}` already exists")]
-    SessionExists(String),
-    #[error(
-        "session `{0}` is in a step that is still running; send its next step after the answer"
-    )]
-    SessionBusy(String),
-    #[error("session `{id}` holds {length} positions but the step starts at position {start}")]
-    PositionMismatch {
-        id: String,
-        length: usize,
-        start: usize,
-    },
+    /// A session was not as the step, fork or release needed (the contract's own errors).
+    #[error(transparent)]
+    Session(#[from] oneword_runtime::SessionError),
     #[error("{0}")]
     Overloaded(String),
     #[error("the decoder is shutting down")]
@@ -63,11 +52,7 @@ impl From<Error> for Status {
             Error::InvalidArgument(field, message) => {
                 oneword_runtime::status::invalid_argument(&field, message)
             }
-            e @ Error::SessionNotFound(_) => Status::not_found(e.to_string()),
-            e @ Error::SessionExists(_) => Status::already_exists(e.to_string()),
-            e @ (Error::PositionMismatch { .. } | Error::SessionBusy(_)) => {
-                Status::failed_precondition(e.to_string())
-            }
+            Error::Session(e) => e.into(),
             e @ Error::Overloaded(_) => Status::resource_exhausted(e.to_string()),
             e @ Error::ShuttingDown => Status::unavailable(e.to_string()),
             Error::Model(e) => oneword_runtime::status::internal("running the model", e),

@@ -13,7 +13,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use oneword_model::{KvCache, LogitsAt, ModelError, Sequence, Transformer};
-use oneword_runtime::Clock;
+use oneword_runtime::{Clock, SessionError};
 use oneword_sampling::Picked;
 use rayon::prelude::*;
 
@@ -288,7 +288,7 @@ impl Worker {
                 .map(|p| p.input.session_id.clone());
             if run.reply.is_closed() || lost.is_some() {
                 let run = self.running.swap_remove(i);
-                let error = Error::SessionNotFound(lost.unwrap_or_default());
+                let error = Error::Session(SessionError::NotFound(lost.unwrap_or_default()));
                 self.undo(run, error);
             } else {
                 i += 1;
@@ -384,18 +384,20 @@ impl Worker {
             }
             let session = self.sessions.get(id);
             match (session, input.create) {
-                (Some(_), true) => return Err(Error::SessionExists(id.clone())),
-                (None, false) => return Err(Error::SessionNotFound(id.clone())),
-                (Some(s), false) if s.busy => return Err(Error::SessionBusy(id.clone())),
+                (Some(_), true) => return Err(Error::Session(SessionError::Exists(id.clone()))),
+                (None, false) => return Err(Error::Session(SessionError::NotFound(id.clone()))),
+                (Some(s), false) if s.busy => {
+                    return Err(Error::Session(SessionError::Busy(id.clone())))
+                }
                 _ => {}
             }
             let length = session.map_or(0, |s| s.cache.len());
             if input.start_position != length {
-                return Err(Error::PositionMismatch {
+                return Err(Error::Session(SessionError::PositionMismatch {
                     id: id.clone(),
                     length,
                     start: input.start_position,
-                });
+                }));
             }
             let n_new = input.embeddings.dims()[0];
             if length + n_new > context {
@@ -614,17 +616,19 @@ impl Worker {
 
     fn fork(&mut self, source: &str, targets: Vec<String>) -> Result<(), Error> {
         let cache = match self.sessions.get_mut(source) {
-            Some(session) if session.busy => return Err(Error::SessionBusy(source.to_string())),
+            Some(session) if session.busy => {
+                return Err(Error::Session(SessionError::Busy(source.to_string())))
+            }
             Some(session) => {
                 session.last_used = self.clock.now();
                 session.cache.clone()
             }
-            None => return Err(Error::SessionNotFound(source.to_string())),
+            None => return Err(Error::Session(SessionError::NotFound(source.to_string()))),
         };
         let mut unique = HashSet::new();
         for target in &targets {
             if self.sessions.contains_key(target) || !unique.insert(target) {
-                return Err(Error::SessionExists(target.clone()));
+                return Err(Error::Session(SessionError::Exists(target.clone())));
             }
         }
         let (budget, max_sessions) = (self.limits.kv_budget_tokens, self.limits.max_sessions);

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use candle_core::{DType, Device, Tensor};
 use oneword_model::{Checkpoint, Transformer};
-use oneword_runtime::Clock;
+use oneword_runtime::{Clock, SessionError};
 use tokio::sync::oneshot::{self, error::TryRecvError};
 
 use super::Worker;
@@ -241,7 +241,9 @@ fn releasing_a_session_in_a_running_step_undoes_the_step_as_not_found() {
     let (reply, _released) = oneshot::channel();
     w.accept(Job::Release(vec!["a".into()], reply));
     turn(&mut w);
-    assert!(matches!(answered(&mut running), Err(Error::SessionNotFound(id)) if id == "a"));
+    assert!(
+        matches!(answered(&mut running), Err(Error::Session(SessionError::NotFound(id))) if id == "a")
+    );
     assert_eq!(w.usage().sessions, 0);
 }
 
@@ -252,10 +254,13 @@ fn a_session_in_a_running_step_is_busy_for_steps_and_forks() {
     turn(&mut w);
     let mut second = send(&mut w, vec![step("a", 8, 1)]);
     turn(&mut w);
-    assert!(matches!(answered(&mut second), Err(Error::SessionBusy(_))));
+    assert!(matches!(
+        answered(&mut second),
+        Err(Error::Session(SessionError::Busy(_)))
+    ));
     assert!(matches!(
         w.fork("a", vec!["b".into()]),
-        Err(Error::SessionBusy(_))
+        Err(Error::Session(SessionError::Busy(_)))
     ));
 }
 
@@ -276,7 +281,7 @@ fn a_fork_reserves_what_its_copies_hold_within_the_budget_and_the_session_count(
     assert_eq!(length(&w, "c"), Some(5));
     assert!(matches!(
         w.fork("a", vec!["b".into()]),
-        Err(Error::SessionExists(_))
+        Err(Error::Session(SessionError::Exists(_)))
     ));
     // The copies are sessions of their own: one grows, the source does not.
     let mut b = send(&mut w, vec![step("b", 5, 1)]);

@@ -28,7 +28,13 @@ fi
 
 BUILD="$WORK/llama-build"
 if [ ! -x "$BUILD/bin/llama-batched-bench" ] || [ ! -x "$BUILD/bin/llama-bench" ]; then
-    command -v cmake >/dev/null || python3 -m pip install --quiet --user cmake ninja
+    # cmake from PyPI into a venv of its own when the machine has none: a `--user` install lands
+    # where PATH may not reach on a fresh machine.
+    if ! command -v cmake >/dev/null; then
+        [ -x "$WORK/tools/bin/cmake" ] || {
+            python3 -m venv "$WORK/tools" && "$WORK/tools/bin/pip" install --quiet cmake ninja; }
+        export PATH="$WORK/tools/bin:$PATH"
+    fi
     cmake -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
         -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF >/dev/null
     nice -n 10 cmake --build "$BUILD" --target llama-batched-bench llama-bench -j "$(nproc)" >/dev/null

@@ -1,4 +1,4 @@
-//! The `oneword` command against the four real services, called through its library as `main`
+//! The `oneword` command against the real services, called through its library as `main`
 //! calls it: what reaches stdout and stderr, the `--json` forms, and the exit codes.
 
 use std::collections::BTreeMap;

@@ -1,4 +1,4 @@
-//! Generation through all four services: streaming, determinism, seeds, `n`, stop sequences,
+//! Generation through the real services: streaming, determinism, seeds, `n`, stop sequences,
 //! UTF-8 safety, the next-token table against transformers, and sessions released afterwards.
 
 use std::time::Duration;

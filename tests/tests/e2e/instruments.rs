@@ -1,4 +1,4 @@
-//! The essay's instruments through the four real services: what the gateway's Score, Inspect and
+//! The essay's instruments through the real services: what the gateway's Score, Inspect and
 //! Weights return, against transformers' references, the checkpoint file itself, and what
 //! generation reports for the same tokens.
 

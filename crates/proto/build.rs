@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "oneword/tokenizer/v1/tokenizer.proto",
         "oneword/embedder/v1/embedder.proto",
         "oneword/decoder/v1/decoder.proto",
+        "oneword/index/v1/index.proto",
         "oneword/gateway/v1/gateway.proto",
     ]
     .map(|f| root.join(f));

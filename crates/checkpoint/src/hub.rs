@@ -18,15 +18,51 @@ pub fn resolve(model: &str) -> Result<PathBuf, CheckpointError> {
         check_dir(as_path)?;
         return Ok(as_path.to_path_buf());
     }
-    if model.starts_with('.') || model.starts_with('/') || model.matches('/').count() > 1 {
-        return Err(CheckpointError::NotFound(format!(
-            "`{model}` is not a directory (set MODEL to a directory holding config.json and model.safetensors, or to a Hugging Face id such as gpt2)"
-        )));
-    }
-    if let Some(dir) = cached(model) {
+    check_id(model)?;
+    if let Some(dir) = cached(model, &WEIGHT_FILES).filter(|dir| TokenizerFiles::find(dir).is_ok())
+    {
         return Ok(dir);
     }
-    download(model)
+    download(model, |repo, unreachable| {
+        let dir = fetch_all(repo, &WEIGHT_FILES, &unreachable)?;
+        // Prefer tokenizer.json; older repos only have the vocab.json + merges.txt pair.
+        if repo.get(TOKENIZER_FILES[0]).is_err() {
+            fetch_all(repo, &TOKENIZER_FILES[1..], &unreachable)?;
+        }
+        Ok(dir)
+    })
+}
+
+/// Files a sentence-transformers checkpoint needs: the transformer, its tokenizer, and the
+/// pipeline after it (see [`crate::SentenceConfig`]).
+const SENTENCE_FILES: [&str; 5] = [
+    "config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "modules.json",
+    "1_Pooling/config.json",
+];
+/// Read when present: the token limit.
+const SENTENCE_OPTIONAL: &str = "sentence_bert_config.json";
+
+/// Resolves a sentence-embedding model (a directory, or a Hugging Face id such as
+/// `sentence-transformers/all-MiniLM-L6-v2`) as [`resolve`] does a GPT-2.
+pub fn resolve_sentence(model: &str) -> Result<PathBuf, CheckpointError> {
+    let as_path = Path::new(model);
+    if as_path.is_dir() {
+        check_files(as_path, &SENTENCE_FILES)?;
+        return Ok(as_path.to_path_buf());
+    }
+    check_id(model)?;
+    if let Some(dir) = cached(model, &SENTENCE_FILES) {
+        return Ok(dir);
+    }
+    download(model, |repo, unreachable| {
+        let dir = fetch_all(repo, &SENTENCE_FILES, &unreachable)?;
+        // Older checkpoints have no settings file; the model's own limit applies then.
+        let _ = repo.get(SENTENCE_OPTIONAL);
+        Ok(dir)
+    })
 }
 
 /// Resolves `model` for a service that reads only the tokenizer files (the tokenizer, the n-gram
@@ -39,25 +75,44 @@ pub fn resolve_tokenizer(model: &str) -> Result<PathBuf, CheckpointError> {
     resolve(model)
 }
 
-/// The cached snapshot of `id`, if every needed file is already in the Hugging Face cache.
-fn cached(id: &str) -> Option<PathBuf> {
-    let repo = hf_hub::Cache::from_env().model(id.to_string());
-    let config = repo.get("config.json")?;
-    repo.get("model.safetensors")?;
-    let has_tokenizer = repo.get("tokenizer.json").is_some()
-        || (repo.get("vocab.json").is_some() && repo.get("merges.txt").is_some());
-    has_tokenizer.then(|| {
-        config
-            .parent()
-            .expect("a cached file has a folder, this is a bug")
-            .to_path_buf()
-    })
+/// Refuses what is meant as a path but is not a directory, rather than asking the hub for it.
+fn check_id(model: &str) -> Result<(), CheckpointError> {
+    if model.starts_with('.') || model.starts_with('/') || model.matches('/').count() > 1 {
+        return Err(CheckpointError::NotFound(format!(
+            "`{model}` is not a directory (give a directory holding the checkpoint's files, or a Hugging Face id such as gpt2)"
+        )));
+    }
+    Ok(())
 }
 
-fn download(id: &str) -> Result<PathBuf, CheckpointError> {
+/// The cached snapshot of `id`, if every one of `files` is already in the Hugging Face cache.
+fn cached(id: &str, files: &[&str]) -> Option<PathBuf> {
+    let repo = hf_hub::Cache::from_env().model(id.to_string());
+    let first = repo.get(files[0])?;
+    for file in &files[1..] {
+        repo.get(file)?;
+    }
+    // Files of one snapshot share its folder; a nested one (1_Pooling/…) is not first.
+    Some(
+        first
+            .parent()
+            .expect("a cached file has a folder, this is a bug")
+            .to_path_buf(),
+    )
+}
+
+type Unreachable<'a> = dyn Fn(hf_hub::api::sync::ApiError) -> CheckpointError + 'a;
+
+fn download(
+    id: &str,
+    fetch: impl FnOnce(
+        &hf_hub::api::sync::ApiRepo,
+        &Unreachable<'_>,
+    ) -> Result<PathBuf, CheckpointError>,
+) -> Result<PathBuf, CheckpointError> {
     let unreachable = |e: hf_hub::api::sync::ApiError| {
         CheckpointError::NotFound(format!(
-            "could not download `{id}` from the Hugging Face hub ({e}), and it is not in the local Hugging Face cache; without network, set MODEL to a directory holding config.json, model.safetensors and the tokenizer files (`make demo-model` writes a small one)"
+            "could not download `{id}` from the Hugging Face hub ({e}), and it is not in the local Hugging Face cache; without network, give a directory holding the checkpoint's files instead"
         ))
     };
     tracing::info!(model = id, "downloading from the Hugging Face hub");
@@ -65,24 +120,30 @@ fn download(id: &str) -> Result<PathBuf, CheckpointError> {
         .with_progress(true)
         .build()
         .map_err(unreachable)?;
-    let repo = api.model(id.to_string());
+    fetch(&api.model(id.to_string()), &unreachable)
+}
+
+/// Downloads `files` (the first one at the top of the repository) and returns their folder.
+fn fetch_all(
+    repo: &hf_hub::api::sync::ApiRepo,
+    files: &[&str],
+    unreachable: &Unreachable<'_>,
+) -> Result<PathBuf, CheckpointError> {
     let mut dir = None;
-    for file in WEIGHT_FILES {
+    for file in files {
         let path = repo.get(file).map_err(unreachable)?;
-        dir = path.parent().map(Path::to_path_buf);
+        dir = dir.or_else(|| path.parent().map(Path::to_path_buf));
     }
-    // Prefer tokenizer.json; older repos only have the vocab.json + merges.txt pair.
-    if repo.get(TOKENIZER_FILES[0]).is_err() {
-        for file in &TOKENIZER_FILES[1..] {
-            repo.get(file).map_err(unreachable)?;
-        }
-    }
-    dir.ok_or_else(|| CheckpointError::NotFound(format!("`{id}` downloaded to no folder")))
+    dir.ok_or_else(|| CheckpointError::NotFound("the download landed in no folder".into()))
 }
 
 /// Checks that a directory holds a checkpoint, naming what is missing.
 pub fn check_dir(dir: &Path) -> Result<(), CheckpointError> {
-    let missing: Vec<&str> = WEIGHT_FILES
+    check_files(dir, &WEIGHT_FILES)
+}
+
+fn check_files(dir: &Path, files: &[&str]) -> Result<(), CheckpointError> {
+    let missing: Vec<&str> = files
         .iter()
         .copied()
         .filter(|f| !dir.join(f).is_file())

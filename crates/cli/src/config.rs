@@ -5,11 +5,13 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod instruments;
+mod search;
 
 pub use instruments::{
     AttentionArgs, CompareArgs, CorpusArgs, EmbeddingModuleArgs, LensArgs, NearestArgs,
     PictureArgs, RandomWordsArgs, RanksArgs, ScoreArgs, SentenceArgs, WeightsArgs, WordsArgs,
 };
+pub use search::{EmbedArgs, SimilarityArgs};
 
 /// Help heading of the flags every command takes.
 const GLOBAL: &str = "Global options";
@@ -162,6 +164,13 @@ pub enum Command {
     /// block's weight values.
     #[command(after_long_help = JSON_HELP)]
     Weights(WeightsArgs),
+    /// Text embeddings for similarity search (all-MiniLM-L6-v2 by default): each text's token
+    /// count and vector.
+    #[command(after_long_help = JSON_HELP)]
+    Embed(EmbedArgs),
+    /// Rank texts by the cosine similarity of their embeddings to a source text. With --json:
+    /// one object {"source", "texts", "scores"} in the order given.
+    Similarity(SimilarityArgs),
 }
 
 const GENERATE_ABOUT: &str = "\

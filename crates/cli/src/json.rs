@@ -37,6 +37,7 @@ named! {
     gw::InspectResponse => "oneword.gateway.v1.InspectResponse",
     gw::WordsResponse => "oneword.gateway.v1.WordsResponse",
     gw::NearestResponse => "oneword.gateway.v1.NearestResponse",
+    gw::EmbedResponse => "oneword.gateway.v1.EmbedResponse",
     dec::CorpusResponse => "oneword.decoder.v1.CorpusResponse",
     dec::WeightsResponse => "oneword.decoder.v1.WeightsResponse",
 }

@@ -27,16 +27,7 @@ impl Checkpoint {
     pub fn load(model: &str, device: &str, dtype: &str) -> Result<Self> {
         let dir = oneword_checkpoint::hub::resolve(model)?;
         let device = load_device(device)?;
-        let dtype = match (dtype, device.is_cuda()) {
-            ("auto", false) | ("f32", _) => DType::F32,
-            ("auto", true) | ("f16", _) => DType::F16,
-            ("bf16", _) => DType::BF16,
-            (other, _) => {
-                return Err(ModelError::Input(format!(
-                    "`dtype` must be auto, f32, f16 or bf16, got {other:?}"
-                )))
-            }
-        };
+        let dtype = pick_dtype(dtype, &device)?;
         Self::open(&dir, dtype, &device)
     }
 
@@ -71,6 +62,20 @@ impl Checkpoint {
             vb,
         })
     }
+}
+
+/// The dtype named by `spec` for weights on `device`: `auto` is f32 on the CPU and f16 on CUDA.
+pub fn pick_dtype(spec: &str, device: &Device) -> Result<DType> {
+    Ok(match (spec, device.is_cuda()) {
+        ("auto", false) | ("f32", _) => DType::F32,
+        ("auto", true) | ("f16", _) => DType::F16,
+        ("bf16", _) => DType::BF16,
+        (other, _) => {
+            return Err(ModelError::Input(format!(
+                "`dtype` must be auto, f32, f16 or bf16, got {other:?}"
+            )))
+        }
+    })
 }
 
 /// The device named by `spec`: `cpu`, `cuda` / `cuda:N`, or `auto` (the first GPU if this build

@@ -1,7 +1,8 @@
 //! GPT-2 on candle: the configuration, finding and loading Hugging Face checkpoints, the
 //! embedding module, the transformer blocks with KV caches kept outside the model (so one
 //! immutable model serves many sessions),
-//! and writing small checkpoints for tests and benchmarks.
+//! and writing small checkpoints for tests and benchmarks; and the sentence-embedding model
+//! (a BERT) whose vectors similarity search uses.
 
 mod attention;
 pub mod checkpoint;
@@ -11,6 +12,7 @@ mod host;
 pub mod inspect;
 mod kernels;
 pub mod kv_cache;
+pub mod sentence;
 pub mod tiny;
 pub mod wire;
 
@@ -22,6 +24,7 @@ pub use gpt2::{LogitsAt, Sequence, Transformer};
 pub use inspect::{Inspection, BLOCK_MATRICES};
 pub use kv_cache::KvCache;
 pub use oneword_checkpoint::Gpt2Config;
+pub use sentence::SentenceEncoder;
 
 /// Why a model could not be found, loaded or run.
 #[derive(Debug, thiserror::Error)]

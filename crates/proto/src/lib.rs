@@ -24,6 +24,11 @@ pub mod decoder {
         tonic::include_proto!("oneword.decoder.v1");
     }
 }
+pub mod index {
+    pub mod v1 {
+        tonic::include_proto!("oneword.index.v1");
+    }
+}
 pub mod tensor;
 
 pub mod gateway {

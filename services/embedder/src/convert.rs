@@ -11,6 +11,8 @@ use crate::nearest::{DEFAULT_TOP, MAX_TOP};
 use crate::words::{Groups, WordMap};
 use crate::Error;
 
+pub mod text;
+
 /// What validation needs to know about the served model.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {

@@ -1,5 +1,6 @@
 //! The embedder's errors and their one mapping to gRPC statuses.
 
+use oneword_runtime::TurnError;
 use tonic::Status;
 
 /// Everything an embedder request can fail with.
@@ -14,6 +15,23 @@ pub enum Error {
     Wire(#[from] oneword_model::wire::TensorWireError),
     #[error("the lookup task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// The request needs something this embedder was not started with.
+    #[error("{0}")]
+    NotServed(String),
+    /// Too many requests are waiting already.
+    #[error("{0}")]
+    Overloaded(String),
+    #[error("the embedder is shutting down")]
+    ShuttingDown,
+}
+
+impl From<TurnError> for Error {
+    fn from(e: TurnError) -> Self {
+        match e {
+            TurnError::Full(message) => Error::Overloaded(message),
+            TurnError::Closed => Error::ShuttingDown,
+        }
+    }
 }
 
 impl Error {
@@ -28,6 +46,9 @@ impl From<Error> for Status {
             Error::InvalidArgument(field, message) => {
                 oneword_runtime::status::invalid_argument(&field, message)
             }
+            Error::NotServed(message) => Status::failed_precondition(message),
+            Error::Overloaded(message) => Status::resource_exhausted(message),
+            e @ Error::ShuttingDown => Status::unavailable(e.to_string()),
             e @ (Error::Model(_) | Error::Wire(_) | Error::Task(_)) => {
                 oneword_runtime::status::internal("looking up embeddings", e)
             }

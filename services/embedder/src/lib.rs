@@ -1,7 +1,8 @@
 //! The embedder service: GPT-2's embedding module. It gives the decoder its input,
 //! `wte[id] + wpe[position]` per token (and the two parts apart), and anyone the raw token
 //! vectors `wte[id]`, word vectors with their distances and projection (the essay's meaning
-//! space), and the tokens nearest a word over the whole vocabulary.
+//! space), and the tokens nearest a word over the whole vocabulary. It also serves text
+//! embeddings from a sentence-embedding model (all-MiniLM-L6-v2 by default) for similarity search.
 
 #![forbid(unsafe_code)]
 
@@ -12,13 +13,14 @@ mod lookup;
 mod nearest;
 mod pca;
 mod service;
+mod text;
 mod words;
 
 use std::future::Future;
 
 use anyhow::Context;
 use candle_core::DType;
-use oneword_model::{Checkpoint, Embeddings};
+use oneword_model::{Checkpoint, Embeddings, SentenceEncoder};
 use oneword_proto::embedder::v1::embedder_server::EmbedderServer;
 use oneword_runtime::{Listeners, Metrics, Server};
 use tonic::codec::CompressionEncoding;
@@ -96,7 +98,34 @@ fn load(config: &Config) -> anyhow::Result<service::EmbedderService> {
         lookups: lookup::Lookups::new(tables, cores),
         limits,
         model,
+        text: load_text_model(config)?,
     })
+}
+
+/// The sentence-embedding model named by `--text-model`, loaded and warmed up; `None` if empty.
+fn load_text_model(config: &Config) -> anyhow::Result<Option<text::TextModel>> {
+    if config.text_model.is_empty() {
+        return Ok(None);
+    }
+    anyhow::ensure!(
+        config.max_texts > 0,
+        "`--max-texts` must be at least 1, got 0"
+    );
+    let encoder = SentenceEncoder::load(&config.text_model, &config.device, &config.dtype)
+        .with_context(|| format!("loading the text model `{}`", config.text_model))?;
+    let warm = encoder
+        .encode_text("warming up")
+        .context("warming up the text model")?;
+    encoder
+        .embed(&[warm], true)
+        .context("warming up the text model")?;
+    tracing::info!(text_model = %config.text_model, dir = %encoder.dir.display(), dimensions = encoder.dimensions, max_tokens = encoder.max_tokens, pooling = encoder.pooling().name(), "text model loaded");
+    Ok(Some(text::TextModel::new(
+        encoder,
+        config.text_model.clone(),
+        config.max_texts,
+        config.text_queue,
+    )))
 }
 
 /// The request limits, lowered where the largest answer would not fit in `--max-message-bytes`.

@@ -6,13 +6,16 @@ use tonic::{Request, Response, Status};
 
 use crate::convert::{self, Limits};
 use crate::lookup::Lookups;
-use crate::words;
+use crate::text::TextModel;
+use crate::{words, Error};
 
 /// The service state shared by all calls.
 pub struct EmbedderService {
     pub lookups: Lookups,
     pub limits: Limits,
     pub model: common::ModelInfo,
+    /// The sentence-embedding model, if the embedder was started with one.
+    pub text: Option<TextModel>,
 }
 
 #[tonic::async_trait]
@@ -98,6 +101,20 @@ impl pb::embedder_server::Embedder for EmbedderService {
         Ok(Response::new(response))
     }
 
+    async fn embed_text(
+        &self,
+        request: Request<pb::EmbedTextRequest>,
+    ) -> Result<Response<pb::EmbedTextResponse>, Status> {
+        let model = self.text.as_ref().ok_or_else(|| {
+            Error::NotServed(
+                "this embedder serves no text model (start it with `--text-model`)".into(),
+            )
+        })?;
+        let input = convert::text::text_request(request.into_inner(), model)?;
+        let vectors = model.embed(input).await?;
+        Ok(Response::new(convert::text::text_response(vectors, model)))
+    }
+
     async fn info(
         &self,
         _: Request<pb::InfoRequest>,
@@ -107,6 +124,7 @@ impl pb::embedder_server::Embedder for EmbedderService {
             max_batch_tokens: self.limits.max_batch_tokens as u32,
             max_parts_tokens: self.limits.max_parts_tokens as u32,
             max_words: self.limits.max_words as u32,
+            text_model: self.text.as_ref().map(convert::text::text_model_info),
         }))
     }
 }

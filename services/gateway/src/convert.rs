@@ -8,8 +8,10 @@ use oneword_proto::gateway::v1 as pb;
 
 use crate::{Config, Error};
 
+mod embeddings;
 mod instruments;
 
+pub use embeddings::{embed_request, embed_response, embedding_model};
 pub use instruments::{CompareParams, InspectParams, ScoreParams, ScoreText};
 
 /// A valid generation request.

@@ -313,6 +313,37 @@ impl Downstream {
             .into_inner())
     }
 
+    /// Text embeddings from the embedder's text model.
+    pub async fn embed_text(
+        &self,
+        request: emb::EmbedTextRequest,
+        deadline: &Deadline,
+    ) -> Result<emb::EmbedTextResponse, Error> {
+        Ok(self
+            .embedder()
+            .await?
+            .embed_text(deadline.request(request))
+            .await
+            .map_err(|s| failed(EMBEDDER, s, deadline))?
+            .into_inner())
+    }
+
+    /// The embedder's text model, asked each time (an embedder may be restarted with another
+    /// model); `None` when it serves none.
+    pub async fn text_model(
+        &self,
+        deadline: &Deadline,
+    ) -> Result<Option<emb::TextModelInfo>, Error> {
+        Ok(self
+            .embedder()
+            .await?
+            .info(deadline.request(emb::InfoRequest {}))
+            .await
+            .map_err(|s| failed(EMBEDDER, s, deadline))?
+            .into_inner()
+            .text_model)
+    }
+
     /// Input embeddings of `ids` at `positions`.
     pub async fn embed(
         &self,

@@ -14,7 +14,9 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
-use crate::convert::{CompareParams, GenerateParams, InspectParams, NextTokensParams, ScoreParams};
+use crate::convert::{
+    self, CompareParams, GenerateParams, InspectParams, NextTokensParams, ScoreParams,
+};
 use crate::downstream::Downstream;
 use crate::generate::generate;
 use crate::metrics::GatewayMetrics;
@@ -269,6 +271,19 @@ impl pb::gateway_server::Gateway for GatewayService {
         Ok(Response::new(counted))
     }
 
+    async fn embed(
+        &self,
+        request: Request<pb::EmbedRequest>,
+    ) -> Result<Response<pb::EmbedResponse>, Status> {
+        let deadline = Deadline::of(&request);
+        let _permit = self.admit()?;
+        let request = convert::embed_request(request.into_inner());
+        let answer = deadline
+            .within(async { Ok(self.downstream.embed_text(request, &deadline).await?) })
+            .await?;
+        Ok(Response::new(convert::embed_response(answer)))
+    }
+
     async fn info(
         &self,
         request: Request<pb::InfoRequest>,
@@ -277,6 +292,8 @@ impl pb::gateway_server::Gateway for GatewayService {
         let model = deadline
             .within(async { Ok(self.downstream.model(&deadline).await?) })
             .await?;
+        // The text model is an extra: while the embedder is down, Info still answers.
+        let text_model = self.downstream.text_model(&deadline).await.ok().flatten();
         let c = &self.config;
         Ok(Response::new(pb::InfoResponse {
             model: Some(model.info.clone()),
@@ -285,6 +302,10 @@ impl pb::gateway_server::Gateway for GatewayService {
             max_stop_sequences: c.max_stop_sequences,
             max_stop_sequence_bytes: c.max_stop_sequence_bytes,
             max_top_n: c.max_top_n,
+            embedding_models: text_model
+                .map(convert::embedding_model)
+                .into_iter()
+                .collect(),
         }))
     }
 }

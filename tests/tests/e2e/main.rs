@@ -7,6 +7,7 @@
 mod cli;
 mod concurrency;
 mod docs;
+mod embeddings;
 mod errors;
 mod generation;
 mod http;

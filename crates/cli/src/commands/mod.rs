@@ -14,6 +14,7 @@ use crate::render::{self, Style};
 mod corpus;
 mod generate;
 mod instruments;
+mod search;
 
 /// Where a command writes: stdout for the answer, stderr for what is about it.
 pub struct Output<'a> {
@@ -61,6 +62,8 @@ pub async fn run(cli: Cli, io: &mut Output<'_>) -> Result<(), Error> {
         Command::RandomWords(args) => corpus::random_words(&mut gateway, ctx, args, io).await,
         Command::Sentence(args) => corpus::sentence(&mut gateway, ctx, args, io).await,
         Command::Weights(args) => instruments::weights(&mut gateway, ctx, args, io).await,
+        Command::Embed(args) => search::embed(&mut gateway, ctx, args, io).await,
+        Command::Similarity(args) => search::similarity(&mut gateway, ctx, args, io).await,
     }?;
     io.out.flush()?;
     Ok(())

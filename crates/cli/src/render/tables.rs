@@ -170,6 +170,15 @@ pub fn info(resp: &gw::InfoResponse) -> String {
             resp.max_stop_sequences, resp.max_stop_sequence_bytes
         ),
     ));
+    for m in &resp.embedding_models {
+        lines.push((
+            "text embeddings",
+            format!(
+                "{}: {} dimensions, {} pooling, at most {} tokens and {} texts a request",
+                m.name, m.dimensions, m.pooling, m.max_tokens, m.max_texts
+            ),
+        ));
+    }
     let key_width = lines
         .iter()
         .map(|(k, _)| k.chars().count())

@@ -1,8 +1,9 @@
 //! The OpenAI-compatible HTTP API (axum, on its own port): `POST /v1/completions` (streamed as
-//! server-sent events when asked), `GET /v1/models` and `GET /health`. It runs the same
+//! server-sent events when asked), `POST /v1/embeddings`, `GET /v1/models` and `GET /health`. It runs the same
 //! validation and generation loop as the gRPC API; only the shapes differ.
 
 mod completions;
+mod embeddings;
 mod errors;
 
 use std::sync::Arc;
@@ -21,7 +22,11 @@ use crate::service::GatewayService;
 pub use errors::ApiError;
 
 /// The paths metrics name (anything else is counted as `other`).
-const PATHS: &[&str] = &["/v1/completions", "/v1/models", "/health"];
+const PATHS: &[&str] = &["/v1/completions", "/v1/embeddings", "/v1/models", "/health"];
+
+/// Largest `/v1/embeddings` body: a full batch of texts at the model's token limit, with room
+/// for JSON escapes.
+const EMBEDDINGS_BODY_LIMIT: usize = 8 << 20;
 
 /// The HTTP API over `gateway`.
 pub fn api(gateway: Arc<GatewayService>) -> HttpApi {
@@ -30,6 +35,11 @@ pub fn api(gateway: Arc<GatewayService>) -> HttpApi {
     let v1 = Router::new()
         .route("/v1/completions", post(completions::create))
         .route("/v1/models", get(models))
+        .route(
+            "/v1/embeddings",
+            post(embeddings::create)
+                .layer(axum::extract::DefaultBodyLimit::max(EMBEDDINGS_BODY_LIMIT)),
+        )
         .layer(axum::middleware::from_fn_with_state(
             gateway.clone(),
             require_key,
@@ -99,8 +109,26 @@ async fn models(State(gateway): State<Arc<GatewayService>>) -> Result<Response, 
             Default::default()
         }
     };
+    // Then the text-embedding model with its width, while the embedder answers.
+    let text_model = gateway
+        .downstream
+        .text_model(&deadline)
+        .await
+        .ok()
+        .flatten();
+    let embedding = text_model.map(|m| {
+        json!({
+            "id": m.name,
+            "object": "model",
+            "created": unix_now(),
+            "owned_by": "oneword-embedder",
+            "max_model_len": m.max_tokens,
+            "dimensions": m.dimensions,
+        })
+    });
     let data: Vec<_> = std::iter::once(entry(name, "oneword"))
         .chain(ngrams.iter().map(|n| entry(n.clone(), "oneword-baseline")))
+        .chain(embedding)
         .collect();
     Ok(Json(json!({"object": "list", "data": data})).into_response())
 }

@@ -232,6 +232,7 @@ mod tests {
             max_stop_sequences: 4,
             max_stop_sequence_bytes: 64,
             max_top_n: 100,
+            embedding_models: Vec::new(),
         };
         let v = value(&info);
         assert_eq!(v["model"]["dtype"], "DTYPE_F32");

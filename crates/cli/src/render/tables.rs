@@ -324,6 +324,13 @@ mod tests {
             max_stop_sequences: 4,
             max_stop_sequence_bytes: 64,
             max_top_n: 100,
+            embedding_models: vec![gw::EmbeddingModel {
+                name: "sentence-transformers/all-MiniLM-L6-v2".into(),
+                dimensions: 384,
+                max_tokens: 256,
+                max_texts: 512,
+                pooling: "mean".into(),
+            }],
         };
         let text = info(&resp);
         assert!(
@@ -337,6 +344,7 @@ mod tests {
         assert!(text.contains("\nshape               12 blocks × 12 heads, width 768\n"));
         assert!(text.contains("\ndevice              cuda:0, f16\n"));
         assert!(text.contains("\nstop sequences      at most 4, each at most 64 bytes\n"));
+        assert!(text.contains("\ntext embeddings     sentence-transformers/all-MiniLM-L6-v2: 384 dimensions, mean pooling, at most 256 tokens and 512 texts a request\n"), "{text}");
         // Without a model section the limits still show.
         let bare = info(&gw::InfoResponse::default());
         assert!(bare.starts_with("max tokens"), "{bare}");

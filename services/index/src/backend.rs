@@ -1,0 +1,43 @@
+//! The seam between the service and where collections live. The embedded backend
+//! ([`crate::embedded::Embedded`]: SQLite rows, search structures in memory) is the one there
+//! is; a PostgreSQL + pgvector backend, where the database itself searches and many replicas
+//! share it, is meant to be a second implementation of this same trait.
+//!
+//! Everything above it is shared by every backend: validation (`convert`), embedding texts
+//! (the embedder), and the error mapping. Calls block: the service runs them on its bounded
+//! worker threads, never on the async ones.
+
+use crate::error::Error;
+use crate::types::{Found, Info, NewPoint, Record, Search, Selector, Spec, With};
+
+/// See the module documentation.
+pub trait Backend: Send + Sync + 'static {
+    /// "sqlite" or "pgvector", as [`Info::backend`] reports it.
+    fn name(&self) -> &'static str;
+
+    /// Creates a collection; [`Error::Exists`] if the name is taken.
+    fn create(&self, spec: Spec) -> Result<Info, Error>;
+
+    /// Describes one collection; [`Error::NoCollection`] if there is none by that name.
+    fn get(&self, name: &str) -> Result<Info, Error>;
+
+    /// Every collection, by name.
+    fn list(&self) -> Result<Vec<Info>, Error>;
+
+    /// Deletes a collection and its points at once; the points deleted with it.
+    fn drop_collection(&self, name: &str) -> Result<u64, Error>;
+
+    /// Inserts or replaces `points`, validated against `spec`, all or none, durable when it
+    /// returns. [`Error::NoCollection`] if `spec` is no longer the collection's (it was
+    /// dropped, or dropped and created again, since the caller read it).
+    fn upsert(&self, spec: &Spec, points: Vec<NewPoint>) -> Result<u64, Error>;
+
+    /// Deletes the selected points at once, durable when it returns; how many existed.
+    fn delete(&self, name: &str, selector: &Selector) -> Result<u64, Error>;
+
+    /// The points nearest a query, nearest first, equal scores by id.
+    fn search(&self, name: &str, search: &Search) -> Result<Found, Error>;
+
+    /// Points by id, in the order asked; ids not stored are left out.
+    fn retrieve(&self, name: &str, ids: &[String], with: With) -> Result<Vec<Record>, Error>;
+}

@@ -1,0 +1,101 @@
+//! The index service: collections of embedded points and searching them. SQLite is the store of
+//! record (one file in `--data-dir`, every write one transaction, answered after its commit);
+//! the search structures, an exact flat scan and an HNSW graph, live in memory and are rebuilt
+//! from the rows at start-up. Texts are embedded by the embedder with the collection's model,
+//! so points and queries are always embedded alike.
+//!
+//! Layers, top down: `service` (gRPC, thin) → `convert` (validation into `types`) →
+//! [`backend::Backend`] (the seam a pgvector backend will implement too) → `embedded` (SQLite +
+//! `indexes`) → the search structures (`search::Exact`, `hnsw::Hnsw`) over `rows`.
+
+#![forbid(unsafe_code)]
+
+pub mod backend;
+pub mod config;
+mod convert;
+pub mod embedded;
+mod embedder;
+mod error;
+pub mod filter;
+pub mod hnsw;
+pub mod indexes;
+pub mod kernels;
+pub mod rows;
+pub mod search;
+mod service;
+pub mod types;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use oneword_proto::index::v1::collections_server::CollectionsServer;
+use oneword_runtime::{Listeners, Metrics, Server, Turns};
+use tonic::codec::CompressionEncoding;
+
+pub use config::Config;
+pub use error::Error;
+
+/// Serves the index on `listeners` until `shutdown` completes; health says NOT_SERVING until
+/// every collection's rows are loaded and its search structures built.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    config.validate()?;
+    let metrics = Metrics::new("index");
+    let embedder = embedder::Embedder::new(
+        &config.embedder,
+        Duration::from_secs(config.connect_timeout_secs),
+    )?;
+    let load = {
+        let (config, metrics) = (config.clone(), metrics.clone());
+        async move {
+            let dir = config.data_dir.clone();
+            let policy = indexes::Policy {
+                hnsw_threshold: config.hnsw_threshold,
+            };
+            let backend =
+                tokio::task::spawn_blocking(move || embedded::Embedded::open(&dir, policy))
+                    .await
+                    .context("the loading thread failed")??;
+            let backend = Arc::new(backend);
+            watch(&metrics, backend.clone());
+            let service = service::IndexService {
+                backend,
+                embedder,
+                turns: Turns::new(config.workers, config.queue_capacity, "index calls"),
+                limits: convert::Limits {
+                    max_points: config.max_points,
+                    max_payload_bytes: config.max_payload_bytes,
+                    max_top_k: config.max_top_k,
+                },
+            };
+            Ok(CollectionsServer::new(service)
+                .max_decoding_message_size(config.max_message_bytes)
+                .max_encoding_message_size(config.max_message_bytes)
+                .accept_compressed(CompressionEncoding::Gzip))
+        }
+    };
+    let server = Server {
+        listeners,
+        settings: config.server.settings(),
+        metrics,
+        drain: Default::default(),
+    };
+    server.serve(load, None, shutdown).await?;
+    Ok(())
+}
+
+/// Gauges of what the index holds, read at each scrape.
+fn watch(metrics: &Metrics, backend: Arc<embedded::Embedded>) {
+    let points = metrics.int_gauge("index_points", "Points stored, in every collection.");
+    let collections = metrics.int_gauge("index_collections", "Collections.");
+    metrics.on_scrape(move || {
+        use backend::Backend as _;
+        points.set(backend.total_points() as i64);
+        collections.set(backend.list().map_or(0, |l| l.len() as i64));
+    });
+}

@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use oneword_model::tiny::RandomCheckpoint;
 
 #[derive(Parser)]
-#[command(about = "Fetch GPT-2 checkpoints or write random ones for tests and benchmarks")]
+#[command(about = "Fetch GPT-2 checkpoints and text-embedding models, or write random GPT-2 checkpoints for tests and benchmarks")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -20,6 +20,11 @@ enum Command {
     Fetch {
         /// A Hugging Face id such as `gpt2`, or a directory.
         model: String,
+        /// A sentence-transformers model (the embedder's text model, e.g.
+        /// `sentence-transformers/all-MiniLM-L6-v2`): its pooling files too. An empty MODEL then
+        /// fetches nothing (no text model).
+        #[arg(long)]
+        text: bool,
     },
     /// Write a checkpoint with random weights in the Hugging Face layout.
     Random {
@@ -55,8 +60,13 @@ fn main() -> std::process::ExitCode {
 
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Fetch { model } => {
-            let dir = oneword_checkpoint::hub::resolve(&model)?;
+        Command::Fetch { model, text: true } if model.is_empty() => {}
+        Command::Fetch { model, text } => {
+            let dir = if text {
+                oneword_checkpoint::hub::resolve_sentence(&model)?
+            } else {
+                oneword_checkpoint::hub::resolve(&model)?
+            };
             println!("{}", dir.display());
         }
         Command::Random {

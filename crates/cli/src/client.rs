@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use oneword_proto::gateway::v1::gateway_client::GatewayClient;
+use oneword_proto::index::v1::collections_client::CollectionsClient;
 use tonic::service::interceptor::InterceptedService;
 use tonic::service::Interceptor;
 use tonic::transport::{Channel, Endpoint};
@@ -25,8 +26,33 @@ pub fn normalize_address(address: &str) -> String {
 /// The gateway client: every call carries the API key, when one is given.
 pub type Gateway = GatewayClient<InterceptedService<Channel, Bearer>>;
 
+/// The client of the collections the gateway fronts, on the same connection.
+pub type Collections = CollectionsClient<InterceptedService<Channel, Bearer>>;
+
+/// A connection to the gateway, and the key its calls carry.
+#[derive(Clone, Debug)]
+pub struct Connection {
+    channel: Channel,
+    bearer: Bearer,
+}
+
+impl Connection {
+    pub fn gateway(&self) -> Gateway {
+        // Instruments' answers (attention weights, hidden states, weight matrices) are capped by
+        // the decoder at 64 MiB by default; leave room for a raised cap.
+        GatewayClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+            .max_decoding_message_size(256 << 20)
+    }
+
+    pub fn collections(&self) -> Collections {
+        CollectionsClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(32 << 20)
+    }
+}
+
 /// Adds `authorization: Bearer <key>` to every call.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
 
 impl Interceptor for Bearer {
@@ -45,7 +71,7 @@ impl Interceptor for Bearer {
 
 /// Connects to the gateway now, so that a gateway that is not running is reported as such
 /// before any request is made.
-pub async fn connect(address: &str, api_key: Option<&str>) -> Result<Gateway, Error> {
+pub async fn connect(address: &str, api_key: Option<&str>) -> Result<Connection, Error> {
     let bearer = match api_key.map(str::trim).filter(|k| !k.is_empty()) {
         None => Bearer(None),
         Some(key) => Bearer(Some(
@@ -65,9 +91,7 @@ pub async fn connect(address: &str, api_key: Option<&str>) -> Result<Gateway, Er
         .connect()
         .await
         .map_err(|source| Error::Connect { address, source })?;
-    // Instruments' answers (attention weights, hidden states, weight matrices) are capped by
-    // the decoder at 64 MiB by default; leave room for a raised cap.
-    Ok(GatewayClient::with_interceptor(channel, bearer).max_decoding_message_size(256 << 20))
+    Ok(Connection { channel, bearer })
 }
 
 /// Wraps a message in a request carrying the deadline, if any.

@@ -11,7 +11,10 @@ pub use instruments::{
     AttentionArgs, CompareArgs, CorpusArgs, EmbeddingModuleArgs, LensArgs, NearestArgs,
     PictureArgs, RandomWordsArgs, RanksArgs, ScoreArgs, SentenceArgs, WeightsArgs, WordsArgs,
 };
-pub use search::{EmbedArgs, SimilarityArgs};
+pub use search::{
+    CollectionAction, CollectionArgs, CreateArgs, EmbedArgs, IndexArg, MetricArg, SearchArgs,
+    SimilarityArgs, UpsertArgs,
+};
 
 /// Help heading of the flags every command takes.
 const GLOBAL: &str = "Global options";
@@ -171,6 +174,15 @@ pub enum Command {
     /// Rank texts by the cosine similarity of their embeddings to a source text. With --json:
     /// one object {"source", "texts", "scores"} in the order given.
     Similarity(SimilarityArgs),
+    /// Collections of embedded points: create, list, get, drop.
+    #[command(after_long_help = JSON_HELP)]
+    Collection(CollectionArgs),
+    /// Add or replace points in a collection from a file, in durable batches, with progress.
+    #[command(after_long_help = JSON_HELP)]
+    Upsert(UpsertArgs),
+    /// The points of a collection nearest a text (or a vector, or a stored point).
+    #[command(after_long_help = JSON_HELP)]
+    Search(SearchArgs),
 }
 
 const GENERATE_ABOUT: &str = "\

@@ -10,6 +10,7 @@ use std::sync::LazyLock;
 
 use oneword_proto::decoder::v1 as dec;
 use oneword_proto::gateway::v1 as gw;
+use oneword_proto::index::v1 as ix;
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
 
@@ -38,6 +39,12 @@ named! {
     gw::WordsResponse => "oneword.gateway.v1.WordsResponse",
     gw::NearestResponse => "oneword.gateway.v1.NearestResponse",
     gw::EmbedResponse => "oneword.gateway.v1.EmbedResponse",
+    ix::CollectionInfo => "oneword.index.v1.CollectionInfo",
+    ix::ListResponse => "oneword.index.v1.ListResponse",
+    ix::DropResponse => "oneword.index.v1.DropResponse",
+    ix::UpsertResponse => "oneword.index.v1.UpsertResponse",
+    ix::SearchResponse => "oneword.index.v1.SearchResponse",
+    ix::Filter => "oneword.index.v1.Filter",
     dec::CorpusResponse => "oneword.decoder.v1.CorpusResponse",
     dec::WeightsResponse => "oneword.decoder.v1.WeightsResponse",
 }
@@ -64,6 +71,17 @@ pub fn to_line<M: Named>(message: &M) -> String {
         .serialize_with_options(&mut line, &OPTIONS)
         .expect("writing JSON to memory does not fail; this is a bug");
     String::from_utf8(line.into_inner()).expect("serde_json writes UTF-8; this is a bug")
+}
+
+/// Reads a message from its proto3 JSON form (field names as in the proto or in lowerCamelCase).
+pub fn from_json<M: Named + Default>(text: &str) -> Result<M, String> {
+    let desc = POOL
+        .get_message_by_name(M::NAME)
+        .expect("every parsed message is in the descriptor set; this is a bug");
+    let mut reader = serde_json::Deserializer::from_str(text);
+    let dynamic = DynamicMessage::deserialize(desc, &mut reader).map_err(|e| e.to_string())?;
+    reader.end().map_err(|e| e.to_string())?;
+    dynamic.transcode_to::<M>().map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -7,7 +7,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use oneword_model::tiny::RandomCheckpoint;
 
 #[derive(Parser)]
-#[command(about = "Fetch GPT-2 checkpoints and text-embedding models, or write random GPT-2 checkpoints for tests and benchmarks")]
+#[command(
+    about = "Fetch GPT-2 checkpoints and text-embedding models, or write random GPT-2 checkpoints for tests and benchmarks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -114,6 +114,29 @@ impl Server {
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<tonic::codegen::StdError>,
     {
+        self.serve_with(load, |routes| routes, http, shutdown).await
+    }
+
+    /// [`serve`](Self::serve), with more services beside the main one that need no loading
+    /// (the gateway's front for the index): `more` adds them to the routes.
+    pub async fn serve_with<S, B>(
+        self,
+        load: impl Future<Output = anyhow::Result<S>>,
+        more: impl FnOnce(Routes) -> Routes,
+        http: Option<HttpApi>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError>
+    where
+        S: Service<http::Request<Body>, Response = http::Response<B>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<tonic::codegen::StdError>,
+    {
         let Server {
             listeners,
             settings,
@@ -134,6 +157,7 @@ impl Server {
         .add_service(health_service)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?);
+        let routes = more(routes);
 
         let addr = listeners.grpc.local_addr()?;
         let (close, closed) = tokio::sync::watch::channel(false);

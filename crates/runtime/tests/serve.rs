@@ -58,6 +58,13 @@ impl pb::embedder_server::Embedder for Held {
         Err(Status::unimplemented("not in this test"))
     }
 
+    async fn embed_text(
+        &self,
+        _: Request<pb::EmbedTextRequest>,
+    ) -> Result<Response<pb::EmbedTextResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
     async fn info(
         &self,
         _: Request<pb::InfoRequest>,

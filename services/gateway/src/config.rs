@@ -71,6 +71,14 @@ pub struct Config {
         default_value = "http://127.0.0.1:50054"
     )]
     pub baseline: String,
+    /// The index service (collections and similarity search), as `--tokenizer`; empty = no
+    /// collections. The gateway serves its `oneword.index.v1.Collections` API by passing calls on.
+    #[arg(
+        long,
+        env = "ONEWORD_GATEWAY_INDEX",
+        default_value = "http://127.0.0.1:50055"
+    )]
+    pub index: String,
     /// Seconds between re-resolving the services' names, so that new replicas get work.
     #[arg(
         long,
@@ -133,6 +141,7 @@ impl Config {
         let mut config = Config::parse_from(["oneword-gateway"]);
         (config.tokenizer, config.embedder, config.decoder) = (tokenizer, embedder, decoder);
         config.baseline = String::new();
+        config.index = String::new();
         config
     }
 }

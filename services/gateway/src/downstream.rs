@@ -23,6 +23,7 @@ pub const TOKENIZER: &str = "tokenizer";
 pub const EMBEDDER: &str = "embedder";
 pub const DECODER: &str = "decoder";
 pub const BASELINE: &str = "baseline";
+pub const INDEX: &str = "index";
 
 /// Facts about the served model and its vocabulary.
 pub struct Model {
@@ -42,6 +43,8 @@ pub struct Downstream {
     decoders: Replicas,
     /// The n-gram baseline, when one is configured.
     baselines: Option<Replicas>,
+    /// The index, when one is configured.
+    indexes: Option<Replicas>,
     model: Arc<OnceCell<Arc<Model>>>,
     /// The n-gram models the baseline serves, asked once it answers.
     ngram_models: Arc<OnceCell<Arc<Vec<String>>>>,
@@ -87,23 +90,25 @@ pub struct Decoder {
 
 impl Downstream {
     /// Clients of the services at `urls` (each a comma-separated list of `http://host:port`
-    /// whose names are re-resolved every `refresh`): tokenizer, embedder, decoder and baseline
-    /// (empty: none).
+    /// whose names are re-resolved every `refresh`): tokenizer, embedder, decoder, baseline and
+    /// index (the last two may be empty: none).
     pub fn new(
-        urls: [&str; 4],
+        urls: [&str; 5],
         connect_timeout: Duration,
         refresh: Duration,
     ) -> anyhow::Result<Self> {
-        let [tokenizer, embedder, decoder, baseline] = urls;
-        let start = |service, urls| Replicas::start(service, urls, connect_timeout, refresh);
+        let [tokenizer, embedder, decoder, baseline, index] = urls;
+        let start = |service, urls: &str| Replicas::start(service, urls, connect_timeout, refresh);
+        let optional = |service, urls: &str| match urls.trim() {
+            "" => Ok(None),
+            urls => start(service, urls).map(Some),
+        };
         Ok(Downstream {
             tokenizers: start(TOKENIZER, tokenizer)?,
             embedders: start(EMBEDDER, embedder)?,
             decoders: start(DECODER, decoder)?,
-            baselines: match baseline.trim() {
-                "" => None,
-                urls => Some(start(BASELINE, urls)?),
-            },
+            baselines: optional(BASELINE, baseline)?,
+            indexes: optional(INDEX, index)?,
             model: Arc::new(OnceCell::new()),
             ngram_models: Arc::new(OnceCell::new()),
         })
@@ -313,6 +318,27 @@ impl Downstream {
             .into_inner())
     }
 
+    /// A client of an index replica, or FAILED_PRECONDITION when this gateway has none.
+    pub async fn index(
+        &self,
+    ) -> Result<oneword_proto::index::v1::collections_client::CollectionsClient<TracedChannel>, Error>
+    {
+        let Some(indexes) = &self.indexes else {
+            return Err(Error::Downstream(
+                INDEX,
+                tonic::Status::failed_precondition(
+                    "this gateway serves no collections (its --index is empty)",
+                ),
+            ));
+        };
+        let pinned = indexes.pick().await?;
+        Ok(
+            oneword_proto::index::v1::collections_client::CollectionsClient::new(pinned.channel)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+    }
+
     /// Text embeddings from the embedder's text model.
     pub async fn embed_text(
         &self,
@@ -493,7 +519,7 @@ impl Decoder {
 
 /// The error for a failed downstream call. Past the caller's deadline the downstream service
 /// cut the call short (tonic says CANCELLED then); the caller is told its deadline passed.
-fn failed(service: &'static str, status: tonic::Status, deadline: &Deadline) -> Error {
+pub fn failed(service: &'static str, status: tonic::Status, deadline: &Deadline) -> Error {
     if deadline.expired() {
         Error::DeadlineExceeded
     } else {

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+mod collections;
 pub mod config;
 mod convert;
 mod downstream;
@@ -23,6 +24,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use oneword_proto::gateway::v1::gateway_server::GatewayServer;
+use oneword_proto::index::v1::collections_server::CollectionsServer;
 use oneword_runtime::drain::Drain;
 use oneword_runtime::{Listeners, Metrics, Server};
 use std::sync::Arc;
@@ -46,6 +48,7 @@ pub async fn run(
             &config.embedder,
             &config.decoder,
             &config.baseline,
+            &config.index,
         ],
         Duration::from_secs(config.connect_timeout_secs),
         Duration::from_secs(config.resolve_interval_secs.max(1)),
@@ -64,6 +67,14 @@ pub async fn run(
         drain.clone(),
     ));
     let api = http::api(gateway.clone());
+    let collections = InterceptedService::new(
+        CollectionsServer::new(collections::CollectionsFront::new(gateway.clone()))
+            .max_decoding_message_size(collections::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(collections::MAX_MESSAGE_BYTES)
+            .accept_compressed(CompressionEncoding::Gzip)
+            .send_compressed(CompressionEncoding::Gzip),
+        key.clone(),
+    );
     // Requests are a prompt plus small fields (a full-vocabulary logit_bias is ~0.5 MB).
     let max_request_bytes = gateway.config.max_prompt_bytes + (1 << 20);
     let grpc = InterceptedService::new(
@@ -80,7 +91,12 @@ pub async fn run(
         drain,
     };
     server
-        .serve(async { Ok(grpc) }, Some(api), shutdown)
+        .serve_with(
+            async { Ok(grpc) },
+            |routes| routes.add_service(collections),
+            Some(api),
+            shutdown,
+        )
         .await?;
     Ok(())
 }

@@ -144,7 +144,8 @@ async fn models_lists_the_served_model_and_the_ngram_baselines() {
     assert_eq!(status, 404);
     assert_eq!(body["error"]["code"], "model_not_found");
 
-    // The n-gram baselines are listed after it and complete through the same API.
+    // The n-gram baselines are listed after it and complete through the same API, then the
+    // text-embedding model.
     let listed = models(&cluster).await;
     let ids: Vec<&str> = listed["data"]
         .as_array()
@@ -152,8 +153,9 @@ async fn models_lists_the_served_model_and_the_ngram_baselines() {
         .iter()
         .map(|m| m["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids.len(), 13);
+    assert_eq!(ids.len(), 14);
     assert_eq!(ids[1..3], ["letters-1", "letters-2"]);
+    assert!(ids[13].ends_with("tiny-bert-st"), "{ids:?}");
     let (status, body) = post(
         &cluster,
         json!({"model": "letters-2", "prompt": "the q", "max_tokens": 1, "temperature": 0}),

@@ -15,4 +15,5 @@ mod instruments;
 mod ngrams;
 mod pictures;
 mod production;
+mod search;
 mod sessions;

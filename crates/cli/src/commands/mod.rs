@@ -11,6 +11,7 @@ use crate::error::Error;
 use crate::json::{to_line, Named};
 use crate::render::{self, Style};
 
+mod collections;
 mod corpus;
 mod generate;
 mod instruments;
@@ -37,7 +38,8 @@ impl Output<'_> {
 
 /// Runs the command the flags name against the gateway they name.
 pub async fn run(cli: Cli, io: &mut Output<'_>) -> Result<(), Error> {
-    let mut gateway = connect(&cli.gateway, cli.api_key.as_deref()).await?;
+    let connection = connect(&cli.gateway, cli.api_key.as_deref()).await?;
+    let mut gateway = connection.gateway();
     let ctx = Ctx {
         json: cli.json,
         timeout: cli.timeout,
@@ -64,6 +66,15 @@ pub async fn run(cli: Cli, io: &mut Output<'_>) -> Result<(), Error> {
         Command::Weights(args) => instruments::weights(&mut gateway, ctx, args, io).await,
         Command::Embed(args) => search::embed(&mut gateway, ctx, args, io).await,
         Command::Similarity(args) => search::similarity(&mut gateway, ctx, args, io).await,
+        Command::Collection(args) => {
+            collections::collection(&mut connection.collections(), ctx, args, io).await
+        }
+        Command::Upsert(args) => {
+            collections::upsert(&mut connection.collections(), ctx, args, io).await
+        }
+        Command::Search(args) => {
+            collections::search(&mut connection.collections(), ctx, args, io).await
+        }
     }?;
     io.out.flush()?;
     Ok(())

@@ -34,3 +34,116 @@ pub struct SimilarityArgs {
     #[arg(long)]
     pub model: Option<String>,
 }
+
+/// Flags of `oneword collection`.
+#[derive(Debug, Args)]
+pub struct CollectionArgs {
+    #[command(subcommand)]
+    pub action: CollectionAction,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum CollectionAction {
+    /// Create a collection of texts (embedded with a model) or of vectors.
+    Create(CreateArgs),
+    /// List the collections.
+    List,
+    /// Describe one collection.
+    Get { name: String },
+    /// Delete a collection and all its points.
+    Drop { name: String },
+}
+
+/// How closeness is scored.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum MetricArg {
+    Cosine,
+    Dot,
+    L2,
+}
+
+/// How a collection is searched.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum IndexArg {
+    /// Exact below the index's threshold, HNSW above it.
+    Auto,
+    Exact,
+    Hnsw,
+}
+
+/// Flags of `oneword collection create`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// 1 to 64 characters of [A-Za-z0-9_-].
+    pub name: String,
+    /// The text model whose vectors it holds; default: the gateway's text model (unless
+    /// --dimension alone makes it a collection of vectors).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Length of the vectors, for a collection of vectors only.
+    #[arg(long)]
+    pub dimension: Option<u32>,
+    #[arg(long, value_enum, default_value_t = MetricArg::Cosine)]
+    pub metric: MetricArg,
+    #[arg(long, value_enum, default_value_t = IndexArg::Auto)]
+    pub index: IndexArg,
+    /// HNSW's links per node.
+    #[arg(long)]
+    pub m: Option<u32>,
+    /// HNSW's candidate list while building.
+    #[arg(long)]
+    pub ef_construction: Option<u32>,
+    /// Drop a collection of the same name first.
+    #[arg(long)]
+    pub replace: bool,
+}
+
+/// Flags of `oneword upsert`.
+#[derive(Debug, Args)]
+pub struct UpsertArgs {
+    /// The collection to write to.
+    pub collection: String,
+    /// The points: JSON lines `{"id", "text" | "vector", "payload"}`, or with --lines one text
+    /// per line ("-" reads stdin).
+    #[arg(long, value_name = "FILE")]
+    pub file: String,
+    /// Each non-empty line is a text; its id is its line number, its payload {"line": N}.
+    #[arg(long)]
+    pub lines: bool,
+    /// Points per request; each request is durable when answered.
+    #[arg(long, default_value_t = 256)]
+    pub batch: usize,
+}
+
+/// Flags of `oneword search`.
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// The collection to search.
+    pub collection: String,
+    /// The query text, embedded with the collection's model.
+    #[arg(required_unless_present_any = ["id", "vector"])]
+    pub query: Option<String>,
+    /// Search near a stored point instead (itself left out).
+    #[arg(long, conflicts_with_all = ["query", "vector"])]
+    pub id: Option<String>,
+    /// Search near a vector given as a JSON array.
+    #[arg(long, conflicts_with = "query")]
+    pub vector: Option<String>,
+    /// How many hits.
+    #[arg(long, default_value_t = 10)]
+    pub top: u32,
+    /// Only points whose payload passes, as JSON: {"must": [{"key": "line", "range": {"lt": 100}}]}
+    /// (must / should / must_not; match {keyword | integer | boolean}, any {keywords | integers},
+    /// range {gt, gte, lt, lte}).
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Only hits scoring at least this (cosine, dot) or at most this distance (L2).
+    #[arg(long)]
+    pub threshold: Option<f32>,
+    /// Score every point, whatever the collection's index.
+    #[arg(long)]
+    pub exact: bool,
+    /// HNSW's search list size for this query.
+    #[arg(long)]
+    pub ef: Option<u32>,
+}

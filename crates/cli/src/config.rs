@@ -12,8 +12,8 @@ pub use instruments::{
     PictureArgs, RandomWordsArgs, RanksArgs, ScoreArgs, SentenceArgs, WeightsArgs, WordsArgs,
 };
 pub use search::{
-    CollectionAction, CollectionArgs, CreateArgs, EmbedArgs, IndexArg, MetricArg, SearchArgs,
-    SimilarityArgs, UpsertArgs,
+    CollectionAction, CollectionArgs, CreateArgs, EmbedArgs, IndexArg, MetricArg, PoolingArg,
+    SearchArgs, SimilarityArgs, UpsertArgs,
 };
 
 /// Help heading of the flags every command takes.
@@ -168,7 +168,7 @@ pub enum Command {
     #[command(after_long_help = JSON_HELP)]
     Weights(WeightsArgs),
     /// Text embeddings for similarity search (all-MiniLM-L6-v2 by default): each text's token
-    /// count and vector.
+    /// count and vector. With --model naming the served GPT-2: its pooled hidden states.
     #[command(after_long_help = JSON_HELP)]
     Embed(EmbedArgs),
     /// Rank texts by the cosine similarity of their embeddings to a source text. With --json:

@@ -23,7 +23,7 @@ pub use embeddings::Embeddings;
 pub use gpt2::{LogitsAt, Sequence, Transformer};
 pub use inspect::{Inspection, BLOCK_MATRICES};
 pub use kv_cache::KvCache;
-pub use oneword_checkpoint::Gpt2Config;
+pub use oneword_checkpoint::{Gpt2Config, Pooling};
 pub use sentence::SentenceEncoder;
 
 /// Why a model could not be found, loaded or run.

@@ -201,8 +201,8 @@ impl SentenceEncoder {
 }
 
 /// Pools `states` ([batch, longest, width], row-major) over each row's first `lengths[row]`
-/// tokens.
-fn pool(
+/// tokens. (The decoder pools GPT-2's hidden states with it too.)
+pub fn pool(
     states: &[f32],
     lengths: &[usize],
     longest: usize,

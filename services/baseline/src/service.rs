@@ -186,6 +186,13 @@ impl pb::decoder_server::Decoder for BaselineService {
         Err(Error::NotHere("Inspect").into())
     }
 
+    async fn pool(
+        &self,
+        _: Request<pb::PoolRequest>,
+    ) -> Result<Response<pb::PoolResponse>, Status> {
+        Err(Error::NotHere("Pool").into())
+    }
+
     async fn weights(
         &self,
         _: Request<pb::WeightsRequest>,

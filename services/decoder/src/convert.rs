@@ -14,7 +14,8 @@ use crate::Error;
 mod instruments;
 
 pub use instruments::{
-    inspect_input, inspect_response, score_input, score_response, weights_input, weights_response,
+    inspect_input, inspect_response, pool_input, pool_response, score_input, score_response,
+    weights_input, weights_response,
 };
 
 /// What validation needs to know about the served model.

@@ -45,6 +45,23 @@ pub struct InspectOutput {
     pub forward: Duration,
 }
 
+/// Sequences to pool into GPT-2 text embeddings, validated.
+pub struct PoolInput {
+    /// `[n, n_embd]` input embeddings from position 0, one per sequence.
+    pub sequences: Vec<Tensor>,
+    pub pooling: oneword_model::Pooling,
+    /// Which hidden state, 0..=n_layer.
+    pub layer: usize,
+    pub normalize: bool,
+}
+
+/// The pooled vectors, `[sequences, n_embd]` row-major.
+pub struct PoolOutput {
+    pub vectors: Vec<f32>,
+    pub width: usize,
+    pub forward: Duration,
+}
+
 /// Which weights to read, validated.
 pub struct WeightsInput {
     pub matrix: Option<(usize, String)>,
@@ -112,6 +129,33 @@ pub fn inspect(model: &Transformer, input: &InspectInput) -> Result<InspectOutpu
         hidden_states,
         lens,
         forward,
+    })
+}
+
+/// Each sequence through every block, its hidden state at `layer` pooled into one vector.
+pub fn pool(model: &Transformer, input: &PoolInput) -> Result<PoolOutput, Error> {
+    let started = Instant::now();
+    let mut vectors = Vec::new();
+    let mut width = 0;
+    for sequence in &input.sequences {
+        let seen = model.inspect(sequence, &[])?;
+        let state = &seen.hidden_states[input.layer];
+        let (n, d) = state.dims2()?;
+        let values = state
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let mut vector = oneword_model::sentence::pool(&values, &[n], n, d, input.pooling);
+        if input.normalize {
+            oneword_model::sentence::l2_normalize(&mut vector);
+        }
+        vectors.extend(vector);
+        width = d;
+    }
+    Ok(PoolOutput {
+        vectors,
+        width,
+        forward: started.elapsed(),
     })
 }
 

@@ -160,6 +160,18 @@ impl pb::decoder_server::Decoder for DecoderService {
         Ok(Response::new(convert::inspect_response(out)?))
     }
 
+    async fn pool(
+        &self,
+        request: Request<pb::PoolRequest>,
+    ) -> Result<Response<pb::PoolResponse>, Status> {
+        let input = convert::pool_input(request.into_inner(), &self.limits())?;
+        let out = self
+            .engine
+            .probe(move |model| probe::pool(model, &input))
+            .await?;
+        Ok(Response::new(convert::pool_response(out)))
+    }
+
     async fn weights(
         &self,
         request: Request<pb::WeightsRequest>,

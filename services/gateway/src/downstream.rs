@@ -467,6 +467,21 @@ impl Decoder {
             .into_inner())
     }
 
+    /// GPT-2's own text embeddings: hidden states pooled beside the blocks.
+    pub async fn pool(
+        &self,
+        request: dec::PoolRequest,
+        deadline: &Deadline,
+    ) -> Result<dec::PoolResponse, Error> {
+        Ok(self
+            .client
+            .clone()
+            .pool(deadline.request(request))
+            .await
+            .map_err(|s| failed(self.service, s, deadline))?
+            .into_inner())
+    }
+
     /// Corpus statistics.
     pub async fn corpus(
         &self,

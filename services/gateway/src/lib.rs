@@ -9,6 +9,7 @@ mod collections;
 pub mod config;
 mod convert;
 mod downstream;
+mod embed;
 mod error;
 mod generate;
 mod http;

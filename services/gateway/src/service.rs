@@ -277,11 +277,11 @@ impl pb::gateway_server::Gateway for GatewayService {
     ) -> Result<Response<pb::EmbedResponse>, Status> {
         let deadline = Deadline::of(&request);
         let _permit = self.admit()?;
-        let request = convert::embed_request(request.into_inner());
+        let request = request.into_inner();
         let answer = deadline
-            .within(async { Ok(self.downstream.embed_text(request, &deadline).await?) })
+            .within(async { Ok(self.embed_texts(request, &deadline).await?) })
             .await?;
-        Ok(Response::new(convert::embed_response(answer)))
+        Ok(Response::new(answer))
     }
 
     async fn info(

@@ -444,3 +444,103 @@ async fn the_cli_embeds_and_ranks_texts_by_similarity() {
     let err = oneword(gateway, &["embed", ""]).await.failed();
     assert!(err.to_string().contains("`texts[0]` is empty"), "{err}");
 }
+
+/// Mean, last and position-weighted pooling of GPT-2's hidden states, from the decoder, equal
+/// the same pooling of transformers' `output_hidden_states` (computed here from the committed
+/// reference), at the last layer and at a chosen one.
+#[tokio::test]
+async fn gpt2_embeddings_pool_transformers_hidden_states() {
+    use candle_core::Device;
+    let cluster = Cluster::start(&oneword_e2e::hf_model()).await;
+    let refs = candle_core::safetensors::load(
+        oneword_e2e::hf_model().join("reference_internals.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let model = oneword_e2e::hf_model().display().to_string();
+    let text = "The best thing about AI is its ability to";
+    let states = |layer: usize| -> Vec<Vec<f32>> {
+        refs[&format!("prompt_0_hidden_{layer}")]
+            .to_vec2::<f32>()
+            .unwrap()
+    };
+    let mean = |rows: &[Vec<f32>], weighted: bool| -> Vec<f32> {
+        let mut sum = vec![0f32; rows[0].len()];
+        let mut total = 0f32;
+        for (t, row) in rows.iter().enumerate() {
+            let w = if weighted { (t + 1) as f32 } else { 1.0 };
+            total += w;
+            sum.iter_mut().zip(row).for_each(|(s, x)| *s += w * x);
+        }
+        sum.iter().map(|s| s / total).collect()
+    };
+    let cases = [
+        (pb::EmbedPooling::Unspecified, None, mean(&states(2), false)),
+        (
+            pb::EmbedPooling::Last,
+            None,
+            states(2).last().unwrap().clone(),
+        ),
+        (pb::EmbedPooling::WeightedMean, None, mean(&states(2), true)),
+        (pb::EmbedPooling::Mean, Some(1), mean(&states(1), false)),
+    ];
+    for (pooling, layer, expected) in cases {
+        let answer = cluster
+            .gateway()
+            .await
+            .embed(pb::EmbedRequest {
+                model: model.clone(),
+                pooling: pooling as i32,
+                layer,
+                normalize: Some(false),
+                ..texts(&[text])
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(answer.model, model);
+        assert_eq!(answer.token_counts, [9]);
+        assert_close(
+            &rows(&answer)[0],
+            &expected,
+            &format!("{pooling:?} at {layer:?}"),
+        );
+    }
+    // Normalised by default; a layer past the last is named.
+    let answer = cluster
+        .gateway()
+        .await
+        .embed(pb::EmbedRequest {
+            model: model.clone(),
+            ..texts(&[text, "hello"])
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    for row in rows(&answer) {
+        let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-5);
+    }
+    let mut gateway = cluster.gateway().await;
+    refused(
+        gateway
+            .embed(pb::EmbedRequest {
+                model: model.clone(),
+                layer: Some(3),
+                ..texts(&[text])
+            })
+            .await,
+        Code::InvalidArgument,
+        "`layer` is 3, but the hidden states are 0..=2",
+    );
+    refused(
+        gateway
+            .embed(pb::EmbedRequest {
+                layer: Some(1),
+                ..texts(&[text])
+            })
+            .await,
+        Code::InvalidArgument,
+        "`layer` applies to GPT-2's embeddings only",
+    );
+}

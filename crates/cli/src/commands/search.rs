@@ -6,7 +6,7 @@ use serde_json::json;
 use super::instruments::f32s;
 use super::{answer, input, Ctx, Output};
 use crate::client::{request, Gateway};
-use crate::config::{EmbedArgs, SimilarityArgs};
+use crate::config::{EmbedArgs, PoolingArg, SimilarityArgs};
 use crate::error::Error;
 
 /// Values of a vector shown without `--full`.
@@ -28,6 +28,13 @@ pub async fn embed(
         model: args.model.unwrap_or_default(),
         truncate: args.truncate,
         normalize: args.raw.then_some(false),
+        pooling: match args.pooling {
+            None => gw::EmbedPooling::Unspecified,
+            Some(PoolingArg::Mean) => gw::EmbedPooling::Mean,
+            Some(PoolingArg::Last) => gw::EmbedPooling::Last,
+            Some(PoolingArg::WeightedMean) => gw::EmbedPooling::WeightedMean,
+        } as i32,
+        layer: args.layer,
         ..Default::default()
     };
     let resp = gateway

@@ -20,6 +20,21 @@ pub struct EmbedArgs {
     /// Print every value of each vector, not just the first few.
     #[arg(long)]
     pub full: bool,
+    /// With --model naming the served GPT-2: how its hidden states become one vector.
+    #[arg(long, value_enum)]
+    pub pooling: Option<PoolingArg>,
+    /// With --model naming the served GPT-2: which hidden state (0 = the input embeddings;
+    /// default the last, after the final layer norm).
+    #[arg(long)]
+    pub layer: Option<u32>,
+}
+
+/// How GPT-2's hidden states are pooled.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum PoolingArg {
+    Mean,
+    Last,
+    WeightedMean,
 }
 
 /// Flags of `oneword similarity`.

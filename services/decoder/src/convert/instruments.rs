@@ -8,9 +8,14 @@ use oneword_proto::common::v1 as common;
 use oneword_proto::decoder::v1 as pb;
 use oneword_sampling::{top_tokens as top, Pick};
 
-use super::{shaping, top_n, whole_sequence, Limits};
-use crate::probe::{InspectInput, InspectOutput, ScoreInput, WeightsInput, WeightsOutput};
+use super::{embeddings, shaping, top_n, whole_sequence, Limits};
+use crate::probe::{
+    InspectInput, InspectOutput, PoolInput, PoolOutput, ScoreInput, WeightsInput, WeightsOutput,
+};
 use crate::Error;
+
+/// Most sequences one Pool call may carry (each is a forward pass).
+const MAX_POOL_SEQUENCES: usize = 64;
 
 /// Most histogram bins one Weights call may ask for.
 const MAX_HISTOGRAM_BINS: u32 = 1000;
@@ -81,6 +86,71 @@ pub fn inspect_input(request: pb::InspectRequest, limits: &Limits) -> Result<Ins
         hidden_states: request.hidden_states,
         lens_top_n: request.lens_top_n as usize,
     })
+}
+
+/// Validates sequences to pool: 1 to MAX_POOL_SEQUENCES whole sequences, a layer in range.
+pub fn pool_input(request: pb::PoolRequest, limits: &Limits) -> Result<PoolInput, Error> {
+    let count = request.sequences.len();
+    if count == 0 || count > MAX_POOL_SEQUENCES {
+        return Err(Error::invalid(
+            "sequences",
+            format!("`sequences` must hold 1 to {MAX_POOL_SEQUENCES} sequences, got {count}"),
+        ));
+    }
+    let mut sequences = Vec::with_capacity(count);
+    for (i, wire) in request.sequences.into_iter().enumerate() {
+        let f = format!("sequences[{i}]");
+        let sequence = embeddings(&f, Some(wire), limits)?;
+        let n = sequence.dims()[0];
+        if n == 0 || n > limits.context {
+            return Err(Error::invalid(
+                &f,
+                format!(
+                    "`{f}` has {n} positions; it must have 1 to the context's {}",
+                    limits.context
+                ),
+            ));
+        }
+        sequences.push(sequence);
+    }
+    let layer = request.layer.map_or(limits.layers, |l| l as usize);
+    if layer > limits.layers {
+        return Err(Error::invalid(
+            "layer",
+            format!(
+                "`layer` is {layer}, but the hidden states are 0..={} (0 = the input embeddings)",
+                limits.layers
+            ),
+        ));
+    }
+    let pooling = match pb::Pooling::try_from(request.pooling) {
+        Ok(pb::Pooling::Unspecified | pb::Pooling::Mean) => oneword_model::Pooling::Mean,
+        Ok(pb::Pooling::Last) => oneword_model::Pooling::LastToken,
+        Ok(pb::Pooling::WeightedMean) => oneword_model::Pooling::WeightedMean,
+        Err(_) => {
+            return Err(Error::invalid(
+                "pooling",
+                format!("`pooling` {} is not a known pooling", request.pooling),
+            ))
+        }
+    };
+    Ok(PoolInput {
+        sequences,
+        pooling,
+        layer,
+        normalize: request.normalize,
+    })
+}
+
+pub fn pool_response(out: PoolOutput) -> pb::PoolResponse {
+    let rows = (out.vectors.len() / out.width.max(1)) as u32;
+    pb::PoolResponse {
+        vectors: Some(oneword_proto::tensor::f32_to_wire(
+            &out.vectors,
+            &[rows, out.width as u32],
+        )),
+        forward_ns: out.forward.as_nanos() as u64,
+    }
 }
 
 /// Validates which weights to read.

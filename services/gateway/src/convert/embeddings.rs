@@ -12,6 +12,8 @@ pub fn embed_request(request: pb::EmbedRequest) -> emb::EmbedTextRequest {
         model,
         truncate,
         normalize,
+        pooling: _,
+        layer: _,
     } = request;
     emb::EmbedTextRequest {
         texts,

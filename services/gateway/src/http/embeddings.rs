@@ -17,7 +17,6 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::ApiError;
-use crate::convert;
 use crate::service::GatewayService;
 
 /// The request. Unknown fields (`user`) are ignored, as OpenAI clients send them.
@@ -73,9 +72,8 @@ pub async fn create(
         check_dimensions(&gateway, dimensions, &deadline).await?;
     }
     let answer = gateway
-        .downstream
-        .embed_text(
-            convert::embed_request(pb::EmbedRequest {
+        .embed_texts(
+            pb::EmbedRequest {
                 texts,
                 tokens: tokens
                     .into_iter()
@@ -84,7 +82,8 @@ pub async fn create(
                 model,
                 truncate: request.truncate,
                 normalize: request.normalize,
-            }),
+                ..Default::default()
+            },
             &deadline,
         )
         .await?;

@@ -103,8 +103,17 @@ where
             }
             // HTTP `/health` is refused while draining too: 503 is how it says "not ready".
             Protocol::Http(routes) => {
-                let known = routes.contains(&path);
-                let label = if known { path } else { "other" };
+                // A route with parameters is named by its template (`/v1/collections/{name}`),
+                // which the router has matched by now, never by the path a caller chose.
+                let matched = request
+                    .extensions()
+                    .get::<axum::extract::MatchedPath>()
+                    .map(|m| m.as_str());
+                let label = routes
+                    .iter()
+                    .find(|&&route| route == path || Some(route) == matched)
+                    .copied()
+                    .unwrap_or("other");
                 (format!("{} {label}", request.method()), false)
             }
         };

@@ -382,3 +382,169 @@ async fn minilm_finds_the_verses_about_neighbours() {
     let ids = |r: &ix::SearchResponse| r.hits.iter().map(|h| h.id.clone()).collect::<Vec<_>>();
     assert_eq!(ids(&by_vector), ids(&found));
 }
+
+async fn rest(
+    cluster: &Cluster,
+    method: reqwest::Method,
+    path: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let url = format!("{}{path}", cluster.gateway.http.as_ref().unwrap());
+    let response = reqwest::Client::new()
+        .request(method, url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn collections_over_rest_in_qdrants_shape() {
+    use reqwest::Method;
+    use serde_json::json;
+    let cluster = Cluster::start(tiny_model()).await;
+    let (status, body) = rest(
+        &cluster,
+        Method::PUT,
+        "/v1/collections/rest",
+        json!({"vectors": {"size": 3, "distance": "Euclid"}}),
+    )
+    .await;
+    assert_eq!((status, &body["result"]), (200, &json!(true)), "{body}");
+    let points = json!({"points": [
+        {"id": 1, "vector": [0.0, 0.0, 1.0], "payload": {"color": "red"}},
+        {"id": "two", "vector": [0.0, 1.0, 0.0], "payload": {"color": "blue", "n": 5}},
+        {"id": 3, "vector": [1.0, 0.0, 0.0]},
+    ]});
+    let (status, body) = rest(
+        &cluster,
+        Method::PUT,
+        "/v1/collections/rest/points?wait=true",
+        points,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"]["status"], "completed");
+
+    let search = |body| {
+        rest(
+            &cluster,
+            Method::POST,
+            "/v1/collections/rest/points/search",
+            body,
+        )
+    };
+    let (status, body) =
+        search(json!({"vector": [0.0, 0.0, 0.9], "limit": 2, "with_payload": true})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"][0]["id"], 1);
+    assert!(
+        (body["result"][0]["score"].as_f64().unwrap() - 0.1).abs() < 1e-5,
+        "{body}"
+    );
+    assert_eq!(body["result"][0]["payload"]["color"], "red");
+    assert_eq!(body["result"].as_array().unwrap().len(), 2);
+    for filter in [
+        json!({"must": [{"key": "color", "match": {"value": "blue"}}]}),
+        json!({"must": [{"key": "color", "match": {"any": ["blue", "green"]}}]}),
+        json!({"must": [{"key": "n", "range": {"gte": 5}}]}),
+        json!({"must_not": [{"key": "color", "match": {"value": "red"}}], "must": [{"must": [{"key": "n", "range": {"lt": 10}}]}]}),
+    ] {
+        let (status, body) = search(json!({"vector": [0.0, 0.0, 1.0], "filter": filter})).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            body["result"],
+            json!([{"id": "two", "version": 0, "score": body["result"][0]["score"]}]),
+            "{filter}"
+        );
+    }
+    let (status, body) =
+        search(json!({"vector": [0.0, 0.0, 1.0], "filter": {"must": [{"key": "color"}]}})).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["status"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("filter.must[0]"),
+        "{body}"
+    );
+
+    let (status, _) = rest(
+        &cluster,
+        Method::POST,
+        "/v1/collections/rest/points/delete",
+        json!({"points": [1]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = rest(&cluster, Method::GET, "/v1/collections/rest", json!(null)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"]["points_count"], 2);
+    assert_eq!(
+        body["result"]["config"]["params"]["vectors"],
+        json!({"size": 3, "distance": "Euclid"})
+    );
+
+    // A collection of texts (an extension): created with the default text model, searched by text.
+    let (status, _) = rest(&cluster, Method::PUT, "/v1/collections/notes", json!({})).await;
+    assert_eq!(status, 200);
+    let notes = json!({"points": NOTES.iter().enumerate().map(|(i, n)| json!({"id": i, "text": n.1})).collect::<Vec<_>>()});
+    let (status, body) = rest(&cluster, Method::PUT, "/v1/collections/notes/points", notes).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = rest(
+        &cluster,
+        Method::POST,
+        "/v1/collections/notes/points/search",
+        json!({"text": NOTES[3].1, "limit": 1, "with_payload": true}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"][0]["id"], 3);
+    assert_eq!(body["result"][0]["payload"]["text"], NOTES[3].1);
+
+    let (status, body) = rest(&cluster, Method::GET, "/v1/collections", json!(null)).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["result"]["collections"].as_array().unwrap().len(), 2);
+    let (status, body) = rest(
+        &cluster,
+        Method::PUT,
+        "/v1/collections/rest",
+        json!({"vectors": {"size": 3}}),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    let (status, body) = rest(
+        &cluster,
+        Method::GET,
+        "/v1/collections/nowhere",
+        json!(null),
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body["status"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("nowhere"));
+    let (status, _) = rest(
+        &cluster,
+        Method::DELETE,
+        "/v1/collections/rest",
+        json!(null),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // Metrics name the routes by their templates, not by the collection a caller chose.
+    let metrics = reqwest::get(&cluster.gateway.metrics)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("/v1/collections/{name}/points/search"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("/v1/collections/rest"), "{metrics}");
+}

@@ -1,7 +1,9 @@
 //! The OpenAI-compatible HTTP API (axum, on its own port): `POST /v1/completions` (streamed as
-//! server-sent events when asked), `POST /v1/embeddings`, `GET /v1/models` and `GET /health`. It runs the same
+//! server-sent events when asked), `POST /v1/embeddings`, `GET /v1/models`, `GET /health`, and
+//! collections in Qdrant's REST shape under `/v1/collections`. It runs the same
 //! validation and generation loop as the gRPC API; only the shapes differ.
 
+mod collections;
 mod completions;
 mod embeddings;
 mod errors;
@@ -12,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use oneword_runtime::deadline::Deadline;
 use oneword_runtime::HttpApi;
@@ -22,7 +24,20 @@ use crate::service::GatewayService;
 pub use errors::ApiError;
 
 /// The paths metrics name (anything else is counted as `other`).
-const PATHS: &[&str] = &["/v1/completions", "/v1/embeddings", "/v1/models", "/health"];
+const PATHS: &[&str] = &[
+    "/v1/completions",
+    "/v1/embeddings",
+    "/v1/models",
+    "/health",
+    "/v1/collections",
+    "/v1/collections/{name}",
+    "/v1/collections/{name}/points",
+    "/v1/collections/{name}/points/search",
+    "/v1/collections/{name}/points/delete",
+];
+
+/// Largest collections body (a batch of points with vectors and payloads).
+const COLLECTIONS_BODY_LIMIT: usize = 32 << 20;
 
 /// Largest `/v1/embeddings` body: a full batch of texts at the model's token limit, with room
 /// for JSON escapes.
@@ -39,6 +54,26 @@ pub fn api(gateway: Arc<GatewayService>) -> HttpApi {
             "/v1/embeddings",
             post(embeddings::create)
                 .layer(axum::extract::DefaultBodyLimit::max(EMBEDDINGS_BODY_LIMIT)),
+        )
+        .route("/v1/collections", get(collections::list))
+        .route(
+            "/v1/collections/{name}",
+            put(collections::create)
+                .get(collections::get)
+                .delete(collections::drop),
+        )
+        .route(
+            "/v1/collections/{name}/points",
+            put(collections::upsert)
+                .layer(axum::extract::DefaultBodyLimit::max(COLLECTIONS_BODY_LIMIT)),
+        )
+        .route(
+            "/v1/collections/{name}/points/search",
+            post(collections::search),
+        )
+        .route(
+            "/v1/collections/{name}/points/delete",
+            post(collections::delete),
         )
         .layer(axum::middleware::from_fn_with_state(
             gateway.clone(),

@@ -1,0 +1,412 @@
+//! Collections over REST in the shape Qdrant's users know (no standard exists): `PUT`/`GET`/
+//! `DELETE /v1/collections/{name}`, `GET /v1/collections`, `PUT …/points`, `POST …/points/search`,
+//! `POST …/points/delete`, answers as `{"result", "status": "ok", "time"}` and errors as
+//! `{"status": {"error"}, "time"}`. Extensions: a collection may name a text `model` instead of a
+//! vector size, a point may carry `text` instead of `vector`, and a search may give `text`.
+//! Everything is passed on to the index as gRPC does.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use oneword_proto::index::v1 as ix;
+use oneword_runtime::deadline::Deadline;
+use serde_json::{json, Value};
+
+use crate::downstream::{failed, INDEX};
+use crate::service::GatewayService;
+
+/// An error in Qdrant's shape.
+pub struct RestError(StatusCode, String);
+
+impl RestError {
+    fn bad(message: impl Into<String>) -> Self {
+        RestError(StatusCode::BAD_REQUEST, message.into())
+    }
+}
+
+impl IntoResponse for RestError {
+    fn into_response(self) -> Response {
+        (
+            self.0,
+            Json(json!({"status": {"error": self.1}, "time": 0.0})),
+        )
+            .into_response()
+    }
+}
+
+impl From<crate::Error> for RestError {
+    fn from(error: crate::Error) -> Self {
+        let status = tonic::Status::from(error);
+        let code = match status.code() {
+            tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition => {
+                StatusCode::BAD_REQUEST
+            }
+            tonic::Code::NotFound => StatusCode::NOT_FOUND,
+            tonic::Code::AlreadyExists => StatusCode::CONFLICT,
+            tonic::Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+            tonic::Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            tonic::Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        RestError(code, status.message().to_string())
+    }
+}
+
+type Rest = Result<Response, RestError>;
+
+fn ok(result: Value, started: Instant) -> Rest {
+    Ok(Json(json!({
+        "result": result,
+        "status": "ok",
+        "time": started.elapsed().as_secs_f64(),
+    }))
+    .into_response())
+}
+
+/// Calls the index with `call`, admitted like any gateway request.
+macro_rules! index_call {
+    ($gateway:expr, $method:ident, $message:expr) => {{
+        let _permit = $gateway.admit()?;
+        let deadline = Deadline::default();
+        let mut index = $gateway.downstream.index().await?;
+        index
+            .$method(deadline.request($message))
+            .await
+            .map_err(|s| failed(INDEX, s, &deadline))?
+            .into_inner()
+    }};
+}
+
+pub async fn create(
+    State(gateway): State<Arc<GatewayService>>,
+    Path(name): Path<String>,
+    Json(body): Json<Value>,
+) -> Rest {
+    let started = Instant::now();
+    let vectors = &body["vectors"];
+    let metric = match vectors["distance"].as_str() {
+        None | Some("Cosine") => ix::Metric::Cosine,
+        Some("Dot") => ix::Metric::Dot,
+        Some("Euclid") => ix::Metric::L2,
+        Some(other) => {
+            return Err(RestError::bad(format!(
+                "`vectors.distance` must be Cosine, Dot or Euclid, got {other:?}"
+            )))
+        }
+    };
+    let dimension = vectors["size"].as_u64().map(|d| d as u32);
+    let model = match (body["model"].as_str(), dimension) {
+        (Some(model), _) => model.to_string(),
+        (None, Some(_)) => String::new(),
+        (None, None) => "default".into(),
+    };
+    let hnsw = &body["hnsw_config"];
+    let message = ix::CreateRequest {
+        name,
+        model,
+        dimension,
+        metric: metric as i32,
+        index: ix::IndexKind::Auto as i32,
+        hnsw: Some(ix::HnswParams {
+            m: hnsw["m"].as_u64().map(|m| m as u32),
+            ef_construction: hnsw["ef_construct"].as_u64().map(|e| e as u32),
+            ef_search: None,
+        }),
+    };
+    index_call!(gateway, create, message);
+    ok(json!(true), started)
+}
+
+pub async fn get(State(gateway): State<Arc<GatewayService>>, Path(name): Path<String>) -> Rest {
+    let started = Instant::now();
+    let info = index_call!(gateway, get, ix::CollectionRef { name });
+    ok(describe(&info), started)
+}
+
+pub async fn list(State(gateway): State<Arc<GatewayService>>) -> Rest {
+    let started = Instant::now();
+    let list = index_call!(gateway, list, ix::ListRequest {});
+    let names: Vec<Value> = list
+        .collections
+        .iter()
+        .map(|c| json!({"name": c.name}))
+        .collect();
+    ok(json!({"collections": names}), started)
+}
+
+pub async fn drop(State(gateway): State<Arc<GatewayService>>, Path(name): Path<String>) -> Rest {
+    let started = Instant::now();
+    index_call!(gateway, drop, ix::CollectionRef { name });
+    ok(json!(true), started)
+}
+
+fn describe(c: &ix::CollectionInfo) -> Value {
+    let distance = match ix::Metric::try_from(c.metric) {
+        Ok(ix::Metric::Dot) => "Dot",
+        Ok(ix::Metric::L2) => "Euclid",
+        _ => "Cosine",
+    };
+    let hnsw = c.hnsw.unwrap_or_default();
+    json!({
+        "status": "green",
+        "points_count": c.points,
+        "config": {
+            "params": {"vectors": {"size": c.dimension, "distance": distance}},
+            "hnsw_config": {"m": hnsw.m, "ef_construct": hnsw.ef_construction},
+        },
+        "model": c.model,
+        "backend": c.backend,
+    })
+}
+
+pub async fn upsert(
+    State(gateway): State<Arc<GatewayService>>,
+    Path(name): Path<String>,
+    Json(body): Json<Value>,
+) -> Rest {
+    let started = Instant::now();
+    let Some(points) = body["points"].as_array() else {
+        return Err(RestError::bad("`points` must be a list of points"));
+    };
+    let points = points
+        .iter()
+        .enumerate()
+        .map(|(i, p)| point(i, p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let message = ix::UpsertRequest {
+        collection: name,
+        points,
+    };
+    index_call!(gateway, upsert, message);
+    // Every upsert is durable when answered: `wait` makes no difference.
+    ok(json!({"operation_id": 0, "status": "completed"}), started)
+}
+
+fn point(i: usize, p: &Value) -> Result<ix::Point, RestError> {
+    let id = id_of(&p["id"]).ok_or_else(|| {
+        RestError::bad(format!(
+            "`points[{i}].id` must be a string or an unsigned integer"
+        ))
+    })?;
+    let content = match (&p["vector"], &p["text"]) {
+        (Value::Array(values), Value::Null) => ix::point::Content::Vector(ix::Vector {
+            values: floats(values)
+                .ok_or_else(|| RestError::bad(format!("`points[{i}].vector` must hold numbers")))?,
+        }),
+        (Value::Null, Value::String(text)) => ix::point::Content::Text(text.clone()),
+        _ => {
+            return Err(RestError::bad(format!(
+                "`points[{i}]` needs a `vector` or a `text`, not both"
+            )))
+        }
+    };
+    let payload = match &p["payload"] {
+        Value::Null => String::new(),
+        object @ Value::Object(_) => object.to_string(),
+        _ => {
+            return Err(RestError::bad(format!(
+                "`points[{i}].payload` must be a JSON object"
+            )))
+        }
+    };
+    Ok(ix::Point {
+        id,
+        content: Some(content),
+        payload,
+    })
+}
+
+fn id_of(value: &Value) -> Option<String> {
+    match value {
+        Value::String(id) => Some(id.clone()),
+        Value::Number(n) if n.is_u64() => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn floats(values: &[Value]) -> Option<Vec<f32>> {
+    values
+        .iter()
+        .map(|v| v.as_f64().map(|x| x as f32))
+        .collect()
+}
+
+pub async fn search(
+    State(gateway): State<Arc<GatewayService>>,
+    Path(name): Path<String>,
+    Json(body): Json<Value>,
+) -> Rest {
+    let started = Instant::now();
+    let query = match (&body["vector"], &body["text"]) {
+        (Value::Array(values), Value::Null) => ix::search_request::Query::Vector(ix::Vector {
+            values: floats(values).ok_or_else(|| RestError::bad("`vector` must hold numbers"))?,
+        }),
+        (Value::Null, Value::String(text)) => ix::search_request::Query::Text(text.clone()),
+        _ => return Err(RestError::bad("give a `vector` or a `text`, not both")),
+    };
+    let filter = match &body["filter"] {
+        Value::Null => None,
+        f => Some(filter(f, "filter")?),
+    };
+    let with_payload = body["with_payload"].as_bool().unwrap_or(false);
+    let message = ix::SearchRequest {
+        collection: name,
+        query: Some(query),
+        top_k: Some(body["limit"].as_u64().unwrap_or(10) as u32),
+        filter,
+        score_threshold: body["score_threshold"].as_f64().map(|t| t as f32),
+        with_payload,
+        with_vector: body["with_vector"].as_bool().unwrap_or(false),
+        exact: body["params"]["exact"].as_bool().unwrap_or(false),
+        ef_search: body["params"]["hnsw_ef"].as_u64().map(|e| e as u32),
+    };
+    let found = index_call!(gateway, search, message);
+    let hits: Vec<Value> = found
+        .hits
+        .iter()
+        .map(|h| {
+            let mut hit = json!({"id": rest_id(&h.id), "version": 0, "score": h.score});
+            if with_payload {
+                let mut payload: Value = serde_json::from_str(&h.payload).unwrap_or(json!({}));
+                if !h.text.is_empty() {
+                    payload["text"] = json!(h.text);
+                }
+                hit["payload"] = payload;
+            }
+            if !h.vector.is_empty() {
+                hit["vector"] = json!(h.vector);
+            }
+            hit
+        })
+        .collect();
+    ok(json!(hits), started)
+}
+
+/// Ids that were unsigned integers go back as numbers, as Qdrant's clients expect.
+fn rest_id(id: &str) -> Value {
+    match id.parse::<u64>() {
+        Ok(n) if n.to_string() == id => json!(n),
+        _ => json!(id),
+    }
+}
+
+pub async fn delete(
+    State(gateway): State<Arc<GatewayService>>,
+    Path(name): Path<String>,
+    Json(body): Json<Value>,
+) -> Rest {
+    let started = Instant::now();
+    let selector = match (&body["points"], &body["filter"]) {
+        (Value::Array(ids), Value::Null) => ix::delete_request::Selector::Ids(ix::PointIds {
+            ids: ids
+                .iter()
+                .map(id_of)
+                .collect::<Option<_>>()
+                .ok_or_else(|| RestError::bad("`points` must hold string or integer ids"))?,
+        }),
+        (Value::Null, f @ Value::Object(_)) => {
+            ix::delete_request::Selector::Filter(filter(f, "filter")?)
+        }
+        _ => {
+            return Err(RestError::bad(
+                "give `points` (ids) or a `filter`, not both",
+            ))
+        }
+    };
+    let message = ix::DeleteRequest {
+        collection: name,
+        selector: Some(selector),
+    };
+    index_call!(gateway, delete, message);
+    ok(json!({"operation_id": 0, "status": "completed"}), started)
+}
+
+/// A Qdrant filter: `must` / `should` / `must_not` lists of conditions, each `{"key", "match":
+/// {"value"} | {"any": [...]}}`, `{"key", "range": {gt, gte, lt, lte}}`, or a nested filter.
+fn filter(value: &Value, path: &str) -> Result<ix::Filter, RestError> {
+    let Value::Object(fields) = value else {
+        return Err(RestError::bad(format!("`{path}` must be an object")));
+    };
+    let list = |name: &str| -> Result<Vec<ix::Condition>, RestError> {
+        match fields.get(name) {
+            None => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, c)| condition(c, &format!("{path}.{name}[{i}]")))
+                .collect(),
+            Some(_) => Err(RestError::bad(format!("`{path}.{name}` must be a list"))),
+        }
+    };
+    Ok(ix::Filter {
+        must: list("must")?,
+        should: list("should")?,
+        must_not: list("must_not")?,
+    })
+}
+
+fn condition(value: &Value, path: &str) -> Result<ix::Condition, RestError> {
+    use ix::condition::Test;
+    let Some(key) = value["key"].as_str() else {
+        // No key: a nested filter.
+        return Ok(ix::Condition {
+            key: String::new(),
+            test: Some(Test::Filter(filter(value, path)?)),
+        });
+    };
+    let test = if let Value::Object(m) = &value["match"] {
+        if let Some(any) = m.get("any").and_then(Value::as_array) {
+            let keywords: Option<Vec<String>> =
+                any.iter().map(|v| v.as_str().map(String::from)).collect();
+            let integers: Option<Vec<i64>> = any.iter().map(Value::as_i64).collect();
+            match (keywords, integers) {
+                (Some(keywords), _) => Test::Any(ix::AnyOf {
+                    keywords,
+                    integers: Vec::new(),
+                }),
+                (None, Some(integers)) => Test::Any(ix::AnyOf {
+                    keywords: Vec::new(),
+                    integers,
+                }),
+                _ => {
+                    return Err(RestError::bad(format!(
+                        "`{path}.match.any` must be all strings or all integers"
+                    )))
+                }
+            }
+        } else {
+            use ix::r#match::Value as M;
+            let matched = match m.get("value") {
+                Some(Value::String(s)) => M::Keyword(s.clone()),
+                Some(Value::Bool(b)) => M::Boolean(*b),
+                Some(n) if n.is_i64() => M::Integer(n.as_i64().unwrap_or_default()),
+                _ => return Err(RestError::bad(format!(
+                    "`{path}.match` needs a `value` (a string, an integer or a boolean) or `any`"
+                ))),
+            };
+            Test::Match(ix::Match {
+                value: Some(matched),
+            })
+        }
+    } else if let Value::Object(r) = &value["range"] {
+        let bound = |name: &str| r.get(name).and_then(Value::as_f64);
+        Test::Range(ix::Range {
+            gt: bound("gt"),
+            gte: bound("gte"),
+            lt: bound("lt"),
+            lte: bound("lte"),
+        })
+    } else {
+        return Err(RestError::bad(format!(
+            "`{path}` needs a `match` or a `range`"
+        )));
+    };
+    Ok(ix::Condition {
+        key: key.to_string(),
+        test: Some(test),
+    })
+}

@@ -1,7 +1,7 @@
-//! The seam between the service and where collections live. The embedded backend
-//! ([`crate::embedded::Embedded`]: SQLite rows, search structures in memory) is the one there
-//! is; a PostgreSQL + pgvector backend, where the database itself searches and many replicas
-//! share it, is meant to be a second implementation of this same trait.
+//! The seam between the service and where collections live: the embedded backend
+//! ([`crate::embedded::Embedded`]: SQLite rows, search structures in memory, one replica) or
+//! PostgreSQL + pgvector ([`crate::pgvector::Pgvector`]: the database stores and searches, and
+//! any number of replicas share it). Both answer alike; the conformance suite holds them to it.
 //!
 //! Everything above it is shared by every backend: validation (`convert`), embedding texts
 //! (the embedder), and the error mapping. Calls block: the service runs them on its bounded
@@ -20,6 +20,12 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Describes one collection; [`Error::NoCollection`] if there is none by that name.
     fn get(&self, name: &str) -> Result<Info, Error>;
+
+    /// What [`Backend::get`] says of the collection without its point count, which a backend
+    /// may have to count (every call that names a collection asks for this first).
+    fn spec(&self, name: &str) -> Result<Spec, Error> {
+        self.get(name).map(|info| info.spec)
+    }
 
     /// Every collection, by name.
     fn list(&self) -> Result<Vec<Info>, Error>;

@@ -10,15 +10,22 @@ oneword_runtime::server_flags!("index", "INDEX", metrics = "0.0.0.0:9095");
 #[derive(Clone, Debug, Parser)]
 #[command(
     name = "oneword-index",
-    about = "Collections of embedded points, searched exactly or through HNSW, stored in SQLite"
+    about = "Collections of embedded points, searched exactly or through HNSW, stored in SQLite or in PostgreSQL + pgvector"
 )]
 pub struct Config {
     /// Address to serve gRPC on.
     #[arg(long, env = "ONEWORD_INDEX_LISTEN", default_value = "0.0.0.0:50055")]
     pub listen: SocketAddr,
-    /// Directory of the database (`index.sqlite` and its WAL files); created if absent.
+    /// Directory of the embedded database (`index.sqlite` and its WAL files); created if absent;
+    /// unused with `--postgres`.
     #[arg(long, env = "ONEWORD_INDEX_DATA_DIR", default_value = "data/index")]
     pub data_dir: PathBuf,
+    /// PostgreSQL with the pgvector extension to keep the collections in, instead of the embedded
+    /// SQLite store in `--data-dir`: a libpq-style DSN (`host=db port=5432 user=oneword
+    /// dbname=oneword`) or a `postgresql://` URL; empty = embedded. Any number of index replicas
+    /// may share one database; without TLS (`sslmode=disable` or `prefer`).
+    #[arg(long, env = "ONEWORD_INDEX_POSTGRES", default_value = "")]
+    pub postgres: Postgres,
     /// The embedder service that embeds texts (`http://host:port`); empty = none, and then
     /// text points, text queries and collections with a model are refused.
     #[arg(
@@ -60,6 +67,62 @@ pub struct Config {
     pub server: ServerFlags,
 }
 
+/// The `--postgres` DSN, checked when the flags are parsed; shown without its password.
+#[derive(Clone, Default)]
+pub struct Postgres(Option<postgres::Config>);
+
+impl Postgres {
+    /// The parsed DSN, if one was given.
+    pub fn config(&self) -> Option<&postgres::Config> {
+        self.0.as_ref()
+    }
+}
+
+impl std::str::FromStr for Postgres {
+    type Err = String;
+
+    fn from_str(dsn: &str) -> Result<Self, String> {
+        if dsn.trim().is_empty() {
+            return Ok(Postgres(None));
+        }
+        let config = dsn.parse::<postgres::Config>().map_err(|e| {
+            format!("`--postgres` must be a libpq-style DSN (`host=… dbname=…`) or a `postgresql://` URL: {e}")
+        })?;
+        Ok(Postgres(Some(config)))
+    }
+}
+
+impl std::fmt::Debug for Postgres {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            None => f.write_str("\"\""),
+            // The effective configuration is logged at start-up: never the password.
+            Some(config) => write!(f, "{:?}", redacted(config)),
+        }
+    }
+}
+
+/// Where a DSN points, for logs: hosts, ports, user and database, no password.
+pub fn redacted(config: &postgres::Config) -> String {
+    use postgres::config::Host;
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            Host::Tcp(name) => name.clone(),
+            Host::Unix(path) => path.display().to_string(),
+        })
+        .collect();
+    let ports: Vec<String> = config.get_ports().iter().map(u16::to_string).collect();
+    format!(
+        "host={} port={} user={} dbname={}",
+        hosts.join(","),
+        ports.join(","),
+        config.get_user().unwrap_or(""),
+        config.get_dbname().unwrap_or("")
+    )
+}
+
 impl Config {
     /// Defaults for a data directory, without an embedder, as tests build it.
     pub fn for_data_dir(dir: impl AsRef<Path>) -> Self {
@@ -83,5 +146,35 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_postgres_dsn_is_checked_and_logged_without_its_password() {
+        let config = Config::parse_from([
+            "oneword-index",
+            "--postgres",
+            "postgresql://oneword:s3cret@db.example:5433/vectors",
+        ]);
+        let pg = config.postgres.config().expect("a DSN was given");
+        assert_eq!(pg.get_dbname(), Some("vectors"));
+        let logged = format!("{config:?}");
+        assert!(!logged.contains("s3cret"), "{logged}");
+        assert!(
+            logged.contains("host=db.example port=5433 user=oneword dbname=vectors"),
+            "{logged}"
+        );
+        assert!(Config::for_data_dir("x").postgres.config().is_none());
+        let bad = Config::try_parse_from(["oneword-index", "--postgres", "host=a port=notaport"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            bad.contains("`--postgres` must be a libpq-style DSN"),
+            "{bad}"
+        );
     }
 }

@@ -35,6 +35,10 @@ pub enum Error {
     /// changed. The detail is logged where it happens.
     #[error("the index's database is unavailable ({0}); nothing was changed, retry later")]
     Database(String),
+    /// PostgreSQL (the `--postgres` backend) cannot be reached or cannot serve now; the detail
+    /// says whether anything may have been changed.
+    #[error("the PostgreSQL database is unavailable: {0}")]
+    Postgres(String),
     #[error("the index is shutting down")]
     ShuttingDown,
     /// A bug or a broken invariant; logged once, answered without internals.
@@ -72,7 +76,9 @@ impl From<Error> for Status {
             }
             e @ Error::FailedPrecondition(_) => Status::failed_precondition(e.to_string()),
             Error::Embedder(status) => oneword_runtime::status::from_downstream(EMBEDDER, status),
-            e @ (Error::Database(_) | Error::ShuttingDown) => Status::unavailable(e.to_string()),
+            e @ (Error::Database(_) | Error::Postgres(_) | Error::ShuttingDown) => {
+                Status::unavailable(e.to_string())
+            }
             Error::Internal(detail) => {
                 oneword_runtime::status::internal("serving an index call", detail)
             }

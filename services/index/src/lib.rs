@@ -1,12 +1,14 @@
-//! The index service: collections of embedded points and searching them. SQLite is the store of
-//! record (one file in `--data-dir`, every write one transaction, answered after its commit);
-//! the search structures, an exact flat scan and an HNSW graph, live in memory and are rebuilt
-//! from the rows at start-up. Texts are embedded by the embedder with the collection's model,
-//! so points and queries are always embedded alike.
+//! The index service: collections of embedded points and searching them, in one of two
+//! backends. By default SQLite is the store of record (one file in `--data-dir`, every write one
+//! transaction, answered after its commit) and the search structures, an exact flat scan and an
+//! HNSW graph, live in memory, rebuilt from the rows at start-up: one stateful replica. With
+//! `--postgres`, PostgreSQL + pgvector stores and searches everything and the index keeps only
+//! connections, so any number of replicas can share the database. Texts are embedded by the
+//! embedder with the collection's model, so points and queries are always embedded alike.
 //!
 //! Layers, top down: `service` (gRPC, thin) → `convert` (validation into `types`) →
-//! [`backend::Backend`] (the seam a pgvector backend will implement too) → `embedded` (SQLite +
-//! `indexes`) → the search structures (`search::Exact`, `hnsw::Hnsw`) over `rows`.
+//! [`backend::Backend`] → either `embedded` (SQLite + `indexes` → the search structures,
+//! `search::Exact` and `hnsw::Hnsw`, over `rows`) or `pgvector` (SQL).
 
 #![forbid(unsafe_code)]
 
@@ -20,6 +22,7 @@ pub mod filter;
 pub mod hnsw;
 pub mod indexes;
 pub mod kernels;
+pub mod pgvector;
 pub mod rows;
 pub mod search;
 mod service;
@@ -38,7 +41,9 @@ pub use config::Config;
 pub use error::Error;
 
 /// Serves the index on `listeners` until `shutdown` completes; health says NOT_SERVING until
-/// every collection's rows are loaded and its search structures built.
+/// every collection's rows are loaded and its search structures built, or, with `--postgres`,
+/// until the database answers (it is retried meanwhile; a refusal that retrying cannot mend,
+/// such as a wrong password or no pgvector, stops the index with the reason).
 pub async fn run(
     config: Config,
     listeners: Listeners,
@@ -53,16 +58,22 @@ pub async fn run(
     let load = {
         let (config, metrics) = (config.clone(), metrics.clone());
         async move {
-            let dir = config.data_dir.clone();
-            let policy = indexes::Policy {
-                hnsw_threshold: config.hnsw_threshold,
+            let backend: Arc<dyn backend::Backend> = match config.postgres.config() {
+                Some(postgres) => Arc::new(connect(postgres.clone(), config.workers).await?),
+                None => {
+                    let dir = config.data_dir.clone();
+                    let policy = indexes::Policy {
+                        hnsw_threshold: config.hnsw_threshold,
+                    };
+                    let backend =
+                        tokio::task::spawn_blocking(move || embedded::Embedded::open(&dir, policy))
+                            .await
+                            .context("the loading thread failed")??;
+                    let backend = Arc::new(backend);
+                    watch(&metrics, backend.clone());
+                    backend
+                }
             };
-            let backend =
-                tokio::task::spawn_blocking(move || embedded::Embedded::open(&dir, policy))
-                    .await
-                    .context("the loading thread failed")??;
-            let backend = Arc::new(backend);
-            watch(&metrics, backend.clone());
             let service = service::IndexService {
                 backend,
                 embedder,
@@ -89,7 +100,38 @@ pub async fn run(
     Ok(())
 }
 
-/// Gauges of what the index holds, read at each scrape.
+/// Connects to PostgreSQL with a pool of `connections` (one per worker, so that a call never
+/// waits for one) and creates the layout, retrying while the server cannot be reached.
+async fn connect(
+    postgres: ::postgres::Config,
+    connections: usize,
+) -> anyhow::Result<pgvector::Pgvector> {
+    let at = config::redacted(&postgres);
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let config = postgres.clone();
+        let opened =
+            tokio::task::spawn_blocking(move || pgvector::Pgvector::open(config, connections))
+                .await
+                .context("the connecting thread failed")?;
+        match opened {
+            Ok(backend) => {
+                tracing::info!(postgres = %at, "connected to PostgreSQL");
+                return Ok(backend);
+            }
+            Err(Error::Postgres(why)) => {
+                tracing::warn!(postgres = %at, "PostgreSQL cannot be reached yet, retrying in {delay:?}: {why}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => anyhow::bail!("PostgreSQL at {at} cannot be used: {e}"),
+        }
+    }
+}
+
+/// Gauges of what the embedded index holds, read at each scrape. With `--postgres` there are
+/// none: the replicas share the database, whose size is PostgreSQL's to report
+/// (`pg_stat_user_tables`), and a scrape must not wait on it.
 fn watch(metrics: &Metrics, backend: Arc<embedded::Embedded>) {
     let points = metrics.int_gauge("index_points", "Points stored, in every collection.");
     let collections = metrics.int_gauge("index_collections", "Collections.");

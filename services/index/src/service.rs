@@ -40,7 +40,7 @@ impl IndexService {
     /// The spec of the collection `name` (named by the request field `field`).
     async fn spec(&self, field: &str, name: String) -> Result<Spec, Error> {
         convert::name(field, &name)?;
-        Ok(self.backend(move |b| b.get(&name)).await?.spec)
+        self.backend(move |b| b.spec(&name)).await
     }
 }
 

@@ -1,6 +1,7 @@
 //! The conformance suite: one set of cases, written once against the gRPC contract, run against
-//! every way the index can search. A new backend or index joins with one `conformance!` line
-//! (a pgvector backend: a `Flavour` whose `configure` points the config at its database).
+//! every way the index can search. A new backend or index joins with one `conformance!` line:
+//! the embedded backend searched exactly and through its HNSW graph, and PostgreSQL + pgvector
+//! (a real server, `common::pg`; each test in a database of its own) through its HNSW index.
 
 #[path = "conformance/cases.rs"]
 mod cases;
@@ -40,6 +41,13 @@ const HNSW: Flavour = Flavour {
     approximate: true,
     configure: |_| {},
     backend: "sqlite",
+};
+
+const PGVECTOR: Flavour = Flavour {
+    index: pb::IndexKind::Hnsw,
+    approximate: true,
+    configure: |config| config.postgres = common::pg::database(),
+    backend: "pgvector",
 };
 
 /// A started index of this flavour, and the directory its data lives in.
@@ -195,3 +203,4 @@ macro_rules! conformance {
 
 conformance!(exact, EXACT);
 conformance!(hnsw, HNSW);
+conformance!(pgvector, PGVECTOR);

@@ -53,6 +53,7 @@ fn generated() -> String {
         table(oneword_embedder::Config::command()),
         table(oneword_decoder::Config::command()),
         table(oneword_baseline::Config::command()),
+        table(oneword_index::Config::command()),
     ]
     .concat()
 }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses its own share of these
 
+pub mod pg;
+
 use std::time::Duration;
 
 use oneword_index::Config;
@@ -36,7 +38,14 @@ impl Drop for Index {
 
 impl Index {
     /// Starts an index with `config` and waits until its health check says SERVING.
-    pub async fn start(mut config: Config) -> Index {
+    pub async fn start(config: Config) -> Index {
+        let index = Index::spawn(config).await;
+        wait_serving(index.channel(), &index.task).await;
+        index
+    }
+
+    /// Starts an index with `config`, without waiting for it to be ready.
+    pub async fn spawn(mut config: Config) -> Index {
         config.server.drain_secs = 0;
         let listeners = Listeners::loopback(false)
             .await
@@ -49,13 +58,36 @@ impl Index {
         let channel = Channel::from_shared(address.clone())
             .unwrap()
             .connect_lazy();
-        wait_serving(channel.clone(), &task).await;
         Index {
             client: CollectionsClient::new(channel).max_decoding_message_size(64 << 20),
             address,
             stop: Some(stop),
             task,
         }
+    }
+
+    fn channel(&self) -> Channel {
+        Channel::from_shared(self.address.clone())
+            .unwrap()
+            .connect_lazy()
+    }
+
+    /// What its health check says now.
+    pub async fn health(&self) -> ServingStatus {
+        let status = HealthClient::new(self.channel())
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .expect("the health service answers")
+            .into_inner()
+            .status;
+        ServingStatus::try_from(status).expect("a known status")
+    }
+
+    /// Waits until its health check says SERVING.
+    pub async fn serving(&self) {
+        wait_serving(self.channel(), &self.task).await;
     }
 
     /// Stops the index and waits until it has stopped.

@@ -7,7 +7,7 @@ CARGO ?= cargo
 SERVICES := oneword-tokenizer oneword-embedder oneword-decoder oneword-baseline oneword-index oneword-gateway oneword-model oneword-cli
 
 .DEFAULT_GOAL := help
-.PHONY: help build run demo-search demo-model minilm test-tools test deps-check lint fmt fmt-check proto references bench docs essay
+.PHONY: help build run demo-search demo-model minilm test-tools test deps-check lint fmt fmt-check proto references bench bench-search docs essay
 
 ## help: list the targets
 help:
@@ -53,7 +53,7 @@ test: deps-check minilm test-tools
 	$(CARGO) test --workspace
 
 # Crates that do no model arithmetic, and what they must never link.
-LIGHT_CRATES := oneword-gateway oneword-tokenizer oneword-baseline oneword-runtime oneword-cli
+LIGHT_CRATES := oneword-gateway oneword-tokenizer oneword-baseline oneword-index oneword-runtime oneword-cli
 HEAVY_DEPS := candle-core|candle-nn|gemm|cudarc|pulp
 
 ## deps-check: fail if a crate that does no model arithmetic links candle, gemm or cudarc
@@ -63,9 +63,13 @@ deps-check:
 		if [ -n "$$heavy" ]; then echo "deps-check: $$crate links $$heavy; it does no model arithmetic" >&2; exit 1; fi; \
 	done; echo "deps-check: $(LIGHT_CRATES) link no candle, gemm or cudarc"
 
-## bench: oneword vs Hugging Face transformers and llama.cpp (installs both into bench/.work); report in bench/results/<date>/
+## bench: oneword vs Hugging Face transformers and llama.cpp (installs both into bench/.work); report in bench/results/<date>/; then bench-search
 bench:
 	bench/run.sh
+
+## bench-search: similarity search (MiniLM embedding, exact and HNSW search, filters, upserts) vs sentence-transformers, FAISS and hnswlib (installed into bench/.work); report in bench/results/<date>-search/
+bench-search:
+	bench/search.sh
 
 ## essay: every instrument of the essay on MODEL (gpt2: needs the hub or a local directory), as a report with pictures in bench/results/essay/<model>/
 essay: build

@@ -2,6 +2,8 @@
 # `make bench`: oneword against Hugging Face transformers and llama.cpp, on one GPT-2-small-shaped
 # checkpoint with random weights (speed does not depend on the values) made by our own tool, on
 # this machine, with the same number of threads. Results: bench/results/<date>/report.md.
+# Then the similarity-search benchmark (bench/search.sh; its own report in
+# bench/results/<date>-search/). BENCH_SEARCH=0 skips it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,3 +34,7 @@ echo "bench: llama.cpp" >&2
 echo "bench: transformers" >&2
 "$PYTHON" bench/reference/hf_bench.py "${common[@]}" --threads "$THREADS" > "$OUT/transformers.json"
 python3 bench/report.py "$OUT"
+if [ "${BENCH_SEARCH:-1}" != 0 ]; then
+    echo "bench: similarity search" >&2
+    bench/search.sh
+fi

@@ -384,9 +384,11 @@ fn condition(value: &Value, path: &str) -> Result<ix::Condition, RestError> {
                 Some(Value::String(s)) => M::Keyword(s.clone()),
                 Some(Value::Bool(b)) => M::Boolean(*b),
                 Some(n) if n.is_i64() => M::Integer(n.as_i64().unwrap_or_default()),
-                _ => return Err(RestError::bad(format!(
+                _ => {
+                    return Err(RestError::bad(format!(
                     "`{path}.match` needs a `value` (a string, an integer or a boolean) or `any`"
-                ))),
+                )))
+                }
             };
             Test::Match(ix::Match {
                 value: Some(matched),

@@ -42,6 +42,7 @@ named! {
     ix::CollectionInfo => "oneword.index.v1.CollectionInfo",
     ix::ListResponse => "oneword.index.v1.ListResponse",
     ix::DropResponse => "oneword.index.v1.DropResponse",
+    ix::SnapshotResponse => "oneword.index.v1.SnapshotResponse",
     ix::UpsertResponse => "oneword.index.v1.UpsertResponse",
     ix::SearchResponse => "oneword.index.v1.SearchResponse",
     ix::Filter => "oneword.index.v1.Filter",

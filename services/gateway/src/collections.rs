@@ -63,4 +63,5 @@ pass_on! {
     delete(pb::DeleteRequest) -> pb::DeleteResponse;
     search(pb::SearchRequest) -> pb::SearchResponse;
     retrieve(pb::RetrieveRequest) -> pb::RetrieveResponse;
+    snapshot(pb::CollectionRef) -> pb::SnapshotResponse;
 }

@@ -44,6 +44,16 @@ pub trait Backend: Send + Sync + 'static {
     /// The points nearest a query, nearest first, equal scores by id.
     fn search(&self, name: &str, search: &Search) -> Result<Found, Error>;
 
+    /// Copies one collection into a new file under the data directory; where, and its points.
+    /// Only a backend that keeps its own files can.
+    fn snapshot(&self, name: &str) -> Result<(std::path::PathBuf, u64), Error> {
+        let _ = name;
+        Err(Error::FailedPrecondition(format!(
+            "the {} backend takes no snapshots: back its database up with its own tools (pg_dump)",
+            self.name()
+        )))
+    }
+
     /// Points by id, in the order asked; ids not stored are left out.
     fn retrieve(&self, name: &str, ids: &[String], with: With) -> Result<Vec<Record>, Error>;
 }

@@ -175,6 +175,19 @@ impl pb::collections_server::Collections for IndexService {
         }))
     }
 
+    async fn snapshot(
+        &self,
+        request: Request<pb::CollectionRef>,
+    ) -> Result<Response<pb::SnapshotResponse>, Status> {
+        let name = request.into_inner().name;
+        convert::name("name", &name)?;
+        let (path, points) = self.backend(move |b| b.snapshot(&name)).await?;
+        Ok(Response::new(pb::SnapshotResponse {
+            path: path.display().to_string(),
+            points,
+        }))
+    }
+
     async fn retrieve(
         &self,
         request: Request<pb::RetrieveRequest>,

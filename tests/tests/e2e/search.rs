@@ -548,3 +548,73 @@ async fn collections_over_rest_in_qdrants_shape() {
     );
     assert!(!metrics.contains("/v1/collections/rest"), "{metrics}");
 }
+
+/// A snapshot holds one collection, consistently, and a fresh index serves it as it was.
+#[tokio::test]
+async fn a_snapshot_is_served_by_a_fresh_index() {
+    let cluster = Cluster::start(tiny_model()).await;
+    let mut index = cluster.collections().await;
+    for name in ["kept", "other"] {
+        index
+            .create(ix::CreateRequest {
+                name: name.into(),
+                model: "default".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let points = NOTES
+            .iter()
+            .map(|(id, t, p)| text_point(id, t, p))
+            .collect();
+        index
+            .upsert(ix::UpsertRequest {
+                collection: name.into(),
+                points,
+            })
+            .await
+            .unwrap();
+    }
+    let snapshot = index
+        .snapshot(ix::CollectionRef {
+            name: "kept".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(snapshot.points, 4);
+    assert!(snapshot.path.ends_with(".sqlite"), "{}", snapshot.path);
+    refused(
+        index
+            .snapshot(ix::CollectionRef {
+                name: "nowhere".into(),
+            })
+            .await,
+        Code::NotFound,
+        "nowhere",
+    );
+    let before = index
+        .search(by_text("kept", NOTES[0].1, 4))
+        .await
+        .unwrap()
+        .into_inner();
+
+    let restored = tempfile::tempdir().unwrap();
+    std::fs::copy(&snapshot.path, restored.path().join("index.sqlite")).unwrap();
+    let mut config = oneword_index::Config::for_data_dir(restored.path());
+    config.embedder = cluster.embedder.address.clone();
+    let fresh = start(false, |l, s| oneword_index::run(config, l, until(s))).await;
+    let mut fresh = ix::collections_client::CollectionsClient::connect(fresh.address.clone())
+        .await
+        .unwrap();
+    let list = fresh.list(ix::ListRequest {}).await.unwrap().into_inner();
+    let names: Vec<&str> = list.collections.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["kept"]);
+    assert_eq!(list.collections[0].points, 4);
+    let after = fresh
+        .search(by_text("kept", NOTES[0].1, 4))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(after.hits, before.hits);
+}

@@ -45,6 +45,21 @@ pub async fn collection(
                 .into_inner();
             answer(io, ctx, &info, describe)
         }
+        CollectionAction::Snapshot { name } => {
+            let snapshot = index
+                .snapshot(request(
+                    ix::CollectionRef { name: name.clone() },
+                    ctx.timeout,
+                ))
+                .await?
+                .into_inner();
+            answer(io, ctx, &snapshot, |s| {
+                format!(
+                    "{name}: {} points copied to {} (on the index's disk)\n",
+                    s.points, s.path
+                )
+            })
+        }
         CollectionAction::Drop { name } => {
             let dropped = index
                 .drop(request(

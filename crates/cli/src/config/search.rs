@@ -67,6 +67,8 @@ pub enum CollectionAction {
     Get { name: String },
     /// Delete a collection and all its points.
     Drop { name: String },
+    /// Copy a collection into a SQLite file on the index's disk (embedded store only).
+    Snapshot { name: String },
 }
 
 /// How closeness is scored.

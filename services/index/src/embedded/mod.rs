@@ -12,7 +12,7 @@
 pub mod sqlite;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
 use std::time::Instant;
 
@@ -29,6 +29,8 @@ pub const DATABASE_FILE: &str = "index.sqlite";
 
 /// See the module documentation.
 pub struct Embedded {
+    /// The data directory: the database, and `snapshots/`.
+    dir: PathBuf,
     db: Sqlite,
     policy: Policy,
     collections: RwLock<BTreeMap<String, Arc<Collection>>>,
@@ -116,6 +118,7 @@ impl Embedded {
             );
         }
         Ok(Embedded {
+            dir: dir.to_path_buf(),
             db,
             policy,
             collections: RwLock::new(collections),
@@ -225,6 +228,21 @@ impl Backend for Embedded {
         let collection = self.collection(name)?;
         let indexes = read(&collection.indexes);
         indexes.search(name, search)
+    }
+
+    fn snapshot(&self, name: &str) -> Result<(PathBuf, u64), Error> {
+        let collection = self.collection(name)?;
+        // Writes to the collection wait, so the copy is one state of it.
+        let _writer = lock(&collection.writer);
+        let dir = self.dir.join("snapshots");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::Database(format!("creating {}: {e}", dir.display())))?;
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros());
+        let path = dir.join(format!("{name}-{stamp}.sqlite"));
+        let points = self.db.snapshot(name, &path)?;
+        Ok((path, points))
     }
 
     fn retrieve(&self, name: &str, ids: &[String], with: With) -> Result<Vec<Record>, Error> {

@@ -237,6 +237,45 @@ impl Sqlite {
         })
     }
 
+    /// Copies collection `name` (its row and its points) into a new database file at `path`, in
+    /// this schema, in one read of the main database (consistent) and one transaction of the
+    /// copy with `synchronous=FULL` (durable when this returns); the points copied.
+    pub fn snapshot(&self, name: &str, path: &Path) -> Result<u64, Error> {
+        let what = "writing a snapshot";
+        let target = path
+            .to_str()
+            .ok_or_else(|| Error::Internal(format!("{} is not UTF-8", path.display())))?;
+        let conn = self.conn();
+        conn.execute("ATTACH DATABASE ?1 AS snapshot", [target])
+            .map_err(|e| failed(what, e))?;
+        let copied = (|| {
+            conn.pragma_update(Some("snapshot"), "synchronous", "FULL")?;
+            let schema = SCHEMA
+                .replace("EXISTS collections", "EXISTS snapshot.collections")
+                .replace("EXISTS points", "EXISTS snapshot.points")
+                .replace("PRAGMA user_version", "PRAGMA snapshot.user_version");
+            conn.execute_batch(&schema)?;
+            conn.execute_batch("BEGIN")?;
+            conn.execute(
+                "INSERT INTO snapshot.collections SELECT * FROM main.collections WHERE name = ?1",
+                [name],
+            )?;
+            let points = conn.execute(
+                "INSERT INTO snapshot.points SELECT * FROM main.points WHERE collection = ?1",
+                [name],
+            )?;
+            conn.execute_batch("COMMIT")?;
+            Ok(points as u64)
+        })();
+        if copied.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        let detached = conn.execute_batch("DETACH DATABASE snapshot");
+        let points = copied.map_err(|e| failed(what, e))?;
+        detached.map_err(|e| failed(what, e))?;
+        Ok(points)
+    }
+
     /// Runs `work` in one IMMEDIATE transaction (the write lock taken at BEGIN, so a commit
     /// never fails on a lock upgrade) and commits it; on any error nothing is changed.
     fn write<T>(

@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{by_vector, clustered, ids, pg, point, Index};
+use common::{by_vector, clustered, delete_ids, ids, pg, point, Index};
 use oneword_index::backend::Backend;
 use oneword_index::filter::{Condition, Filter, Range, Test};
 use oneword_index::pgvector::Pgvector;
@@ -482,14 +482,7 @@ async fn postgres_going_away_is_unavailable_and_named_then_calls_recover() {
             .unwrap_err(),
         c.get(reference("r")).await.unwrap_err(),
         c.list(pb::ListRequest {}).await.unwrap_err(),
-        c.delete(pb::DeleteRequest {
-            collection: "r".into(),
-            selector: Some(pb::delete_request::Selector::Ids(pb::PointIds {
-                ids: vec!["kept".into()],
-            })),
-        })
-        .await
-        .unwrap_err(),
+        c.delete(delete_ids("r", ["kept"])).await.unwrap_err(),
     ];
     for status in statuses {
         assert_eq!(status.code(), Code::Unavailable, "{status:?}");

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{by_vector, clustered, ids, point, Index};
+use common::{by_vector, clustered, delete_ids, ids, point, Index};
 use oneword_index::Config;
 use oneword_proto::index::v1 as pb;
 use serde_json::json;
@@ -188,10 +188,7 @@ async fn auto_collections_switch_to_hnsw_at_the_threshold_and_back_under_half() 
         .into_inner();
     assert!(!found.exact);
 
-    let delete = |ids: Vec<String>| pb::DeleteRequest {
-        collection: "a".into(),
-        selector: Some(pb::delete_request::Selector::Ids(pb::PointIds { ids })),
-    };
+    let delete = |ids: Vec<String>| delete_ids("a", ids);
     // 50 points left: still at least half the threshold, so the graph stays (rebuilt without
     // its tombstones).
     index
@@ -249,12 +246,7 @@ async fn a_restart_reloads_every_collection_from_the_database() {
             .unwrap();
         index
             .client
-            .delete(pb::DeleteRequest {
-                collection: name.into(),
-                selector: Some(pb::delete_request::Selector::Ids(pb::PointIds {
-                    ids: vec!["000".into(), "001".into()],
-                })),
-            })
+            .delete(delete_ids(name, ["000", "001"]))
             .await
             .unwrap();
         for q in &queries {

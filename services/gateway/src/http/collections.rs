@@ -13,10 +13,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use oneword_proto::index::v1 as ix;
-use oneword_runtime::deadline::Deadline;
+use oneword_proto::index::v1::collections_server::Collections;
 use serde_json::{json, Value};
 
-use crate::downstream::{failed, INDEX};
+use crate::collections::CollectionsFront;
 use crate::service::GatewayService;
 
 /// An error in Qdrant's shape.
@@ -38,9 +38,8 @@ impl IntoResponse for RestError {
     }
 }
 
-impl From<crate::Error> for RestError {
-    fn from(error: crate::Error) -> Self {
-        let status = tonic::Status::from(error);
+impl From<tonic::Status> for RestError {
+    fn from(status: tonic::Status) -> Self {
         let code = match status.code() {
             tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition => {
                 StatusCode::BAD_REQUEST
@@ -67,18 +66,15 @@ fn ok(result: Value, started: Instant) -> Rest {
     .into_response())
 }
 
-/// Calls the index with `call`, admitted like any gateway request.
+/// One call through the gateway's gRPC front of the index, so that REST and gRPC share its
+/// admission, deadline and error mapping.
 macro_rules! index_call {
-    ($gateway:expr, $method:ident, $message:expr) => {{
-        let _permit = $gateway.admit()?;
-        let deadline = Deadline::default();
-        let mut index = $gateway.downstream.index().await?;
-        index
-            .$method(deadline.request($message))
-            .await
-            .map_err(|s| failed(INDEX, s, &deadline))?
+    ($gateway:expr, $method:ident, $message:expr) => {
+        CollectionsFront::new($gateway.clone())
+            .$method(tonic::Request::new($message))
+            .await?
             .into_inner()
-    }};
+    };
 }
 
 pub async fn create(

@@ -145,6 +145,19 @@ pub fn by_vector(collection: &str, vector: &[f32], top_k: u32) -> pb::SearchRequ
 }
 
 /// The ids of the hits, in order.
+/// A Delete of the points `ids`.
+pub fn delete_ids(
+    collection: &str,
+    ids: impl IntoIterator<Item = impl Into<String>>,
+) -> pb::DeleteRequest {
+    pb::DeleteRequest {
+        collection: collection.into(),
+        selector: Some(pb::delete_request::Selector::Ids(pb::PointIds {
+            ids: ids.into_iter().map(Into::into).collect(),
+        })),
+    }
+}
+
 pub fn ids(hits: &[pb::Record]) -> Vec<String> {
     hits.iter().map(|h| h.id.clone()).collect()
 }

@@ -4,7 +4,7 @@ use oneword_proto::index::v1 as pb;
 use serde_json::json;
 use tonic::Code;
 
-use crate::common::{by_vector, ids, point, Metric};
+use crate::common::{by_vector, delete_ids, ids, point, Metric};
 use crate::Running;
 
 fn payload(record: &pb::Record) -> serde_json::Value {
@@ -71,12 +71,7 @@ pub async fn delete_by_id_and_by_filter(mut ix: Running) {
         })
         .collect();
     ix.upsert("d", points).await;
-    let deleted = |ids: &[&str]| pb::DeleteRequest {
-        collection: "d".into(),
-        selector: Some(pb::delete_request::Selector::Ids(pb::PointIds {
-            ids: ids.iter().map(|s| s.to_string()).collect(),
-        })),
-    };
+    let deleted = |ids: &[&str]| delete_ids("d", ids.iter().copied());
     let r = ix
         .client
         .delete(deleted(&["p1", "p3", "nope"]))
@@ -277,14 +272,7 @@ pub async fn unknown_collection_is_not_found(mut ix: Running) {
         })
         .await
         .unwrap_err(),
-        c.delete(pb::DeleteRequest {
-            collection: "nope".into(),
-            selector: Some(pb::delete_request::Selector::Ids(pb::PointIds {
-                ids: vec!["a".into()],
-            })),
-        })
-        .await
-        .unwrap_err(),
+        c.delete(delete_ids("nope", ["a"])).await.unwrap_err(),
     ];
     for status in statuses {
         assert_eq!(status.code(), Code::NotFound, "{status:?}");

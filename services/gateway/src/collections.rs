@@ -62,6 +62,7 @@ pass_on! {
     upsert(pb::UpsertRequest) -> pb::UpsertResponse;
     delete(pb::DeleteRequest) -> pb::DeleteResponse;
     search(pb::SearchRequest) -> pb::SearchResponse;
+    search_batch(pb::SearchBatchRequest) -> pb::SearchBatchResponse;
     retrieve(pb::RetrieveRequest) -> pb::RetrieveResponse;
     snapshot(pb::CollectionRef) -> pb::SnapshotResponse;
 }

@@ -44,6 +44,12 @@ pub trait Backend: Send + Sync + 'static {
     /// The points nearest a query, nearest first, equal scores by id.
     fn search(&self, name: &str, search: &Search) -> Result<Found, Error>;
 
+    /// Several searches of one collection, answered in order as [`Backend::search`] answers
+    /// each; a backend may share work among them.
+    fn search_batch(&self, name: &str, searches: &[Search]) -> Result<Vec<Found>, Error> {
+        searches.iter().map(|s| self.search(name, s)).collect()
+    }
+
     /// Copies one collection into a new file under the data directory; where, and its points.
     /// Only a backend that keeps its own files can.
     fn snapshot(&self, name: &str) -> Result<(std::path::PathBuf, u64), Error> {

@@ -54,6 +54,9 @@ pub struct Config {
     /// Largest `top_k` a search may ask for.
     #[arg(long, env = "ONEWORD_INDEX_MAX_TOP_K", default_value_t = 1000)]
     pub max_top_k: usize,
+    /// Most searches one SearchBatch may carry.
+    #[arg(long, env = "ONEWORD_INDEX_MAX_SEARCH_BATCH", default_value_t = 256)]
+    pub max_search_batch: usize,
     /// Writes, searches and reads run at once, off the async workers.
     #[arg(long, env = "ONEWORD_INDEX_WORKERS", default_value_t = 2)]
     pub workers: usize,
@@ -137,6 +140,7 @@ impl Config {
             ("--max-points", self.max_points),
             ("--max-payload-bytes", self.max_payload_bytes),
             ("--max-top-k", self.max_top_k),
+            ("--max-search-batch", self.max_search_batch),
             ("--workers", self.workers),
             ("--queue-capacity", self.queue_capacity),
             ("--max-message-bytes", self.max_message_bytes),

@@ -11,7 +11,7 @@ use oneword_proto::index::v1 as pb;
 use crate::embedder::TextModel;
 use crate::error::Error;
 use crate::types::{
-    HnswParams, IndexKind, Info, Metric, Query, Record, Search, Selector, Spec, With,
+    Found, HnswParams, IndexKind, Info, Metric, Query, Record, Search, Selector, Spec, With,
 };
 
 pub use filter::filter;
@@ -30,6 +30,7 @@ pub struct Limits {
     pub max_points: usize,
     pub max_payload_bytes: usize,
     pub max_top_k: usize,
+    pub max_search_batch: usize,
 }
 
 fn invalid(field: &str, message: String) -> Error {
@@ -228,6 +229,29 @@ pub fn search(r: pb::SearchRequest, spec: &Spec, limits: &Limits) -> Result<Sear
     })
 }
 
+/// Checks the size of a SearchBatch: 1 to `--max-search-batch` searches.
+pub fn batch(searches: usize, limits: &Limits) -> Result<(), Error> {
+    let max = limits.max_search_batch;
+    if (1..=max).contains(&searches) {
+        return Ok(());
+    }
+    Err(invalid(
+        "searches",
+        format!("`searches` must hold 1 to {max} searches, got {searches}"),
+    ))
+}
+
+/// An error of search `i` of a SearchBatch, naming the field in the batch.
+pub fn in_batch(i: usize) -> impl Fn(Error) -> Error {
+    move |e| match e {
+        Error::InvalidArgument(field, message) => Error::InvalidArgument(
+            format!("searches[{i}].{field}"),
+            format!("`searches[{i}]`: {message}"),
+        ),
+        e => e,
+    }
+}
+
 /// Validates a Delete.
 pub fn delete(r: pb::DeleteRequest, limits: &Limits) -> Result<Selector, Error> {
     use pb::delete_request::Selector as S;
@@ -288,6 +312,16 @@ pub fn info(info: Info) -> pb::CollectionInfo {
         points: info.points,
         backend: info.backend.into(),
         searched_with: index(info.searched_with),
+    }
+}
+
+/// The wire form of a search's answer.
+pub fn found(found: Found, embedded_tokens: u64) -> pb::SearchResponse {
+    pb::SearchResponse {
+        hits: found.hits.into_iter().map(record).collect(),
+        exact: found.exact,
+        candidates_scanned: found.candidates_scanned,
+        embedded_tokens,
     }
 }
 

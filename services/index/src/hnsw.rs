@@ -8,12 +8,18 @@
 //! produces. This one stores only links (u32 row numbers), never panics on data, and is
 //! deterministic: a row's level comes from a hash of its number.
 //!
+//! Each search, and each run of inserts, is one SIMD dispatch ([`crate::kernels`]), in which
+//! the distances to a row's not yet visited neighbours are computed four rows at a time.
+//!
 //! There is no removal: a deleted or overwritten row stays in the graph as a waypoint and is
 //! filtered out of results by the caller's `allow`; the caller rebuilds the graph when
 //! tombstones pile up.
 
+use std::cell::RefCell;
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
+
+use pulp::{Simd, WithSimd};
 
 use crate::kernels;
 use crate::rows::Rows;
@@ -24,6 +30,8 @@ use crate::types::{HnswParams, Metric};
 const MAX_LEVEL: usize = 16;
 /// Level of a row not (yet) in the graph.
 const ABSENT: u8 = u8::MAX;
+/// Most links a row can have (2m with m ≤ 127, as [`Hnsw::new`] clamps it).
+const MAX_LINKS: usize = 254;
 
 /// See the module documentation.
 #[derive(Clone, Debug)]
@@ -66,19 +74,39 @@ impl PartialOrd for Near {
     }
 }
 
-/// Rows already reached in one walk.
-struct Visited(Vec<u64>);
+thread_local! {
+    /// Each thread's marks of the rows its walks reach, kept from one walk to the next.
+    static VISITED: RefCell<Visited> = RefCell::default();
+}
+
+/// Rows already reached in one walk: a row is marked when its mark equals the walk's epoch, so
+/// that a new walk forgets every mark by moving to the next epoch instead of clearing them
+/// (hnswlib's visited list).
+#[derive(Default)]
+struct Visited {
+    marks: Vec<u16>,
+    epoch: u16,
+}
 
 impl Visited {
-    fn new(rows: usize) -> Self {
-        Visited(vec![0; rows.div_ceil(64)])
+    /// Starts a walk over `rows` rows, none of them marked.
+    fn start(&mut self, rows: usize) {
+        if self.marks.len() < rows {
+            self.marks.resize(rows, 0);
+        }
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            self.marks.fill(0);
+            self.epoch = 1;
+        }
     }
 
     /// Marks `row`; whether it was new.
+    #[inline(always)]
     fn insert(&mut self, row: u32) -> bool {
-        let (word, bit) = (row as usize / 64, 1u64 << (row % 64));
-        let new = self.0[word] & bit == 0;
-        self.0[word] |= bit;
+        let mark = &mut self.marks[row as usize];
+        let new = *mark != self.epoch;
+        *mark = self.epoch;
         new
     }
 }
@@ -86,7 +114,7 @@ impl Visited {
 impl Hnsw {
     /// An empty graph; `params` are assumed validated (m ≥ 2).
     pub fn new(metric: Metric, params: HnswParams) -> Self {
-        let m = params.m.clamp(2, 127);
+        let m = params.m.clamp(2, MAX_LINKS / 2);
         Hnsw {
             metric,
             m,
@@ -118,8 +146,35 @@ impl Hnsw {
         self.entry.is_none()
     }
 
-    fn distance(&self, a: &[f32], b: &[f32]) -> f32 {
-        kernels::distance(self.metric, a, b)
+    #[inline(always)]
+    fn distance<S: Simd>(&self, simd: S, a: &[f32], b: &[f32]) -> f32 {
+        let [[d]] = kernels::block(simd, self.metric, [a], [b]);
+        d
+    }
+
+    /// The distances of `query` to the rows `ids`, into `out`: four rows at a time, so that
+    /// their loads from memory overlap.
+    #[inline(always)]
+    fn distances<S: Simd>(
+        &self,
+        simd: S,
+        rows: &Rows,
+        query: &[f32],
+        ids: &[u32],
+        out: &mut [f32],
+    ) {
+        let mut groups = ids.chunks_exact(4);
+        let mut outs = out[..ids.len()].chunks_exact_mut(4);
+        for (group, out) in (&mut groups).zip(&mut outs) {
+            let vectors: [&[f32]; 4] = std::array::from_fn(|i| rows.vector(group[i]));
+            let ds = kernels::block(simd, self.metric, vectors, [query]);
+            for (o, [d]) in out.iter_mut().zip(ds) {
+                *o = d;
+            }
+        }
+        for (&id, o) in groups.remainder().iter().zip(outs.into_remainder()) {
+            *o = self.distance(simd, query, rows.vector(id));
+        }
     }
 
     /// The paper's ⌊−ln(u)·mL⌋ with u uniform in (0, 1], u taken from a hash of the row.
@@ -132,6 +187,7 @@ impl Hnsw {
         ((-u.ln() * self.level_scale) as usize).min(MAX_LEVEL)
     }
 
+    #[inline(always)]
     fn links(&self, row: u32, layer: usize) -> &[u32] {
         let r = row as usize;
         if layer == 0 {
@@ -152,7 +208,8 @@ impl Hnsw {
     }
 
     /// Links `row` into the graph.
-    fn insert(&mut self, rows: &Rows, row: u32) {
+    #[inline(always)]
+    fn insert<S: Simd>(&mut self, simd: S, rows: &Rows, row: u32, visited: &mut Visited) {
         let query = rows.vector(row);
         let level = self.level_of(row);
         self.levels[row as usize] = level as u8;
@@ -161,16 +218,17 @@ impl Hnsw {
             (self.entry, self.top) = (Some(row), level);
             return;
         };
-        let mut nearest = Near(self.distance(query, rows.vector(entry)), entry);
+        let mut nearest = Near(self.distance(simd, query, rows.vector(entry)), entry);
         for layer in (level + 1..=self.top).rev() {
-            nearest = self.greedy(rows, query, nearest, layer).0;
+            nearest = self.greedy(simd, rows, query, nearest, layer).0;
         }
         for layer in (0..=level.min(self.top)).rev() {
-            let found = self.search_layer(rows, query, nearest, self.ef_construction, layer, None);
-            let chosen = self.select(rows, &found.0, self.m);
+            let ef = self.ef_construction;
+            let found = self.search_layer(simd, rows, query, nearest, ef, layer, None, visited);
+            let chosen = self.select(simd, rows, &found.0, self.m);
             self.set_links(row, layer, &chosen);
             for &neighbour in &chosen {
-                self.connect(rows, neighbour, row, layer);
+                self.connect(simd, rows, neighbour, row, layer);
             }
             nearest = found.0[0];
         }
@@ -180,7 +238,8 @@ impl Hnsw {
     }
 
     /// Adds `new` to `row`'s links on `layer`, pruning them with the heuristic when full.
-    fn connect(&mut self, rows: &Rows, row: u32, new: u32, layer: usize) {
+    #[inline(always)]
+    fn connect<S: Simd>(&mut self, simd: S, rows: &Rows, row: u32, new: u32, layer: usize) {
         let cap = if layer == 0 { self.m0 } else { self.m };
         let links = self.links(row, layer);
         if links.len() < cap {
@@ -189,28 +248,40 @@ impl Hnsw {
             self.set_links(row, layer, &grown);
             return;
         }
-        let base = rows.vector(row);
-        let mut candidates: Vec<Near> = links
-            .iter()
-            .chain(std::iter::once(&new))
-            .map(|&n| Near(self.distance(base, rows.vector(n)), n))
-            .collect();
+        let mut ids = [0u32; MAX_LINKS + 1];
+        ids[..links.len()].copy_from_slice(links);
+        ids[links.len()] = new;
+        let ids = &ids[..links.len() + 1];
+        let mut ds = [0f32; MAX_LINKS + 1];
+        self.distances(simd, rows, rows.vector(row), ids, &mut ds);
+        let mut candidates: Vec<Near> = ids.iter().zip(ds).map(|(&n, d)| Near(d, n)).collect();
         candidates.sort_unstable();
-        let kept = self.select(rows, &candidates, cap);
+        let kept = self.select(simd, rows, &candidates, cap);
         self.set_links(row, layer, &kept);
     }
 
     /// The paper's neighbour heuristic (its algorithm 4): from `candidates`, nearest first,
     /// keep one only if it is nearer the base than to every one kept, so that links spread in
     /// all directions instead of crowding into one cluster.
-    fn select(&self, rows: &Rows, candidates: &[Near], m: usize) -> Vec<u32> {
+    #[inline(always)]
+    fn select<S: Simd>(&self, simd: S, rows: &Rows, candidates: &[Near], m: usize) -> Vec<u32> {
         let mut kept: Vec<u32> = Vec::with_capacity(m);
         for &Near(d, c) in candidates {
             if kept.len() >= m {
                 break;
             }
-            let v = rows.vector(c);
-            if kept.iter().all(|&k| self.distance(v, rows.vector(k)) >= d) {
+            // Four of the kept at a time: one distance alone waits on its memory and its
+            // sums. A loop, not `all`: a closure may stay out of the dispatched code.
+            let mut diverse = true;
+            let mut ds = [0f32; 4];
+            for group in kept.chunks(4) {
+                self.distances(simd, rows, rows.vector(c), group, &mut ds);
+                if ds[..group.len()].iter().any(|&k| k < d) {
+                    diverse = false;
+                    break;
+                }
+            }
+            if diverse {
                 kept.push(c);
             }
         }
@@ -218,13 +289,23 @@ impl Hnsw {
     }
 
     /// Walks `layer` greedily to the nearest row it can reach from `start`.
-    fn greedy(&self, rows: &Rows, query: &[f32], start: Near, layer: usize) -> (Near, u64) {
+    #[inline(always)]
+    fn greedy<S: Simd>(
+        &self,
+        simd: S,
+        rows: &Rows,
+        query: &[f32],
+        start: Near,
+        layer: usize,
+    ) -> (Near, u64) {
         let (mut best, mut scanned) = (start, 0);
+        let mut ds = [0f32; MAX_LINKS];
         loop {
+            let links = self.links(best.1, layer);
+            self.distances(simd, rows, query, links, &mut ds);
+            scanned += links.len() as u64;
             let mut moved = false;
-            for &n in self.links(best.1, layer) {
-                let d = self.distance(query, rows.vector(n));
-                scanned += 1;
+            for (&n, &d) in links.iter().zip(&ds) {
                 if d < best.0 {
                     (best, moved) = (Near(d, n), true);
                 }
@@ -238,17 +319,21 @@ impl Hnsw {
     /// The paper's algorithm 2, with hnswlib's filter: every row reached is a waypoint, but
     /// only allowed rows enter the `ef` results, and the walk goes on while the results are not
     /// full. Returns the results nearest first, and the distances computed.
-    fn search_layer(
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn search_layer<S: Simd>(
         &self,
+        simd: S,
         rows: &Rows,
         query: &[f32],
         start: Near,
         ef: usize,
         layer: usize,
         allow: Option<Allow>,
+        visited: &mut Visited,
     ) -> (Vec<Near>, u64) {
-        let allowed = |row| allow.is_none_or(|a| a(row));
-        let mut visited = Visited::new(self.levels.len());
+        let allowed = |row| allow.is_none_or(|a| a.allows(rows, row));
+        visited.start(self.levels.len());
         visited.insert(start.1);
         let mut candidates = BinaryHeap::from([Reverse(start)]);
         let mut results = BinaryHeap::with_capacity(ef + 1);
@@ -257,16 +342,20 @@ impl Hnsw {
         }
         let mut bar = results.peek().map_or(f32::INFINITY, |n: &Near| n.0);
         let mut scanned = 0;
+        let (mut fresh, mut ds) = ([0u32; MAX_LINKS], [0f32; MAX_LINKS]);
         while let Some(Reverse(current)) = candidates.pop() {
             if current.0 > bar && (results.len() >= ef || allow.is_none()) {
                 break;
             }
+            // The rows not reached yet, scored together.
+            let mut len = 0;
             for &n in self.links(current.1, layer) {
-                if !visited.insert(n) {
-                    continue;
-                }
-                let d = self.distance(query, rows.vector(n));
-                scanned += 1;
+                fresh[len] = n;
+                len += usize::from(visited.insert(n));
+            }
+            self.distances(simd, rows, query, &fresh[..len], &mut ds);
+            scanned += len as u64;
+            for (&n, &d) in fresh[..len].iter().zip(&ds) {
                 if results.len() < ef || d < bar {
                     candidates.push(Reverse(Near(d, n)));
                     if allowed(n) {
@@ -283,6 +372,68 @@ impl Hnsw {
     }
 }
 
+/// Links rows `from..` into a graph, under one SIMD dispatch.
+struct Extend<'a> {
+    graph: &'a mut Hnsw,
+    rows: &'a Rows,
+    from: u32,
+    visited: &'a mut Visited,
+}
+
+impl WithSimd for Extend<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        for row in self.from..self.rows.len() as u32 {
+            if self.rows.is_live(row) && self.graph.levels[row as usize] == ABSENT {
+                self.graph.insert(simd, self.rows, row, self.visited);
+            }
+        }
+    }
+}
+
+/// One search, under one SIMD dispatch.
+struct Walk<'a> {
+    graph: &'a Hnsw,
+    rows: &'a Rows,
+    query: &'a [f32],
+    entry: u32,
+    ef: usize,
+    allow: Allow<'a>,
+    visited: &'a mut Visited,
+}
+
+impl WithSimd for Walk<'_> {
+    type Output = Candidates;
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) -> Candidates {
+        let (graph, rows, query) = (self.graph, self.rows, self.query);
+        let entry = self.entry;
+        let mut nearest = Near(graph.distance(simd, query, rows.vector(entry)), entry);
+        let mut scanned = 1;
+        for layer in (1..=graph.top).rev() {
+            let (n, s) = graph.greedy(simd, rows, query, nearest, layer);
+            (nearest, scanned) = (n, scanned + s);
+        }
+        let (found, s) = graph.search_layer(
+            simd,
+            rows,
+            query,
+            nearest,
+            self.ef,
+            0,
+            Some(self.allow),
+            self.visited,
+        );
+        Candidates {
+            hits: found.into_iter().map(|Near(d, r)| (d, r)).collect(),
+            scanned: scanned + s,
+        }
+    }
+}
+
 impl NearestIndex for Hnsw {
     fn extend(&mut self, rows: &Rows, from: u32) {
         let n = rows.len();
@@ -290,28 +441,31 @@ impl NearestIndex for Hnsw {
         self.count0.resize(n, 0);
         self.links0.resize(n * self.m0, 0);
         self.upper.resize(n, Vec::new());
-        for row in from..n as u32 {
-            if rows.is_live(row) && self.levels[row as usize] == ABSENT {
-                self.insert(rows, row);
-            }
-        }
+        VISITED.with_borrow_mut(|visited| {
+            pulp::Arch::new().dispatch(Extend {
+                graph: self,
+                rows,
+                from,
+                visited,
+            })
+        });
     }
 
     fn nearest(&self, rows: &Rows, query: &[f32], k: usize, ef: usize, allow: Allow) -> Candidates {
         let Some(entry) = self.entry else {
             return Candidates::default();
         };
-        let mut nearest = Near(self.distance(query, rows.vector(entry)), entry);
-        let mut scanned = 1;
-        for layer in (1..=self.top).rev() {
-            let (n, s) = self.greedy(rows, query, nearest, layer);
-            (nearest, scanned) = (n, scanned + s);
-        }
-        let (found, s) = self.search_layer(rows, query, nearest, ef.max(k), 0, Some(allow));
-        Candidates {
-            hits: found.into_iter().map(|Near(d, r)| (d, r)).collect(),
-            scanned: scanned + s,
-        }
+        VISITED.with_borrow_mut(|visited| {
+            pulp::Arch::new().dispatch(Walk {
+                graph: self,
+                rows,
+                query,
+                entry,
+                ef: ef.max(k),
+                allow,
+                visited,
+            })
+        })
     }
 
     fn is_exact(&self) -> bool {
@@ -347,8 +501,8 @@ mod tests {
         assert_eq!(graph.len(), 400);
         let exact = Exact { metric: Metric::L2 };
         for q in [[3.2, 7.9], [19.5, 0.1], [-4.0, 30.0]] {
-            let mut a = graph.nearest(&rows, &q, 5, 64, &|_| true).hits;
-            let mut b = exact.nearest(&rows, &q, 5, 0, &|_| true).hits;
+            let mut a = graph.nearest(&rows, &q, 5, 64, Allow::LIVE).hits;
+            let mut b = exact.nearest(&rows, &q, 5, 0, Allow::LIVE).hits;
             rank(&rows, &mut a, 5);
             rank(&rows, &mut b, 5);
             assert_eq!(a, b, "query {q:?}");
@@ -359,7 +513,7 @@ mod tests {
     fn a_filter_still_gets_k_hits_and_only_allowed_ones() {
         let rows = grid(400);
         let graph = Hnsw::build(&rows, Metric::L2, HnswParams::default());
-        let found = graph.nearest(&rows, &[0.0, 0.0], 10, 50, &|r| r % 7 == 3);
+        let found = graph.nearest(&rows, &[0.0, 0.0], 10, 50, Allow::Passing(&|r| r % 7 == 3));
         assert!(found.hits.len() >= 10);
         assert!(found.hits.iter().all(|&(_, r)| r % 7 == 3));
     }

@@ -127,6 +127,70 @@ impl Indexes {
     /// Runs a search of the collection `collection` (named in errors).
     pub fn search(&self, collection: &str, s: &Search) -> Result<Found, Error> {
         let rows = &self.rows;
+        let (query, exclude) = self.query(collection, s)?;
+        let filter = s.filter.as_ref().filter(|f| !f.is_empty());
+        let (found, exact) = match (&self.graph, s.exact) {
+            (Some(graph), false) => {
+                let ef = s.ef_search.unwrap_or(self.params.ef_search);
+                self.approximate(graph, query, s.top_k, ef, exclude, filter)
+            }
+            _ => {
+                let passing = |r| {
+                    rows.is_live(r)
+                        && Some(r) != exclude
+                        && filter.is_some_and(|f| f.matches(rows.payload(r)))
+                };
+                let allow = match filter {
+                    Some(_) => Allow::Passing(&passing),
+                    None => Allow::Live { except: exclude },
+                };
+                (self.exact().nearest(rows, query, s.top_k, 0, allow), true)
+            }
+        };
+        Ok(self.answer(s, found, exact))
+    }
+
+    /// Runs searches of the collection `collection`, answering each as [`Indexes::search`]
+    /// would. The ones that scan every point for a vector, unfiltered, share one pass over the
+    /// rows ([`Exact::nearest_batch`]); the others run one by one.
+    pub fn search_batch(&self, collection: &str, searches: &[Search]) -> Result<Vec<Found>, Error> {
+        let shared = |s: &Search| {
+            matches!(s.query, Query::Vector(_))
+                && s.filter.as_ref().is_none_or(Filter::is_empty)
+                && (s.exact || self.graph.is_none())
+        };
+        let scans: Vec<usize> = (0..searches.len())
+            .filter(|&i| shared(&searches[i]))
+            .collect();
+        let mut answers: Vec<Option<Found>> = searches.iter().map(|_| None).collect();
+        if scans.len() > 1 {
+            let queries = scans
+                .iter()
+                .map(|&i| self.query(collection, &searches[i]).map(|(q, _)| q))
+                .collect::<Result<Vec<_>, _>>()?;
+            // The longest list serves every query: a query's best k are the first k of it.
+            let k = scans.iter().map(|&i| searches[i].top_k).max().unwrap_or(0);
+            let found = self
+                .exact()
+                .nearest_batch(&self.rows, &queries, k, Allow::LIVE);
+            for (&i, found) in scans.iter().zip(found) {
+                answers[i] = Some(self.answer(&searches[i], found, true));
+            }
+        }
+        searches
+            .iter()
+            .zip(answers)
+            .map(|(s, answer)| answer.map_or_else(|| self.search(collection, s), Ok))
+            .collect()
+    }
+
+    /// The vector a search starts from, and the row it names, which is not to be found.
+    fn query<'a>(
+        &'a self,
+        collection: &str,
+        s: &'a Search,
+    ) -> Result<(&'a [f32], Option<u32>), Error> {
+        let rows = &self.rows;
         let (query, exclude) = match &s.query {
             Query::Vector(v) => (v.as_slice(), None),
             Query::Text(_) => {
@@ -152,18 +216,12 @@ impl Indexes {
                 ),
             ));
         }
-        let filter = s.filter.as_ref().filter(|f| !f.is_empty());
-        let base = |r: u32| rows.is_live(r) && Some(r) != exclude;
-        let (mut found, exact) = match (&self.graph, s.exact) {
-            (Some(graph), false) => {
-                let ef = s.ef_search.unwrap_or(self.params.ef_search);
-                self.approximate(graph, query, s.top_k, ef, exclude, filter)
-            }
-            _ => {
-                let allow = |r| base(r) && filter.is_none_or(|f| f.matches(rows.payload(r)));
-                (self.exact().nearest(rows, query, s.top_k, 0, &allow), true)
-            }
-        };
+        Ok((query, exclude))
+    }
+
+    /// The answer to `s` from its candidates: ranked, cut, scored and thresholded.
+    fn answer(&self, s: &Search, mut found: Candidates, exact: bool) -> Found {
+        let rows = &self.rows;
         rank(rows, &mut found.hits, s.top_k);
         let with = With {
             payload: s.with_payload,
@@ -176,11 +234,11 @@ impl Indexes {
             .filter(|&(score, _)| s.passes(self.metric, score))
             .map(|(score, row)| rows.record(row, score, with))
             .collect();
-        Ok(Found {
+        Found {
             hits,
             exact,
             candidates_scanned: found.scanned,
-        })
+        }
     }
 
     fn exact(&self) -> Exact {
@@ -203,18 +261,20 @@ impl Indexes {
         filter: Option<&Filter>,
     ) -> (Candidates, bool) {
         let rows = &self.rows;
-        let base = |r: u32| rows.is_live(r) && Some(r) != exclude;
         // With a filter, the rows that pass are marked once, so that the walk and any exact
         // fallback test a bit rather than the payload, and their count is known.
         let mask: Option<Vec<bool>> = filter.map(|f| {
             (0..rows.len() as u32)
-                .map(|r| base(r) && f.matches(rows.payload(r)))
+                .map(|r| rows.is_live(r) && Some(r) != exclude && f.matches(rows.payload(r)))
                 .collect()
         });
         let by_mask = |r: u32| mask.as_ref().is_some_and(|m| m[r as usize]);
-        let (allow, allowed): (Allow, usize) = match &mask {
-            Some(m) => (&by_mask, m.iter().filter(|&&b| b).count()),
-            None => (&base, rows.live_count() - usize::from(exclude.is_some())),
+        let (allow, allowed) = match &mask {
+            Some(m) => (Allow::Passing(&by_mask), m.iter().filter(|&&b| b).count()),
+            None => (
+                Allow::Live { except: exclude },
+                rows.live_count() - usize::from(exclude.is_some()),
+            ),
         };
         let ef = ef.max(k);
         if mask.is_some() && allowed <= ef.max(rows.live_count() / SELECTIVE) {

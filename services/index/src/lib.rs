@@ -82,6 +82,7 @@ pub async fn run(
                     max_points: config.max_points,
                     max_payload_bytes: config.max_payload_bytes,
                     max_top_k: config.max_top_k,
+                    max_search_batch: config.max_search_batch,
                 },
             };
             Ok(CollectionsServer::new(service)

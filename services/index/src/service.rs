@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 use crate::backend::Backend;
 use crate::convert::{self, Content, Limits};
 use crate::embedder::Embedder;
-use crate::types::{Query, Spec};
+use crate::types::{Query, Search, Spec};
 use crate::Error;
 
 /// The service.
@@ -167,10 +167,78 @@ impl pb::collections_server::Collections for IndexService {
             search.query = Query::Vector(convert::from_embedder(&spec, vector)?);
         }
         let found = self.backend(move |b| b.search(&name, &search)).await?;
-        Ok(Response::new(pb::SearchResponse {
-            hits: found.hits.into_iter().map(convert::record).collect(),
-            exact: found.exact,
-            candidates_scanned: found.candidates_scanned,
+        Ok(Response::new(convert::found(found, embedded_tokens)))
+    }
+
+    #[tracing::instrument(name = "search_batch", skip_all, fields(searches))]
+    async fn search_batch(
+        &self,
+        request: Request<pb::SearchBatchRequest>,
+    ) -> Result<Response<pb::SearchBatchResponse>, Status> {
+        let deadline = Deadline::of(&request);
+        let requests = request.into_inner().searches;
+        tracing::Span::current().record("searches", requests.len());
+        convert::batch(requests.len(), &self.limits)?;
+        // The searches of each collection, kept together so that the backend can share work
+        // among them, each with its place in the batch; each spec is read once.
+        let mut groups: Vec<(Spec, Vec<(usize, Search)>)> = Vec::new();
+        for (i, mut r) in requests.into_iter().enumerate() {
+            let at = convert::in_batch(i);
+            let name = std::mem::take(&mut r.collection);
+            let g = match groups.iter().position(|(spec, _)| spec.name == name) {
+                Some(g) => g,
+                None => {
+                    let spec = self.spec("collection", name).await.map_err(&at)?;
+                    groups.push((spec, Vec::new()));
+                    groups.len() - 1
+                }
+            };
+            let search = convert::search(r, &groups[g].0, &self.limits).map_err(&at)?;
+            groups[g].1.push((i, search));
+        }
+        let mut embedded_tokens = 0;
+        for (spec, searches) in &mut groups {
+            // The text queries of one collection are embedded together.
+            let (places, texts): (Vec<usize>, Vec<String>) = searches
+                .iter()
+                .enumerate()
+                .filter_map(|(k, (_, s))| match &s.query {
+                    Query::Text(t) => Some((k, t.clone())),
+                    _ => None,
+                })
+                .unzip();
+            if texts.is_empty() {
+                continue;
+            }
+            let e = self.embedder.embed(texts, &spec.model, &deadline).await?;
+            embedded_tokens += e.tokens;
+            if e.vectors.len() != places.len() {
+                let (got, asked) = (e.vectors.len(), places.len());
+                let why = format!("the embedder returned {got} vectors for {asked} texts");
+                return Err(Error::Internal(why).into());
+            }
+            for (k, vector) in places.into_iter().zip(e.vectors) {
+                let (i, search) = &mut searches[k];
+                let vector = convert::from_embedder(spec, vector).map_err(convert::in_batch(*i))?;
+                search.query = Query::Vector(vector);
+            }
+        }
+        let mut answers = self
+            .backend(move |b| {
+                let mut answers = Vec::new();
+                for (spec, searches) in groups {
+                    let (at, searches): (Vec<usize>, Vec<Search>) = searches.into_iter().unzip();
+                    answers.extend(at.into_iter().zip(b.search_batch(&spec.name, &searches)?));
+                }
+                Ok(answers)
+            })
+            .await?;
+        answers.sort_unstable_by_key(|(i, _)| *i);
+        Ok(Response::new(pb::SearchBatchResponse {
+            results: answers
+                .into_iter()
+                .map(|(_, found)| convert::found(found, 0))
+                .collect(),
             embedded_tokens,
         }))
     }

@@ -12,7 +12,7 @@ use oneword_index::backend::Backend;
 use oneword_index::filter::{Condition, Filter, Range, Test};
 use oneword_index::pgvector::Pgvector;
 use oneword_index::rows::Rows;
-use oneword_index::search::{rank, Exact, NearestIndex};
+use oneword_index::search::{rank, Allow, Exact, NearestIndex};
 use oneword_index::types::{
     HnswParams, IndexKind, Metric, NewPoint, Query, Search, Selector, Spec,
 };
@@ -97,7 +97,7 @@ fn hnsw_recall_at_10_is_at_least_0_95_at_ef_search_100() {
         let (mut found, mut wanted) = (0, 0);
         for q in matrix[n * dim..].chunks_exact(dim) {
             let q = normalised(metric, q);
-            let mut truth = Exact { metric }.nearest(&rows, &q, K, 0, &|_| true).hits;
+            let mut truth = Exact { metric }.nearest(&rows, &q, K, 0, Allow::LIVE).hits;
             rank(&rows, &mut truth, K);
             let truth: Vec<&str> = truth.iter().map(|&(_, row)| rows.id(row)).collect();
             let mut s = search(q, K);

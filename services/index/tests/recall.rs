@@ -6,7 +6,7 @@ mod common;
 
 use oneword_index::hnsw::Hnsw;
 use oneword_index::rows::Rows;
-use oneword_index::search::{rank, Exact, NearestIndex};
+use oneword_index::search::{rank, Allow, Exact, NearestIndex};
 use oneword_index::types::{HnswParams, Metric, NewPoint};
 
 /// How one recall run went.
@@ -54,9 +54,9 @@ pub fn hnsw_recall_at_10(
     let (mut found, mut scanned) = (0, 0);
     for q in matrix[n * dim..].chunks_exact(dim) {
         let q = prepare(q);
-        let mut truth = exact.nearest(&rows, &q, K, 0, &|_| true).hits;
+        let mut truth = exact.nearest(&rows, &q, K, 0, Allow::LIVE).hits;
         rank(&rows, &mut truth, K);
-        let mut got = graph.nearest(&rows, &q, K, params.ef_search, &|_| true);
+        let mut got = graph.nearest(&rows, &q, K, params.ef_search, Allow::LIVE);
         rank(&rows, &mut got.hits, K);
         scanned += got.scanned;
         found += got

@@ -1,6 +1,6 @@
 //! The service around the backend: texts without an embedder, an embedder that is down, limits,
-//! AUTO collections changing index with their size, tombstone rebuilds, and a restart that
-//! reloads everything from the database.
+//! AUTO collections changing index with their size, tombstone rebuilds, a restart that reloads
+//! everything from the database, and search batches.
 
 mod common;
 
@@ -286,5 +286,100 @@ async fn a_restart_reloads_every_collection_from_the_database() {
     assert_eq!(
         before, after,
         "the same answers from the rebuilt structures"
+    );
+}
+
+#[tokio::test]
+async fn a_search_batch_answers_each_search_as_search_does_and_is_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::for_data_dir(dir.path());
+    config.max_search_batch = 8;
+    let mut index = Index::start(config).await;
+    let c = &mut index.client;
+    let vectors = clustered(300, 4, 3, 0.5, 9);
+    for (name, kind) in [("e", pb::IndexKind::Exact), ("h", pb::IndexKind::Hnsw)] {
+        c.create(create(name, 4, kind)).await.unwrap();
+        let points = vectors
+            .chunks(4)
+            .enumerate()
+            .map(|(i, v)| point(format!("{i:03}"), v, json!({"i": i})))
+            .collect();
+        c.upsert(upsert(name, points)).await.unwrap();
+    }
+    // Tombstones, which the shared scan must skip as a single search does.
+    c.delete(delete_ids(
+        "e",
+        (0..300).step_by(7).map(|i| format!("{i:03}")),
+    ))
+    .await
+    .unwrap();
+    let query = |i: usize| &vectors[i * 4..i * 4 + 4];
+    let filtered = pb::SearchRequest {
+        filter: Some(pb::Filter {
+            must: vec![pb::Condition {
+                key: "i".into(),
+                test: Some(pb::condition::Test::Range(pb::Range {
+                    lt: Some(100.0),
+                    ..Default::default()
+                })),
+            }],
+            ..Default::default()
+        }),
+        ..by_vector("e", query(3), 5)
+    };
+    let searches = vec![
+        by_vector("e", query(1), 5),
+        by_vector("h", query(2), 4),
+        filtered,
+        pb::SearchRequest {
+            query: Some(pb::search_request::Query::Id("010".into())),
+            ..by_vector("e", &[], 3)
+        },
+        by_vector("e", query(4), 12),
+        pb::SearchRequest {
+            score_threshold: Some(1.0),
+            with_vector: true,
+            ..by_vector("e", query(5), 7)
+        },
+    ];
+    let batch = c
+        .search_batch(pb::SearchBatchRequest {
+            searches: searches.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(batch.results.len(), searches.len());
+    for (i, (search, got)) in searches.into_iter().zip(batch.results).enumerate() {
+        let alone = c.search(search).await.unwrap().into_inner();
+        assert_eq!(got, alone, "search {i}");
+        assert!(!got.hits.is_empty(), "search {i}");
+    }
+
+    let refused = c
+        .search_batch(pb::SearchBatchRequest {
+            searches: vec![by_vector("e", query(1), 5); 9],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(
+        refused
+            .message()
+            .contains("`searches` must hold 1 to 8 searches, got 9"),
+        "{}",
+        refused.message()
+    );
+    let refused = c
+        .search_batch(pb::SearchBatchRequest {
+            searches: vec![by_vector("e", query(1), 5), by_vector("e", query(1), 0)],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(
+        refused.message().contains("`searches[1]`: `top_k`"),
+        "{}",
+        refused.message()
     );
 }

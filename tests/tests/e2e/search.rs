@@ -469,6 +469,32 @@ async fn collections_over_rest_in_qdrants_shape() {
             .contains("filter.must[0]"),
         "{body}"
     );
+    // A batch answers each search as it would alone, in order; a bad one is named by index.
+    let batch = |body| {
+        rest(
+            &cluster,
+            Method::POST,
+            "/v1/collections/rest/points/search/batch",
+            body,
+        )
+    };
+    let one = json!({"vector": [0.0, 0.0, 0.9], "limit": 2, "with_payload": true});
+    let other = json!({"vector": [1.0, 0.0, 0.0], "limit": 1, "params": {"exact": true}});
+    let (_, alone) = search(one.clone()).await;
+    let (status, body) = batch(json!({"searches": [one, other]})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"][0], alone["result"], "{body}");
+    assert_eq!(body["result"][1][0]["id"], 3, "{body}");
+    let (status, body) =
+        batch(json!({"searches": [{"vector": [1.0, 0.0, 0.0]}, {"limit": 1}]})).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["status"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("`searches[1]`"),
+        "{body}"
+    );
 
     let (status, _) = rest(
         &cluster,

@@ -1,7 +1,7 @@
 //! Collections over REST in the shape Qdrant's users know (no standard exists): `PUT`/`GET`/
 //! `DELETE /v1/collections/{name}`, `GET /v1/collections`, `PUT …/points`, `POST …/points/search`,
-//! `POST …/points/delete`, answers as `{"result", "status": "ok", "time"}` and errors as
-//! `{"status": {"error"}, "time"}`. Extensions: a collection may name a text `model` instead of a
+//! `POST …/points/search/batch`, `POST …/points/delete`, answers as `{"result", "status": "ok",
+//! "time"}` and errors as `{"status": {"error"}, "time"}`. Extensions: a collection may name a text `model` instead of a
 //! vector size, a point may carry `text` instead of `vector`, and a search may give `text`.
 //! Everything is passed on to the index as gRPC does.
 
@@ -237,6 +237,45 @@ pub async fn search(
     Json(body): Json<Value>,
 ) -> Rest {
     let started = Instant::now();
+    let message = search_request(&name, &body)?;
+    let with_payload = message.with_payload;
+    let found = index_call!(gateway, search, message);
+    ok(hits(&found, with_payload), started)
+}
+
+/// Qdrant's `points/search/batch`: `{"searches": [search, …]}`, answered with one list of hits
+/// per search, in order. The index runs the batch at once (one pass over the vectors for the
+/// unfiltered exact ones) and caps its size.
+pub async fn search_batch(
+    State(gateway): State<Arc<GatewayService>>,
+    Path(name): Path<String>,
+    Json(body): Json<Value>,
+) -> Rest {
+    let started = Instant::now();
+    let Value::Array(searches) = &body["searches"] else {
+        return Err(RestError::bad("`searches` must be a list of searches"));
+    };
+    let searches = searches
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            search_request(&name, s)
+                .map_err(|RestError(code, e)| RestError(code, format!("`searches[{i}]`: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let with_payload: Vec<bool> = searches.iter().map(|s| s.with_payload).collect();
+    let found = index_call!(gateway, search_batch, ix::SearchBatchRequest { searches });
+    let results: Vec<Value> = found
+        .results
+        .iter()
+        .zip(with_payload)
+        .map(|(f, with_payload)| hits(f, with_payload))
+        .collect();
+    ok(json!(results), started)
+}
+
+/// One search of collection `name` from Qdrant's body.
+fn search_request(name: &str, body: &Value) -> Result<ix::SearchRequest, RestError> {
     let query = match (&body["vector"], &body["text"]) {
         (Value::Array(values), Value::Null) => ix::search_request::Query::Vector(ix::Vector {
             values: floats(values).ok_or_else(|| RestError::bad("`vector` must hold numbers"))?,
@@ -248,19 +287,21 @@ pub async fn search(
         Value::Null => None,
         f => Some(filter(f, "filter")?),
     };
-    let with_payload = body["with_payload"].as_bool().unwrap_or(false);
-    let message = ix::SearchRequest {
-        collection: name,
+    Ok(ix::SearchRequest {
+        collection: name.to_string(),
         query: Some(query),
         top_k: Some(body["limit"].as_u64().unwrap_or(10) as u32),
         filter,
         score_threshold: body["score_threshold"].as_f64().map(|t| t as f32),
-        with_payload,
+        with_payload: body["with_payload"].as_bool().unwrap_or(false),
         with_vector: body["with_vector"].as_bool().unwrap_or(false),
         exact: body["params"]["exact"].as_bool().unwrap_or(false),
         ef_search: body["params"]["hnsw_ef"].as_u64().map(|e| e as u32),
-    };
-    let found = index_call!(gateway, search, message);
+    })
+}
+
+/// A search's hits as Qdrant's scored points.
+fn hits(found: &ix::SearchResponse, with_payload: bool) -> Value {
     let hits: Vec<Value> = found
         .hits
         .iter()
@@ -279,7 +320,7 @@ pub async fn search(
             hit
         })
         .collect();
-    ok(json!(hits), started)
+    json!(hits)
 }
 
 /// Ids that were unsigned integers go back as numbers, as Qdrant's clients expect.

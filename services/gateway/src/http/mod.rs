@@ -33,6 +33,7 @@ const PATHS: &[&str] = &[
     "/v1/collections/{name}",
     "/v1/collections/{name}/points",
     "/v1/collections/{name}/points/search",
+    "/v1/collections/{name}/points/search/batch",
     "/v1/collections/{name}/points/delete",
 ];
 
@@ -70,6 +71,11 @@ pub fn api(gateway: Arc<GatewayService>) -> HttpApi {
         .route(
             "/v1/collections/{name}/points/search",
             post(collections::search),
+        )
+        .route(
+            "/v1/collections/{name}/points/search/batch",
+            post(collections::search_batch)
+                .layer(axum::extract::DefaultBodyLimit::max(COLLECTIONS_BODY_LIMIT)),
         )
         .route(
             "/v1/collections/{name}/points/delete",

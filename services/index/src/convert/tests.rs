@@ -8,6 +8,7 @@ const LIMITS: Limits = Limits {
     max_points: 3,
     max_payload_bytes: 32,
     max_top_k: 50,
+    max_search_batch: 4,
 };
 
 fn spec(metric: Metric) -> Spec {
@@ -264,6 +265,27 @@ fn searches_are_checked() {
         ..base
     }));
     assert_eq!(field, "filter.must[0]");
+}
+
+#[test]
+fn a_search_batch_is_capped_and_its_errors_name_the_search() {
+    assert!(batch(1, &LIMITS).is_ok());
+    assert!(batch(4, &LIMITS).is_ok());
+    assert_eq!(
+        invalid(batch(5, &LIMITS)),
+        (
+            "searches".into(),
+            "`searches` must hold 1 to 4 searches, got 5".into()
+        )
+    );
+    assert_eq!(invalid(batch(0, &LIMITS)).0, "searches");
+    let s = spec(Metric::L2);
+    let bad = pb::SearchRequest {
+        top_k: Some(0),
+        ..Default::default()
+    };
+    let e = super::search(bad, &s, &LIMITS).map_err(in_batch(2));
+    assert_eq!(invalid(e).0, "searches[2].query");
 }
 
 #[test]

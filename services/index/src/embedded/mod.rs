@@ -230,6 +230,12 @@ impl Backend for Embedded {
         indexes.search(name, search)
     }
 
+    fn search_batch(&self, name: &str, searches: &[Search]) -> Result<Vec<Found>, Error> {
+        let collection = self.collection(name)?;
+        let indexes = read(&collection.indexes);
+        indexes.search_batch(name, searches)
+    }
+
     fn snapshot(&self, name: &str) -> Result<(PathBuf, u64), Error> {
         let collection = self.collection(name)?;
         // Writes to the collection wait, so the copy is one state of it.

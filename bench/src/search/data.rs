@@ -19,34 +19,71 @@ pub struct Matrix {
 impl Matrix {
     /// Reads `name` from `data`, with the shape `datasets.json` gives it.
     pub fn load(data: &Path, name: &str) -> anyhow::Result<Matrix> {
-        let meta: Value = serde_json::from_str(
-            &std::fs::read_to_string(data.join("datasets.json")).with_context(|| {
-                format!("{}: run `search_ref.py prepare` first", data.display())
-            })?,
-        )?;
-        let shape = meta["files"][name]
-            .as_array()
-            .with_context(|| format!("`{name}` is not in datasets.json"))?;
-        let (rows, dim) = (
-            shape[0].as_u64().unwrap_or(0) as usize,
-            shape[1].as_u64().unwrap_or(0) as usize,
-        );
-        let bytes = std::fs::read(data.join(name)).with_context(|| format!("reading {name}"))?;
+        let rows = Matrix::rows_in(data, name)?;
+        Matrix::load_rows(data, name, 0, rows)
+    }
+
+    /// How many rows `datasets.json` says `name` has (checked against the file's size).
+    pub fn rows_in(data: &Path, name: &str) -> anyhow::Result<usize> {
+        Ok(shape(data, name)?.0)
+    }
+
+    /// Rows `first..first + count` of `name`, read without the rest of the file.
+    pub fn load_rows(
+        data: &Path,
+        name: &str,
+        first: usize,
+        count: usize,
+    ) -> anyhow::Result<Matrix> {
+        use std::io::{Read, Seek, SeekFrom};
+        let (rows, dim) = shape(data, name)?;
         anyhow::ensure!(
-            bytes.len() == rows * dim * 4,
-            "{name} holds {} bytes, not {rows}×{dim} f32",
-            bytes.len()
+            first + count <= rows,
+            "{name} has {rows} rows, not {}",
+            first + count
         );
+        let mut file = std::fs::File::open(data.join(name))?;
+        file.seek(SeekFrom::Start((first * dim * 4) as u64))?;
+        let mut bytes = vec![0u8; count * dim * 4];
+        file.read_exact(&mut bytes)
+            .with_context(|| format!("reading {name}"))?;
         let data = bytes
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
-        Ok(Matrix { rows, dim, data })
+        Ok(Matrix {
+            rows: count,
+            dim,
+            data,
+        })
     }
 
     pub fn row(&self, i: usize) -> &[f32] {
         &self.data[i * self.dim..(i + 1) * self.dim]
     }
+}
+
+/// The `[rows, dim]` of `name` that `datasets.json` gives, checked against the file's size.
+fn shape(data: &Path, name: &str) -> anyhow::Result<(usize, usize)> {
+    let meta: Value = serde_json::from_str(
+        &std::fs::read_to_string(data.join("datasets.json"))
+            .with_context(|| format!("{}: run `search_ref.py prepare` first", data.display()))?,
+    )?;
+    let shape = meta["files"][name]
+        .as_array()
+        .with_context(|| format!("`{name}` is not in datasets.json"))?;
+    let (rows, dim) = (
+        shape[0].as_u64().unwrap_or(0) as usize,
+        shape[1].as_u64().unwrap_or(0) as usize,
+    );
+    let bytes = std::fs::metadata(data.join(name))
+        .with_context(|| format!("reading {name}"))?
+        .len();
+    anyhow::ensure!(
+        bytes == (rows * dim * 4) as u64,
+        "{name} holds {bytes} bytes, not {rows}×{dim} f32"
+    );
+    Ok((rows, dim))
 }
 
 /// The `k` nearest base rows of each query by inner product, computed in f64 by a plain loop

@@ -52,57 +52,11 @@ fn rows_of(found: &oneword_index::types::Found) -> Vec<u32> {
 }
 
 pub fn run(rows: Rows, queries: &Matrix, truth: &[Vec<u32>], o: &Options) -> anyhow::Result<Value> {
-    let spec = Spec {
-        name: "bench".into(),
-        model: String::new(),
-        dimension: rows.dim(),
-        metric: Metric::Cosine,
-        index: IndexKind::Hnsw,
-        hnsw: HnswParams {
-            m: o.m,
-            ef_construction: o.ef_construction,
-            ef_search: 100,
-        },
-        created_us: 0,
-    };
     let points = rows.live_count();
-    let start = Instant::now();
-    let indexes = Indexes::build(&spec, rows, Policy { hnsw_threshold: 1 });
-    let build_s = start.elapsed().as_secs_f64();
-    anyhow::ensure!(
-        indexes.searched_with() == IndexKind::Hnsw,
-        "no graph was built"
-    );
+    let (indexes, build_s) = build(rows, o.m, o.ef_construction)?;
     eprintln!("search bench: HNSW build of {points} points: {build_s:.1} s (one thread)");
 
-    let one = pool(1);
-    let mut sweep = Vec::new();
-    for &ef in &o.ef {
-        let (qps, mean_recall) = one.install(|| -> anyhow::Result<(f64, f64)> {
-            for q in 0..10 {
-                indexes.search("bench", &search(queries.row(q), o.k, ef, None))?;
-            }
-            let (mut qps, mut recalls) = (Vec::new(), Vec::new());
-            for _ in 0..o.repeat {
-                recalls.clear();
-                let started = Instant::now();
-                for (q, truth) in truth.iter().enumerate().take(queries.rows) {
-                    let found = indexes.search("bench", &search(queries.row(q), o.k, ef, None))?;
-                    recalls.push(recall(&rows_of(&found), &truth[..o.k]));
-                }
-                qps.push(queries.rows as f64 / started.elapsed().as_secs_f64());
-            }
-            Ok((
-                median(&qps),
-                recalls.iter().sum::<f64>() / recalls.len() as f64,
-            ))
-        })?;
-        eprintln!(
-            "search bench: HNSW ef {ef}: recall@{} {mean_recall:.4}, {qps:.0} QPS",
-            o.k
-        );
-        sweep.push(json!({"ef": ef, "recall": mean_recall, "qps": qps}));
-    }
+    let sweep = sweep(&indexes, queries, truth, o.k, &o.ef, o.repeat)?;
     let hnsw = json!({
         "system": "oneword Hnsw",
         "points": points,
@@ -118,6 +72,70 @@ pub fn run(rows: Rows, queries: &Matrix, truth: &[Vec<u32>], o: &Options) -> any
     });
     let filtered = filtered(&indexes, queries, o)?;
     Ok(json!({"hnsw": hnsw, "filtered": filtered}))
+}
+
+/// Builds an HNSW collection's structures over `rows` as the service does (`Indexes`, cosine),
+/// with the seconds it took.
+pub fn build(rows: Rows, m: usize, ef_construction: usize) -> anyhow::Result<(Indexes, f64)> {
+    let spec = Spec {
+        name: "bench".into(),
+        model: String::new(),
+        dimension: rows.dim(),
+        metric: Metric::Cosine,
+        index: IndexKind::Hnsw,
+        hnsw: HnswParams {
+            m,
+            ef_construction,
+            ef_search: 100,
+        },
+        created_us: 0,
+    };
+    let start = Instant::now();
+    let indexes = Indexes::build(&spec, rows, Policy { hnsw_threshold: 1 });
+    let build_s = start.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        indexes.searched_with() == IndexKind::Hnsw,
+        "no graph was built"
+    );
+    Ok((indexes, build_s))
+}
+
+/// For each `ef`: recall@k of every query against `truth` and the queries per second, one
+/// query at a time on one thread (the median of `repeat` passes), after a warm-up.
+pub fn sweep(
+    indexes: &Indexes,
+    queries: &Matrix,
+    truth: &[Vec<u32>],
+    k: usize,
+    efs: &[usize],
+    repeat: usize,
+) -> anyhow::Result<Vec<Value>> {
+    let one = pool(1);
+    let mut sweep = Vec::new();
+    for &ef in efs {
+        let (qps, mean_recall) = one.install(|| -> anyhow::Result<(f64, f64)> {
+            for q in 0..10.min(queries.rows) {
+                indexes.search("bench", &search(queries.row(q), k, ef, None))?;
+            }
+            let (mut qps, mut recalls) = (Vec::new(), Vec::new());
+            for _ in 0..repeat {
+                recalls.clear();
+                let started = Instant::now();
+                for (q, truth) in truth.iter().enumerate().take(queries.rows) {
+                    let found = indexes.search("bench", &search(queries.row(q), k, ef, None))?;
+                    recalls.push(recall(&rows_of(&found), &truth[..k]));
+                }
+                qps.push(queries.rows as f64 / started.elapsed().as_secs_f64());
+            }
+            Ok((
+                median(&qps),
+                recalls.iter().sum::<f64>() / recalls.len() as f64,
+            ))
+        })?;
+        eprintln!("search bench: HNSW ef {ef}: recall@{k} {mean_recall:.4}, {qps:.0} QPS");
+        sweep.push(json!({"ef": ef, "recall": mean_recall, "qps": qps}));
+    }
+    Ok(sweep)
 }
 
 /// Item 5: `bucket == o.bucket` (1% of the points) through the planner, whose answer must

@@ -7,7 +7,10 @@
 //!   computes (once) the brute-force truth every phase checks against;
 //! - `hnsw`: the index's HNSW graph (built by `Indexes` as a collection builds it), an
 //!   `ef_search` sweep, then a 1% payload filter through the same planner;
-//! - `upsert`: the index service itself over gRPC: upserts, then restart times.
+//! - `upsert`: the index service itself over gRPC: upserts, then restart times;
+//! - `pgvector`: the pgvector backend beside the embedded one, both through the service: HNSW
+//!   upserts, recall and QPS per `ef_search`, the 1% filter;
+//! - `million`: an HNSW graph of 1M token states: build time, memory, recall and QPS.
 //!
 //! Each phase writes `oneword-<phase>.json` into `--out`; `bench/search_report.py` turns them
 //! and the reference's into `report.md`.
@@ -18,6 +21,8 @@ mod data;
 mod embed;
 mod flat;
 mod graph;
+mod million;
+mod pg;
 mod service;
 
 use std::path::PathBuf;
@@ -36,6 +41,8 @@ enum Phase {
     Exact,
     Hnsw,
     Upsert,
+    Pgvector,
+    Million,
 }
 
 /// Measures oneword's similarity search and writes JSON results.
@@ -96,6 +103,15 @@ struct Args {
     /// Also restart an AUTO collection of `upsert_points` (it rebuilds its HNSW graph).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     hnsw_restart: bool,
+    /// `ef_search` values of the pgvector phase (both backends).
+    #[arg(long, value_delimiter = ',', default_value = "40,100,200")]
+    pg_ef: Vec<usize>,
+    /// The 1M data set `search_ref.py prepare-million` built.
+    #[arg(long, default_value = "bench/.work/search/million")]
+    million_data: PathBuf,
+    /// `ef_search` values of the 1M sweep.
+    #[arg(long, value_delimiter = ',', default_value = "16,32,64,100,200")]
+    million_ef: Vec<usize>,
 }
 
 #[tokio::main]
@@ -149,6 +165,34 @@ async fn main() -> anyhow::Result<()> {
             };
             ("upsert", service::run(&base, &options).await?)
         }
+        Phase::Pgvector => {
+            let (base, queries) = tokens(&args)?;
+            let truth = data::truth(&args.data, &base, &queries, args.k)?;
+            let options = pg::Options {
+                k: args.k,
+                m: args.m,
+                ef_construction: args.ef_construction,
+                ef: args.pg_ef.clone(),
+                points: args.upsert_points,
+                batch: args.upsert_batch,
+                filter_queries: args.filter_queries,
+                bucket: 7,
+            };
+            (
+                "pgvector",
+                pg::run(&base, &queries, &truth, &options).await?,
+            )
+        }
+        Phase::Million => {
+            let options = million::Options {
+                k: args.k,
+                m: args.m,
+                ef_construction: args.ef_construction,
+                ef: args.million_ef.clone(),
+                repeat: args.repeat,
+            };
+            ("million", million::run(&args.million_data, &options)?)
+        }
     };
     doc["loadavg_before"] = json!(load_before);
     doc["loadavg_after"] = json!(loadavg());
@@ -165,27 +209,32 @@ fn tokens(args: &Args) -> anyhow::Result<(Matrix, Matrix)> {
     Ok((base, queries))
 }
 
-/// `base` as a cosine collection's rows: normalised (as the service stores them), named by
-/// their zero-padded row number, with a `bucket` payload of row % 100 for the filter runs.
+/// `base` as a cosine collection's rows (see [`points`]).
 fn rows(base: &Matrix) -> Rows {
     let mut rows = Rows::new(base.dim);
-    rows.upsert(
-        (0..base.rows)
-            .map(|r| {
-                let mut vector = base.row(r).to_vec();
-                normalise(&mut vector);
-                let mut payload = Map::new();
-                payload.insert("bucket".into(), json!(r % graph::BUCKETS));
-                NewPoint {
-                    id: format!("{r:06}"),
-                    vector,
-                    payload,
-                    text: None,
-                }
-            })
-            .collect(),
-    );
+    rows.upsert(points(base, 0));
     rows
+}
+
+/// The rows of `piece`, which starts at row `first` of its data set, as points: normalised (as
+/// the service stores them), named by their zero-padded row number, with a `bucket` payload of
+/// row % 100 for the filter runs.
+fn points(piece: &Matrix, first: usize) -> Vec<NewPoint> {
+    (0..piece.rows)
+        .map(|i| {
+            let r = first + i;
+            let mut vector = piece.row(i).to_vec();
+            normalise(&mut vector);
+            let mut payload = Map::new();
+            payload.insert("bucket".into(), json!(r % graph::BUCKETS));
+            NewPoint {
+                id: format!("{r:06}"),
+                vector,
+                payload,
+                text: None,
+            }
+        })
+        .collect()
 }
 
 fn write(args: &Args, name: &str, value: &Value) -> anyhow::Result<()> {

@@ -27,7 +27,7 @@ pub struct Options {
 }
 
 /// An index served in this process.
-struct Running {
+pub(crate) struct Running {
     address: String,
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -36,7 +36,7 @@ struct Running {
 impl Running {
     /// Starts an index on `config` and returns once its health check says SERVING, with the
     /// time that took.
-    async fn start(mut config: Config) -> anyhow::Result<(Running, Duration)> {
+    pub(crate) async fn start(mut config: Config) -> anyhow::Result<(Running, Duration)> {
         config.server.drain_secs = 0;
         let listeners = Listeners::loopback(false).await?;
         let address = format!("http://{}", listeners.grpc.local_addr()?);
@@ -70,13 +70,13 @@ impl Running {
         ))
     }
 
-    async fn client(&self) -> anyhow::Result<CollectionsClient<Channel>> {
+    pub(crate) async fn client(&self) -> anyhow::Result<CollectionsClient<Channel>> {
         Ok(CollectionsClient::connect(self.address.clone())
             .await?
             .max_decoding_message_size(64 << 20))
     }
 
-    async fn stop(self) -> anyhow::Result<()> {
+    pub(crate) async fn stop(self) -> anyhow::Result<()> {
         let _ = self.stop.send(());
         self.task.await??;
         Ok(())
@@ -89,12 +89,13 @@ fn config(dir: &std::path::Path, hnsw_threshold: usize) -> Config {
     config
 }
 
-/// Creates `name` and upserts the first `o.points` rows of `base` into it in batches; returns
-/// the points per second and each batch's latency.
-async fn fill(
+/// Creates `name` (with `hnsw`'s parameters, or the defaults) and upserts the first `o.points`
+/// rows of `base` into it in batches; returns the points per second and each batch's latency.
+pub(crate) async fn fill(
     index: &Running,
     name: &str,
     kind: pb::IndexKind,
+    hnsw: Option<pb::HnswParams>,
     base: &Matrix,
     o: &Options,
 ) -> anyhow::Result<Value> {
@@ -105,6 +106,7 @@ async fn fill(
             dimension: Some(base.dim as u32),
             metric: pb::Metric::Cosine as i32,
             index: kind as i32,
+            hnsw,
             ..Default::default()
         })
         .await?;
@@ -182,7 +184,7 @@ pub async fn run(base: &Matrix, o: &Options) -> anyhow::Result<Value> {
     // An EXACT collection: upserts, then a restart.
     let dir = tempfile::tempdir()?;
     let (index, first_start) = Running::start(config(dir.path(), 50_000)).await?;
-    let exact = fill(&index, "exact", pb::IndexKind::Exact, base, o).await?;
+    let exact = fill(&index, "exact", pb::IndexKind::Exact, None, base, o).await?;
     eprintln!(
         "search bench: upserts into an EXACT collection: {:.0} points/s",
         crate::data::num(&exact["points_per_s"])
@@ -197,7 +199,7 @@ pub async fn run(base: &Matrix, o: &Options) -> anyhow::Result<Value> {
     if o.hnsw_restart {
         let dir = tempfile::tempdir()?;
         let (index, _) = Running::start(config(dir.path(), usize::MAX / 2)).await?;
-        auto = fill(&index, "auto", pb::IndexKind::Auto, base, o).await?;
+        auto = fill(&index, "auto", pb::IndexKind::Auto, None, base, o).await?;
         index.stop().await?;
         auto_restart = restart(dir.path(), 50_000, "auto", n).await?;
     }

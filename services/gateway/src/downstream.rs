@@ -8,16 +8,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use oneword_proto::common::v1::Tensor;
-use oneword_proto::decoder::v1 as dec;
 use oneword_proto::embedder::v1 as emb;
 use oneword_proto::tokenizer::v1 as tok;
 use oneword_runtime::deadline::Deadline;
 use oneword_runtime::telemetry::TracedChannel;
 use tokio::sync::OnceCell;
 
-use crate::replicas::{Pinned, Replicas};
-
+use crate::replicas::Replicas;
 use crate::Error;
+
+mod decoder;
+pub use decoder::{Decoder, Inputs, Sessions};
 
 pub const TOKENIZER: &str = "tokenizer";
 pub const EMBEDDER: &str = "embedder";
@@ -76,17 +77,7 @@ impl Backend {
 
 /// Messages up to this size pass between the services (a full-context prefill of GPT-2 XL's
 /// embeddings is 6.5 MB).
-const MAX_MESSAGE_BYTES: usize = 256 << 20;
-
-/// One replica of a backend (the decoder or the baseline), kept for a whole generation: its
-/// sessions live there.
-#[derive(Clone)]
-pub struct Decoder {
-    client: dec::decoder_client::DecoderClient<TracedChannel>,
-    pinned: Pinned,
-    /// Which service it is, for errors.
-    service: &'static str,
-}
+pub(crate) const MAX_MESSAGE_BYTES: usize = 256 << 20;
 
 impl Downstream {
     /// Clients of the services at `urls` (each a comma-separated list of `http://host:port`
@@ -149,14 +140,7 @@ impl Downstream {
         }
         self.ngram_models
             .get_or_try_init(|| async {
-                let info = self
-                    .baseline()
-                    .await?
-                    .client
-                    .info(deadline.request(dec::InfoRequest {}))
-                    .await
-                    .map_err(|s| failed(BASELINE, s, deadline))?
-                    .into_inner();
+                let info = self.baseline().await?.info(deadline).await?;
                 Ok(Arc::new(info.ngram_models))
             })
             .await
@@ -212,14 +196,7 @@ impl Downstream {
     pub async fn model(&self, deadline: &Deadline) -> Result<Arc<Model>, Error> {
         self.model
             .get_or_try_init(|| async {
-                let info = self
-                    .decoder()
-                    .await?
-                    .client
-                    .info(deadline.request(dec::InfoRequest {}))
-                    .await
-                    .map_err(|s| failed(DECODER, s, deadline))?
-                    .into_inner()
+                let info = self.decoder().await?.info(deadline).await?
                     .model
                     .ok_or_else(|| Error::Internal("the decoder's Info has no model".into()))?;
                 let vocab = self
@@ -404,134 +381,6 @@ impl Downstream {
     }
 }
 
-impl Decoder {
-    async fn pick(replicas: &Replicas, service: &'static str) -> Result<Self, Error> {
-        let pinned = replicas.pick().await?;
-        let client = dec::decoder_client::DecoderClient::new(pinned.channel.clone())
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        Ok(Decoder {
-            client,
-            pinned,
-            service,
-        })
-    }
-
-    /// The replica's address.
-    pub fn address(&self) -> std::net::SocketAddr {
-        self.pinned.address
-    }
-
-    /// One decoder step over several sessions.
-    pub async fn step(
-        &self,
-        steps: Vec<dec::SessionStep>,
-        deadline: &Deadline,
-    ) -> Result<dec::StepResponse, Error> {
-        let response = self
-            .client
-            .clone()
-            .step(deadline.request(dec::StepRequest { steps }))
-            .await
-            .map_err(|s| failed(self.service, s, deadline))?;
-        Ok(response.into_inner())
-    }
-
-    /// Scores targets by teacher forcing (one-shot, no session).
-    pub async fn score(
-        &self,
-        request: dec::ScoreRequest,
-        deadline: &Deadline,
-    ) -> Result<dec::ScoreResponse, Error> {
-        Ok(self
-            .client
-            .clone()
-            .score(deadline.request(request))
-            .await
-            .map_err(|s| failed(self.service, s, deadline))?
-            .into_inner())
-    }
-
-    /// What one uncached pass keeps (one-shot, no session).
-    pub async fn inspect(
-        &self,
-        request: dec::InspectRequest,
-        deadline: &Deadline,
-    ) -> Result<dec::InspectResponse, Error> {
-        Ok(self
-            .client
-            .clone()
-            .inspect(deadline.request(request))
-            .await
-            .map_err(|s| failed(self.service, s, deadline))?
-            .into_inner())
-    }
-
-    /// GPT-2's own text embeddings: hidden states pooled beside the blocks.
-    pub async fn pool(
-        &self,
-        request: dec::PoolRequest,
-        deadline: &Deadline,
-    ) -> Result<dec::PoolResponse, Error> {
-        Ok(self
-            .client
-            .clone()
-            .pool(deadline.request(request))
-            .await
-            .map_err(|s| failed(self.service, s, deadline))?
-            .into_inner())
-    }
-
-    /// Corpus statistics.
-    pub async fn corpus(
-        &self,
-        request: dec::CorpusRequest,
-        deadline: &Deadline,
-    ) -> Result<dec::CorpusResponse, Error> {
-        Ok(self
-            .client
-            .clone()
-            .corpus(deadline.request(request))
-            .await
-            .map_err(|s| failed(self.service, s, deadline))?
-            .into_inner())
-    }
-
-    /// Reads weights.
-    pub async fn weights(
-        &self,
-        request: dec::WeightsRequest,
-        deadline: &Deadline,
-    ) -> Result<dec::WeightsResponse, Error> {
-        Ok(self
-            .client
-            .clone()
-            .weights(deadline.request(request))
-            .await
-            .map_err(|s| failed(self.service, s, deadline))?
-            .into_inner())
-    }
-
-    /// Copies `source` into `targets`.
-    pub async fn fork(
-        &self,
-        source: &str,
-        targets: Vec<String>,
-        deadline: &Deadline,
-    ) -> Result<(), Error> {
-        let request = dec::ForkRequest {
-            source_session_id: source.to_string(),
-            new_session_ids: targets,
-        };
-        self.client
-            .clone()
-            .fork(deadline.request(request))
-            .await
-            .map_err(|s| failed(self.service, s, deadline))?;
-        Ok(())
-    }
-}
-
 /// The error for a failed downstream call. Past the caller's deadline the downstream service
 /// cut the call short (tonic says CANCELLED then); the caller is told its deadline passed.
 pub fn failed(service: &'static str, status: tonic::Status, deadline: &Deadline) -> Error {
@@ -539,99 +388,5 @@ pub fn failed(service: &'static str, status: tonic::Status, deadline: &Deadline)
         Error::DeadlineExceeded
     } else {
         Error::Downstream(service, status)
-    }
-}
-
-/// Rows `start..start + len` of a `[n, width]` wire tensor, without decoding it.
-pub fn slice_rows(tensor: &Tensor, start: usize, len: usize) -> Tensor {
-    let rows = tensor.shape.first().copied().unwrap_or(0).max(1) as usize;
-    let row_bytes = tensor.data.len() / rows;
-    let mut shape = tensor.shape.clone();
-    if let Some(first) = shape.first_mut() {
-        *first = len as u32;
-    }
-    Tensor {
-        data: tensor.data[start * row_bytes..(start + len) * row_bytes].to_vec(),
-        shape,
-        dtype: tensor.dtype,
-    }
-}
-
-/// Frees decoder sessions when dropped, so a request that fails, is cancelled or loses its
-/// client never leaves a KV cache behind (the TTL is only the last resort).
-pub struct Sessions {
-    decoder: dec::decoder_client::DecoderClient<TracedChannel>,
-    ids: Vec<String>,
-}
-
-impl Sessions {
-    pub fn new(decoder: &Decoder, ids: Vec<String>) -> Self {
-        Sessions {
-            decoder: decoder.client.clone(),
-            ids,
-        }
-    }
-
-    /// Releases `ids` now (they are done) and stops tracking them.
-    pub fn release(&mut self, ids: &[String]) {
-        self.ids.retain(|id| !ids.contains(id));
-        spawn_release(self.decoder.clone(), ids.to_vec());
-    }
-}
-
-impl Drop for Sessions {
-    fn drop(&mut self) {
-        if !self.ids.is_empty() {
-            spawn_release(self.decoder.clone(), std::mem::take(&mut self.ids));
-        }
-    }
-}
-
-fn spawn_release(
-    mut decoder: dec::decoder_client::DecoderClient<TracedChannel>,
-    session_ids: Vec<String>,
-) {
-    if session_ids.is_empty() {
-        return;
-    }
-    // Runs on its own, since the request that owned the sessions may be gone already.
-    tokio::spawn(async move {
-        let mut request = tonic::Request::new(dec::ReleaseRequest { session_ids });
-        request.set_timeout(Duration::from_secs(5));
-        if let Err(status) = decoder.release(request).await {
-            tracing::warn!(%status, "could not release decoder sessions; their TTL will");
-        }
-    });
-}
-
-/// A step's new inputs: embeddings for the transformer, token ids for an n-gram model (which
-/// the decoder reads by id, so the embedder is not asked).
-pub enum Inputs {
-    Embedded(Tensor),
-    Ids(Vec<u32>),
-}
-
-impl Inputs {
-    /// The inputs of `ids` at `positions`.
-    pub async fn of(
-        down: &Downstream,
-        backend: &Backend,
-        ids: Vec<u32>,
-        positions: Vec<u32>,
-        deadline: &Deadline,
-    ) -> Result<Self, Error> {
-        Ok(if backend.takes_ids() {
-            Inputs::Ids(ids)
-        } else {
-            Inputs::Embedded(down.embed(ids, positions, deadline).await?)
-        })
-    }
-
-    /// Rows `start..start + len`, as SessionStep's `embeddings` and `token_ids`.
-    pub fn rows(&self, start: usize, len: usize) -> (Option<Tensor>, Vec<u32>) {
-        match self {
-            Inputs::Embedded(t) => (Some(slice_rows(t, start, len)), Vec::new()),
-            Inputs::Ids(ids) => (None, ids[start..start + len].to_vec()),
-        }
     }
 }

@@ -21,12 +21,17 @@ impl GatewayService {
         request: pb::EmbedRequest,
         deadline: &Deadline,
     ) -> Result<pb::EmbedResponse, Error> {
-        // Only a name other than the text model's can mean GPT-2; the decoder being down must
-        // not stop the text model, so a failure to learn GPT-2's name falls through.
+        // Only a name other than the text model's can mean GPT-2. The embedder is asked first,
+        // so that a decoder that is down (whose connection would take its timeout to fail)
+        // never delays the text model; a failure to learn GPT-2's name falls through to the
+        // embedder, which names the model it serves.
         if !request.model.is_empty() && request.model != "default" {
-            if let Ok(model) = self.downstream.model(deadline).await {
-                if request.model == model.info.model_id {
-                    return self.gpt2_embed(request, &model, deadline).await;
+            let text_model = self.downstream.text_model(deadline).await.ok().flatten();
+            if text_model.is_none_or(|t| t.name != request.model) {
+                if let Ok(model) = self.downstream.model(deadline).await {
+                    if request.model == model.info.model_id {
+                        return self.gpt2_embed(request, &model, deadline).await;
+                    }
                 }
             }
         }

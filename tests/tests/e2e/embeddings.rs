@@ -543,4 +543,25 @@ async fn gpt2_embeddings_pool_transformers_hidden_states() {
         Code::InvalidArgument,
         "`layer` applies to GPT-2's embeddings only",
     );
+    // OpenAI's `dimensions` is checked against GPT-2's width when `model` names GPT-2.
+    let width = rows(&answer)[0].len();
+    let (status, body) = post(
+        &cluster,
+        json!({"input": text, "model": model, "dimensions": width}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = post(
+        &cluster,
+        json!({"input": text, "model": model, "dimensions": width + 1}),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["error"]["param"]),
+        (400, &json!("dimensions"))
+    );
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("{width}-dimensional")));
 }

@@ -68,9 +68,6 @@ pub async fn create(
         return Err(ApiError::invalid("input", "`input` must not be empty"));
     }
     let model = request.model.unwrap_or_default();
-    if let Some(dimensions) = request.dimensions {
-        check_dimensions(&gateway, dimensions, &deadline).await?;
-    }
     let answer = gateway
         .embed_texts(
             pb::EmbedRequest {
@@ -94,6 +91,9 @@ pub async fn create(
         )))
     })?;
     let width = tensor.shape.get(1).copied().unwrap_or(0) as usize;
+    if let Some(dimensions) = request.dimensions {
+        check_dimensions(dimensions, &answer.model, width)?;
+    }
     let data: Vec<Value> = values
         .chunks(width.max(1))
         .enumerate()
@@ -116,22 +116,15 @@ pub async fn create(
     .into_response())
 }
 
-/// `dimensions` shortens vectors only for models trained for it (Matryoshka); MiniLM was not,
-/// so anything but its own width is refused, naming the model, as vLLM does.
-async fn check_dimensions(
-    gateway: &GatewayService,
-    dimensions: u32,
-    deadline: &Deadline,
-) -> Result<(), ApiError> {
-    let Some(info) = gateway.downstream.text_model(deadline).await? else {
-        return Ok(()); // the embedder's own answer says it serves no text model
-    };
-    if dimensions != info.dimensions {
+/// `dimensions` shortens vectors only for models trained for it (Matryoshka); neither MiniLM nor
+/// GPT-2 was, so anything but the model's own width is refused, naming the model, as vLLM does.
+/// Checked against the answer, so that it holds for whichever model `model` chose.
+fn check_dimensions(dimensions: u32, model: &str, width: usize) -> Result<(), ApiError> {
+    if dimensions as usize != width {
         return Err(ApiError::invalid(
             "dimensions",
             format!(
-                "`dimensions` is {dimensions}, but {} gives {}-dimensional vectors and was not trained to shorten them (Matryoshka); leave `dimensions` out",
-                info.name, info.dimensions
+                "`dimensions` is {dimensions}, but {model} gives {width}-dimensional vectors and was not trained to shorten them (Matryoshka); leave `dimensions` out"
             ),
         ));
     }

@@ -5,6 +5,7 @@
 //! (a BERT) whose vectors similarity search uses.
 
 mod attention;
+mod bert;
 pub mod checkpoint;
 pub mod embeddings;
 pub mod gpt2;

@@ -1,9 +1,9 @@
 //! Sentence embeddings for similarity search: Sentence-BERT (Reimers & Gurevych, "Sentence-BERT:
 //! Sentence Embeddings using Siamese BERT-Networks", EMNLP 2019), as the reference implementation
-//! `sentence-transformers` runs it: the checkpoint's WordPiece tokenizer, candle-transformers'
-//! BERT, then the pooling and normalisation its own files name (see
-//! [`oneword_checkpoint::SentenceConfig`]). all-MiniLM-L6-v2 is the default model; any
-//! sentence-transformers BERT loads the same way.
+//! `sentence-transformers` runs it: the checkpoint's WordPiece tokenizer, BERT (our own CPU
+//! forward, [`crate::bert`], in f32 on the CPU; candle-transformers' elsewhere), then the pooling
+//! and normalisation its own files name (see [`oneword_checkpoint::SentenceConfig`]).
+//! all-MiniLM-L6-v2 is the default model; any sentence-transformers BERT loads the same way.
 
 use std::path::{Path, PathBuf};
 
@@ -11,20 +11,32 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config as BertConfig};
 use oneword_checkpoint::{Pooling, SentenceConfig};
+use rayon::prelude::*;
 use tokenizers::{Encoding, Token, Tokenizer};
 
+use crate::bert::HostBert;
 use crate::ModelError;
 
 type Result<T> = std::result::Result<T, ModelError>;
 
-/// Most sequences in one forward pass, and most padded tokens: past these, a bigger batch only
-/// costs memory (attention scores grow with the square of the longest text).
+/// Most sequences in one candle forward pass, and most padded tokens: past these, a bigger batch
+/// only costs memory (attention scores grow with the square of the longest text).
 const BATCH_SEQUENCES: usize = 32;
 const BATCH_TOKENS: usize = 8192;
 
+/// Most tokens in one pass of the CPU forward: enough rows for gemm to run near its peak; more
+/// would only grow the activations (`[tokens, intermediate]`, 3 MiB for MiniLM at 512).
+const HOST_BATCH_TOKENS: usize = 512;
+
+enum Bert {
+    /// f32 on the CPU.
+    Host(HostBert),
+    Candle(BertModel),
+}
+
 /// A loaded sentence-embedding model.
 pub struct SentenceEncoder {
-    bert: BertModel,
+    bert: Bert,
     tokenizer: Tokenizer,
     pipeline: SentenceConfig,
     /// Width of the vectors.
@@ -72,7 +84,11 @@ impl SentenceEncoder {
         let vb = unsafe {
             VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], dtype, device)?
         };
-        let bert = BertModel::load(vb, &config)?;
+        let bert = if device.is_cpu() && dtype == DType::F32 {
+            Bert::Host(HostBert::load(vb, &config)?)
+        } else {
+            Bert::Candle(BertModel::load(vb, &config)?)
+        };
         Ok(SentenceEncoder {
             bert,
             tokenizer,
@@ -131,8 +147,8 @@ impl SentenceEncoder {
         }
     }
 
-    /// One vector per input (encoded ids, each at most `max_tokens` long), `dimensions` f32
-    /// values each, concatenated in the order of the inputs.
+    /// One vector per input (encoded ids, each at most `max_tokens` long and below
+    /// `vocab_size`), `dimensions` f32 values each, concatenated in the order of the inputs.
     pub fn embed(&self, inputs: &[Vec<u32>], normalize: bool) -> Result<Vec<f32>> {
         if let Some(long) = inputs.iter().find(|ids| ids.len() > self.max_tokens) {
             return Err(ModelError::Input(format!(
@@ -141,7 +157,75 @@ impl SentenceEncoder {
                 self.max_tokens
             )));
         }
-        // Batch texts of similar length together, so that little of each pass is padding.
+        if let Some(&id) = inputs
+            .iter()
+            .flatten()
+            .find(|&&id| id as usize >= self.vocab_size)
+        {
+            return Err(ModelError::Input(format!(
+                "token id {id} is not below the vocabulary size {}",
+                self.vocab_size
+            )));
+        }
+        let mut out = match &self.bert {
+            Bert::Host(bert) => self.embed_host(bert, inputs),
+            Bert::Candle(bert) => self.embed_padded(bert, inputs)?,
+        };
+        if normalize {
+            out.chunks_mut(self.dimensions).for_each(l2_normalize);
+        }
+        Ok(out)
+    }
+
+    /// The CPU forward: consecutive inputs in passes of about equal tokens, passes spread over
+    /// the threads with gemm single-threaded inside each (a barrier in every matrix product
+    /// cost more than the product on small batches); a lone short pass uses every thread in
+    /// each product instead.
+    fn embed_host(&self, bert: &HostBert, inputs: &[Vec<u32>]) -> Vec<f32> {
+        let threads = rayon::current_num_threads();
+        let total: usize = inputs.iter().map(Vec::len).sum();
+        let target = total.div_ceil(threads).clamp(1, HOST_BATCH_TOKENS);
+        let mut passes = Vec::new();
+        let (mut start, mut tokens) = (0, 0);
+        for (i, ids) in inputs.iter().enumerate() {
+            if i > start && tokens + ids.len() > target {
+                passes.push(&inputs[start..i]);
+                (start, tokens) = (i, 0);
+            }
+            tokens += ids.len();
+        }
+        if start < inputs.len() {
+            passes.push(&inputs[start..]);
+        }
+        let parallelism = match passes.len() {
+            1 if threads > 1 => gemm::Parallelism::Rayon(threads),
+            _ => gemm::Parallelism::None,
+        };
+        let d = self.dimensions;
+        let pooled: Vec<Vec<f32>> = passes
+            .par_iter()
+            .map(|pass| {
+                let sequences: Vec<&[u32]> = pass.iter().map(|ids| &ids[..]).collect();
+                let states = bert.forward(&sequences, parallelism);
+                let mut out = vec![0f32; pass.len() * d];
+                let mut row = 0;
+                for (ids, vector) in sequences.iter().zip(out.chunks_mut(d)) {
+                    let len = ids.len();
+                    // An empty input has no token to pool: it stays all zeros.
+                    if len > 0 {
+                        let states = &states[row * d..(row + len) * d];
+                        vector.copy_from_slice(&pool(states, &[len], len, d, self.pooling()));
+                    }
+                    row += len;
+                }
+                out
+            })
+            .collect();
+        pooled.concat()
+    }
+
+    /// Candle's forward: texts sorted by length, so that little of each padded pass is padding.
+    fn embed_padded(&self, bert: &BertModel, inputs: &[Vec<u32>]) -> Result<Vec<f32>> {
         let mut order: Vec<usize> = (0..inputs.len()).collect();
         order.sort_by_key(|&i| inputs[i].len());
         let mut out = vec![0f32; inputs.len() * self.dimensions];
@@ -155,7 +239,7 @@ impl SentenceEncoder {
                 end += 1;
             }
             let batch: Vec<&[u32]> = order[start..end].iter().map(|&i| &inputs[i][..]).collect();
-            let vectors = self.forward(&batch, normalize)?;
+            let vectors = self.forward_padded(bert, &batch)?;
             for (k, &i) in order[start..end].iter().enumerate() {
                 let d = self.dimensions;
                 out[i * d..(i + 1) * d].copy_from_slice(&vectors[k * d..(k + 1) * d]);
@@ -165,8 +249,8 @@ impl SentenceEncoder {
         Ok(out)
     }
 
-    /// One padded pass over `batch`, pooled.
-    fn forward(&self, batch: &[&[u32]], normalize: bool) -> Result<Vec<f32>> {
+    /// One padded candle pass over `batch`, pooled.
+    fn forward_padded(&self, bert: &BertModel, batch: &[&[u32]]) -> Result<Vec<f32>> {
         let longest = batch.iter().map(|ids| ids.len()).max().unwrap_or(0).max(1);
         let mut ids = vec![0u32; batch.len() * longest];
         let mut mask = vec![0u32; batch.len() * longest];
@@ -178,25 +262,19 @@ impl SentenceEncoder {
         let ids = Tensor::from_vec(ids, shape, &self.device)?;
         let mask_t = Tensor::from_vec(mask, shape, &self.device)?;
         let types = ids.zeros_like()?;
-        let states = self.bert.forward(&ids, &types, Some(&mask_t))?;
+        let states = bert.forward(&ids, &types, Some(&mask_t))?;
         let states = states
             .to_dtype(DType::F32)?
             .flatten_all()?
             .to_vec1::<f32>()?;
         let lengths: Vec<usize> = batch.iter().map(|ids| ids.len()).collect();
-        let mut pooled = pool(
+        Ok(pool(
             &states,
             &lengths,
             longest,
             self.dimensions,
             self.pipeline.pooling,
-        );
-        if normalize {
-            for vector in pooled.chunks_mut(self.dimensions) {
-                l2_normalize(vector);
-            }
-        }
-        Ok(pooled)
+        ))
     }
 }
 

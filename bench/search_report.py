@@ -255,7 +255,7 @@ def main():
         best = max((r["recall"] for r in m["sweep"]), default=0)
         out += [f"## 8. HNSW, {m['points']:,}×{m['dim']}, M={m['m']}, ef_construction={m['ef_construction']}", "",
                 f"`Indexes` of an HNSW collection as in section 4, on the 1M set; {m['queries']} held-out queries, "
-                f"one thread each; the build on {m['build_threads']} rayon thread(s), as the service builds it. "
+                f"one thread each; the build on {m['build_threads']} thread(s), as the service builds it. "
                 f"Reference: {ref['version'] if ref else '–'}, built on {ref['build_threads'] if ref else '–'} "
                 "thread(s). Memory: this process's resident set, reset after the brute-force truth.", ""]
         out += table(["measure", "oneword", "goal", "met?", "hnswlib", "ratio"], [

@@ -273,7 +273,7 @@ fn machine() -> Value {
         "rust_target_features": if cfg!(target_feature = "avx2") {
             "AVX2 enabled at compile time"
         } else {
-            "the x86-64 baseline (no -C target-cpu): the index's kernels compile to SSE2; candle's matrix products pick AVX2/FMA at run time"
+            "the x86-64 baseline (no -C target-cpu); the index's kernels and the BERT forward pick AVX-512 or AVX2 at run time (pulp), candle's matrix products use gemm's AVX-512 kernels (x86-v4)"
         },
     })
 }

@@ -58,7 +58,8 @@ pub fn run(dir: &Path, o: &Options) -> anyhow::Result<Value> {
         "m": o.m,
         "ef_construction": o.ef_construction,
         "build_s": build_s,
-        "build_threads": rayon::current_num_threads(),
+        // `Indexes::build` inserts the rows one after another.
+        "build_threads": 1,
         "rss_gib": {
             "before_rows": gib(before.rss_kb),
             "rows_loaded": gib(loaded.rss_kb),

@@ -4,14 +4,21 @@
 //! the last byte of a stream, `requests_in_flight`), and, once the service drains, refuses new
 //! calls with UNAVAILABLE / 503 while counting the ones still running. It also stamps each
 //! request with its [`Arrival`](crate::deadline::Arrival), from which deadlines are counted.
+//!
+//! Label values come only from known sets (the methods of the compiled-in schemas, the routes
+//! the router matched, the standard HTTP methods); anything else a caller sends is `other`, so
+//! no request can add a series beyond those.
 
+use std::collections::HashSet;
 use std::pin::Pin;
+use std::sync::OnceLock;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
 use http_body::{Body, Frame};
+use prost::Message as _;
 use tower::{Layer, Service};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -89,18 +96,10 @@ where
         let layer = self.layer.clone();
         let path = request.uri().path();
         let (method, infrastructure) = match layer.protocol {
-            Protocol::Grpc => {
-                let infrastructure = path.starts_with("/grpc.");
-                let known = infrastructure || path.starts_with("/oneword.");
-                (
-                    if known {
-                        path[1..].to_string()
-                    } else {
-                        "other".into()
-                    },
-                    infrastructure,
-                )
-            }
+            Protocol::Grpc => match known_grpc_method(path) {
+                Some(method) => (method.to_string(), method.starts_with("grpc.")),
+                None => ("other".into(), false),
+            },
             // HTTP `/health` is refused while draining too: 503 is how it says "not ready".
             Protocol::Http(routes) => {
                 // A route with parameters is named by its template (`/v1/collections/{name}`),
@@ -114,7 +113,7 @@ where
                     .find(|&&route| route == path || Some(route) == matched)
                     .copied()
                     .unwrap_or("other");
-                (format!("{} {label}", request.method()), false)
+                (format!("{} {label}", http_method(request.method())), false)
             }
         };
         let span = tracing::info_span!(
@@ -313,6 +312,55 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Observed<B> {
     }
 }
 
+/// A gRPC path as its metrics label (`package.Service/Method`) if it names a method of the
+/// schemas compiled in (oneword's, health's, reflection's), else `None`: callers choose paths,
+/// and only known ones may become label values.
+fn known_grpc_method(path: &str) -> Option<&'static str> {
+    static KNOWN: OnceLock<HashSet<String>> = OnceLock::new();
+    let known = KNOWN.get_or_init(|| {
+        [
+            oneword_proto::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+        ]
+        .into_iter()
+        .flat_map(|set| {
+            prost_types::FileDescriptorSet::decode(set)
+                .expect("the compiled-in descriptor sets decode")
+                .file
+        })
+        .flat_map(|file| {
+            let package = file.package().to_string();
+            file.service.into_iter().flat_map(move |service| {
+                let prefix = format!("{package}.{}", service.name());
+                service
+                    .method
+                    .into_iter()
+                    .map(move |m| format!("{prefix}/{}", m.name()))
+            })
+        })
+        .collect()
+    });
+    known.get(path.strip_prefix('/')?).map(String::as_str)
+}
+
+/// An HTTP method as its label: the standard ones by name, any other token (which a client may
+/// make up) as `OTHER`.
+fn http_method(method: &http::Method) -> &'static str {
+    use http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "OTHER",
+    }
+}
+
 fn refusal(protocol: Protocol) -> Response<Bytes> {
     const MESSAGE: &str = "the server is shutting down; retry on another replica";
     match protocol {
@@ -374,5 +422,34 @@ pub fn code_name(code: tonic::Code) -> &'static str {
         Unavailable => "UNAVAILABLE",
         DataLoss => "DATA_LOSS",
         Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_compiled_in_methods_are_labels() {
+        assert_eq!(
+            known_grpc_method("/oneword.gateway.v1.Gateway/Generate"),
+            Some("oneword.gateway.v1.Gateway/Generate")
+        );
+        assert_eq!(
+            known_grpc_method("/grpc.health.v1.Health/Check"),
+            Some("grpc.health.v1.Health/Check")
+        );
+        for unknown in [
+            "/oneword.gateway.v1.Gateway/Nope",
+            "/oneword.anything/At",
+            "/grpc.health.v1.Health/Nope",
+            "oneword.gateway.v1.Gateway/Generate",
+            "/",
+        ] {
+            assert_eq!(known_grpc_method(unknown), None, "{unknown}");
+        }
+        assert_eq!(http_method(&http::Method::POST), "POST");
+        let made_up = http::Method::from_bytes(b"SCAN").unwrap();
+        assert_eq!(http_method(&made_up), "OTHER");
     }
 }

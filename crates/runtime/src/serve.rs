@@ -31,6 +31,23 @@ use crate::settings::Settings;
 /// forced shutdown and hyper's graceful close can hang (hyperium/hyper#4170), so it is bounded.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// HTTP/2 limits of every gRPC server. tonic hands hyper "no limit" for each unless it is set.
+///
+/// Streams one connection may hold open: the gateway multiplexes every call of every
+/// generation it admits (`--max-concurrent-requests`, 128 by default) to a service over one
+/// connection, so this is far above honest use and still bounds one peer.
+const MAX_CONCURRENT_STREAMS: u32 = 1024;
+/// Streams a peer may make this server reset for its protocol errors before the connection is
+/// closed with GOAWAY: the bound hyper has for "rapid reset" floods (RUSTSEC-2024-0003), at
+/// hyper's own figure.
+const MAX_LOCAL_ERROR_RESETS: usize = 1024;
+/// An idle connection is PINGed this often and dropped when the answer takes longer than the
+/// timeout, so a peer that vanished (its node gone, the network cut) frees its streams.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// TCP keepalive probes after this much silence, for connections below HTTP/2's notice.
+const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+
 /// The sockets one service serves on.
 pub struct Listeners {
     pub grpc: TcpListener,
@@ -166,6 +183,10 @@ impl Server {
         };
         let grpc = tonic::transport::Server::builder()
             .max_connection_age(settings.max_connection_age)
+            .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+            .http2_max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS))
+            .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
             .layer(ObserveLayer::new(
                 metrics.clone(),
                 drain.clone(),
@@ -174,7 +195,9 @@ impl Server {
             .add_routes(routes)
             // Without TCP_NODELAY every small reply waits on delayed ACKs (~40 ms per call here).
             .serve_with_incoming_shutdown(
-                TcpIncoming::from(listeners.grpc).with_nodelay(Some(true)),
+                TcpIncoming::from(listeners.grpc)
+                    .with_nodelay(Some(true))
+                    .with_keepalive(Some(TCP_KEEPALIVE)),
                 until_closed(closed.clone()),
             );
         let metrics_address = listeners.metrics.local_addr()?;

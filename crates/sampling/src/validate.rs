@@ -31,6 +31,10 @@ impl std::error::Error for FieldError {}
 /// Bias added to a logit, as OpenAI bounds it.
 const MAX_BIAS: f32 = 100.0;
 
+/// Entries of `logit_bias`, as OpenAI bounds them: the map goes with every step of every
+/// sample, so its size multiplies a request's traffic and work.
+pub const MAX_LOGIT_BIAS_ENTRIES: usize = 300;
+
 /// Checks a shaping; `prefix` is the path its fields hang from (`""` at the top of a request,
 /// `"steps[0].sampling.shaping."` inside a step). The ids of `logit_bias` are checked against
 /// `vocab_size` when it is known (the gateway learns it later, see [`check_logit_bias_ids`]).
@@ -60,6 +64,16 @@ pub fn shaping(
         return Err(FieldError::new(
             f.clone(),
             format!("`{f}` must be in (0, 1], got {p}"),
+        ));
+    }
+    if shaping.logit_bias.len() > MAX_LOGIT_BIAS_ENTRIES {
+        let f = field("logit_bias");
+        return Err(FieldError::new(
+            f.clone(),
+            format!(
+                "`{f}` has {} entries, over the limit of {MAX_LOGIT_BIAS_ENTRIES}",
+                shaping.logit_bias.len()
+            ),
         ));
     }
     let mut logit_bias: Vec<(u32, f32)> = shaping
@@ -208,6 +222,14 @@ mod tests {
                 },
                 "logit_bias",
                 "names token 10, outside the vocabulary of 10 tokens (ids 0..=9)",
+            ),
+            (
+                pb::Shaping {
+                    logit_bias: (0..301).map(|id| (id, 1.0)).collect(),
+                    ..Default::default()
+                },
+                "logit_bias",
+                "`logit_bias` has 301 entries, over the limit of 300",
             ),
         ];
         for (s, field, says) in cases {

@@ -76,7 +76,7 @@ pub async fn run(
             .send_compressed(CompressionEncoding::Gzip),
         key.clone(),
     );
-    // Requests are a prompt plus small fields (a full-vocabulary logit_bias is ~0.5 MB).
+    // Requests are a prompt plus small fields (logit_bias holds at most 300 entries).
     let max_request_bytes = gateway.config.max_prompt_bytes + (1 << 20);
     let grpc = InterceptedService::new(
         GatewayServer::from_arc(gateway)

@@ -98,6 +98,50 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
+/// Callers choose gRPC paths and HTTP methods; only known ones become label values (the rest
+/// are `other` / `OTHER`), so a scanner cannot grow the metrics' series.
+#[tokio::test]
+async fn unknown_paths_and_methods_add_at_most_one_series_each() {
+    let cluster = Cluster::start(tiny_model()).await;
+    let scrape =
+        |url: String| async move { reqwest::get(url).await.unwrap().text().await.unwrap() };
+    let series = |metrics: &str| {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("oneword_requests_total{"))
+            .count()
+    };
+    let before = series(&scrape(cluster.gateway.metrics.clone()).await);
+    let channel = Channel::from_shared(cluster.gateway.address.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    for i in 0..200 {
+        let mut grpc = tonic::client::Grpc::new(channel.clone());
+        grpc.ready().await.unwrap();
+        let path = format!("/oneword.scan{i}.v1.Scan/Probe{i}")
+            .parse()
+            .unwrap();
+        let codec = tonic_prost::ProstCodec::<(), ()>::default();
+        let status = grpc
+            .unary(tonic::Request::new(()), path, codec)
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unimplemented);
+    }
+    let http = reqwest::Client::new();
+    let models = format!("{}/v1/models", cluster.gateway.http.as_ref().unwrap());
+    for i in 0..200 {
+        let method = reqwest::Method::from_bytes(format!("SCAN{i}").as_bytes()).unwrap();
+        http.request(method, &models).send().await.unwrap();
+    }
+    let after = scrape(cluster.gateway.metrics.clone()).await;
+    assert!(!after.to_lowercase().contains("scan"), "{after}");
+    // `other` with UNIMPLEMENTED, and `OTHER /v1/models` with its status.
+    assert_eq!(series(&after), before + 2, "{after}");
+}
+
 #[tokio::test]
 async fn each_service_exports_prometheus_metrics_of_what_it_did() {
     let cluster = Cluster::start(tiny_model()).await;

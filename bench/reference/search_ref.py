@@ -57,20 +57,33 @@ def write_f32(directory, files, name, m):
 # prepare
 
 
-def prepare(args):
+def built(args, wanted):
+    """Whether --data already holds the data sets `wanted` describes (datasets.json's params)."""
     path = os.path.join(args.data, "datasets.json")
-    wanted = {"tokens": args.tokens, "queries": args.queries, "short": args.short, "version": 1}
     if os.path.exists(path):
         with open(path) as f:
             if json.load(f).get("params") == wanted:
                 log("data sets already built in", args.data)
-                return {"cached": True}
+                return True
+    return False
+
+
+def model_for(args):
+    """The local sentence-transformers model on the CPU, with --threads, and --data created."""
     import torch
     from sentence_transformers import SentenceTransformer
 
     torch.set_num_threads(args.threads)
     os.makedirs(args.data, exist_ok=True)
-    model = SentenceTransformer(args.model, device="cpu")
+    return SentenceTransformer(args.model, device="cpu")
+
+
+def prepare(args):
+    path = os.path.join(args.data, "datasets.json")
+    wanted = {"tokens": args.tokens, "queries": args.queries, "short": args.short, "version": 1}
+    if built(args, wanted):
+        return {"cached": True}
+    model = model_for(args)
     tok = model.tokenizer
     with open(args.corpus) as f:
         lines = [line.strip() for line in f if line.strip()]
@@ -145,17 +158,9 @@ def token_sets(model, lines, n_base, n_queries):
 def prepare_million(args):
     path = os.path.join(args.data, "datasets.json")
     wanted = {"tokens": args.tokens, "queries": args.queries, "corpus": os.path.basename(args.corpus), "version": 1}
-    if os.path.exists(path):
-        with open(path) as f:
-            if json.load(f).get("params") == wanted:
-                log("1M data set already built in", args.data)
-                return {"cached": True}
-    import torch
-    from sentence_transformers import SentenceTransformer
-
-    torch.set_num_threads(args.threads)
-    os.makedirs(args.data, exist_ok=True)
-    model = SentenceTransformer(args.model, device="cpu")
+    if built(args, wanted):
+        return {"cached": True}
+    model = model_for(args)
     with open(args.corpus) as f:
         lines = [line.strip() for line in f if line.strip()]
     started = time.perf_counter()

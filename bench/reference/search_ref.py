@@ -78,8 +78,22 @@ def model_for(args):
     return SentenceTransformer(args.model, device="cpu")
 
 
+def finish(args, wanted, files, lines, corpus_tokens, started, describe):
+    """Writes datasets.json (what was built, from what, and what each file holds), which marks
+    --data as built for `wanted`."""
+    doc = {
+        "params": wanted,
+        "files": files,
+        "corpus_lines": len(lines),
+        "corpus_tokens": corpus_tokens,
+        "describe": describe,
+    }
+    with open(os.path.join(args.data, "datasets.json"), "w") as f:
+        json.dump(doc, f, indent=2)
+    return {"cached": False, "seconds": time.perf_counter() - started}
+
+
 def prepare(args):
-    path = os.path.join(args.data, "datasets.json")
     wanted = {"tokens": args.tokens, "queries": args.queries, "short": args.short, "version": 1}
     if built(args, wanted):
         return {"cached": True}
@@ -119,21 +133,12 @@ def prepare(args):
     log(f"tokens: {base.shape} base, {queries.shape} queries from {every} corpus tokens "
         f"in {time.perf_counter() - started:.0f} s")
 
-    doc = {
-        "params": wanted,
-        "files": files,
-        "corpus_lines": len(lines),
-        "corpus_tokens": every,
-        "describe": {
-            "short.txt": "one short sentence per corpus line (its first words, <= 16 MiniLM tokens with [CLS] and [SEP])",
-            "verses.f32": "sentence-transformers all-MiniLM-L6-v2 vectors of the corpus's lines (normalised)",
-            "tokens.f32": "MiniLM last-layer per-token states of the corpus's first lines ([CLS]/[SEP] included, normalised)",
-            "tokens-queries.f32": "per-token states drawn (seed 7) from the lines after the base set's: held out",
-        },
-    }
-    with open(path, "w") as f:
-        json.dump(doc, f, indent=2)
-    return {"cached": False, "seconds": time.perf_counter() - started}
+    return finish(args, wanted, files, lines, every, started, {
+        "short.txt": "one short sentence per corpus line (its first words, <= 16 MiniLM tokens with [CLS] and [SEP])",
+        "verses.f32": "sentence-transformers all-MiniLM-L6-v2 vectors of the corpus's lines (normalised)",
+        "tokens.f32": "MiniLM last-layer per-token states of the corpus's first lines ([CLS]/[SEP] included, normalised)",
+        "tokens-queries.f32": "per-token states drawn (seed 7) from the lines after the base set's: held out",
+    })
 
 
 def token_sets(model, lines, n_base, n_queries):
@@ -156,7 +161,6 @@ def token_sets(model, lines, n_base, n_queries):
 
 
 def prepare_million(args):
-    path = os.path.join(args.data, "datasets.json")
     wanted = {"tokens": args.tokens, "queries": args.queries, "corpus": os.path.basename(args.corpus), "version": 1}
     if built(args, wanted):
         return {"cached": True}
@@ -170,19 +174,10 @@ def prepare_million(args):
     write_f32(args.data, files, "tokens-queries.f32", queries)
     log(f"1M set: {base.shape} base, {queries.shape} queries from {every} tokens of {len(lines)} lines "
         f"in {time.perf_counter() - started:.0f} s")
-    doc = {
-        "params": wanted,
-        "files": files,
-        "corpus_lines": len(lines),
-        "corpus_tokens": every,
-        "describe": {
-            "tokens.f32": "MiniLM last-layer per-token states of the whole King James text's first lines (normalised)",
-            "tokens-queries.f32": "per-token states drawn (seed 7) from the lines after the base set's: held out",
-        },
-    }
-    with open(path, "w") as f:
-        json.dump(doc, f, indent=2)
-    return {"cached": False, "seconds": time.perf_counter() - started}
+    return finish(args, wanted, files, lines, every, started, {
+        "tokens.f32": "MiniLM last-layer per-token states of the whole King James text's first lines (normalised)",
+        "tokens-queries.f32": "per-token states drawn (seed 7) from the lines after the base set's: held out",
+    })
 
 
 # ---------------------------------------------------------------------------------------------

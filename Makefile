@@ -7,7 +7,7 @@ CARGO ?= cargo
 SERVICES := oneword-tokenizer oneword-embedder oneword-decoder oneword-baseline oneword-index oneword-gateway oneword-model oneword-cli
 
 .DEFAULT_GOAL := help
-.PHONY: help build run demo-search demo-model minilm test-tools test deps-check lint fmt fmt-check proto references bench bench-search docs essay
+.PHONY: help build run demo-search demo-model minilm test-tools test deps-check lint fmt fmt-check proto references bench bench-search docs essay fuzz
 
 ## help: list the targets
 help:
@@ -80,6 +80,24 @@ essay: build
 ## docs: regenerate the README's table of flags and variables from the services' definitions
 docs:
 	ONEWORD_UPDATE_DOCS=1 $(CARGO) test -p oneword-e2e --test e2e docs::
+
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= tokenizer text_stream gateway_requests shaping index_requests openai_bodies tensor proto_decode ngram
+# Overflow checks on; no sanitizer, since the code is safe Rust and a sanitizer halves the pace.
+FUZZ_FLAGS ?= --debug-assertions --sanitizer none
+
+## fuzz: a coverage-guided campaign of FUZZ_SECONDS (default 60) per target of FUZZ_TARGETS on the nightly toolchain (installs cargo-fuzz); crashes land in tests/fuzz/artifacts/
+fuzz:
+	@$(CARGO) +nightly fuzz --version >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	@failed=""; for target in $(FUZZ_TARGETS); do \
+		mkdir -p tests/fuzz/corpus/$$target; \
+		echo "fuzz: $$target for $(FUZZ_SECONDS) s"; \
+		$(CARGO) +nightly fuzz run --fuzz-dir tests/fuzz $(FUZZ_FLAGS) $$target \
+			tests/fuzz/corpus/$$target tests/fuzz/seeds/$$target -- \
+			-max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
+			|| failed="$$failed $$target"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: failed:$$failed (inputs in tests/fuzz/artifacts/)" >&2; exit 1; fi
 
 ## lint: clippy on everything, warnings are errors
 lint:

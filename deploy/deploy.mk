@@ -4,7 +4,8 @@
 # deploy-check renders every overlay, alone and with every component, with kubectl's built-in
 # kustomize, and checks the result (and the *.example.yaml files applied by hand) against the
 # Kubernetes JSON schemas of K8S_VERSION with kubernetes-validate (PyPI, pinned, installed once
-# into .deploy-tools/), offline and with --strict, so that unknown or misspelt fields fail.
+# into .deploy-tools/), offline and with --strict, so that unknown or misspelt fields fail; then
+# k8s/check.py checks what schemas cannot: the service token and the NetworkPolicies.
 
 deploy_saved_default_goal := $(.DEFAULT_GOAL)
 
@@ -48,6 +49,7 @@ deploy-check: deploy-kubectl deploy-tools
 	echo "validating against Kubernetes $(K8S_VERSION) (--strict)"; \
 	$(DEPLOY_TOOLS)/venv/bin/kubernetes-validate --quiet --strict -k $(K8S_VERSION) \
 		$(DEPLOY_RENDERED)/*.yaml $(DEPLOY_EXAMPLES); \
+	$(DEPLOY_TOOLS)/venv/bin/python deploy/k8s/check.py $(DEPLOY_RENDERED)/*.yaml; \
 	echo "deploy-check: all valid"
 
 deploy-kubectl:

@@ -40,6 +40,9 @@ struct Args {
     /// generations (`isolation.json`); 0 = skip.
     #[arg(long, default_value_t = 16)]
     isolation_streams: usize,
+    /// Start the decoder with `--batch-invariant` (every CPU product on the one kernel).
+    #[arg(long)]
+    batch_invariant: bool,
 }
 
 #[tokio::main]
@@ -60,7 +63,13 @@ async fn main() -> anyhow::Result<()> {
     });
     write(&args, "machine.json", &machine)?;
 
-    let bench = load::Bench::start(&args.model, args.prompt_tokens, args.new_tokens).await?;
+    let bench = load::Bench::start(
+        &args.model,
+        args.prompt_tokens,
+        args.new_tokens,
+        args.batch_invariant,
+    )
+    .await?;
     let weight_bytes = load::decode_weight_bytes(&model);
     for (system, file, through_gateway) in [
         ("oneword", "oneword.json", true),

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod fault;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -223,6 +224,21 @@ impl Cluster {
         adjust_decoder: impl FnOnce(&mut oneword_decoder::Config),
         adjust_gateway: impl FnOnce(&mut oneword_gateway::Config),
     ) -> Cluster {
+        Self::start_full(model, "", adjust_decoder, adjust_gateway).await
+    }
+
+    /// Like [`Cluster::start`], with `token` as every service's `--service-token`.
+    pub async fn start_with_service_token(model: &Path, token: &str) -> Cluster {
+        Self::start_full(model, token, |_| {}, |_| {}).await
+    }
+
+    async fn start_full(
+        model: &Path,
+        token: &str,
+        adjust_decoder: impl FnOnce(&mut oneword_decoder::Config),
+        adjust_gateway: impl FnOnce(&mut oneword_gateway::Config),
+    ) -> Cluster {
+        let token: oneword_runtime::ServiceToken = token.parse().expect("a valid service token");
         // Logs go through the test harness's capture, shown only for failing tests.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
@@ -232,24 +248,28 @@ impl Cluster {
             .with_test_writer()
             .try_init();
         let model = model.to_str().expect("a UTF-8 model path").to_string();
-        let tokenizer_config = oneword_tokenizer::Config::for_model(&model);
+        let mut tokenizer_config = oneword_tokenizer::Config::for_model(&model);
+        tokenizer_config.server.service_token = token.clone();
         let tokenizer = start(false, |l, s| {
             oneword_tokenizer::run(tokenizer_config, l, until(s))
         })
         .await;
         let mut embedder_config = oneword_embedder::Config::for_model(&model);
         embedder_config.text_model = tiny_text_model().display().to_string();
+        embedder_config.server.service_token = token.clone();
         let embedder = start(false, |l, s| {
             oneword_embedder::run(embedder_config, l, until(s))
         })
         .await;
         let mut decoder_config = oneword_decoder::Config::for_model(&model);
+        decoder_config.server.service_token = token.clone();
         adjust_decoder(&mut decoder_config);
         let decoder = start(false, |l, s| {
             oneword_decoder::run(decoder_config, l, until(s))
         })
         .await;
-        let baseline_config = oneword_baseline::Config::for_model(&model);
+        let mut baseline_config = oneword_baseline::Config::for_model(&model);
+        baseline_config.server.service_token = token.clone();
         let baseline = start(false, |l, s| {
             oneword_baseline::run(baseline_config, l, until(s))
         })
@@ -257,6 +277,7 @@ impl Cluster {
         let data = tempfile::tempdir().expect("a directory for the index's database");
         let mut index_config = oneword_index::Config::for_data_dir(data.path());
         index_config.embedder = embedder.address.clone();
+        index_config.server.service_token = token.clone();
         let index = start(false, |l, s| oneword_index::run(index_config, l, until(s))).await;
         let mut gateway_config = oneword_gateway::Config::for_services(
             tokenizer.address.clone(),
@@ -265,6 +286,7 @@ impl Cluster {
         );
         gateway_config.baseline = baseline.address.clone();
         gateway_config.index = index.address.clone();
+        gateway_config.server.service_token = token;
         adjust_gateway(&mut gateway_config);
         let gateway = start(true, |l, s| {
             oneword_gateway::run(gateway_config, l, until(s))
@@ -335,11 +357,19 @@ impl Cluster {
 /// runs or queues no step, for at most 10 s, and returns its `Info`. The gateway releases a
 /// finished request's sessions in the background, so they may outlive its answer by a moment.
 pub async fn decoder_idle(address: &str) -> oneword_proto::decoder::v1::InfoResponse {
+    decoder_idle_within(address, Duration::from_secs(10)).await
+}
+
+/// Like [`decoder_idle`], polling for at most `limit`.
+pub async fn decoder_idle_within(
+    address: &str,
+    limit: Duration,
+) -> oneword_proto::decoder::v1::InfoResponse {
     let mut decoder = DecoderClient::connect(address.to_string())
         .await
         .expect("connecting to the decoder");
     let mut info = Default::default();
-    for _ in 0..200 {
+    for _ in 0..limit.as_millis() / 50 {
         info = decoder
             .info(oneword_proto::decoder::v1::InfoRequest {})
             .await

@@ -24,6 +24,12 @@ use tokenizers::{AddedToken, Encoding, PostProcessorWrapper, Tokenizer};
 use crate::byte_level::ByteDecoder;
 
 mod byte_level;
+/// Properties shared by the property tests and the fuzz targets (`make fuzz`); not an API.
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod checks;
+#[cfg(test)]
+mod properties;
 
 /// Why a text could not be encoded or ids decoded.
 #[derive(Debug, thiserror::Error)]

@@ -28,6 +28,20 @@ type Result<T> = std::result::Result<T, ModelError>;
 /// beyond it, candle's matrix product (which reuses each weight for many rows) is faster.
 const KERNEL_MAX_ROWS: usize = 4;
 
+/// How CPU linear layers choose their kernel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Products {
+    /// The fastest kernel for the pass's row count: the weight-streaming kernel up to
+    /// [`KERNEL_MAX_ROWS`] rows, gemm beyond. The two sum in different orders, so a row's
+    /// logits can move by ~1e-6 with the number of rows that shared its pass.
+    #[default]
+    Fastest,
+    /// The weight-streaming kernel for every row count: its per-row sums are the same however
+    /// many rows a pass has, so a seeded generation gives the same text whatever it was
+    /// batched with, and after a failover's re-prefill. Large prefills cost more.
+    BatchInvariant,
+}
+
 /// Runs `f` on the contiguous f32 data of a CPU tensor; `None` on any other device or dtype.
 fn with_host_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
     let (storage, layout) = t.storage_and_layout();
@@ -61,21 +75,33 @@ impl Conv1D {
     }
 
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        linear(x, &self.weight, Some(&self.bias))
+        linear(x, &self.weight, Some(&self.bias), Products::Fastest)
     }
 
     /// The same on CPU rows `[rows, in]`.
-    pub(crate) fn forward_host(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
-        linear_host(x, rows, &self.weight, Some(&self.bias))
+    pub(crate) fn forward_host(
+        &self,
+        x: &[f32],
+        rows: usize,
+        products: Products,
+    ) -> Result<Vec<f32>> {
+        linear_host(x, rows, &self.weight, Some(&self.bias), products)
     }
 }
 
 /// `x · wᵀ (+ bias)` on CPU rows `x` `[rows, k]` with f32 weights `w` `[m, k]`: the
-/// weight-streaming kernel for a few rows, gemm split over the threads for more.
-fn linear_host(x: &[f32], rows: usize, w: &Tensor, bias: Option<&Tensor>) -> Result<Vec<f32>> {
+/// weight-streaming kernel for a few rows, gemm split over the threads for more (see
+/// [`Products`]).
+fn linear_host(
+    x: &[f32],
+    rows: usize,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    products: Products,
+) -> Result<Vec<f32>> {
     let (m, k) = w.dims2()?;
     let not_host = || ModelError::Input("the CPU path needs f32 weights on the CPU".into());
-    let mut y = if rows <= KERNEL_MAX_ROWS {
+    let mut y = if rows <= KERNEL_MAX_ROWS || products == Products::BatchInvariant {
         with_host_f32(w, |w| kernels::linear(x, rows, w, k, m)).ok_or_else(not_host)?
     } else {
         host_rows(&split_matmul(
@@ -93,10 +119,10 @@ fn linear_host(x: &[f32], rows: usize, w: &Tensor, bias: Option<&Tensor>) -> Res
 }
 
 /// `x · wᵀ (+ bias)` for `w` `[out, in]`: on CPU rows by [`linear_host`], else candle's product.
-fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, products: Products) -> Result<Tensor> {
     if x.device().is_cpu() && x.dtype() == DType::F32 && w.dtype() == DType::F32 {
         let (rows, _) = x.dims2()?;
-        let y = linear_host(&host_rows(x)?, rows, w, bias)?;
+        let y = linear_host(&host_rows(x)?, rows, w, bias, products)?;
         return Ok(Tensor::from_vec(y, (rows, w.dim(0)?), x.device())?);
     }
     let y = x.matmul(&w.t()?)?;
@@ -184,10 +210,10 @@ impl Mlp {
         self.c_proj.forward(&h)
     }
 
-    fn forward_host(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
-        let mut h = self.c_fc.forward_host(x, rows)?;
+    fn forward_host(&self, x: &[f32], rows: usize, products: Products) -> Result<Vec<f32>> {
+        let mut h = self.c_fc.forward_host(x, rows, products)?;
         self.activation.apply(&mut h);
-        self.c_proj.forward_host(&h, rows)
+        self.c_proj.forward_host(&h, rows, products)
     }
 }
 
@@ -225,13 +251,16 @@ impl Block {
         x: &mut [f32],
         rows: &[usize],
         layers: &mut [&mut LayerCache],
+        products: Products,
     ) -> Result<()> {
         let total: usize = rows.iter().sum();
         let attn = self
             .attn
-            .forward_host(&self.ln_1.forward_host(x), rows, layers)?;
+            .forward_host(&self.ln_1.forward_host(x), rows, layers, products)?;
         host::add_into(x, &attn);
-        let mlp = self.mlp.forward_host(&self.ln_2.forward_host(x), total)?;
+        let mlp = self
+            .mlp
+            .forward_host(&self.ln_2.forward_host(x), total, products)?;
         host::add_into(x, &mlp);
         Ok(())
     }
@@ -263,6 +292,7 @@ pub struct Transformer {
     pub(crate) blocks: Vec<Block>,
     pub(crate) ln_f: Norm,
     lm_head: Tensor,
+    products: Products,
 }
 
 impl Transformer {
@@ -279,7 +309,14 @@ impl Transformer {
             blocks,
             ln_f: Norm::load(vb.pp("ln_f"), c.n_embd, c.layer_norm_epsilon)?,
             lm_head: vb.get((c.vocab_size, c.n_embd), "wte.weight")?,
+            products: Products::default(),
         })
+    }
+
+    /// Chooses how CPU linear layers pick their kernel (see [`Products`]).
+    pub fn with_products(mut self, products: Products) -> Self {
+        self.products = products;
+        self
     }
 
     /// The model's configuration.
@@ -439,7 +476,7 @@ impl Transformer {
         for (l, block) in self.blocks.iter().enumerate() {
             let mut layers: Vec<&mut LayerCache> =
                 batch.iter_mut().map(|s| &mut s.cache.layers[l]).collect();
-            block.forward_host(&mut x, rows, &mut layers)?;
+            block.forward_host(&mut x, rows, &mut layers, self.products)?;
         }
         let total = x.len() / self.config.n_embd;
         Ok(Tensor::from_vec(
@@ -489,6 +526,6 @@ impl Transformer {
 
     /// f32 logits `[rows, vocab]` for final hidden states `[rows, n_embd]` (after `ln_f`).
     pub fn lm_head(&self, hidden: &Tensor) -> Result<Tensor> {
-        Ok(linear(hidden, &self.lm_head, None)?.to_dtype(DType::F32)?)
+        Ok(linear(hidden, &self.lm_head, None, self.products)?.to_dtype(DType::F32)?)
     }
 }

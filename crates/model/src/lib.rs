@@ -21,7 +21,7 @@ use std::path::PathBuf;
 
 pub use checkpoint::{free_memory, load_device, Checkpoint};
 pub use embeddings::Embeddings;
-pub use gpt2::{LogitsAt, Sequence, Transformer};
+pub use gpt2::{LogitsAt, Products, Sequence, Transformer};
 pub use inspect::{Inspection, BLOCK_MATRICES};
 pub use kv_cache::KvCache;
 pub use oneword_checkpoint::{Gpt2Config, Pooling};

@@ -33,6 +33,13 @@ mod ngram;
 mod text;
 mod uniform;
 
+/// Properties shared by the property tests and the fuzz targets (`make fuzz`); not an API.
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod checks;
+#[cfg(test)]
+mod properties;
+
 pub use corpus::Corpus;
 pub use error::{Error, Result};
 pub use essay::{

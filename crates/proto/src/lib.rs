@@ -31,6 +31,13 @@ pub mod index {
 }
 pub mod tensor;
 
+/// Properties shared by the property tests and the fuzz targets (`make fuzz`); not an API.
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod checks;
+#[cfg(test)]
+mod properties;
+
 pub mod gateway {
     pub mod v1 {
         tonic::include_proto!("oneword.gateway.v1");

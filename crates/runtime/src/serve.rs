@@ -1,11 +1,12 @@
 //! Serving a gRPC service with `grpc.health.v1` and reflection (v1 and v1alpha, since the
-//! grpcurl shipped on PyPI only speaks v1alpha), and stopping cleanly.
+//! grpcurl shipped on PyPI only speaks v1alpha), and stopping cleanly. On an internal service the
+//! service's own calls need the service token; health and reflection never do, for probes.
 //!
 //! The port answers from the first moment: health says NOT_SERVING and the service's own calls
 //! UNAVAILABLE while the model loads, SERVING once it is ready, NOT_SERVING again on shutdown.
 
 use std::convert::Infallible;
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -18,6 +19,7 @@ use tonic::transport::server::TcpIncoming;
 
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
+use tonic::service::interceptor::InterceptedService;
 use tonic::service::Routes;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
@@ -25,6 +27,7 @@ use tonic_health::ServingStatus;
 use crate::drain::Drain;
 use crate::metrics::Metrics;
 use crate::observe::{ObserveLayer, Protocol};
+use crate::service_token::{RequireServiceToken, ServiceToken};
 use crate::settings::Settings;
 
 /// How long the servers get to close their connections once the drain is over. tonic has no
@@ -41,6 +44,11 @@ const MAX_CONCURRENT_STREAMS: u32 = 1024;
 /// closed with GOAWAY: the bound hyper has for "rapid reset" floods (RUSTSEC-2024-0003), at
 /// hyper's own figure.
 const MAX_LOCAL_ERROR_RESETS: usize = 1024;
+/// Streams a peer may open and reset before this server has accepted them (the "rapid reset"
+/// pattern itself) before GOAWAY. h2's default of 20 is tripped by honest use: when a hung
+/// replica comes back, the gateway's cancellations of everything it had sent arrive in one
+/// burst. Streams are bounded by `MAX_CONCURRENT_STREAMS`, so this matches it.
+const MAX_PENDING_ACCEPT_RESETS: usize = 1024;
 /// An idle connection is PINGed this often and dropped when the answer takes longer than the
 /// timeout, so a peer that vanished (its node gone, the network cut) frees its streams.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
@@ -93,6 +101,7 @@ impl Listeners {
 pub struct HttpApi {
     pub router: axum::Router,
     pub paths: &'static [&'static str],
+    pub limits: crate::http_port::HttpLimits,
 }
 
 /// How long streams still running at the end of the drain get to send their last message.
@@ -131,15 +140,15 @@ impl Server {
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<tonic::codegen::StdError>,
     {
-        self.serve_with(load, |routes| routes, http, shutdown).await
+        self.serve_with(load, |more| more, http, shutdown).await
     }
 
     /// [`serve`](Self::serve), with more services beside the main one that need no loading
-    /// (the gateway's front for the index): `more` adds them to the routes.
+    /// (the gateway's front for the index): `more` adds them with [`More::add_service`].
     pub async fn serve_with<S, B>(
         self,
         load: impl Future<Output = anyhow::Result<S>>,
-        more: impl FnOnce(Routes) -> Routes,
+        more: impl FnOnce(More) -> More,
         http: Option<HttpApi>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError>
@@ -163,18 +172,23 @@ impl Server {
         let (reporter, health_service) = tonic_health::server::health_reporter();
         set_health::<S>(&reporter, ServingStatus::NotServing).await;
         let loaded = Arc::new(OnceLock::new());
-        let reflection = || {
-            tonic_reflection::server::Builder::configure()
-                .register_encoded_file_descriptor_set(oneword_proto::FILE_DESCRIPTOR_SET)
-                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        };
-        let routes = Routes::new(WhenLoaded {
+        let guard = RequireServiceToken(if settings.public {
+            ServiceToken::default()
+        } else {
+            settings.service_token.clone()
+        });
+        log_token_mode(&settings);
+        let main = WhenLoaded {
             service: loaded.clone(),
-        })
-        .add_service(health_service)
-        .add_service(reflection().build_v1()?)
-        .add_service(reflection().build_v1alpha()?);
-        let routes = more(routes);
+        };
+        let more = more(More {
+            routes: Routes::new(InterceptedService::new(main, guard.clone()))
+                .add_service(health_service),
+            names: vec![S::NAME],
+            guard,
+        });
+        let (v1, v1alpha) = crate::reflection::services(&more.names)?;
+        let routes = more.routes.add_service(v1).add_service(v1alpha);
 
         let addr = listeners.grpc.local_addr()?;
         let (close, closed) = tokio::sync::watch::channel(false);
@@ -185,6 +199,7 @@ impl Server {
             .max_connection_age(settings.max_connection_age)
             .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
             .http2_max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS))
+            .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_ACCEPT_RESETS))
             .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
             .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
             .layer(ObserveLayer::new(
@@ -215,11 +230,12 @@ impl Server {
                     drain.clone(),
                     Protocol::Http(api.paths),
                 ));
-                Some(tokio::spawn(
-                    axum::serve(listener, router)
-                        .with_graceful_shutdown(until_closed(closed.clone()))
-                        .into_future(),
-                ))
+                Some(tokio::spawn(crate::http_port::serve(
+                    listener,
+                    router,
+                    api.limits,
+                    until_closed(closed.clone()),
+                )))
             }
             _ => None,
         };
@@ -265,6 +281,49 @@ impl Server {
 async fn set_health<S: NamedService>(reporter: &HealthReporter, status: ServingStatus) {
     reporter.set_service_status(S::NAME, status).await;
     reporter.set_service_status("", status).await;
+}
+
+fn log_token_mode(settings: &Settings) {
+    match (settings.public, settings.service_token.is_set()) {
+        (false, true) => {
+            tracing::info!("a service token is required on every call but health and reflection")
+        }
+        (false, false) => tracing::info!(
+            "no service token: every caller that reaches the port is served (local development)"
+        ),
+        (true, true) => tracing::info!("calls to the internal services carry the service token"),
+        (true, false) => tracing::info!("no service token to send to the internal services"),
+    }
+}
+
+/// The services a server serves beside its main one (see [`Server::serve_with`]). Each is behind
+/// the same service-token check as the main one, and reflection describes it.
+pub struct More {
+    routes: Routes,
+    names: Vec<&'static str>,
+    guard: RequireServiceToken,
+}
+
+impl More {
+    /// Serves `service` too.
+    pub fn add_service<M, B>(mut self, service: M) -> Self
+    where
+        M: Service<http::Request<Body>, Response = http::Response<B>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        M::Future: Send + 'static,
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<tonic::codegen::StdError>,
+    {
+        self.names.push(M::NAME);
+        self.routes = self
+            .routes
+            .add_service(InterceptedService::new(service, self.guard.clone()));
+        self
+    }
 }
 
 /// Answers UNAVAILABLE until the service is loaded, then hands every call to it.

@@ -1,9 +1,12 @@
-//! The flags every server has (metrics port, logs, traces, draining, connection age), declared
+//! The flags every server has (metrics port, logs, traces, draining, connection age, the
+//! internal services' token), declared
 //! once here and stamped into each service's config so that each gets its own
 //! `ONEWORD_<ROLE>_*` variables.
 
 use std::net::SocketAddr;
 use std::time::Duration;
+
+use crate::service_token::ServiceToken;
 
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,13 +30,23 @@ pub struct Settings {
     /// Connections older than this are closed (gracefully), so that clients re-resolve the
     /// service's DNS name and new replicas get a share of the traffic.
     pub max_connection_age: Duration,
+    /// The internal services' shared secret: this server's calls to them carry it and, unless
+    /// it is `public`, every call of its own API must.
+    pub service_token: ServiceToken,
+    /// Whether this server's own API is public (the gateway's: its clients carry the API key,
+    /// never the service token).
+    pub public: bool,
 }
 
 /// Declares `pub struct ServerFlags` (clap `Args`) for one role, with variables named
 /// `ONEWORD_<ROLE>_*`, and `ServerFlags::settings()`. Each service's `Config` flattens it.
+/// `public = true` marks the server whose API is public (the gateway); the others are internal.
 #[macro_export]
 macro_rules! server_flags {
     ($role:literal, $role_env:literal, metrics = $metrics:literal) => {
+        $crate::server_flags!($role, $role_env, metrics = $metrics, public = false);
+    };
+    ($role:literal, $role_env:literal, metrics = $metrics:literal, public = $public:literal) => {
         /// The flags every oneword server has.
         #[derive(Clone, Debug, clap::Args)]
         pub struct ServerFlags {
@@ -55,6 +68,19 @@ macro_rules! server_flags {
             /// re-resolve DNS and new replicas get traffic.
             #[arg(long, env = concat!("ONEWORD_", $role_env, "_MAX_CONNECTION_AGE_SECS"), default_value_t = 300)]
             pub max_connection_age_secs: u64,
+            /// Token shared by the services, sent as `x-oneword-service-token`: the tokenizer,
+            /// embedder, decoder, baseline and index answer only calls that carry it (health and
+            /// reflection stay open), and the gateway and index send it on their calls to them.
+            /// Empty = no check (local development).
+            #[arg(
+                long,
+                env = concat!("ONEWORD_", $role_env, "_SERVICE_TOKEN"),
+                default_value = "",
+                hide_default_value = true,
+                hide_env_values = true,
+                value_parser = $crate::service_token::Parser
+            )]
+            pub service_token: $crate::service_token::ServiceToken,
         }
 
         impl ServerFlags {
@@ -74,6 +100,8 @@ macro_rules! server_flags {
                     max_connection_age: std::time::Duration::from_secs(
                         self.max_connection_age_secs.max(1),
                     ),
+                    service_token: self.service_token.clone(),
+                    public: $public,
                 }
             }
         }

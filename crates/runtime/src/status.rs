@@ -60,6 +60,14 @@ pub fn from_downstream(service: &str, status: Status) -> Status {
             downstream_unavailable(service, status.message())
         }
         Code::Unavailable => downstream_unavailable(service, status.message()),
+        // The caller did nothing wrong: this server's own credentials were refused.
+        Code::Unauthenticated | Code::PermissionDenied => internal(
+            "calling a downstream service",
+            format!(
+                "the {service} refused this server's service token: {}",
+                status.message()
+            ),
+        ),
         code => Status::new(code, format!("{service}: {}", status.message())),
     }
 }

@@ -18,6 +18,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
+use crate::service_token::ServiceToken;
 use crate::settings::{LogFormat, Settings};
 
 /// Keeps the trace exporter alive; dropping it flushes the spans not yet sent.
@@ -88,9 +89,21 @@ pub fn extract(headers: &http::HeaderMap) -> opentelemetry::Context {
     TraceContextPropagator::new().extract(&HeaderExtractor(headers))
 }
 
-/// A tonic interceptor that puts the current span's trace context into every outgoing call.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Inject;
+/// A tonic interceptor that puts the current span's trace context into every outgoing call,
+/// and the service token, when it has one, so that internal services answer it.
+#[derive(Clone, Debug, Default)]
+pub struct Inject {
+    token: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+}
+
+impl Inject {
+    /// An interceptor that also sends `token` (nothing when it is empty).
+    pub fn with_token(token: &ServiceToken) -> Self {
+        Inject {
+            token: token.header_value(),
+        }
+    }
+}
 
 impl tonic::service::Interceptor for Inject {
     fn call(
@@ -108,17 +121,28 @@ impl tonic::service::Interceptor for Inject {
                 request.metadata_mut().insert(key, value);
             }
         }
+        if let Some(token) = &self.token {
+            request
+                .metadata_mut()
+                .insert(crate::service_token::HEADER, token.clone());
+        }
         Ok(request)
     }
 }
 
-/// A channel whose calls carry the caller's trace context.
+/// A channel whose calls carry the caller's trace context (and the service token, if given).
 pub type TracedChannel =
     tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Inject>;
 
 /// Wraps `channel` so that its calls carry the caller's trace context.
 pub fn traced(channel: tonic::transport::Channel) -> TracedChannel {
-    tonic::service::interceptor::InterceptedService::new(channel, Inject)
+    tonic::service::interceptor::InterceptedService::new(channel, Inject::default())
+}
+
+/// Wraps `channel` so that its calls carry the caller's trace context and `token` (the internal
+/// services' `--service-token`; an empty one adds nothing).
+pub fn traced_with(channel: tonic::transport::Channel, token: &ServiceToken) -> TracedChannel {
+    tonic::service::interceptor::InterceptedService::new(channel, Inject::with_token(token))
 }
 
 struct HeaderExtractor<'a>(&'a http::HeaderMap);

@@ -1,13 +1,15 @@
 //! The serving life cycle with a loader and a handler the test controls: NOT_SERVING and
 //! UNAVAILABLE while loading, SERVING after, and on shutdown NOT_SERVING, new calls refused, the
-//! call in flight finished, and a drain that gives up at its deadline.
+//! call in flight finished, and a drain that gives up at its deadline; the service token
+//! required of the service's own calls on an internal server, and of none on a public one.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use oneword_proto::embedder::v1 as pb;
 use oneword_runtime::settings::{LogFormat, Settings};
-use oneword_runtime::{Listeners, Metrics, Server};
+use oneword_runtime::telemetry::{traced, traced_with};
+use oneword_runtime::{Listeners, Metrics, Server, ServiceToken};
 use tokio::sync::{oneshot, Notify};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
@@ -86,17 +88,24 @@ struct Running {
 }
 
 async fn start(drain: Duration) -> Running {
+    start_with(drain, |_| {}).await
+}
+
+async fn start_with(drain: Duration, adjust: impl FnOnce(&mut Settings)) -> Running {
     let listeners = Listeners::loopback(false).await.unwrap();
     let address = format!("http://{}", listeners.grpc.local_addr().unwrap());
     let metrics = format!("http://{}/metrics", listeners.metrics.local_addr().unwrap());
-    let settings = Settings {
+    let mut settings = Settings {
         role: "embedder",
         metrics_listen: listeners.metrics.local_addr().unwrap(),
         log_format: LogFormat::Text,
         otlp_endpoint: None,
         drain,
         max_connection_age: Duration::from_secs(300),
+        service_token: Default::default(),
+        public: false,
     };
+    adjust(&mut settings);
     let (entered, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     let service = Held {
         entered: entered.clone(),
@@ -256,4 +265,52 @@ async fn the_drain_gives_up_at_its_deadline() {
         "it waited for the drain: {took:?}"
     );
     assert!(took < Duration::from_secs(5), "then gave up: {took:?}");
+}
+
+#[tokio::test]
+async fn an_internal_server_answers_its_own_calls_only_with_the_token_and_health_always() {
+    let token: ServiceToken = "s3cret".parse().unwrap();
+    let mut server = start_with(Duration::from_secs(1), |s| s.service_token = token.clone()).await;
+    server.loaded.take().unwrap().send(()).unwrap();
+    wait_for_health(&server.channel, ServingStatus::Serving).await;
+    assert_eq!(
+        health(&server.channel, NAME).await,
+        ServingStatus::Serving as i32
+    );
+    let wrong: ServiceToken = "guessed".parse().unwrap();
+    for channel in [
+        traced(server.channel.clone()),
+        traced_with(server.channel.clone(), &wrong),
+    ] {
+        let refused = pb::embedder_client::EmbedderClient::new(channel)
+            .embed(pb::EmbedRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::Unauthenticated);
+        assert!(
+            refused.message().contains("x-oneword-service-token")
+                && !refused.message().contains("guessed"),
+            "{}",
+            refused.message()
+        );
+    }
+    pb::embedder_client::EmbedderClient::new(traced_with(server.channel.clone(), &token))
+        .embed(pb::EmbedRequest::default())
+        .await
+        .expect("the token opens the service");
+}
+
+#[tokio::test]
+async fn a_public_server_asks_no_service_token_of_its_clients() {
+    let mut server = start_with(Duration::from_secs(1), |s| {
+        s.service_token = "s3cret".parse().unwrap();
+        s.public = true;
+    })
+    .await;
+    server.loaded.take().unwrap().send(()).unwrap();
+    wait_for_health(&server.channel, ServingStatus::Serving).await;
+    pb::embedder_client::EmbedderClient::new(server.channel.clone())
+        .embed(pb::EmbedRequest::default())
+        .await
+        .expect("no token needed");
 }

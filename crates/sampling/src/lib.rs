@@ -7,6 +7,13 @@
 pub mod distribution;
 mod validate;
 
+/// Properties shared by the property tests and the fuzz targets (`make fuzz`); not an API.
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod checks;
+#[cfg(test)]
+mod properties;
+
 pub use distribution::{judge, pick, Pick, Shaping};
 pub use validate::{check_logit_bias_ids, sampling, shaping, FieldError};
 
@@ -17,7 +24,8 @@ use oneword_proto::tensor::{f16_to_wire, f32_to_wire};
 /// How to pick a token after a step, validated.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sampling {
-    pub shaping: Shaping,
+    /// `None`: the session's own, the shaping last sent for it (see [`SessionShaping`]).
+    pub shaping: Option<Shaping>,
     /// The caller's uniform draw in [0, 1).
     pub u: f64,
     /// How many most likely tokens to list, raw and shaped.
@@ -40,10 +48,35 @@ pub struct Picked {
     pub full_row: Option<(Vec<f32>, RowPrecision)>,
 }
 
+/// The shaping a session keeps, so that a caller sends it once (when the session is created, or
+/// its first step after a fork) rather than with every step: a completion's shaping, with up to
+/// 300 biased tokens, does not change while it runs.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SessionShaping(Option<Shaping>);
+
+impl SessionShaping {
+    /// Settles a step's sampling against the session: a shaping sent is kept for the steps
+    /// after; none sent means the one kept (the default when there is none).
+    pub fn settle(&mut self, sampling: &mut Sampling) {
+        match &sampling.shaping {
+            Some(given) => self.0 = Some(given.clone()),
+            None => sampling.shaping = self.0.clone(),
+        }
+    }
+}
+
 impl Sampling {
     /// Picks from `row` as asked, keeping the row when it is to be returned.
     pub fn pick(&self, row: Vec<f32>) -> Picked {
-        let pick = pick(&row, &self.shaping, self.u, self.top_n);
+        let default;
+        let shaping = match &self.shaping {
+            Some(shaping) => shaping,
+            None => {
+                default = Shaping::default();
+                &default
+            }
+        };
+        let pick = pick(&row, shaping, self.u, self.top_n);
         Picked {
             pick,
             full_row: self.full_row.map(|precision| (row, precision)),

@@ -131,11 +131,11 @@ pub fn sampling(
     vocab_size: usize,
     max_top_n: usize,
 ) -> Result<Sampling, FieldError> {
-    let shaping = shaping(
-        &format!("{prefix}.shaping."),
-        &s.shaping.clone().unwrap_or_default(),
-        Some(vocab_size),
-    )?;
+    let shaping = s
+        .shaping
+        .as_ref()
+        .map(|given| shaping(&format!("{prefix}.shaping."), given, Some(vocab_size)))
+        .transpose()?;
     if !(0.0..1.0).contains(&s.u) {
         let f = format!("{prefix}.u");
         return Err(FieldError::new(

@@ -30,8 +30,13 @@ impl State {
     /// Runs one call's steps: checks and marks the sessions, computes each pick with no lock
     /// held, then writes the new ids (or undoes everything on an error).
     fn step(&self, steps: Vec<(StepIds, Option<Sampling>)>) -> Result<Vec<pb::StepResult>, Error> {
-        let (ids, samplings): (Vec<StepIds>, Vec<Option<Sampling>>) = steps.into_iter().unzip();
-        let inputs = self.sessions().begin(&ids, Instant::now())?;
+        let (ids, mut samplings): (Vec<StepIds>, Vec<Option<Sampling>>) = steps.into_iter().unzip();
+        let inputs = {
+            let mut sessions = self.sessions();
+            let inputs = sessions.begin(&ids, Instant::now())?;
+            sessions.settle(&ids, &mut samplings);
+            inputs
+        };
         let picks: Result<Vec<_>, Error> = inputs
             .iter()
             .zip(&samplings)

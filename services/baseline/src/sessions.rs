@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use oneword_runtime::SessionError;
+use oneword_sampling::{Sampling, SessionShaping};
 
 use crate::models::ModelName;
 use crate::Error;
@@ -26,6 +27,8 @@ pub struct StepIds {
 struct Session {
     model: ModelName,
     ids: Vec<u32>,
+    /// The shaping its steps use when they send none.
+    shaping: SessionShaping,
     last_used: Instant,
     /// In a step being computed: not to be stepped, forked or expired by anyone else.
     busy: bool,
@@ -134,6 +137,7 @@ impl Sessions {
                             .create
                             .expect("checked above: a new session is created"),
                         ids: Vec::new(),
+                        shaping: SessionShaping::default(),
                         last_used: now,
                         busy: false,
                     });
@@ -191,14 +195,14 @@ impl Sessions {
     /// Copies `source` into each of `targets`.
     pub fn fork(&mut self, source: &str, targets: &[String], now: Instant) -> Result<(), Error> {
         self.expire(now);
-        let (model, ids) = match self.sessions.get_mut(source) {
+        let (model, ids, shaping) = match self.sessions.get_mut(source) {
             None => return Err(Error::Session(SessionError::NotFound(source.to_string()))),
             Some(s) if s.busy => {
                 return Err(Error::Session(SessionError::Busy(source.to_string())))
             }
             Some(s) => {
                 s.last_used = now;
-                (s.model, s.ids.clone())
+                (s.model, s.ids.clone(), s.shaping.clone())
             }
         };
         for (i, target) in targets.iter().enumerate() {
@@ -218,12 +222,25 @@ impl Sessions {
             let copy = Session {
                 model,
                 ids: ids.clone(),
+                shaping: shaping.clone(),
                 last_used: now,
                 busy: false,
             };
             self.sessions.insert(target.clone(), copy);
         }
         Ok(())
+    }
+
+    /// Settles each step's sampling against its session's kept shaping (see
+    /// [`SessionShaping`]); the sessions were checked by [`Sessions::begin`].
+    pub fn settle(&mut self, steps: &[StepIds], samplings: &mut [Option<Sampling>]) {
+        for (step, sampling) in steps.iter().zip(samplings) {
+            if let (Some(session), Some(sampling)) =
+                (self.sessions.get_mut(&step.session_id), sampling)
+            {
+                session.shaping.settle(sampling);
+            }
+        }
     }
 
     /// Drops the named sessions; returns how many existed. A busy one goes too: its step

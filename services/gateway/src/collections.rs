@@ -10,7 +10,7 @@ use oneword_proto::index::v1::collections_server::Collections;
 use oneword_runtime::deadline::Deadline;
 use tonic::{Request, Response, Status};
 
-use crate::downstream::{failed, INDEX};
+use crate::downstream::index;
 use crate::service::GatewayService;
 
 /// Largest collections message in either direction (a batch of upserts with payloads).
@@ -38,16 +38,19 @@ macro_rules! pass_on {
                 ) -> Result<Response<$response>, Status> {
                     let deadline = Deadline::of(&request);
                     let _permit = self.gateway.admit()?;
+                    let request = request.into_inner();
+                    let indexes = self.gateway.downstream.indexes()?;
                     let answer = deadline
                         .within(async {
-                            let mut index = self.gateway.downstream.index().await?;
-                            Ok(index
-                                .$method(deadline.request(request.into_inner()))
-                                .await
-                                .map_err(|s| failed(INDEX, s, &deadline))?)
+                            Ok(indexes
+                                .call(&deadline, |c| {
+                                    let request = deadline.request(request.clone());
+                                    async move { index(c).$method(request).await }
+                                })
+                                .await?)
                         })
                         .await?;
-                    Ok(Response::new(answer.into_inner()))
+                    Ok(Response::new(answer))
                 }
             )*
         }

@@ -6,7 +6,13 @@ use clap::Parser;
 
 use crate::auth::ApiKey;
 
-oneword_runtime::server_flags!("gateway", "GATEWAY", metrics = "0.0.0.0:9090");
+// Public: its clients carry the API key; the service token only goes out on its own calls.
+oneword_runtime::server_flags!(
+    "gateway",
+    "GATEWAY",
+    metrics = "0.0.0.0:9090",
+    public = true
+);
 
 #[derive(Clone, Debug, Parser)]
 #[command(
@@ -93,6 +99,11 @@ pub struct Config {
         default_value_t = 3
     )]
     pub connect_timeout_secs: u64,
+    /// Milliseconds a decoder step may take before its replica's health is probed; a replica
+    /// that then does not answer within a second is treated as failed, and its generations
+    /// move to another replica (re-prefilled, with the same draws: the same text).
+    #[arg(long, env = "ONEWORD_GATEWAY_DECODER_STALL_MS", default_value_t = 2000)]
+    pub decoder_stall_ms: u64,
     /// `max_new_tokens` when a request leaves it out.
     #[arg(
         long,
@@ -130,6 +141,28 @@ pub struct Config {
     /// Largest prompt accepted, in bytes (tokens are checked against the context window after).
     #[arg(long, env = "ONEWORD_GATEWAY_MAX_PROMPT_BYTES", default_value_t = 1 << 20)]
     pub max_prompt_bytes: usize,
+    /// HTTP connections open at once; more are closed as soon as they are accepted.
+    #[arg(
+        long,
+        env = "ONEWORD_GATEWAY_HTTP_MAX_CONNECTIONS",
+        default_value_t = 4096
+    )]
+    pub http_max_connections: usize,
+    /// Seconds an HTTP client may take to send a request's headers (and an idle keep-alive
+    /// connection stays open): slow clients cannot hold connections for ever.
+    #[arg(
+        long,
+        env = "ONEWORD_GATEWAY_HTTP_HEADER_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
+    pub http_header_timeout_secs: u64,
+    /// Seconds an HTTP client may take to send a request's whole body (400 after).
+    #[arg(
+        long,
+        env = "ONEWORD_GATEWAY_HTTP_BODY_TIMEOUT_SECS",
+        default_value_t = 60
+    )]
+    pub http_body_timeout_secs: u64,
     #[command(flatten)]
     pub server: ServerFlags,
 }

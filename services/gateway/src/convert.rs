@@ -8,8 +8,15 @@ use oneword_proto::gateway::v1 as pb;
 
 use crate::{Config, Error};
 
+/// Validation's properties, shared by the property tests and the fuzz targets (`make fuzz`); not
+/// an API.
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod checks;
 mod embeddings;
 mod instruments;
+#[cfg(test)]
+mod properties;
 
 pub use embeddings::{embed_request, embed_response, embedding_model};
 pub use instruments::{CompareParams, InspectParams, ScoreParams, ScoreText};

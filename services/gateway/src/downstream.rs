@@ -14,7 +14,7 @@ use oneword_runtime::deadline::Deadline;
 use oneword_runtime::telemetry::TracedChannel;
 use tokio::sync::OnceCell;
 
-use crate::replicas::Replicas;
+use crate::replicas::{Dial, Replicas};
 use crate::Error;
 
 mod decoder;
@@ -49,6 +49,8 @@ pub struct Downstream {
     model: Arc<OnceCell<Arc<Model>>>,
     /// The n-gram models the baseline serves, asked once it answers.
     ngram_models: Arc<OnceCell<Arc<Vec<String>>>>,
+    /// How long a session backend's step may take before its replica is probed for a hang.
+    pub stall: Duration,
 }
 
 /// The backend a request's `model` names.
@@ -80,16 +82,18 @@ impl Backend {
 pub(crate) const MAX_MESSAGE_BYTES: usize = 256 << 20;
 
 impl Downstream {
-    /// Clients of the services at `urls` (each a comma-separated list of `http://host:port`
-    /// whose names are re-resolved every `refresh`): tokenizer, embedder, decoder, baseline and
-    /// index (the last two may be empty: none).
+    /// Clients of the services at `urls` (each a comma-separated list of `http://host:port`,
+    /// dialled as `dial` says, whose names are re-resolved every `refresh`): tokenizer, embedder, decoder, baseline and
+    /// index (the last two may be empty: none). A step that takes `stall` gets its replica
+    /// probed for a hang.
     pub fn new(
         urls: [&str; 5],
-        connect_timeout: Duration,
+        dial: Dial,
         refresh: Duration,
+        stall: Duration,
     ) -> anyhow::Result<Self> {
         let [tokenizer, embedder, decoder, baseline, index] = urls;
-        let start = |service, urls: &str| Replicas::start(service, urls, connect_timeout, refresh);
+        let start = |service, urls: &str| Replicas::start(service, urls, dial.clone(), refresh);
         let optional = |service, urls: &str| match urls.trim() {
             "" => Ok(None),
             urls => start(service, urls).map(Some),
@@ -102,19 +106,20 @@ impl Downstream {
             indexes: optional(INDEX, index)?,
             model: Arc::new(OnceCell::new()),
             ngram_models: Arc::new(OnceCell::new()),
+            stall,
         })
     }
 
     /// The decoder replica with the fewest generations in flight, for one generation.
     pub async fn decoder(&self) -> Result<Decoder, Error> {
-        Decoder::pick(&self.decoders, DECODER).await
+        self.decoder_excluding(&Backend::Transformer, &[]).await
     }
 
     /// The baseline replica with the fewest generations in flight, or FAILED_PRECONDITION when
     /// this gateway has none (a request naming an n-gram model is refused before, by name).
     pub async fn baseline(&self) -> Result<Decoder, Error> {
         match &self.baselines {
-            Some(baselines) => Decoder::pick(baselines, BASELINE).await,
+            Some(baselines) => Decoder::pick(baselines, BASELINE, &[]).await,
             None => Err(Error::Downstream(
                 BASELINE,
                 tonic::Status::failed_precondition(
@@ -126,9 +131,21 @@ impl Downstream {
 
     /// A replica of `backend`, for one generation.
     pub async fn decoder_for(&self, backend: &Backend) -> Result<Decoder, Error> {
+        self.decoder_excluding(backend, &[]).await
+    }
+
+    /// A replica of `backend` other than those at `excluded` (the ones a generation failed on).
+    pub async fn decoder_excluding(
+        &self,
+        backend: &Backend,
+        excluded: &[std::net::SocketAddr],
+    ) -> Result<Decoder, Error> {
         match backend {
-            Backend::Transformer => self.decoder().await,
-            Backend::Ngram(_) => self.baseline().await,
+            Backend::Transformer => Decoder::pick(&self.decoders, DECODER, excluded).await,
+            Backend::Ngram(_) => match &self.baselines {
+                Some(baselines) => Decoder::pick(baselines, BASELINE, excluded).await,
+                None => self.baseline().await,
+            },
         }
     }
 
@@ -175,22 +192,29 @@ impl Downstream {
             ),
         ))
     }
+}
 
-    async fn tokenizer(
-        &self,
-    ) -> Result<tok::tokenizer_client::TokenizerClient<TracedChannel>, Error> {
-        let pinned = self.tokenizers.pick().await?;
-        Ok(tok::tokenizer_client::TokenizerClient::new(pinned.channel)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES))
-    }
+fn tokenizer(channel: TracedChannel) -> tok::tokenizer_client::TokenizerClient<TracedChannel> {
+    tok::tokenizer_client::TokenizerClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+}
 
-    async fn embedder(&self) -> Result<emb::embedder_client::EmbedderClient<TracedChannel>, Error> {
-        let pinned = self.embedders.pick().await?;
-        Ok(emb::embedder_client::EmbedderClient::new(pinned.channel)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES))
-    }
+fn embedder(channel: TracedChannel) -> emb::embedder_client::EmbedderClient<TracedChannel> {
+    emb::embedder_client::EmbedderClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
 
+/// A client of the index on `channel`.
+pub fn index(
+    channel: TracedChannel,
+) -> oneword_proto::index::v1::collections_client::CollectionsClient<TracedChannel> {
+    oneword_proto::index::v1::collections_client::CollectionsClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+impl Downstream {
     /// The model's facts, asked for once on first use (so a gateway started before the other
     /// services still comes up) and kept.
     pub async fn model(&self, deadline: &Deadline) -> Result<Arc<Model>, Error> {
@@ -200,12 +224,11 @@ impl Downstream {
                     .model
                     .ok_or_else(|| Error::Internal("the decoder's Info has no model".into()))?;
                 let vocab = self
-                    .tokenizer()
-                    .await?
-                    .vocabulary(deadline.request(tok::VocabularyRequest {}))
-                    .await
-                    .map_err(|s| failed(TOKENIZER, s, deadline))?
-                    .into_inner();
+                    .tokenizers
+                    .call(deadline, |c| async move {
+                        tokenizer(c).vocabulary(deadline.request(tok::VocabularyRequest {})).await
+                    })
+                    .await?;
                 if vocab.pieces.len() != info.vocab_size as usize {
                     return Err(Error::Internal(format!(
                         "the tokenizer has {} tokens but the decoder's model has {}: they serve different models",
@@ -235,12 +258,12 @@ impl Downstream {
             texts: vec![text.as_bytes().to_vec()],
             allow_special,
         };
-        self.tokenizer()
+        self.tokenizers
+            .call(deadline, |c| {
+                let request = deadline.request(request.clone());
+                async move { tokenizer(c).encode(request).await }
+            })
             .await?
-            .encode(deadline.request(request))
-            .await
-            .map_err(|s| failed(TOKENIZER, s, deadline))?
-            .into_inner()
             .encodings
             .pop()
             .ok_or_else(|| Error::Internal("the tokenizer returned no encoding".into()))
@@ -252,16 +275,17 @@ impl Downstream {
         texts: Vec<Vec<u8>>,
         deadline: &Deadline,
     ) -> Result<Vec<tok::Encoding>, Error> {
+        let request = tok::EncodeRequest {
+            texts,
+            allow_special: false,
+        };
         Ok(self
-            .tokenizer()
+            .tokenizers
+            .call(deadline, |c| {
+                let request = deadline.request(request.clone());
+                async move { tokenizer(c).encode(request).await }
+            })
             .await?
-            .encode(deadline.request(tok::EncodeRequest {
-                texts,
-                allow_special: false,
-            }))
-            .await
-            .map_err(|s| failed(TOKENIZER, s, deadline))?
-            .into_inner()
             .encodings)
     }
 
@@ -271,13 +295,12 @@ impl Downstream {
         request: emb::WordsRequest,
         deadline: &Deadline,
     ) -> Result<emb::WordsResponse, Error> {
-        Ok(self
-            .embedder()
-            .await?
-            .words(deadline.request(request))
+        self.embedders
+            .call(deadline, |c| {
+                let request = deadline.request(request.clone());
+                async move { embedder(c).words(request).await }
+            })
             .await
-            .map_err(|s| failed(EMBEDDER, s, deadline))?
-            .into_inner())
     }
 
     /// The tokens nearest a word's vector.
@@ -286,34 +309,24 @@ impl Downstream {
         request: emb::NearestRequest,
         deadline: &Deadline,
     ) -> Result<emb::NearestResponse, Error> {
-        Ok(self
-            .embedder()
-            .await?
-            .nearest(deadline.request(request))
+        self.embedders
+            .call(deadline, |c| {
+                let request = deadline.request(request.clone());
+                async move { embedder(c).nearest(request).await }
+            })
             .await
-            .map_err(|s| failed(EMBEDDER, s, deadline))?
-            .into_inner())
     }
 
-    /// A client of an index replica, or FAILED_PRECONDITION when this gateway has none.
-    pub async fn index(
-        &self,
-    ) -> Result<oneword_proto::index::v1::collections_client::CollectionsClient<TracedChannel>, Error>
-    {
-        let Some(indexes) = &self.indexes else {
-            return Err(Error::Downstream(
+    /// The index's replicas, or FAILED_PRECONDITION when this gateway has none.
+    pub fn indexes(&self) -> Result<&Replicas, Error> {
+        self.indexes.as_ref().ok_or_else(|| {
+            Error::Downstream(
                 INDEX,
                 tonic::Status::failed_precondition(
                     "this gateway serves no collections (its --index is empty)",
                 ),
-            ));
-        };
-        let pinned = indexes.pick().await?;
-        Ok(
-            oneword_proto::index::v1::collections_client::CollectionsClient::new(pinned.channel)
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
-        )
+            )
+        })
     }
 
     /// Text embeddings from the embedder's text model.
@@ -322,13 +335,12 @@ impl Downstream {
         request: emb::EmbedTextRequest,
         deadline: &Deadline,
     ) -> Result<emb::EmbedTextResponse, Error> {
-        Ok(self
-            .embedder()
-            .await?
-            .embed_text(deadline.request(request))
+        self.embedders
+            .call(deadline, |c| {
+                let request = deadline.request(request.clone());
+                async move { embedder(c).embed_text(request).await }
+            })
             .await
-            .map_err(|s| failed(EMBEDDER, s, deadline))?
-            .into_inner())
     }
 
     /// The embedder's text model, asked each time (an embedder may be restarted with another
@@ -338,12 +350,12 @@ impl Downstream {
         deadline: &Deadline,
     ) -> Result<Option<emb::TextModelInfo>, Error> {
         Ok(self
-            .embedder()
+            .embedders
+            .call(deadline, |c| {
+                let request = deadline.request(emb::InfoRequest {});
+                async move { embedder(c).info(request).await }
+            })
             .await?
-            .info(deadline.request(emb::InfoRequest {}))
-            .await
-            .map_err(|s| failed(EMBEDDER, s, deadline))?
-            .into_inner()
             .text_model)
     }
 
@@ -354,12 +366,13 @@ impl Downstream {
         positions: Vec<u32>,
         deadline: &Deadline,
     ) -> Result<Tensor, Error> {
-        self.embedder()
+        let request = emb::EmbedRequest { ids, positions };
+        self.embedders
+            .call(deadline, |c| {
+                let request = deadline.request(request.clone());
+                async move { embedder(c).embed(request).await }
+            })
             .await?
-            .embed(deadline.request(emb::EmbedRequest { ids, positions }))
-            .await
-            .map_err(|s| failed(EMBEDDER, s, deadline))?
-            .into_inner()
             .embeddings
             .ok_or_else(|| Error::Internal("the embedder returned no tensor".into()))
     }
@@ -371,13 +384,13 @@ impl Downstream {
         positions: Vec<u32>,
         deadline: &Deadline,
     ) -> Result<emb::EmbedPartsResponse, Error> {
-        Ok(self
-            .embedder()
-            .await?
-            .embed_parts(deadline.request(emb::EmbedRequest { ids, positions }))
+        let request = emb::EmbedRequest { ids, positions };
+        self.embedders
+            .call(deadline, |c| {
+                let request = deadline.request(request.clone());
+                async move { embedder(c).embed_parts(request).await }
+            })
             .await
-            .map_err(|s| failed(EMBEDDER, s, deadline))?
-            .into_inner())
     }
 }
 

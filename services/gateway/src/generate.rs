@@ -4,7 +4,15 @@
 //! The prompt is prefilled once: with `n > 1` all but its last token go into one session, which
 //! is forked `n` times, and each fork then feeds the last prompt token with its own draw. Every
 //! later step sends all running completions to the decoder in one call.
+//!
+//! A generation outlives the decoder replica it runs on. Its sessions are only a cache: this
+//! loop holds every token, and each pick's draw comes from a counter keyed by (seed, sample,
+//! step). When the replica fails (refuses, drops the connection, or hangs: see
+//! [`Decoder::step_watched`]), the sessions are built again on another replica from prompt +
+//! tokens so far, the same prefill that started them with more rows, and the step in progress
+//! is that prefill's pick: the text goes on as an undisturbed run's would.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use oneword_proto::decoder::v1 as dec;
@@ -14,7 +22,7 @@ use tokio::sync::mpsc;
 use tonic::Status;
 
 use crate::convert::GenerateParams;
-use crate::downstream::{Downstream, Inputs, Model, Sessions};
+use crate::downstream::{Backend, Decoder, Downstream, Inputs, Model, Sessions};
 use crate::metrics::GatewayMetrics;
 use crate::text_stream::TextStream;
 use crate::{rng, Error};
@@ -25,13 +33,27 @@ pub type ChunkSender = mpsc::Sender<Result<pb::GenerateStreamResponse, Status>>;
 /// One completion in progress.
 struct Completion {
     index: u32,
+    /// Its session on the current replica.
     session: String,
     text: TextStream,
-    generated: usize,
-    /// The token picked last, to be fed next.
-    last_token: u32,
-    /// Where `last_token` will be fed.
-    next_position: usize,
+    /// The tokens picked so far; the last one is fed next.
+    tokens: Vec<u32>,
+}
+
+/// What building a generation's sessions on a replica needs.
+struct Plan<'a> {
+    down: &'a Downstream,
+    backend: &'a Backend,
+    request_id: &'a str,
+    prompt: &'a [u32],
+    sampling: &'a (dyn Fn(usize, usize) -> dec::Sampling + Sync),
+    deadline: &'a Deadline,
+}
+
+/// The replica a generation's sessions live on, and the guard that frees them there.
+struct Placement {
+    decoder: Decoder,
+    sessions: Sessions,
 }
 
 /// Runs the generation, sending each completion's chunks to `out` as they are ready. Returns
@@ -39,7 +61,7 @@ struct Completion {
 #[tracing::instrument(
     name = "generate",
     skip_all,
-    fields(request_id, n = params.n, prompt_tokens, generated_tokens, decoder)
+    fields(request_id, n = params.n, prompt_tokens, generated_tokens, decoder, failovers)
 )]
 pub async fn generate(
     down: &Downstream,
@@ -62,20 +84,11 @@ pub async fn generate(
 
     let request_id = uuid::Uuid::new_v4().simple().to_string();
     span.record("request_id", request_id.as_str());
-    // Every step of this generation goes to one replica of its backend: its sessions live there.
     let backend = down.backend(&params.model, &model, &deadline).await?;
-    let decoder = down.decoder_for(&backend).await?;
-    span.record("decoder", decoder.address().to_string());
-    let names: Vec<String> = (0..params.n).map(|i| format!("{request_id}-{i}")).collect();
-    let mut sessions = Sessions::new(&decoder, names.clone());
     let mut generated = Generated {
         span: span.clone(),
         tokens: 0,
     };
-    let positions: Vec<u32> = (0..prompt.len() as u32).collect();
-    let inputs = Inputs::of(down, &backend, prompt.clone(), positions, &deadline).await?;
-    let model_name = backend.model_field();
-
     let report = dec::Report {
         top_n: params.logprobs.unwrap_or(0) as u32,
         full_row: dec::FullRow::None as i32,
@@ -85,75 +98,28 @@ pub async fn generate(
         u: rng::uniform(params.seed, sample as u32, step as u32),
         report: Some(report),
     };
-    let last = prompt.len() - 1;
-    let first_steps: Vec<dec::SessionStep> = if params.n == 1 || last == 0 {
-        names
-            .iter()
-            .enumerate()
-            .map(|(i, name)| {
-                let (embeddings, token_ids) = inputs.rows(0, prompt.len());
-                dec::SessionStep {
-                    session_id: name.clone(),
-                    create: true,
-                    start_position: 0,
-                    embeddings,
-                    sampling: Some(sampling(i, 0)),
-                    release_after: false,
-                    token_ids,
-                    model: model_name.clone(),
-                }
-            })
-            .collect()
-    } else {
-        let (embeddings, token_ids) = inputs.rows(0, last);
-        let prefill = dec::SessionStep {
-            session_id: names[0].clone(),
-            create: true,
-            start_position: 0,
-            embeddings,
-            sampling: None,
-            release_after: false,
-            token_ids,
-            model: model_name.clone(),
-        };
-        decoder.step(vec![prefill], &deadline).await?;
-        decoder
-            .fork(&names[0], names[1..].to_vec(), &deadline)
-            .await?;
-        names
-            .iter()
-            .enumerate()
-            .map(|(i, name)| {
-                let (embeddings, token_ids) = inputs.rows(last, 1);
-                dec::SessionStep {
-                    session_id: name.clone(),
-                    create: false,
-                    start_position: last as u32,
-                    embeddings,
-                    sampling: Some(sampling(i, 0)),
-                    release_after: false,
-                    token_ids,
-                    model: String::new(),
-                }
-            })
-            .collect()
+    let plan = Plan {
+        down,
+        backend: &backend,
+        request_id: &request_id,
+        prompt: &prompt,
+        sampling: &sampling,
+        deadline: &deadline,
     };
-    let mut running: Vec<Completion> = names
-        .iter()
-        .enumerate()
-        .map(|(i, name)| Completion {
+    let mut running: Vec<Completion> = (0..params.n)
+        .map(|i| Completion {
             index: i as u32,
-            session: name.clone(),
+            session: String::new(),
             text: TextStream::new(params.stop.clone()),
-            generated: 0,
-            last_token: 0,
-            next_position: prompt.len(),
+            tokens: Vec::new(),
         })
         .collect();
 
-    let mut response = decoder.step(first_steps, &deadline).await?;
+    // Replicas this generation failed on; it is not sent back to them.
+    let mut failed = Vec::new();
+    let (mut placement, mut response) = place(&plan, &mut running, &mut failed).await?;
+    span.record("decoder", placement.decoder.address().to_string());
     let prefilled = Instant::now();
-    let mut step = 0;
     loop {
         if response.results.len() != running.len() {
             return Err(Error::Internal(format!(
@@ -173,11 +139,11 @@ pub async fn generate(
             let (mut chunk, finished) = advance(&mut completion, &pick, &params, &model)?;
             chunk.seed = params.seed;
             if finished {
-                metrics.finished(finish_label(chunk.finish_reason), completion.generated);
+                metrics.finished(finish_label(chunk.finish_reason), completion.tokens.len());
                 let now = Instant::now();
                 chunk.usage = Some(pb::Usage {
                     prompt_tokens: prompt.len() as u32,
-                    completion_tokens: completion.generated as u32,
+                    completion_tokens: completion.tokens.len() as u32,
                 });
                 chunk.timings = Some(pb::Timings {
                     tokenize_ns: nanos(tokenized - started),
@@ -194,7 +160,7 @@ pub async fn generate(
                 return Ok(());
             }
         }
-        sessions.release(&done);
+        placement.sessions.release(&done);
         running = still_running;
         if running.is_empty() {
             return Ok(());
@@ -202,32 +168,170 @@ pub async fn generate(
         if deadline.expired() {
             return Err(Error::DeadlineExceeded);
         }
-        step += 1;
-        let ids: Vec<u32> = running.iter().map(|c| c.last_token).collect();
-        let positions: Vec<u32> = running.iter().map(|c| c.next_position as u32).collect();
-        let inputs = Inputs::of(down, &backend, ids, positions, &deadline).await?;
+        let ids: Vec<u32> = running.iter().map(last_token).collect();
+        let positions: Vec<u32> = running
+            .iter()
+            .map(|c| (prompt.len() + c.tokens.len() - 1) as u32)
+            .collect();
+        let inputs = Inputs::of(down, &backend, ids, positions.clone(), &deadline).await?;
         let steps = running
             .iter()
+            .zip(positions)
             .enumerate()
-            .map(|(row, c)| {
+            .map(|(row, (c, position))| {
                 let (embeddings, token_ids) = inputs.rows(row, 1);
                 dec::SessionStep {
                     session_id: c.session.clone(),
                     create: false,
-                    start_position: c.next_position as u32,
+                    start_position: position,
                     embeddings,
-                    sampling: Some(sampling(c.index as usize, step)),
+                    // The session keeps the shaping it was built with.
+                    sampling: Some(dec::Sampling {
+                        shaping: None,
+                        ..sampling(c.index as usize, c.tokens.len())
+                    }),
                     release_after: false,
                     token_ids,
                     model: String::new(),
                 }
             })
             .collect();
-        for c in running.iter_mut() {
-            c.next_position += 1;
-        }
-        response = decoder.step(steps, &deadline).await?;
+        let decoder = &placement.decoder;
+        response = match decoder.step_watched(steps, &deadline, down.stall).await {
+            Ok(response) => response,
+            Err(e) if decoder.failed_by(&e) => {
+                let from = decoder.address();
+                failed.push(from);
+                let rebuilt = running.len() * (prompt.len() + running[0].tokens.len());
+                tracing::warn!(
+                    request_id,
+                    %from,
+                    error = %e,
+                    rebuilt,
+                    "the decoder replica failed mid-generation; moving its sessions to another"
+                );
+                metrics.failovers.inc();
+                metrics.failover_tokens.inc_by(rebuilt as u64);
+                span.record("failovers", failed.len());
+                // The old sessions are released there (if it still answers) by the guard.
+                drop(placement);
+                let moved = place(&plan, &mut running, &mut failed).await?;
+                span.record("decoder", moved.0.decoder.address().to_string());
+                placement = moved.0;
+                moved.1
+            }
+            Err(e) => return Err(e),
+        };
     }
+}
+
+fn last_token(c: &Completion) -> u32 {
+    *c.tokens
+        .last()
+        .expect("a running completion has picked a token before it is fed; this is a bug")
+}
+
+/// Builds the running completions' sessions on a replica that has not failed this generation
+/// yet, and runs the step in progress there: the first step of a new generation, or, after a
+/// failure, prompt + tokens so far as one prefill whose pick is the step that failed. Tries
+/// replica after replica until one succeeds; UNAVAILABLE when none is left.
+async fn place(
+    plan: &Plan<'_>,
+    running: &mut [Completion],
+    failed: &mut Vec<SocketAddr>,
+) -> Result<(Placement, dec::StepResponse), Error> {
+    loop {
+        let decoder = plan.down.decoder_excluding(plan.backend, failed).await?;
+        // Fresh names on each replica, so that a session left on a failed one is never mixed up.
+        for c in running.iter_mut() {
+            c.session = match failed.len() {
+                0 => format!("{}-{}", plan.request_id, c.index),
+                moves => format!("{}-{}.{moves}", plan.request_id, c.index),
+            };
+        }
+        let sessions = Sessions::new(
+            &decoder,
+            running.iter().map(|c| c.session.clone()).collect(),
+        );
+        match build(plan, &decoder, running).await {
+            Ok(response) => return Ok((Placement { decoder, sessions }, response)),
+            Err(e) if decoder.failed_by(&e) => {
+                tracing::warn!(
+                    request_id = plan.request_id,
+                    replica = %decoder.address(),
+                    error = %e,
+                    "a decoder replica failed while the generation's sessions were built; trying another"
+                );
+                failed.push(decoder.address());
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The sessions of `running` on `decoder`, fed prompt + tokens so far. With several
+/// completions the prompt but its last token is prefilled once and forked, and each fork
+/// then feeds the rest (the last prompt token and its own tokens) with its own draw.
+async fn build(
+    plan: &Plan<'_>,
+    decoder: &Decoder,
+    running: &[Completion],
+) -> Result<dec::StepResponse, Error> {
+    let (prompt, deadline, stall) = (plan.prompt, plan.deadline, plan.down.stall);
+    let fed = prompt.len() + running[0].tokens.len();
+    let shared = if running.len() > 1 {
+        prompt.len() - 1
+    } else {
+        0
+    };
+    let own = fed - shared;
+    let mut ids = prompt[..shared].to_vec();
+    let mut positions: Vec<u32> = (0..shared as u32).collect();
+    for c in running {
+        ids.extend_from_slice(&prompt[shared..]);
+        ids.extend_from_slice(&c.tokens);
+        positions.extend(shared as u32..fed as u32);
+    }
+    let inputs = Inputs::of(plan.down, plan.backend, ids, positions, deadline).await?;
+    let model = plan.backend.model_field();
+    if shared > 0 {
+        let (embeddings, token_ids) = inputs.rows(0, shared);
+        let prefill = dec::SessionStep {
+            session_id: running[0].session.clone(),
+            create: true,
+            start_position: 0,
+            embeddings,
+            sampling: None,
+            release_after: false,
+            token_ids,
+            model: model.clone(),
+        };
+        decoder.step_watched(vec![prefill], deadline, stall).await?;
+        let forks = running[1..].iter().map(|c| c.session.clone()).collect();
+        decoder.fork(&running[0].session, forks, deadline).await?;
+    }
+    let steps = running
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let (embeddings, token_ids) = inputs.rows(shared + i * own, own);
+            dec::SessionStep {
+                session_id: c.session.clone(),
+                create: shared == 0,
+                start_position: shared as u32,
+                embeddings,
+                sampling: Some((plan.sampling)(c.index as usize, c.tokens.len())),
+                release_after: false,
+                token_ids,
+                model: if shared == 0 {
+                    model.clone()
+                } else {
+                    String::new()
+                },
+            }
+        })
+        .collect();
+    decoder.step_watched(steps, deadline, stall).await
 }
 
 /// Records on the generation's span how many tokens it produced, however it ends.
@@ -269,8 +373,7 @@ fn advance(
             "the decoder picked token {token}, outside the vocabulary"
         ))
     })?;
-    c.generated += 1;
-    c.last_token = token;
+    c.tokens.push(token);
     let mut text = String::new();
     let mut finish = None;
     let mut stop_sequence = String::new();
@@ -284,7 +387,7 @@ fn advance(
             stop_sequence = stop;
         }
     }
-    if finish.is_none() && c.generated >= params.max_new_tokens {
+    if finish.is_none() && c.tokens.len() >= params.max_new_tokens {
         finish = Some(pb::FinishReason::Length);
     }
     if finish.is_some() {
@@ -302,7 +405,7 @@ fn advance(
         text,
         token_ids: vec![token],
         details,
-        generated_tokens: c.generated as u32,
+        generated_tokens: c.tokens.len() as u32,
         finish_reason: finish.unwrap_or(pb::FinishReason::Unspecified) as i32,
         stop_sequence,
         ..Default::default()

@@ -33,6 +33,10 @@ use tonic::codec::CompressionEncoding;
 use tonic::service::interceptor::InterceptedService;
 
 pub use config::Config;
+/// Validation's properties, for the fuzz targets (`make fuzz`); not an API.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub use convert::checks as fuzzing;
 pub use error::Error;
 
 /// Serves the gateway's gRPC API (and, when `listeners` has an HTTP socket, its HTTP API) until
@@ -51,8 +55,12 @@ pub async fn run(
             &config.baseline,
             &config.index,
         ],
-        Duration::from_secs(config.connect_timeout_secs),
+        replicas::Dial {
+            connect_timeout: Duration::from_secs(config.connect_timeout_secs),
+            token: config.server.service_token.clone(),
+        },
         Duration::from_secs(config.resolve_interval_secs.max(1)),
+        Duration::from_millis(config.decoder_stall_ms.max(1)),
     )?;
     let metrics = Metrics::new("gateway");
     let settings = config.server.settings();
@@ -94,7 +102,7 @@ pub async fn run(
     server
         .serve_with(
             async { Ok(grpc) },
-            |routes| routes.add_service(collections),
+            |more| more.add_service(collections),
             Some(api),
             shutdown,
         )

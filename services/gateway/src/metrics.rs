@@ -37,6 +37,8 @@ pub struct GatewayMetrics {
     pub generation_tokens: IntCounter,
     pub request_prompt_tokens: Histogram,
     pub request_generation_tokens: Histogram,
+    pub failovers: IntCounter,
+    pub failover_tokens: IntCounter,
     finished: IntCounterVec,
     running: IntGauge,
     waiting: IntGauge,
@@ -52,6 +54,8 @@ impl GatewayMetrics {
             generation_tokens: metrics.counter("generation_tokens_total", "Tokens generated."),
             request_prompt_tokens: metrics.histogram("request_prompt_tokens", "Prompt tokens per generation.", TOKENS),
             request_generation_tokens: metrics.histogram("request_generation_tokens", "Tokens generated per completion.", TOKENS),
+            failovers: metrics.counter("generation_failovers_total", "Generations moved to another decoder replica after theirs failed mid-generation."),
+            failover_tokens: metrics.counter("generation_failover_prefill_tokens_total", "Tokens prefilled again on the replica a failed generation moved to (prompt + tokens so far, per completion)."),
             finished: metrics.register(
                 IntCounterVec::new(
                     Opts::new("request_success_total", "Completions finished, by why they finished."),

@@ -10,6 +10,14 @@
 //! before the first stop sequence in it. "First" means the earliest-starting occurrence; of stops
 //! starting at the same place, the shortest, since it is the one that completes first.
 
+/// The documented rule as a property, shared by the property tests and the fuzz targets (`make
+/// fuzz`); not an API.
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod checks;
+#[cfg(test)]
+mod properties;
+
 /// What one call to [`TextStream::push`] or [`TextStream::finish`] releases.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Delta {

@@ -1,8 +1,15 @@
 //! proto ⇄ domain: every request validated once here into typed values, every answer built
 //! here. Errors name the field (`points[3].vector[7]`), the value and what is allowed.
 
+/// Validation's properties, shared by the property tests and the fuzz targets (`make fuzz`); not
+/// an API.
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod checks;
 mod filter;
 mod points;
+#[cfg(test)]
+mod properties;
 #[cfg(test)]
 mod tests;
 

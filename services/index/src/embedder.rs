@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use oneword_proto::embedder::v1 as pb;
 use oneword_runtime::deadline::Deadline;
-use oneword_runtime::telemetry::{traced, TracedChannel};
+use oneword_runtime::telemetry::{traced_with, TracedChannel};
+use oneword_runtime::ServiceToken;
 use tonic::transport::Endpoint;
 
 use crate::error::Error;
@@ -41,8 +42,9 @@ pub struct Embedded {
 }
 
 impl Embedder {
-    /// A client of the embedder at `url` (`http://host:port`); an empty `url` means none.
-    pub fn new(url: &str, connect_timeout: Duration) -> anyhow::Result<Self> {
+    /// A client of the embedder at `url` (`http://host:port`), whose calls carry `token`; an
+    /// empty `url` means none.
+    pub fn new(url: &str, connect_timeout: Duration, token: &ServiceToken) -> anyhow::Result<Self> {
         let url = url.trim();
         if url.is_empty() {
             return Ok(Embedder { client: None });
@@ -53,7 +55,7 @@ impl Embedder {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_while_idle(true);
-        let client = Client::new(traced(endpoint.connect_lazy()))
+        let client = Client::new(traced_with(endpoint.connect_lazy(), token))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         Ok(Embedder {

@@ -38,6 +38,10 @@ use oneword_runtime::{Listeners, Metrics, Server, Turns};
 use tonic::codec::CompressionEncoding;
 
 pub use config::Config;
+/// Validation's properties, for the fuzz targets (`make fuzz`); not an API.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub use convert::checks as fuzzing;
 pub use error::Error;
 
 /// Serves the index on `listeners` until `shutdown` completes; health says NOT_SERVING until
@@ -51,9 +55,11 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     config.validate()?;
     let metrics = Metrics::new("index");
+    let settings = config.server.settings();
     let embedder = embedder::Embedder::new(
         &config.embedder,
         Duration::from_secs(config.connect_timeout_secs),
+        &settings.service_token,
     )?;
     let load = {
         let (config, metrics) = (config.clone(), metrics.clone());
@@ -93,7 +99,7 @@ pub async fn run(
     };
     let server = Server {
         listeners,
-        settings: config.server.settings(),
+        settings,
         metrics,
         drain: Default::default(),
     };

@@ -303,3 +303,64 @@ async fn steps_wait_in_order_for_room_in_the_kv_budget() {
         "two blocks of 16 positions"
     );
 }
+
+/// A session keeps the shaping it was last sent, and a fork starts with its source's, so that
+/// a caller sends a completion's shaping (up to 300 biased tokens) once, not with every step.
+/// A session never sent one samples the plain softmax.
+#[tokio::test]
+async fn a_session_keeps_its_shaping_for_steps_that_send_none() {
+    let cluster = Cluster::start(tiny_model()).await;
+    let mut decoder = cluster.decoder().await;
+    let unshaped = |session: &str, create: bool, start: u32| {
+        let mut s = step(session, create, start, 1, true);
+        if let Some(sampling) = &mut s.sampling {
+            sampling.shaping = None;
+        }
+        s
+    };
+    // `step` sends temperature 0 (greedy): a greedy pick's shaped log-probability is 0.
+    let shaped_logprob = |r: dec::StepResponse| {
+        let pick = r.results[0].pick.clone().unwrap();
+        (pick.shaped_logprob, pick.logprob)
+    };
+    decoder
+        .step(steps(vec![step("kept", true, 0, 3, true)]))
+        .await
+        .unwrap();
+    let (shaped, _) = shaped_logprob(
+        decoder
+            .step(steps(vec![unshaped("kept", false, 3)]))
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    assert_eq!(shaped, 0.0, "the kept shaping is greedy");
+
+    decoder
+        .fork(dec::ForkRequest {
+            source_session_id: "kept".into(),
+            new_session_ids: vec!["forked".into()],
+        })
+        .await
+        .unwrap();
+    let (shaped, _) = shaped_logprob(
+        decoder
+            .step(steps(vec![unshaped("forked", false, 4)]))
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    assert_eq!(shaped, 0.0, "a fork keeps its source's shaping");
+
+    let (shaped, raw) = shaped_logprob(
+        decoder
+            .step(steps(vec![unshaped("never", true, 0)]))
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    assert!(
+        shaped < 0.0 && shaped == raw,
+        "{shaped} vs {raw}: the plain softmax"
+    );
+}

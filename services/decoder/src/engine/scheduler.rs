@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use oneword_model::{KvCache, LogitsAt, ModelError, Sequence, Transformer};
 use oneword_runtime::{Clock, SessionError};
-use oneword_sampling::Picked;
+use oneword_sampling::{Picked, SessionShaping};
 use rayon::prelude::*;
 
 use super::job::{Job, Limits, Reply, StepDone, StepInput, StepOutput, Usage};
@@ -23,6 +23,8 @@ use crate::Error;
 
 struct Session {
     cache: KvCache,
+    /// The shaping its steps use when they send none.
+    shaping: SessionShaping,
     last_used: Instant,
     /// In a running request: not to be stepped, forked or expired by anyone else.
     busy: bool,
@@ -417,16 +419,20 @@ impl Worker {
         let parts = request
             .inputs
             .into_iter()
-            .map(|input| {
+            .map(|mut input| {
                 let session = self
                     .sessions
                     .entry(input.session_id.clone())
                     .or_insert_with(|| Session {
                         cache: self.model.new_cache(),
+                        shaping: SessionShaping::default(),
                         last_used: now,
                         busy: false,
                     });
                 session.busy = true;
+                if let Some(sampling) = &mut input.sampling {
+                    session.shaping.settle(sampling);
+                }
                 Part {
                     start_len: session.cache.len(),
                     input,
@@ -615,13 +621,13 @@ impl Worker {
     }
 
     fn fork(&mut self, source: &str, targets: Vec<String>) -> Result<(), Error> {
-        let cache = match self.sessions.get_mut(source) {
+        let (cache, shaping) = match self.sessions.get_mut(source) {
             Some(session) if session.busy => {
                 return Err(Error::Session(SessionError::Busy(source.to_string())))
             }
             Some(session) => {
                 session.last_used = self.clock.now();
-                session.cache.clone()
+                (session.cache.clone(), session.shaping.clone())
             }
             None => return Err(Error::Session(SessionError::NotFound(source.to_string()))),
         };
@@ -648,6 +654,7 @@ impl Worker {
                 target,
                 Session {
                     cache: cache.clone(),
+                    shaping: shaping.clone(),
                     last_used: now,
                     busy: false,
                 },

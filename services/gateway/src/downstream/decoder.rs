@@ -2,6 +2,7 @@
 //! generation, since its sessions live there; the guard that frees those sessions however the
 //! request ends; and a step's inputs.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use oneword_proto::common::v1::Tensor;
@@ -10,8 +11,13 @@ use oneword_runtime::deadline::Deadline;
 use oneword_runtime::telemetry::TracedChannel;
 
 use super::{failed, Backend, Downstream, MAX_MESSAGE_BYTES};
-use crate::replicas::{Pinned, Replicas};
+use crate::replicas::{is_replica_failure, Pinned, Replicas};
 use crate::Error;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+/// How long a replica suspected of hanging gets to answer a health check.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// One replica of a backend (the decoder or the baseline), kept for a whole generation: its
 /// sessions live there.
@@ -24,8 +30,12 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    pub(super) async fn pick(replicas: &Replicas, service: &'static str) -> Result<Self, Error> {
-        let pinned = replicas.pick().await?;
+    pub(super) async fn pick(
+        replicas: &Replicas,
+        service: &'static str,
+        excluded: &[SocketAddr],
+    ) -> Result<Self, Error> {
+        let pinned = replicas.pick_excluding(excluded).await?;
         let client = dec::decoder_client::DecoderClient::new(pinned.channel.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -38,18 +48,23 @@ impl Decoder {
 
     /// The backend's facts (model, vocabulary size, n-gram models…).
     pub async fn info(&self, deadline: &Deadline) -> Result<dec::InfoResponse, Error> {
-        Ok(self
-            .client
-            .clone()
+        let result = self
+            .client()
             .info(deadline.request(dec::InfoRequest {}))
-            .await
-            .map_err(|s| failed(self.service, s, deadline))?
-            .into_inner())
+            .await;
+        self.outcome(result, deadline)
     }
 
     /// The replica's address.
-    pub fn address(&self) -> std::net::SocketAddr {
+    pub fn address(&self) -> SocketAddr {
         self.pinned.address
+    }
+
+    /// Whether `error` says this replica failed (so its work may move to another), rather than
+    /// the request or another service.
+    pub fn failed_by(&self, error: &Error) -> bool {
+        matches!(error, Error::Downstream(service, status)
+            if *service == self.service && is_replica_failure(status))
     }
 
     /// One decoder step over several sessions.
@@ -58,13 +73,57 @@ impl Decoder {
         steps: Vec<dec::SessionStep>,
         deadline: &Deadline,
     ) -> Result<dec::StepResponse, Error> {
-        let response = self
-            .client
-            .clone()
+        let result = self
+            .client()
             .step(deadline.request(dec::StepRequest { steps }))
-            .await
-            .map_err(|s| failed(self.service, s, deadline))?;
-        Ok(response.into_inner())
+            .await;
+        self.outcome(result, deadline)
+    }
+
+    /// Like [`Decoder::step`], watching for a replica that hangs: once the step has taken
+    /// `stall`, the replica's health is probed (on the same connection); a replica that does
+    /// not answer that within [`PROBE_TIMEOUT`] is given up on with UNAVAILABLE, so that the
+    /// caller can move its work. A replica that is merely busy answers the probe at once and
+    /// keeps the step.
+    pub async fn step_watched(
+        &self,
+        steps: Vec<dec::SessionStep>,
+        deadline: &Deadline,
+        stall: Duration,
+    ) -> Result<dec::StepResponse, Error> {
+        let step = self.step(steps, deadline);
+        tokio::pin!(step);
+        loop {
+            tokio::select! {
+                result = &mut step => return result,
+                () = tokio::time::sleep(stall) => {}
+            }
+            if !self.responds().await {
+                let status = tonic::Status::unavailable(format!(
+                    "the {} at {} took over {} ms for a step and did not answer a health check within {} ms",
+                    self.service,
+                    self.address(),
+                    stall.as_millis(),
+                    PROBE_TIMEOUT.as_millis()
+                ));
+                self.pinned.report(Some(&status));
+                return Err(Error::Downstream(self.service, status));
+            }
+        }
+    }
+
+    /// Whether the replica answers a health check within [`PROBE_TIMEOUT`] (NOT_SERVING while
+    /// draining is an answer too: the steps in flight still complete).
+    async fn responds(&self) -> bool {
+        let mut health = HealthClient::new(self.pinned.channel.clone());
+        let mut request = tonic::Request::new(HealthCheckRequest {
+            service: String::new(),
+        });
+        request.set_timeout(PROBE_TIMEOUT);
+        matches!(
+            tokio::time::timeout(PROBE_TIMEOUT, health.check(request)).await,
+            Ok(Ok(_))
+        )
     }
 
     /// Scores targets by teacher forcing (one-shot, no session).
@@ -73,13 +132,8 @@ impl Decoder {
         request: dec::ScoreRequest,
         deadline: &Deadline,
     ) -> Result<dec::ScoreResponse, Error> {
-        Ok(self
-            .client
-            .clone()
-            .score(deadline.request(request))
-            .await
-            .map_err(|s| failed(self.service, s, deadline))?
-            .into_inner())
+        let result = self.client().score(deadline.request(request)).await;
+        self.outcome(result, deadline)
     }
 
     /// What one uncached pass keeps (one-shot, no session).
@@ -88,13 +142,8 @@ impl Decoder {
         request: dec::InspectRequest,
         deadline: &Deadline,
     ) -> Result<dec::InspectResponse, Error> {
-        Ok(self
-            .client
-            .clone()
-            .inspect(deadline.request(request))
-            .await
-            .map_err(|s| failed(self.service, s, deadline))?
-            .into_inner())
+        let result = self.client().inspect(deadline.request(request)).await;
+        self.outcome(result, deadline)
     }
 
     /// GPT-2's own text embeddings: hidden states pooled beside the blocks.
@@ -103,13 +152,8 @@ impl Decoder {
         request: dec::PoolRequest,
         deadline: &Deadline,
     ) -> Result<dec::PoolResponse, Error> {
-        Ok(self
-            .client
-            .clone()
-            .pool(deadline.request(request))
-            .await
-            .map_err(|s| failed(self.service, s, deadline))?
-            .into_inner())
+        let result = self.client().pool(deadline.request(request)).await;
+        self.outcome(result, deadline)
     }
 
     /// Corpus statistics.
@@ -118,13 +162,8 @@ impl Decoder {
         request: dec::CorpusRequest,
         deadline: &Deadline,
     ) -> Result<dec::CorpusResponse, Error> {
-        Ok(self
-            .client
-            .clone()
-            .corpus(deadline.request(request))
-            .await
-            .map_err(|s| failed(self.service, s, deadline))?
-            .into_inner())
+        let result = self.client().corpus(deadline.request(request)).await;
+        self.outcome(result, deadline)
     }
 
     /// Reads weights.
@@ -133,13 +172,8 @@ impl Decoder {
         request: dec::WeightsRequest,
         deadline: &Deadline,
     ) -> Result<dec::WeightsResponse, Error> {
-        Ok(self
-            .client
-            .clone()
-            .weights(deadline.request(request))
-            .await
-            .map_err(|s| failed(self.service, s, deadline))?
-            .into_inner())
+        let result = self.client().weights(deadline.request(request)).await;
+        self.outcome(result, deadline)
     }
 
     /// Copies `source` into `targets`.
@@ -153,12 +187,24 @@ impl Decoder {
             source_session_id: source.to_string(),
             new_session_ids: targets,
         };
-        self.client
-            .clone()
-            .fork(deadline.request(request))
-            .await
-            .map_err(|s| failed(self.service, s, deadline))?;
-        Ok(())
+        let result = self.client().fork(deadline.request(request)).await;
+        self.outcome(result, deadline).map(drop)
+    }
+
+    fn client(&self) -> dec::decoder_client::DecoderClient<TracedChannel> {
+        self.client.clone()
+    }
+
+    /// A call's answer, after recording how it went for the replica's failure accrual.
+    fn outcome<T>(
+        &self,
+        result: Result<tonic::Response<T>, tonic::Status>,
+        deadline: &Deadline,
+    ) -> Result<T, Error> {
+        self.pinned.report(result.as_ref().err());
+        result
+            .map(tonic::Response::into_inner)
+            .map_err(|s| failed(self.service, s, deadline))
     }
 }
 
@@ -207,6 +253,13 @@ impl Drop for Sessions {
     }
 }
 
+/// How long a release keeps being retried while its replica does not answer: a replica that
+/// hung (and so lost its generations to another) frees their sessions when it comes back,
+/// instead of holding them until their TTL.
+const RELEASE_RETRIES_FOR: Duration = Duration::from_secs(120);
+/// The longest pause between two tries.
+const RELEASE_BACKOFF_MAX: Duration = Duration::from_secs(4);
+
 fn spawn_release(
     mut decoder: dec::decoder_client::DecoderClient<TracedChannel>,
     session_ids: Vec<String>,
@@ -216,10 +269,23 @@ fn spawn_release(
     }
     // Runs on its own, since the request that owned the sessions may be gone already.
     tokio::spawn(async move {
-        let mut request = tonic::Request::new(dec::ReleaseRequest { session_ids });
-        request.set_timeout(Duration::from_secs(5));
-        if let Err(status) = decoder.release(request).await {
-            tracing::warn!(%status, "could not release decoder sessions; their TTL will");
+        let give_up = tokio::time::Instant::now() + RELEASE_RETRIES_FOR;
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            let mut request = tonic::Request::new(dec::ReleaseRequest {
+                session_ids: session_ids.clone(),
+            });
+            request.set_timeout(Duration::from_secs(5));
+            let status = match decoder.release(request).await {
+                Ok(_) => return,
+                Err(status) => status,
+            };
+            if !is_replica_failure(&status) || tokio::time::Instant::now() + backoff > give_up {
+                tracing::warn!(%status, "could not release decoder sessions; their TTL will");
+                return;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(RELEASE_BACKOFF_MAX);
         }
     });
 }

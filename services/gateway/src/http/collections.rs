@@ -20,7 +20,7 @@ use crate::collections::CollectionsFront;
 use crate::service::GatewayService;
 
 /// An error in Qdrant's shape.
-pub struct RestError(StatusCode, String);
+pub struct RestError(pub StatusCode, pub String);
 
 impl RestError {
     fn bad(message: impl Into<String>) -> Self {
@@ -83,6 +83,13 @@ pub async fn create(
     Json(body): Json<Value>,
 ) -> Rest {
     let started = Instant::now();
+    let message = create_request(name, &body)?;
+    index_call!(gateway, create, message);
+    ok(json!(true), started)
+}
+
+/// The index's Create for Qdrant's body.
+pub(super) fn create_request(name: String, body: &Value) -> Result<ix::CreateRequest, RestError> {
     let vectors = &body["vectors"];
     let metric = match vectors["distance"].as_str() {
         None | Some("Cosine") => ix::Metric::Cosine,
@@ -94,27 +101,43 @@ pub async fn create(
             )))
         }
     };
-    let dimension = vectors["size"].as_u64().map(|d| d as u32);
+    let dimension = unsigned(&vectors["size"], "vectors.size")?;
     let model = match (body["model"].as_str(), dimension) {
         (Some(model), _) => model.to_string(),
         (None, Some(_)) => String::new(),
         (None, None) => "default".into(),
     };
     let hnsw = &body["hnsw_config"];
-    let message = ix::CreateRequest {
+    Ok(ix::CreateRequest {
         name,
         model,
         dimension,
         metric: metric as i32,
         index: ix::IndexKind::Auto as i32,
         hnsw: Some(ix::HnswParams {
-            m: hnsw["m"].as_u64().map(|m| m as u32),
-            ef_construction: hnsw["ef_construct"].as_u64().map(|e| e as u32),
+            m: unsigned(&hnsw["m"], "hnsw_config.m")?,
+            ef_construction: unsigned(&hnsw["ef_construct"], "hnsw_config.ef_construct")?,
             ef_search: None,
         }),
-    };
-    index_call!(gateway, create, message);
-    ok(json!(true), started)
+    })
+}
+
+/// An optional unsigned 32-bit field: refused rather than wrapped or ignored when it is
+/// something else.
+fn unsigned(value: &Value, path: &str) -> Result<Option<u32>, RestError> {
+    match value {
+        Value::Null => Ok(None),
+        v => v
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .map(Some)
+            .ok_or_else(|| {
+                RestError::bad(format!(
+                    "`{path}` must be an integer in 0..={}, got {v}",
+                    u32::MAX
+                ))
+            }),
+    }
 }
 
 pub async fn get(State(gateway): State<Arc<GatewayService>>, Path(name): Path<String>) -> Rest {
@@ -165,6 +188,14 @@ pub async fn upsert(
     Json(body): Json<Value>,
 ) -> Rest {
     let started = Instant::now();
+    let message = upsert_request(name, &body)?;
+    index_call!(gateway, upsert, message);
+    // Every upsert is durable when answered: `wait` makes no difference.
+    ok(json!({"operation_id": 0, "status": "completed"}), started)
+}
+
+/// The index's Upsert for Qdrant's body.
+pub(super) fn upsert_request(name: String, body: &Value) -> Result<ix::UpsertRequest, RestError> {
     let Some(points) = body["points"].as_array() else {
         return Err(RestError::bad("`points` must be a list of points"));
     };
@@ -173,13 +204,10 @@ pub async fn upsert(
         .enumerate()
         .map(|(i, p)| point(i, p))
         .collect::<Result<Vec<_>, _>>()?;
-    let message = ix::UpsertRequest {
+    Ok(ix::UpsertRequest {
         collection: name,
         points,
-    };
-    index_call!(gateway, upsert, message);
-    // Every upsert is durable when answered: `wait` makes no difference.
-    ok(json!({"operation_id": 0, "status": "completed"}), started)
+    })
 }
 
 fn point(i: usize, p: &Value) -> Result<ix::Point, RestError> {
@@ -252,17 +280,7 @@ pub async fn search_batch(
     Json(body): Json<Value>,
 ) -> Rest {
     let started = Instant::now();
-    let Value::Array(searches) = &body["searches"] else {
-        return Err(RestError::bad("`searches` must be a list of searches"));
-    };
-    let searches = searches
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            search_request(&name, s)
-                .map_err(|RestError(code, e)| RestError(code, format!("`searches[{i}]`: {e}")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let searches = search_batch_request(&name, &body)?;
     let with_payload: Vec<bool> = searches.iter().map(|s| s.with_payload).collect();
     let found = index_call!(gateway, search_batch, ix::SearchBatchRequest { searches });
     let results: Vec<Value> = found
@@ -274,8 +292,26 @@ pub async fn search_batch(
     ok(json!(results), started)
 }
 
+/// The searches of Qdrant's batch body.
+pub(super) fn search_batch_request(
+    name: &str,
+    body: &Value,
+) -> Result<Vec<ix::SearchRequest>, RestError> {
+    let Value::Array(searches) = &body["searches"] else {
+        return Err(RestError::bad("`searches` must be a list of searches"));
+    };
+    searches
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            search_request(name, s)
+                .map_err(|RestError(code, e)| RestError(code, format!("`searches[{i}]`: {e}")))
+        })
+        .collect()
+}
+
 /// One search of collection `name` from Qdrant's body.
-fn search_request(name: &str, body: &Value) -> Result<ix::SearchRequest, RestError> {
+pub(super) fn search_request(name: &str, body: &Value) -> Result<ix::SearchRequest, RestError> {
     let query = match (&body["vector"], &body["text"]) {
         (Value::Array(values), Value::Null) => ix::search_request::Query::Vector(ix::Vector {
             values: floats(values).ok_or_else(|| RestError::bad("`vector` must hold numbers"))?,
@@ -290,13 +326,13 @@ fn search_request(name: &str, body: &Value) -> Result<ix::SearchRequest, RestErr
     Ok(ix::SearchRequest {
         collection: name.to_string(),
         query: Some(query),
-        top_k: Some(body["limit"].as_u64().unwrap_or(10) as u32),
+        top_k: Some(unsigned(&body["limit"], "limit")?.unwrap_or(10)),
         filter,
         score_threshold: body["score_threshold"].as_f64().map(|t| t as f32),
         with_payload: body["with_payload"].as_bool().unwrap_or(false),
         with_vector: body["with_vector"].as_bool().unwrap_or(false),
         exact: body["params"]["exact"].as_bool().unwrap_or(false),
-        ef_search: body["params"]["hnsw_ef"].as_u64().map(|e| e as u32),
+        ef_search: unsigned(&body["params"]["hnsw_ef"], "params.hnsw_ef")?,
     })
 }
 
@@ -337,6 +373,13 @@ pub async fn delete(
     Json(body): Json<Value>,
 ) -> Rest {
     let started = Instant::now();
+    let message = delete_request(name, &body)?;
+    index_call!(gateway, delete, message);
+    ok(json!({"operation_id": 0, "status": "completed"}), started)
+}
+
+/// The index's Delete for Qdrant's body: ids or a filter.
+pub(super) fn delete_request(name: String, body: &Value) -> Result<ix::DeleteRequest, RestError> {
     let selector = match (&body["points"], &body["filter"]) {
         (Value::Array(ids), Value::Null) => ix::delete_request::Selector::Ids(ix::PointIds {
             ids: ids
@@ -354,12 +397,10 @@ pub async fn delete(
             ))
         }
     };
-    let message = ix::DeleteRequest {
+    Ok(ix::DeleteRequest {
         collection: name,
         selector: Some(selector),
-    };
-    index_call!(gateway, delete, message);
-    ok(json!({"operation_id": 0, "status": "completed"}), started)
+    })
 }
 
 /// A Qdrant filter: `must` / `should` / `must_not` lists of conditions, each `{"key", "match":

@@ -182,7 +182,7 @@ struct Reply {
     logprobs: bool,
 }
 
-fn to_generate_request(r: CompletionRequest) -> Result<pb::GenerateRequest, ApiError> {
+pub(super) fn to_generate_request(r: CompletionRequest) -> Result<pb::GenerateRequest, ApiError> {
     let prompt = match r.prompt {
         Prompt::One(p) => p,
         Prompt::Many(mut many) if many.len() == 1 => many.remove(0),
@@ -219,19 +219,22 @@ fn to_generate_request(r: CompletionRequest) -> Result<pb::GenerateRequest, ApiE
             ));
         }
     }
-    let logit_bias = r
-        .logit_bias
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(id, bias)| {
-            id.parse::<u32>().map(|id| (id, bias)).map_err(|_| {
-                ApiError::invalid(
-                    "logit_bias",
-                    format!("`logit_bias` keys must be token ids, got `{id}`"),
-                )
-            })
-        })
-        .collect::<Result<_, _>>()?;
+    let mut logit_bias = HashMap::new();
+    for (key, bias) in r.logit_bias.unwrap_or_default() {
+        let id = key.parse::<u32>().map_err(|_| {
+            ApiError::invalid(
+                "logit_bias",
+                format!("`logit_bias` keys must be token ids, got `{key}`"),
+            )
+        })?;
+        // "5" and "05" are one token; which bias won would depend on the map's order.
+        if logit_bias.insert(id, bias).is_some() {
+            return Err(ApiError::invalid(
+                "logit_bias",
+                format!("`logit_bias` names token {id} more than once (`{key}` is one spelling)"),
+            ));
+        }
+    }
     Ok(pb::GenerateRequest {
         prompt,
         max_new_tokens: r.max_tokens,

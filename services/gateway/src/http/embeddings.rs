@@ -48,42 +48,9 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let _permit = gateway.admit()?;
     let deadline = Deadline::default();
-    let base64 = match request.encoding_format.as_deref() {
-        None | Some("float") => false,
-        Some("base64") => true,
-        Some(other) => {
-            return Err(ApiError::invalid(
-                "encoding_format",
-                format!("`encoding_format` must be float or base64, got {other:?}"),
-            ))
-        }
-    };
-    let (texts, tokens) = match request.input {
-        Input::One(text) => (vec![text], Vec::new()),
-        Input::Many(texts) => (texts, Vec::new()),
-        Input::Ids(ids) => (Vec::new(), vec![ids]),
-        Input::ManyIds(lists) => (Vec::new(), lists),
-    };
-    if texts.is_empty() && tokens.is_empty() {
-        return Err(ApiError::invalid("input", "`input` must not be empty"));
-    }
-    let model = request.model.unwrap_or_default();
-    let answer = gateway
-        .embed_texts(
-            pb::EmbedRequest {
-                texts,
-                tokens: tokens
-                    .into_iter()
-                    .map(|ids| pb::TextTokenIds { ids })
-                    .collect(),
-                model,
-                truncate: request.truncate,
-                normalize: request.normalize,
-                ..Default::default()
-            },
-            &deadline,
-        )
-        .await?;
+    let dimensions = request.dimensions;
+    let (message, base64) = embed_request(request)?;
+    let answer = gateway.embed_texts(message, &deadline).await?;
     let tensor = answer.embeddings.unwrap_or_default();
     let values = wire_to_f32(&tensor).map_err(|e| {
         ApiError::from(crate::Error::Internal(format!(
@@ -91,7 +58,7 @@ pub async fn create(
         )))
     })?;
     let width = tensor.shape.get(1).copied().unwrap_or(0) as usize;
-    if let Some(dimensions) = request.dimensions {
+    if let Some(dimensions) = dimensions {
         check_dimensions(dimensions, &answer.model, width)?;
     }
     let data: Vec<Value> = values
@@ -114,6 +81,43 @@ pub async fn create(
         "usage": {"prompt_tokens": answer.total_tokens, "total_tokens": answer.total_tokens},
     }))
     .into_response())
+}
+
+/// The gateway's request for a body, and whether the vectors go back as base64.
+pub(super) fn embed_request(
+    request: EmbeddingsRequest,
+) -> Result<(pb::EmbedRequest, bool), ApiError> {
+    let base64 = match request.encoding_format.as_deref() {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "encoding_format",
+                format!("`encoding_format` must be float or base64, got {other:?}"),
+            ))
+        }
+    };
+    let (texts, tokens) = match request.input {
+        Input::One(text) => (vec![text], Vec::new()),
+        Input::Many(texts) => (texts, Vec::new()),
+        Input::Ids(ids) => (Vec::new(), vec![ids]),
+        Input::ManyIds(lists) => (Vec::new(), lists),
+    };
+    if texts.is_empty() && tokens.is_empty() {
+        return Err(ApiError::invalid("input", "`input` must not be empty"));
+    }
+    let message = pb::EmbedRequest {
+        texts,
+        tokens: tokens
+            .into_iter()
+            .map(|ids| pb::TextTokenIds { ids })
+            .collect(),
+        model: request.model.unwrap_or_default(),
+        truncate: request.truncate,
+        normalize: request.normalize,
+        ..Default::default()
+    };
+    Ok((message, base64))
 }
 
 /// `dimensions` shortens vectors only for models trained for it (Matryoshka); neither MiniLM nor

@@ -3,10 +3,15 @@
 //! collections in Qdrant's REST shape under `/v1/collections`. It runs the same
 //! validation and generation loop as the gRPC API; only the shapes differ.
 
+/// The bodies' properties, shared by the property tests and the fuzz targets; not an API.
+#[cfg(any(test, fuzzing))]
+pub mod checks;
 mod collections;
 mod completions;
 mod embeddings;
 mod errors;
+#[cfg(test)]
+mod properties;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -17,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use oneword_runtime::deadline::Deadline;
-use oneword_runtime::HttpApi;
+use oneword_runtime::{HttpApi, HttpLimits};
 use serde_json::json;
 
 use crate::service::GatewayService;
@@ -85,6 +90,11 @@ pub fn api(gateway: Arc<GatewayService>) -> HttpApi {
             gateway.clone(),
             require_key,
         ));
+    let limits = HttpLimits {
+        max_connections: gateway.config.http_max_connections.max(1),
+        header_read_timeout: Duration::from_secs(gateway.config.http_header_timeout_secs.max(1)),
+        body_read_timeout: Duration::from_secs(gateway.config.http_body_timeout_secs.max(1)),
+    };
     let router = Router::new()
         .merge(v1)
         .route("/health", get(health))
@@ -93,6 +103,7 @@ pub fn api(gateway: Arc<GatewayService>) -> HttpApi {
     HttpApi {
         router,
         paths: PATHS,
+        limits,
     }
 }
 

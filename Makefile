@@ -7,7 +7,7 @@ CARGO ?= cargo
 SERVICES := oneword-tokenizer oneword-embedder oneword-decoder oneword-baseline oneword-index oneword-gateway oneword-model oneword-cli
 
 .DEFAULT_GOAL := help
-.PHONY: help build run demo-search demo-model minilm test-tools test deps-check lint fmt fmt-check proto references bench bench-search docs essay fuzz
+.PHONY: help build run demo-search demo-model minilm test-tools test deps-check lint fmt fmt-check proto references bench bench-search docs essay fuzz chaos soak
 
 ## help: list the targets
 help:
@@ -98,6 +98,26 @@ fuzz:
 			|| failed="$$failed $$target"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "fuzz: failed:$$failed (inputs in tests/fuzz/artifacts/)" >&2; exit 1; fi
+
+CHAOS_SIZE ?= full
+# `dev` (CI's, quick to build) or `release`.
+CHAOS_PROFILE ?= release
+CHAOS_SCENARIOS ?= kill,stop,rolling,storm,overload,worst,attacks
+SOAK_MINUTES ?= 30
+CHAOS_OUT ?= $(if $(filter short,$(CHAOS_SIZE)),target/chaos,bench/results/chaos/$(shell date +%F))
+CHAOS_BINS := oneword-tokenizer oneword-embedder oneword-decoder oneword-gateway oneword-model oneword-chaos
+chaos_bin_dir = target/$(if $(filter dev,$(CHAOS_PROFILE)),debug,$(CHAOS_PROFILE))
+chaos_run = $(CARGO) build --profile $(CHAOS_PROFILE) $(addprefix --bin ,$(CHAOS_BINS)) \
+	&& ulimit -n 65536 2>/dev/null; $(chaos_bin_dir)/oneword-chaos --bin-dir $(chaos_bin_dir) \
+	--model $(DEMO_MODEL_DIR) --out $(CHAOS_OUT) --size $(CHAOS_SIZE)
+
+## chaos: the services as processes on the tiny model under faults and floods (decoder SIGKILL and SIGSTOP, rolling restarts, a cancellation storm, 10x overload, worst-case answers, HTTP/2 floods and slowloris); report in CHAOS_OUT; CHAOS_SIZE=short is CI's minute-long variant
+chaos:
+	$(chaos_run) --scenarios $(CHAOS_SCENARIOS)
+
+## soak: SOAK_MINUTES (default 30) at 80% of measured capacity, mixed lengths, 10% cancelled; memory, descriptors and latency must not drift
+soak:
+	$(chaos_run) --scenarios soak --soak-minutes $(SOAK_MINUTES)
 
 ## lint: clippy on everything, warnings are errors
 lint:

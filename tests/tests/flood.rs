@@ -1,5 +1,5 @@
 //! A flood of requests at several times the gateway's limit: what cannot run at once is refused
-//! with RESOURCE_EXHAUSTED (not queued without bound), what runs completes, and memory stays flat
+//! with RESOURCE_EXHAUSTED and RetryInfo (not queued without bound), what runs completes, and memory stays flat
 //! wave after wave. (Its own test binary, so that no other test moves the process's memory.)
 
 use futures::StreamExt;
@@ -65,6 +65,10 @@ async fn a_flood_is_refused_fast_and_memory_stays_flat() {
             let status = tasks.join_next().await.unwrap().unwrap().unwrap_err();
             assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
             assert!(status.message().contains("limit"), "{}", status.message());
+            assert!(
+                oneword_runtime::status::is_overloaded(&status),
+                "an overload refusal carries RetryInfo: {status:?}"
+            );
         }
         gate.open().await;
         let mut completed = 0;

@@ -3,6 +3,7 @@
 //! `google.rpc` details beside them.
 
 use std::fmt::Display;
+use std::time::Duration;
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
@@ -47,6 +48,25 @@ pub fn context_length_exceeded(
     Status::with_error_details(Code::InvalidArgument, message, details)
 }
 
+/// How long a caller refused for overload should wait before trying again: gRPC's `RetryInfo`
+/// and HTTP's `Retry-After` say the same. Refusals are immediate and the work in flight turns over
+/// in about this time at the default limits.
+pub const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// RESOURCE_EXHAUSTED for work refused because the server is full, not because the request is too
+/// big: the same call can succeed later, and `RetryInfo` says when (clients that honour it, as
+/// gRPC's retry policies do, back off instead of hammering a full server).
+pub fn overloaded(message: impl Into<String>) -> Status {
+    let mut details = ErrorDetails::with_retry_info(Some(RETRY_AFTER));
+    details.set_error_info("OVERLOADED", "oneword", []);
+    Status::with_error_details(Code::ResourceExhausted, message.into(), details)
+}
+
+/// Whether `status` is an overload refusal that may be retried (it carries `RetryInfo`).
+pub fn is_overloaded(status: &Status) -> bool {
+    status.code() == Code::ResourceExhausted && status.get_details_retry_info().is_some()
+}
+
 /// UNAVAILABLE for a downstream service that could not be reached, naming it.
 pub fn downstream_unavailable(service: &str, cause: impl Display) -> Status {
     Status::unavailable(format!("the {service} service is unavailable: {cause}"))
@@ -68,6 +88,10 @@ pub fn from_downstream(service: &str, status: Status) -> Status {
                 status.message()
             ),
         ),
+        // Keep the retry hint, so the caller learns that waiting helps.
+        Code::ResourceExhausted if is_overloaded(&status) => {
+            overloaded(format!("{service}: {}", status.message()))
+        }
         code => Status::new(code, format!("{service}: {}", status.message())),
     }
 }

@@ -54,7 +54,7 @@ impl From<Error> for Status {
             }
             Error::Session(e) => e.into(),
             e @ Error::Corpus(_) => Status::failed_precondition(e.to_string()),
-            e @ Error::Overloaded(_) => Status::resource_exhausted(e.to_string()),
+            e @ Error::Overloaded(_) => oneword_runtime::status::overloaded(e.to_string()),
             e @ Error::ShuttingDown => Status::unavailable(e.to_string()),
             e @ Error::NotHere(_) => Status::unimplemented(e.to_string()),
         }

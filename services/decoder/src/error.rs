@@ -53,7 +53,7 @@ impl From<Error> for Status {
                 oneword_runtime::status::invalid_argument(&field, message)
             }
             Error::Session(e) => e.into(),
-            e @ Error::Overloaded(_) => Status::resource_exhausted(e.to_string()),
+            e @ Error::Overloaded(_) => oneword_runtime::status::overloaded(e.to_string()),
             e @ Error::ShuttingDown => Status::unavailable(e.to_string()),
             Error::Model(e) => oneword_runtime::status::internal("running the model", e),
         }

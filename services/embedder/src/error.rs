@@ -47,7 +47,7 @@ impl From<Error> for Status {
                 oneword_runtime::status::invalid_argument(&field, message)
             }
             Error::NotServed(message) => Status::failed_precondition(message),
-            Error::Overloaded(message) => Status::resource_exhausted(message),
+            Error::Overloaded(message) => oneword_runtime::status::overloaded(message),
             e @ Error::ShuttingDown => Status::unavailable(e.to_string()),
             e @ (Error::Model(_) | Error::Wire(_) | Error::Task(_)) => {
                 oneword_runtime::status::internal("looking up embeddings", e)

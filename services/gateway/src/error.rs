@@ -52,7 +52,7 @@ impl From<Error> for Status {
             } => status::context_length_exceeded(prompt_tokens, max_new_tokens, context),
             Error::Downstream(service, s) => status::from_downstream(service, s),
             e @ Error::DeadlineExceeded => Status::deadline_exceeded(e.to_string()),
-            Error::Overloaded(message) => Status::resource_exhausted(message),
+            Error::Overloaded(message) => status::overloaded(message),
             Error::Internal(detail) => status::internal("generating", detail),
         }
     }

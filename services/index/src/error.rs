@@ -71,9 +71,8 @@ impl From<Error> for Status {
                 Status::not_found(e.to_string())
             }
             e @ Error::Exists(_) => Status::already_exists(e.to_string()),
-            e @ (Error::TooMany(_) | Error::Overloaded(_)) => {
-                Status::resource_exhausted(e.to_string())
-            }
+            e @ Error::TooMany(_) => Status::resource_exhausted(e.to_string()),
+            e @ Error::Overloaded(_) => oneword_runtime::status::overloaded(e.to_string()),
             e @ Error::FailedPrecondition(_) => Status::failed_precondition(e.to_string()),
             Error::Embedder(status) => oneword_runtime::status::from_downstream(EMBEDDER, status),
             e @ (Error::Database(_) | Error::Postgres(_) | Error::ShuttingDown) => {

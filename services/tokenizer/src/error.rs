@@ -34,7 +34,7 @@ impl From<Error> for Status {
             Error::Bpe(e @ oneword_bpe::Error::UnknownId { index, .. }) => {
                 status::invalid_argument(&format!("ids[{index}]"), e)
             }
-            e @ Error::Overloaded(_) => Status::resource_exhausted(e.to_string()),
+            e @ Error::Overloaded(_) => oneword_runtime::status::overloaded(e.to_string()),
             Error::Bpe(e @ oneword_bpe::Error::Tokenizer(_)) => status::internal("tokenizing", e),
             e @ Error::Worker(_) => status::internal("tokenizing", e),
         }

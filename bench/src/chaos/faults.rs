@@ -24,6 +24,7 @@ fn two_decoders() -> Shape {
         decoders: 2,
         decoder_flags: vec!["--batch-invariant".into()],
         gateway_flags: vec!["--decoder-stall-ms".into(), STALL_MS.into()],
+        ..Default::default()
     }
 }
 
@@ -317,6 +318,7 @@ pub async fn rolling(setup: &Setup, scale: &Scale) -> anyhow::Result<Vec<Row>> {
         decoders: 2,
         decoder_flags: vec!["--drain-secs".into(), "5".into()],
         gateway_flags: vec!["--decoder-stall-ms".into(), STALL_MS.into()],
+        ..Default::default()
     };
     let mut fleet = Fleet::start(setup, &shape).await?;
     let gateway = fleet.gateway_client().await?;

@@ -34,6 +34,8 @@ pub struct Shape {
     pub decoders: usize,
     pub decoder_flags: Vec<String>,
     pub gateway_flags: Vec<String>,
+    /// The token every service demands of its callers (and the gateway sends); none = no check.
+    pub service_token: Option<String>,
 }
 
 /// One service process: its addresses, its command line and the running child.
@@ -64,22 +66,36 @@ fn free_port() -> anyhow::Result<SocketAddr> {
 impl Fleet {
     pub async fn start(setup: &Setup, shape: &Shape) -> anyhow::Result<Fleet> {
         let model = setup.model.display().to_string();
+        let token: Vec<String> = shape
+            .service_token
+            .iter()
+            .flat_map(|t| ["--service-token".to_string(), t.clone()])
+            .collect();
+        let token = token.iter().map(String::as_str);
         let replicas = shape.stateless_replicas.max(1);
         let mut tokenizers = Vec::new();
         let mut embedders = Vec::new();
         let mut decoders = Vec::new();
         for i in 0..replicas {
-            tokenizers.push(Service::new(setup, "tokenizer", i, ["--model", &model])?);
+            tokenizers.push(Service::new(
+                setup,
+                "tokenizer",
+                i,
+                ["--model", &model].into_iter().chain(token.clone()),
+            )?);
             embedders.push(Service::new(
                 setup,
                 "embedder",
                 i,
-                ["--model", &model, "--text-model", "", "--device", "cpu"],
+                ["--model", &model, "--text-model", "", "--device", "cpu"]
+                    .into_iter()
+                    .chain(token.clone()),
             )?);
         }
         for i in 0..shape.decoders {
             let mut flags = vec!["--model", &model, "--device", "cpu"];
             flags.extend(shape.decoder_flags.iter().map(String::as_str));
+            flags.extend(token.clone());
             decoders.push(Service::new(setup, "decoder", i, flags)?);
         }
         let urls = |services: &[Service]| {
@@ -105,6 +121,7 @@ impl Fleet {
             http.to_string(),
         ];
         flags.extend(shape.gateway_flags.iter().cloned());
+        flags.extend(token.map(str::to_string));
         let mut gateway = Service::new(setup, "gateway", 0, flags.iter().map(String::as_str))?;
         gateway.http = Some(http);
 
@@ -331,9 +348,14 @@ impl Service {
             .into_inner())
     }
 
+    /// The metrics port's text.
+    pub async fn scrape(&self) -> anyhow::Result<String> {
+        scrape(self.metrics).await
+    }
+
     /// The sum of every sample of the metric `name` on the metrics port.
     pub async fn metric(&self, name: &str) -> anyhow::Result<f64> {
-        let text = scrape(self.metrics).await?;
+        let text = self.scrape().await?;
         Ok(text
             .lines()
             .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod attack;
+mod auth;
 mod drive;
 mod faults;
 mod fleet;
@@ -65,6 +66,7 @@ enum Scenario {
     Overload,
     Worst,
     Attacks,
+    Auth,
     Soak,
 }
 
@@ -253,6 +255,7 @@ async fn main() -> anyhow::Result<()> {
             Scenario::Overload => pressure::overload(&setup, &scale).await,
             Scenario::Worst => pressure::worst(&setup, &scale).await,
             Scenario::Attacks => pressure::attacks(&setup, &scale).await,
+            Scenario::Auth => auth::matrix(&setup, &scale).await,
             Scenario::Soak => pressure::soak(&setup, &scale).await,
         };
         match result {

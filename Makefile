@@ -102,7 +102,7 @@ fuzz:
 CHAOS_SIZE ?= full
 # `dev` (CI's, quick to build) or `release`.
 CHAOS_PROFILE ?= release
-CHAOS_SCENARIOS ?= kill,stop,rolling,storm,overload,worst,attacks,auth
+CHAOS_SCENARIOS ?= kill,stop,rolling,age,storm,overload,worst,attacks,auth
 SOAK_MINUTES ?= 30
 CHAOS_OUT ?= $(if $(filter short,$(CHAOS_SIZE)),target/chaos,bench/results/chaos/$(shell date +%F))
 CHAOS_BINS := oneword-tokenizer oneword-embedder oneword-decoder oneword-gateway oneword-model oneword-chaos

@@ -39,6 +39,14 @@ pub struct Outcome {
     pub refused_after: Option<Duration>,
     /// Every completion got its finish reason: an `Ok` end without one is truncation.
     pub finished: bool,
+    /// The call was sent again because the first never left this process.
+    pub resent: bool,
+}
+
+/// tonic's answer for a call queued on a connection that closed before the call was written:
+/// CANCELLED, with the transport's error as its source.
+fn unsent(status: &Status) -> bool {
+    status.code() == tonic::Code::Cancelled && std::error::Error::source(status).is_some()
 }
 
 impl Outcome {
@@ -60,7 +68,14 @@ pub async fn stream(mut gateway: GatewayClient<Channel>, request: pb::GenerateRe
         ..Default::default()
     };
     let started = Instant::now();
-    let mut chunks = match gateway.generate_stream(request).await {
+    let mut answer = gateway.generate_stream(request.clone()).await;
+    if answer.as_ref().is_err_and(unsent) {
+        // What gRPC's transparent retry does and tonic does not: a call that never left this
+        // process (its connection was closed by the server's maximum age) is sent again.
+        outcome.resent = true;
+        answer = gateway.generate_stream(request).await;
+    }
+    let mut chunks = match answer {
         Ok(response) => response.into_inner(),
         Err(status) => {
             outcome.refused_after = Some(started.elapsed());

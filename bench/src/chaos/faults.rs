@@ -355,10 +355,51 @@ pub async fn rolling(setup: &Setup, scale: &Scale) -> anyhow::Result<Vec<Row>> {
         "rolling",
         "rolling restarts of 2 decoders, 2 tokenizers, 2 embedders under load: 0 client-visible errors",
         format!(
-            "{restarts} restarts in {:.0} s (longest drain {:.1} s), {} streams, {tokens} tokens, {}",
+            "{restarts} restarts in {:.0} s (longest drain {:.1} s), {} streams ({} sent again by the client after an unsent first try), {tokens} tokens, {}",
             started.elapsed().as_secs_f64(),
             longest_drain.as_secs_f64(),
             outcomes.len(),
+            outcomes.iter().filter(|o| o.resent).count(),
+            if failures.is_empty() { "0 errors".to_string() } else { failures.clone() }
+        ),
+        Verdict::check(failures.is_empty() && !outcomes.is_empty()),
+    )];
+    fleet.stop().await;
+    Ok(rows)
+}
+
+/// Servers that close every connection after a second (as `--max-connection-age-secs` does to
+/// rebalance clients) while workers generate: the recycling must cost no call.
+pub async fn connection_age(setup: &Setup, scale: &Scale) -> anyhow::Result<Vec<Row>> {
+    let age = ["--max-connection-age-secs".to_string(), "1".to_string()];
+    let shape = Shape {
+        stateless_replicas: 1,
+        decoders: 2,
+        decoder_flags: age.to_vec(),
+        gateway_flags: age.to_vec(),
+        ..Default::default()
+    };
+    let fleet = Fleet::start(setup, &shape).await?;
+    let gateway = fleet.gateway_client().await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = workers(&gateway, 16, 32, stop.clone());
+    tokio::time::sleep(scale.age).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut outcomes = Vec::new();
+    for worker in running {
+        outcomes.extend(worker.await?);
+    }
+    let failures = drive::failures(&outcomes);
+    let rows = vec![Row::new(
+        "age",
+        format!(
+            "connections closed after 1 s by the gateway and the decoders, 16 streams for {} s: 0 errors",
+            scale.age.as_secs()
+        ),
+        format!(
+            "{} streams ({} sent again by the client after an unsent first try), {}",
+            outcomes.len(),
+            outcomes.iter().filter(|o| o.resent).count(),
             if failures.is_empty() { "0 errors".to_string() } else { failures.clone() }
         ),
         Verdict::check(failures.is_empty() && !outcomes.is_empty()),

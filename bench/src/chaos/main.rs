@@ -62,6 +62,7 @@ enum Scenario {
     Kill,
     Stop,
     Rolling,
+    Age,
     Storm,
     Overload,
     Worst,
@@ -80,6 +81,8 @@ pub struct Scale {
     pub freeze: Duration,
     /// How long restarts roll.
     pub rolling: Duration,
+    /// How long connections are recycled every second.
+    pub age: Duration,
     /// Cancellations, expired deadlines and client resets, each.
     pub storm_each: usize,
     pub overload: Duration,
@@ -103,6 +106,7 @@ impl Scale {
                 tokens: 128,
                 freeze: Duration::from_secs(60),
                 rolling: Duration::from_secs(300),
+                age: Duration::from_secs(120),
                 storm_each: 1000,
                 overload: Duration::from_secs(60),
                 worst: 128,
@@ -117,6 +121,7 @@ impl Scale {
                 tokens: 48,
                 freeze: Duration::from_secs(6),
                 rolling: Duration::ZERO,
+                age: Duration::from_secs(10),
                 storm_each: 100,
                 overload: Duration::from_secs(8),
                 worst: 16,
@@ -251,6 +256,7 @@ async fn main() -> anyhow::Result<()> {
             Scenario::Kill => faults::kill(&setup, &scale).await,
             Scenario::Stop => faults::freeze(&setup, &scale).await,
             Scenario::Rolling => faults::rolling(&setup, &scale).await,
+            Scenario::Age => faults::connection_age(&setup, &scale).await,
             Scenario::Storm => faults::storm(&setup, &scale).await,
             Scenario::Overload => pressure::overload(&setup, &scale).await,
             Scenario::Worst => pressure::worst(&setup, &scale).await,

@@ -115,9 +115,8 @@ pub async fn generate(
         })
         .collect();
 
-    // Replicas this generation failed on; it is not sent back to them.
-    let mut failed = Vec::new();
-    let (mut placement, mut response) = place(&plan, &mut running, &mut failed).await?;
+    let mut moves = Moves::default();
+    let (mut placement, mut response) = place(&plan, &mut running, &mut moves).await?;
     span.record("decoder", placement.decoder.address().to_string());
     let prefilled = Instant::now();
     loop {
@@ -198,10 +197,13 @@ pub async fn generate(
             .collect();
         let decoder = &placement.decoder;
         response = match decoder.step_watched(steps, &deadline, down.stall).await {
-            Ok(response) => response,
+            Ok(response) => {
+                moves.progressed();
+                response
+            }
             Err(e) if decoder.failed_by(&e) => {
                 let from = decoder.address();
-                failed.push(from);
+                moves.failed_on(from, &e)?;
                 let rebuilt = running.len() * (prompt.len() + running[0].tokens.len());
                 tracing::warn!(
                     request_id,
@@ -212,10 +214,10 @@ pub async fn generate(
                 );
                 metrics.failovers.inc();
                 metrics.failover_tokens.inc_by(rebuilt as u64);
-                span.record("failovers", failed.len());
+                span.record("failovers", moves.count);
                 // The old sessions are released there (if it still answers) by the guard.
                 drop(placement);
-                let moved = place(&plan, &mut running, &mut failed).await?;
+                let moved = place(&plan, &mut running, &mut moves).await?;
                 span.record("decoder", moved.0.decoder.address().to_string());
                 placement = moved.0;
                 moved.1
@@ -231,20 +233,62 @@ fn last_token(c: &Completion) -> u32 {
         .expect("a running completion has picked a token before it is fed; this is a bug")
 }
 
-/// Builds the running completions' sessions on a replica that has not failed this generation
-/// yet, and runs the step in progress there: the first step of a new generation, or, after a
+/// Most times one generation may move to another replica: a bound on the work a flapping
+/// deployment can make it redo.
+const MAX_MOVES: usize = 16;
+
+/// Where a generation must not go, and how often it has moved.
+#[derive(Default)]
+struct Moves {
+    /// The replica it last failed on, until it makes progress. Only that one: a replica
+    /// restarted in a rolling update may take it again after the next one fails (and a channel
+    /// answers once with the stale error of a connect that failed while its replica was down).
+    excluded: Vec<SocketAddr>,
+    /// Moves in all; they name its sessions (fresh names on each replica).
+    count: usize,
+}
+
+impl Moves {
+    fn failed_on(&mut self, replica: SocketAddr, error: &Error) -> Result<(), Error> {
+        self.excluded.clear();
+        if !Decoder::unsent(error) {
+            self.excluded.push(replica);
+        }
+        self.count += 1;
+        if self.count > MAX_MOVES {
+            return Err(Error::Downstream(
+                "decoder",
+                tonic::Status::unavailable(format!(
+                    "the generation failed on a decoder replica {} times; giving up",
+                    self.count
+                )),
+            ));
+        }
+        Ok(())
+    }
+
+    fn progressed(&mut self) {
+        self.excluded.clear();
+    }
+}
+
+/// Builds the running completions' sessions on a replica that it has not failed on since its
+/// last step, and runs the step in progress there: the first step of a new generation, or, after a
 /// failure, prompt + tokens so far as one prefill whose pick is the step that failed. Tries
 /// replica after replica until one succeeds; UNAVAILABLE when none is left.
 async fn place(
     plan: &Plan<'_>,
     running: &mut [Completion],
-    failed: &mut Vec<SocketAddr>,
+    moves: &mut Moves,
 ) -> Result<(Placement, dec::StepResponse), Error> {
     loop {
-        let decoder = plan.down.decoder_excluding(plan.backend, failed).await?;
+        let decoder = plan
+            .down
+            .decoder_excluding(plan.backend, &moves.excluded)
+            .await?;
         // Fresh names on each replica, so that a session left on a failed one is never mixed up.
         for c in running.iter_mut() {
-            c.session = match failed.len() {
+            c.session = match moves.count {
                 0 => format!("{}-{}", plan.request_id, c.index),
                 moves => format!("{}-{}.{moves}", plan.request_id, c.index),
             };
@@ -262,7 +306,7 @@ async fn place(
                     error = %e,
                     "a decoder replica failed while the generation's sessions were built; trying another"
                 );
-                failed.push(decoder.address());
+                moves.failed_on(decoder.address(), &e)?;
             }
             Err(e) => return Err(e),
         }

@@ -27,6 +27,8 @@ use tonic::{Code, Status};
 use crate::downstream::failed;
 use crate::Error;
 
+/// Tries of one stateless call when replicas fail it (see [`Replicas::call`]).
+const CALL_ATTEMPTS: u32 = 3;
 /// Transport failures in a row after which a replica leaves the rotation.
 const FAILURES_TO_EJECT: u32 = 3;
 /// How long a first ejection lasts; each ejection in a row doubles it, up to `MAX_EJECTION`.
@@ -97,6 +99,10 @@ impl Pinned {
     /// it; anything the replica itself answered (an error included) shows it is alive.
     pub fn report(&self, status: Option<&Status>) {
         let mut accrual = lock(&self.accrual);
+        if status.is_some_and(is_unsent) {
+            // The connection was being recycled; the replica is as it was.
+            return;
+        }
         if !status.is_some_and(is_replica_failure) {
             *accrual = Accrual::default();
             return;
@@ -124,11 +130,22 @@ impl Pinned {
 }
 
 /// Whether a call's status says the replica (or the way to it) failed, rather than the call:
-/// UNAVAILABLE (refused, draining, unreachable), or any error the client library made up
+/// UNAVAILABLE (refused, draining, unreachable), CANCELLED, or any error the client library made up
 /// itself from a broken connection (a status that carries a source did not come from the
 /// server: a reset, a GOAWAY, a refused connect).
 pub fn is_replica_failure(status: &Status) -> bool {
-    status.code() == Code::Unavailable || std::error::Error::source(status).is_some()
+    // CANCELLED from a downstream call is the transport's doing (a stream reset as a replica
+    // shuts down): the gateway's own cancellations drop the call and see no status at all.
+    matches!(status.code(), Code::Unavailable | Code::Cancelled)
+        || std::error::Error::source(status).is_some()
+}
+
+/// Whether a call failed before it was written: tonic answers CANCELLED ("operation was
+/// canceled", with the transport's error as its source) for a call queued on a connection that
+/// closes, as servers close connections past their maximum age. Nothing reached the replica,
+/// which is fine; the next call on the channel reconnects.
+pub fn is_unsent(status: &Status) -> bool {
+    status.code() == Code::Cancelled && std::error::Error::source(status).is_some()
 }
 
 fn lock(accrual: &Mutex<Accrual>) -> std::sync::MutexGuard<'_, Accrual> {
@@ -248,41 +265,48 @@ impl Replicas {
         })
     }
 
-    /// Makes one stateless call on a replica, and once more on another replica when the first
-    /// refused it with UNAVAILABLE (draining, starting or unreachable: no work was done), within
-    /// the caller's deadline.
+    /// Makes one stateless call, tried again (up to [`CALL_ATTEMPTS`] in all, within the
+    /// caller's deadline) when it fails as a replica fails: refused with UNAVAILABLE while
+    /// draining or starting, unreachable, or its connection broken as the replica shut down.
+    /// Each retry goes to another replica than the one that just failed, when there is one. More
+    /// than one retry is needed because a channel whose connect failed while its replica was
+    /// down answers its next call with that stale error, even after the replica is back. The
+    /// calls this serves are idempotent, so a retry is safe even when a try did its work.
     pub async fn call<T, F, Fut>(&self, deadline: &Deadline, call: F) -> Result<T, Error>
     where
         F: Fn(TracedChannel) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
-        let first = self.pick().await?;
-        let status = match call(first.channel.clone()).await {
-            Ok(response) => {
-                first.report(None);
-                return Ok(response.into_inner());
+        let mut last_failed: Option<SocketAddr> = None;
+        for attempt in 1.. {
+            let replica = match last_failed {
+                None => self.pick().await?,
+                Some(failed) => match self.pick_excluding(&[failed]).await {
+                    Ok(other) => other,
+                    Err(_) => self.pick().await?,
+                },
+            };
+            let status = match call(replica.channel.clone()).await {
+                Ok(response) => {
+                    replica.report(None);
+                    return Ok(response.into_inner());
+                }
+                Err(status) => status,
+            };
+            replica.report(Some(&status));
+            if !is_replica_failure(&status) || deadline.expired() || attempt >= CALL_ATTEMPTS {
+                return Err(failed(self.service, status, deadline));
             }
-            Err(status) => status,
-        };
-        first.report(Some(&status));
-        if status.code() != Code::Unavailable || deadline.expired() {
-            return Err(failed(self.service, status, deadline));
+            tracing::info!(
+                service = self.service,
+                failed_on = %replica.address,
+                attempt,
+                %status,
+                "a replica failed the call; trying again"
+            );
+            last_failed = Some(replica.address);
         }
-        let Ok(second) = self.pick_excluding(&[first.address]).await else {
-            return Err(failed(self.service, status, deadline));
-        };
-        tracing::info!(
-            service = self.service,
-            refused_by = %first.address,
-            retry_on = %second.address,
-            %status,
-            "a replica refused the call; trying another"
-        );
-        let result = call(second.channel.clone()).await;
-        second.report(result.as_ref().err());
-        result
-            .map(tonic::Response::into_inner)
-            .map_err(|status| failed(self.service, status, deadline))
+        unreachable!("the loop returns by its last attempt")
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Replica>> {
@@ -480,6 +504,10 @@ mod tests {
     #[test]
     fn transport_errors_and_unavailable_are_replica_failures_answers_are_not() {
         assert!(is_replica_failure(&Status::unavailable("draining")));
+        assert!(!is_unsent(&Status::cancelled("answered by the server")));
+        assert!(is_replica_failure(&Status::cancelled(
+            "operation was canceled"
+        )));
         assert!(!is_replica_failure(&Status::internal("a bug, answered")));
         assert!(!is_replica_failure(&Status::resource_exhausted("full")));
         let broken = Status::from_error(Box::new(std::io::Error::from(

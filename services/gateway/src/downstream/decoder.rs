@@ -11,7 +11,7 @@ use oneword_runtime::deadline::Deadline;
 use oneword_runtime::telemetry::TracedChannel;
 
 use super::{failed, Backend, Downstream, MAX_MESSAGE_BYTES};
-use crate::replicas::{is_replica_failure, Pinned, Replicas};
+use crate::replicas::{is_replica_failure, is_unsent, Pinned, Replicas};
 use crate::Error;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
@@ -65,6 +65,12 @@ impl Decoder {
     pub fn failed_by(&self, error: &Error) -> bool {
         matches!(error, Error::Downstream(service, status)
             if *service == self.service && is_replica_failure(status))
+    }
+
+    /// Whether `error` is a call that never reached the replica (its connection was being
+    /// recycled): the replica is fine and may be tried again at once.
+    pub fn unsent(error: &Error) -> bool {
+        matches!(error, Error::Downstream(_, status) if is_unsent(status))
     }
 
     /// One decoder step over several sessions.

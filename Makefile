@@ -116,6 +116,7 @@ chaos_run = $(CARGO) build --profile $(CHAOS_PROFILE) $(addprefix --bin ,$(CHAOS
 chaos:
 	$(call chaos_run,--scenarios $(CHAOS_SCENARIOS))
 
+soak: CHAOS_OUT = $(if $(filter short,$(CHAOS_SIZE)),target/soak,bench/results/chaos/$(shell date +%F)-soak)
 ## soak: SOAK_MINUTES (default 30) at 80% of measured capacity, mixed lengths, 10% cancelled; memory, descriptors and latency must not drift
 soak:
 	$(call chaos_run,--scenarios soak --soak-minutes $(SOAK_MINUTES))

@@ -173,3 +173,18 @@ pub fn failures<'a>(outcomes: impl IntoIterator<Item = &'a Outcome>) -> String {
         .collect::<Vec<_>>()
         .join("; ")
 }
+
+/// "N streams (k sent again …), 0 errors", or the failures instead of "0 errors".
+pub fn summary(outcomes: &[Outcome]) -> String {
+    let failures = failures(outcomes);
+    format!(
+        "{} streams ({} sent again by the client after an unsent first try), {}",
+        outcomes.len(),
+        outcomes.iter().filter(|o| o.resent).count(),
+        if failures.is_empty() {
+            "0 errors"
+        } else {
+            &failures
+        }
+    )
+}

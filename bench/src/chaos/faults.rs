@@ -247,16 +247,14 @@ pub async fn freeze(setup: &Setup, scale: &Scale) -> anyhow::Result<Vec<Row>> {
         ),
         Verdict::timing(slowest_move <= detect),
     ));
-    let mut healthy_gaps = drive::all_gaps(healthy);
-    let healthy_p99 = drive::quantile_ms(&mut healthy_gaps, 0.99);
-    rows.push(Row::new(
+    let healthy_p99 = drive::quantile_ms(&mut drive::all_gaps(healthy), 0.99);
+    rows.push(Row::p99_ratio(
         "stop",
         "healthy streams' p99 inter-token latency ≤ 1.2× undisturbed",
-        format!(
-            "{healthy_p99:.1} ms vs {baseline_p99:.1} ms undisturbed ({:.2}×)",
-            healthy_p99 / baseline_p99.max(1e-9)
-        ),
-        Verdict::timing(healthy_p99 <= 1.2 * baseline_p99),
+        healthy_p99,
+        baseline_p99,
+        "undisturbed",
+        1.2,
     ));
     // After SIGCONT the gateway's retried releases free what the frozen decoder held, and a new
     // run (which may land on it) still gives the same text.
@@ -286,14 +284,16 @@ pub async fn freeze(setup: &Setup, scale: &Scale) -> anyhow::Result<Vec<Row>> {
     Ok(rows)
 }
 
-/// Closed-loop workers generating until `stop`; every outcome kept.
-fn workers(
+/// `count` closed-loop clients generating `tokens` tokens each time, for as long as `during`
+/// runs; its result and every outcome.
+async fn generate_during<T>(
     gateway: &GatewayClient<Channel>,
     count: usize,
     tokens: u32,
-    stop: Arc<AtomicBool>,
-) -> Vec<tokio::task::JoinHandle<Vec<Outcome>>> {
-    (0..count as u64)
+    during: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<(T, Vec<Outcome>)> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..count as u64)
         .map(|w| {
             let (gateway, stop) = (gateway.clone(), stop.clone());
             tokio::spawn(async move {
@@ -307,7 +307,14 @@ fn workers(
                 outcomes
             })
         })
-        .collect()
+        .collect();
+    let result = during.await;
+    stop.store(true, Ordering::Relaxed);
+    let mut outcomes = Vec::new();
+    for client in clients {
+        outcomes.extend(client.await?);
+    }
+    Ok((result?, outcomes))
 }
 
 /// Restarts every decoder, tokenizer and embedder replica in turn (SIGTERM, drain, start on the
@@ -322,47 +329,41 @@ pub async fn rolling(setup: &Setup, scale: &Scale) -> anyhow::Result<Vec<Row>> {
     };
     let mut fleet = Fleet::start(setup, &shape).await?;
     let gateway = fleet.gateway_client().await?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let running = workers(&gateway, 8, 32, stop.clone());
     let started = Instant::now();
-    let (mut restarts, mut longest_drain) = (0, Duration::ZERO);
-    loop {
-        for group in 0..3 {
-            let replicas = match group {
-                0 => &mut fleet.decoders,
-                1 => &mut fleet.tokenizers,
-                _ => &mut fleet.embedders,
-            };
-            for replica in replicas.iter_mut() {
-                let drained = replica.restart(Duration::from_secs(30)).await?;
-                longest_drain = longest_drain.max(drained);
-                restarts += 1;
-                tokio::time::sleep(Duration::from_millis(500)).await;
+    let restarting = async {
+        let (mut restarts, mut longest_drain) = (0, Duration::ZERO);
+        loop {
+            for group in 0..3 {
+                let replicas = match group {
+                    0 => &mut fleet.decoders,
+                    1 => &mut fleet.tokenizers,
+                    _ => &mut fleet.embedders,
+                };
+                for replica in replicas.iter_mut() {
+                    let drained = replica.restart(Duration::from_secs(30)).await?;
+                    longest_drain = longest_drain.max(drained);
+                    restarts += 1;
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+            if started.elapsed() >= scale.rolling {
+                return Ok((restarts, longest_drain));
             }
         }
-        if started.elapsed() >= scale.rolling {
-            break;
-        }
-    }
-    stop.store(true, Ordering::Relaxed);
-    let mut outcomes = Vec::new();
-    for worker in running {
-        outcomes.extend(worker.await?);
-    }
-    let failures = drive::failures(&outcomes);
+    };
+    let ((restarts, longest_drain), outcomes) =
+        generate_during(&gateway, 8, 32, restarting).await?;
     let tokens: usize = outcomes.iter().map(|o| o.tokens).sum();
     let rows = vec![Row::new(
         "rolling",
         "rolling restarts of 2 decoders, 2 tokenizers, 2 embedders under load: 0 client-visible errors",
         format!(
-            "{restarts} restarts in {:.0} s (longest drain {:.1} s), {} streams ({} sent again by the client after an unsent first try), {tokens} tokens, {}",
+            "{restarts} restarts in {:.0} s (longest drain {:.1} s), {tokens} tokens, {}",
             started.elapsed().as_secs_f64(),
             longest_drain.as_secs_f64(),
-            outcomes.len(),
-            outcomes.iter().filter(|o| o.resent).count(),
-            if failures.is_empty() { "0 errors".to_string() } else { failures.clone() }
+            drive::summary(&outcomes)
         ),
-        Verdict::check(failures.is_empty() && !outcomes.is_empty()),
+        Verdict::check(drive::failures(&outcomes).is_empty() && !outcomes.is_empty()),
     )];
     fleet.stop().await;
     Ok(rows)
@@ -381,28 +382,19 @@ pub async fn connection_age(setup: &Setup, scale: &Scale) -> anyhow::Result<Vec<
     };
     let fleet = Fleet::start(setup, &shape).await?;
     let gateway = fleet.gateway_client().await?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let running = workers(&gateway, 16, 32, stop.clone());
-    tokio::time::sleep(scale.age).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut outcomes = Vec::new();
-    for worker in running {
-        outcomes.extend(worker.await?);
-    }
-    let failures = drive::failures(&outcomes);
+    let sleep = async {
+        tokio::time::sleep(scale.age).await;
+        Ok(())
+    };
+    let ((), outcomes) = generate_during(&gateway, 16, 32, sleep).await?;
     let rows = vec![Row::new(
         "age",
         format!(
             "connections closed after 1 s by the gateway and the decoders, 16 streams for {} s: 0 errors",
             scale.age.as_secs()
         ),
-        format!(
-            "{} streams ({} sent again by the client after an unsent first try), {}",
-            outcomes.len(),
-            outcomes.iter().filter(|o| o.resent).count(),
-            if failures.is_empty() { "0 errors".to_string() } else { failures.clone() }
-        ),
-        Verdict::check(failures.is_empty() && !outcomes.is_empty()),
+        drive::summary(&outcomes),
+        Verdict::check(drive::failures(&outcomes).is_empty() && !outcomes.is_empty()),
     )];
     fleet.stop().await;
     Ok(rows)

@@ -206,6 +206,29 @@ impl Row {
     }
 }
 
+impl Row {
+    /// A timing row: `p99` (ms) against `baseline` (ms, described by `against`), met when within
+    /// `bound` times it.
+    pub fn p99_ratio(
+        scenario: &'static str,
+        goal: impl Into<String>,
+        p99: f64,
+        baseline: f64,
+        against: &str,
+        bound: f64,
+    ) -> Row {
+        Row::new(
+            scenario,
+            goal,
+            format!(
+                "{p99:.1} ms vs {baseline:.1} ms {against} ({:.2}×)",
+                p99 / baseline.max(1e-9)
+            ),
+            Verdict::timing(p99 <= bound * baseline),
+        )
+    }
+}
+
 /// A small deterministic generator (SplitMix64) for kill points, delays and lengths.
 pub struct Rng(u64);
 

@@ -160,14 +160,13 @@ pub async fn overload(setup: &Setup, scale: &Scale) -> anyhow::Result<Vec<Row>> 
             format!("p99 {refusal_p99:.1} ms"),
             Verdict::timing(refusal_p99 <= 50.0),
         ),
-        Row::new(
+        Row::p99_ratio(
             "overload",
             "admitted streams' p99 inter-token latency ≤ 1.5× unloaded",
-            format!(
-                "{admitted_p99:.1} ms vs {unloaded_p99:.1} ms at {LIMIT} streams alone ({:.2}×)",
-                admitted_p99 / unloaded_p99.max(1e-9)
-            ),
-            Verdict::timing(admitted_p99 <= 1.5 * unloaded_p99),
+            admitted_p99,
+            unloaded_p99,
+            &format!("at {LIMIT} streams alone"),
+            1.5,
         ),
         Row::new(
             "overload",
@@ -597,14 +596,13 @@ fn soak_rows(
     };
     let first = p99_of(&|at| at < window);
     let last = p99_of(&|at| at >= scale.soak.saturating_sub(window));
-    rows.push(Row::new(
+    rows.push(Row::p99_ratio(
         "soak",
         "p99 inter-token latency of the last sixth ≤ 1.1× the first",
-        format!(
-            "{last:.1} ms vs {first:.1} ms ({:.2}×)",
-            last / first.max(1e-9)
-        ),
-        Verdict::timing(last <= 1.1 * first),
+        last,
+        first,
+        "in the first sixth",
+        1.1,
     ));
     rows
 }

@@ -61,7 +61,9 @@ struct Placement {
 #[tracing::instrument(
     name = "generate",
     skip_all,
-    fields(request_id, n = params.n, prompt_tokens, generated_tokens, decoder, failovers)
+    fields(request_id, n = params.n, prompt_tokens, generated_tokens, decoder, failovers),
+    // A generation that fails is worth a line in the log, with its request id.
+    err(level = "warn", Display)
 )]
 pub async fn generate(
     down: &Downstream,

@@ -188,3 +188,42 @@ pub fn summary(outcomes: &[Outcome]) -> String {
         }
     )
 }
+
+/// `count` closed-loop clients generating `tokens` tokens each time (pausing `refusal_pause`
+/// after a refusal), for as long as `during` runs; its result and every outcome.
+pub async fn clients_during<T>(
+    gateway: &GatewayClient<Channel>,
+    count: usize,
+    tokens: u32,
+    refusal_pause: Duration,
+    during: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<(T, Vec<Outcome>)> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..count as u64)
+        .map(|w| {
+            let (gateway, stop) = (gateway.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut outcomes = Vec::new();
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let o =
+                        stream(gateway.clone(), request(w * 1_000_000 + i, tokens, 0.8, 1)).await;
+                    if o.refused_after.is_some() {
+                        tokio::time::sleep(refusal_pause).await;
+                    }
+                    outcomes.push(o);
+                    i += 1;
+                }
+                outcomes
+            })
+        })
+        .collect();
+    let result = during.await;
+    stop.store(true, Ordering::Relaxed);
+    let mut outcomes = Vec::new();
+    for client in clients {
+        outcomes.extend(client.await?);
+    }
+    Ok((result?, outcomes))
+}

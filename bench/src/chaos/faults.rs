@@ -1,7 +1,6 @@
 //! Process faults under load: a decoder killed or frozen mid-stream, every replica restarted in
 //! turn, and a storm of cancellations, expired deadlines and client resets.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -284,39 +283,6 @@ pub async fn freeze(setup: &Setup, scale: &Scale) -> anyhow::Result<Vec<Row>> {
     Ok(rows)
 }
 
-/// `count` closed-loop clients generating `tokens` tokens each time, for as long as `during`
-/// runs; its result and every outcome.
-async fn generate_during<T>(
-    gateway: &GatewayClient<Channel>,
-    count: usize,
-    tokens: u32,
-    during: impl std::future::Future<Output = anyhow::Result<T>>,
-) -> anyhow::Result<(T, Vec<Outcome>)> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..count as u64)
-        .map(|w| {
-            let (gateway, stop) = (gateway.clone(), stop.clone());
-            tokio::spawn(async move {
-                let mut outcomes = Vec::new();
-                let mut i = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    let request = drive::request(w * 1_000_000 + i, tokens, 0.8, 1);
-                    outcomes.push(drive::stream(gateway.clone(), request).await);
-                    i += 1;
-                }
-                outcomes
-            })
-        })
-        .collect();
-    let result = during.await;
-    stop.store(true, Ordering::Relaxed);
-    let mut outcomes = Vec::new();
-    for client in clients {
-        outcomes.extend(client.await?);
-    }
-    Ok((result?, outcomes))
-}
-
 /// Restarts every decoder, tokenizer and embedder replica in turn (SIGTERM, drain, start on the
 /// same port) while workers generate; for `scale.rolling`, at least one full round.
 pub async fn rolling(setup: &Setup, scale: &Scale) -> anyhow::Result<Vec<Row>> {
@@ -352,7 +318,7 @@ pub async fn rolling(setup: &Setup, scale: &Scale) -> anyhow::Result<Vec<Row>> {
         }
     };
     let ((restarts, longest_drain), outcomes) =
-        generate_during(&gateway, 8, 32, restarting).await?;
+        drive::clients_during(&gateway, 8, 32, Duration::ZERO, restarting).await?;
     let tokens: usize = outcomes.iter().map(|o| o.tokens).sum();
     let rows = vec![Row::new(
         "rolling",
@@ -386,7 +352,7 @@ pub async fn connection_age(setup: &Setup, scale: &Scale) -> anyhow::Result<Vec<
         tokio::time::sleep(scale.age).await;
         Ok(())
     };
-    let ((), outcomes) = generate_during(&gateway, 16, 32, sleep).await?;
+    let ((), outcomes) = drive::clients_during(&gateway, 16, 32, Duration::ZERO, sleep).await?;
     let rows = vec![Row::new(
         "age",
         format!(

@@ -75,42 +75,26 @@ pub async fn overload(setup: &Setup, scale: &Scale) -> anyhow::Result<Vec<Row>> 
     let unloaded = drive::streams(&gateway, requests).await;
     let unloaded_p99 = drive::quantile_ms(&mut drive::all_gaps(&unloaded), 0.99);
 
-    let stop = Arc::new(AtomicBool::new(false));
     let rss_before = fleet.gateway.rss();
-    let clients: Vec<_> = (0..10 * LIMIT as u64)
-        .map(|w| {
-            let (gateway, stop) = (gateway.clone(), stop.clone());
-            tokio::spawn(async move {
-                let mut outcomes = Vec::new();
-                let mut i = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    let o = drive::stream(
-                        gateway.clone(),
-                        drive::request(w * 1_000_000 + i, 64, 0.8, 1),
-                    )
-                    .await;
-                    // Impatient clients: a short pause, not the second RetryInfo asks for.
-                    if o.refused_after.is_some() {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                    outcomes.push(o);
-                    i += 1;
-                }
-                outcomes
-            })
-        })
-        .collect();
+    let probing = Arc::new(AtomicBool::new(false));
     let http = tokio::spawn(http_probes(
         fleet.gateway.http.expect("the gateway's HTTP port"),
-        stop.clone(),
+        probing.clone(),
     ));
-    tokio::time::sleep(scale.overload).await;
-    stop.store(true, Ordering::Relaxed);
-    let rss_after = fleet.gateway.rss();
-    let mut outcomes: Vec<Outcome> = Vec::new();
-    for client in clients {
-        outcomes.extend(client.await?);
-    }
+    let overloading = async {
+        tokio::time::sleep(scale.overload).await;
+        probing.store(true, Ordering::Relaxed);
+        Ok(fleet.gateway.rss())
+    };
+    // Impatient clients: a short pause after a refusal, not the second RetryInfo asks for.
+    let (rss_after, outcomes) = drive::clients_during(
+        &gateway,
+        10 * LIMIT,
+        64,
+        Duration::from_millis(20),
+        overloading,
+    )
+    .await?;
     let (http_429, http_with_retry_after, http_other) = http.await??;
 
     let refused: Vec<&Outcome> = outcomes

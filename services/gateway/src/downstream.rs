@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use oneword_proto::common::v1::Tensor;
+use oneword_proto::decoder::v1 as dec;
 use oneword_proto::embedder::v1 as emb;
 use oneword_proto::tokenizer::v1 as tok;
 use oneword_runtime::deadline::Deadline;
@@ -75,6 +76,14 @@ impl Backend {
     pub fn takes_ids(&self) -> bool {
         matches!(self, Backend::Ngram(_))
     }
+
+    /// The service that serves it.
+    pub fn service(&self) -> &'static str {
+        match self {
+            Backend::Transformer => DECODER,
+            Backend::Ngram(_) => BASELINE,
+        }
+    }
 }
 
 /// Messages up to this size pass between the services (a full-context prefill of GPT-2 XL's
@@ -110,43 +119,51 @@ impl Downstream {
         })
     }
 
-    /// The decoder replica with the fewest generations in flight, for one generation.
-    pub async fn decoder(&self) -> Result<Decoder, Error> {
-        self.decoder_excluding(&Backend::Transformer, &[]).await
-    }
-
-    /// The baseline replica with the fewest generations in flight, or FAILED_PRECONDITION when
-    /// this gateway has none (a request naming an n-gram model is refused before, by name).
-    pub async fn baseline(&self) -> Result<Decoder, Error> {
-        match &self.baselines {
-            Some(baselines) => Decoder::pick(baselines, BASELINE, &[]).await,
-            None => Err(Error::Downstream(
+    /// The replicas of a session backend: `service` is [`DECODER`] or [`BASELINE`]; the
+    /// baseline's are FAILED_PRECONDITION when this gateway has none (a request naming an n-gram
+    /// model is refused before, by name).
+    fn session_backends(&self, service: &'static str) -> Result<&Replicas, Error> {
+        if service != BASELINE {
+            return Ok(&self.decoders);
+        }
+        self.baselines.as_ref().ok_or_else(|| {
+            Error::Downstream(
                 BASELINE,
                 tonic::Status::failed_precondition(
                     "this gateway has no n-gram baseline (its --baseline is empty)",
                 ),
-            )),
-        }
+            )
+        })
     }
 
-    /// A replica of `backend`, for one generation.
-    pub async fn decoder_for(&self, backend: &Backend) -> Result<Decoder, Error> {
-        self.decoder_excluding(backend, &[]).await
-    }
-
-    /// A replica of `backend` other than those at `excluded` (the ones a generation failed on).
+    /// A replica of `backend` for one generation (its sessions live there), other than those at
+    /// `excluded` (the ones it failed on).
     pub async fn decoder_excluding(
         &self,
         backend: &Backend,
         excluded: &[std::net::SocketAddr],
     ) -> Result<Decoder, Error> {
-        match backend {
-            Backend::Transformer => Decoder::pick(&self.decoders, DECODER, excluded).await,
-            Backend::Ngram(_) => match &self.baselines {
-                Some(baselines) => Decoder::pick(baselines, BASELINE, excluded).await,
-                None => self.baseline().await,
-            },
-        }
+        let service = backend.service();
+        Decoder::pick(self.session_backends(service)?, service, excluded).await
+    }
+
+    /// One call to a session backend (`service` is [`DECODER`] or [`BASELINE`]) that leaves no
+    /// session behind (Info, Score, Inspect, Pool, Corpus, Weights, a step that creates and
+    /// releases its session): tried again on another replica when one fails it, as stateless
+    /// calls are, so that a rollout costs it nothing.
+    pub async fn one_shot<T, F, Fut>(
+        &self,
+        service: &'static str,
+        deadline: &Deadline,
+        call: F,
+    ) -> Result<T, Error>
+    where
+        F: Fn(dec::decoder_client::DecoderClient<TracedChannel>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        self.session_backends(service)?
+            .call(deadline, |channel| call(decoder_client(channel)))
+            .await
     }
 
     /// The n-gram models the baseline serves (none without a baseline), asked from its `Info`
@@ -157,7 +174,11 @@ impl Downstream {
         }
         self.ngram_models
             .get_or_try_init(|| async {
-                let info = self.baseline().await?.info(deadline).await?;
+                let info = self
+                    .one_shot(BASELINE, deadline, |mut d| async move {
+                        d.info(deadline.request(dec::InfoRequest {})).await
+                    })
+                    .await?;
                 Ok(Arc::new(info.ngram_models))
             })
             .await
@@ -199,6 +220,15 @@ fn tokenizer(channel: TracedChannel) -> tok::tokenizer_client::TokenizerClient<T
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
 }
 
+/// A client of a session backend (the decoder or the baseline) on `channel`.
+pub(crate) fn decoder_client(
+    channel: TracedChannel,
+) -> dec::decoder_client::DecoderClient<TracedChannel> {
+    dec::decoder_client::DecoderClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
 fn embedder(channel: TracedChannel) -> emb::embedder_client::EmbedderClient<TracedChannel> {
     emb::embedder_client::EmbedderClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -220,7 +250,11 @@ impl Downstream {
     pub async fn model(&self, deadline: &Deadline) -> Result<Arc<Model>, Error> {
         self.model
             .get_or_try_init(|| async {
-                let info = self.decoder().await?.info(deadline).await?
+                let info = self
+                    .one_shot(DECODER, deadline, |mut d| async move {
+                        d.info(deadline.request(dec::InfoRequest {})).await
+                    })
+                    .await?
                     .model
                     .ok_or_else(|| Error::Internal("the decoder's Info has no model".into()))?;
                 let vocab = self

@@ -7,7 +7,7 @@ use oneword_proto::gateway::v1 as pb;
 use oneword_runtime::deadline::Deadline;
 
 use crate::convert;
-use crate::downstream::Model;
+use crate::downstream::{Model, DECODER};
 use crate::service::GatewayService;
 use crate::Error;
 
@@ -112,19 +112,18 @@ impl GatewayService {
             Ok(pb::EmbedPooling::WeightedMean) => dec::Pooling::WeightedMean,
             _ => dec::Pooling::Mean,
         };
+        let pool = dec::PoolRequest {
+            sequences: embedded,
+            pooling: pooling as i32,
+            layer: request.layer,
+            normalize: request.normalize.unwrap_or(true),
+        };
         let pooled = self
             .downstream
-            .decoder()
-            .await?
-            .pool(
-                dec::PoolRequest {
-                    sequences: embedded,
-                    pooling: pooling as i32,
-                    layer: request.layer,
-                    normalize: request.normalize.unwrap_or(true),
-                },
-                deadline,
-            )
+            .one_shot(DECODER, deadline, |mut d| {
+                let request = deadline.request(pool.clone());
+                async move { d.pool(request).await }
+            })
             .await?;
         Ok(pb::EmbedResponse {
             embeddings: pooled.vectors,

@@ -8,7 +8,7 @@ use oneword_runtime::deadline::Deadline;
 use tonic::Status;
 
 use crate::convert::{InspectParams, NextTokensParams, ScoreParams, ScoreText};
-use crate::downstream::{Inputs, Model};
+use crate::downstream::{Inputs, Model, DECODER};
 use crate::service::GatewayService;
 use crate::Error;
 
@@ -93,9 +93,12 @@ impl GatewayService {
             model: backend.model_field(),
         };
         let result = down
-            .decoder_for(&backend)
-            .await?
-            .step(vec![step], &deadline)
+            .one_shot(backend.service(), &deadline, |mut d| {
+                let request = deadline.request(dec::StepRequest {
+                    steps: vec![step.clone()],
+                });
+                async move { d.step(request).await }
+            })
             .await?
             .results
             .pop();
@@ -199,18 +202,17 @@ impl GatewayService {
         }
         let positions = (0..inputs.len() as u32).collect();
         let embeddings = down.embed(inputs, positions, deadline).await?;
+        let request = dec::ScoreRequest {
+            embeddings: Some(embeddings),
+            targets,
+            shaping: Some(params.shaping),
+            top_n: params.top_n as u32,
+        };
         let scored = down
-            .decoder()
-            .await?
-            .score(
-                dec::ScoreRequest {
-                    embeddings: Some(embeddings),
-                    targets,
-                    shaping: Some(params.shaping),
-                    top_n: params.top_n as u32,
-                },
-                deadline,
-            )
+            .one_shot(DECODER, deadline, |mut d| {
+                let request = deadline.request(request.clone());
+                async move { d.score(request).await }
+            })
             .await?;
         let total: f64 = scored.logprobs.iter().map(|&l| l as f64).sum();
         let count = scored.logprobs.len().max(1) as f64;
@@ -271,18 +273,17 @@ impl GatewayService {
                 }))
             },
         )?;
+        let request = dec::InspectRequest {
+            embeddings: Some(embeddings),
+            attention_layers: params.attention_layers,
+            hidden_states: params.hidden_states,
+            lens_top_n: params.lens_top_n,
+        };
         let seen = down
-            .decoder()
-            .await?
-            .inspect(
-                dec::InspectRequest {
-                    embeddings: Some(embeddings),
-                    attention_layers: params.attention_layers,
-                    hidden_states: params.hidden_states,
-                    lens_top_n: params.lens_top_n,
-                },
-                deadline,
-            )
+            .one_shot(DECODER, deadline, |mut d| {
+                let request = deadline.request(request.clone());
+                async move { d.inspect(request).await }
+            })
             .await?;
         Ok(pb::InspectResponse {
             pieces: pieces(&model, &ids),

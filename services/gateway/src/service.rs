@@ -17,7 +17,7 @@ use tracing::Instrument;
 use crate::convert::{
     self, CompareParams, GenerateParams, InspectParams, NextTokensParams, ScoreParams,
 };
-use crate::downstream::Downstream;
+use crate::downstream::{Downstream, BASELINE, DECODER};
 use crate::generate::generate;
 use crate::metrics::GatewayMetrics;
 use crate::{Config, Error};
@@ -225,8 +225,14 @@ impl pb::gateway_server::Gateway for GatewayService {
         let _permit = self.admit()?;
         let read = deadline
             .within(async {
-                let decoder = self.downstream.decoder().await?;
-                Ok(decoder.weights(request.into_inner(), &deadline).await?)
+                let request = request.into_inner();
+                Ok(self
+                    .downstream
+                    .one_shot(DECODER, &deadline, |mut d| {
+                        let request = deadline.request(request.clone());
+                        async move { d.weights(request).await }
+                    })
+                    .await?)
             })
             .await?;
         Ok(Response::new(read))
@@ -264,8 +270,14 @@ impl pb::gateway_server::Gateway for GatewayService {
         let _permit = self.admit()?;
         let counted = deadline
             .within(async {
-                let baseline = self.downstream.baseline().await?;
-                Ok(baseline.corpus(request.into_inner(), &deadline).await?)
+                let request = request.into_inner();
+                Ok(self
+                    .downstream
+                    .one_shot(BASELINE, &deadline, |mut d| {
+                        let request = deadline.request(request.clone());
+                        async move { d.corpus(request).await }
+                    })
+                    .await?)
             })
             .await?;
         Ok(Response::new(counted))

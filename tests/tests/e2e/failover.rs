@@ -227,6 +227,27 @@ async fn with_no_replica_left_a_stream_ends_with_unavailable_not_a_clean_end() {
     }
 }
 
+/// A decoder call that keeps no session (the model's facts a gateway asks with its first
+/// request, a next-token table, Score, Inspect…) costs nothing when a replica is gone: it is
+/// tried again on the other one, as calls to the stateless services are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_shot_decoder_calls_are_tried_again_on_another_replica() {
+    let setup = TwoDecoders::start().await;
+    setup.links[0].kill();
+    let mut client = setup.client().await;
+    // Enough calls that the balancer sends some to the dead replica before it is ejected.
+    for i in 0..6 {
+        let table = client
+            .next_tokens(pb::NextTokensRequest {
+                prompt: format!("Call {i} of six"),
+                top_n: Some(3),
+                ..Default::default()
+            })
+            .await;
+        assert!(table.is_ok(), "call {i} failed: {table:?}");
+    }
+}
+
 /// The contract failover rests on, measured: a session rebuilt by one prefill of prompt +
 /// tokens so far, in a pass crowded with others, picks what the incrementally decoded session
 /// picks at every step of a long seeded run, with bit-identical log-probabilities when the

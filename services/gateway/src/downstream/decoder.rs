@@ -10,7 +10,7 @@ use oneword_proto::decoder::v1 as dec;
 use oneword_runtime::deadline::Deadline;
 use oneword_runtime::telemetry::TracedChannel;
 
-use super::{failed, Backend, Downstream, MAX_MESSAGE_BYTES};
+use super::{decoder_client, failed, Backend, Downstream};
 use crate::replicas::{is_replica_failure, is_unsent, Pinned, Replicas};
 use crate::Error;
 use tonic_health::pb::health_client::HealthClient;
@@ -36,23 +36,12 @@ impl Decoder {
         excluded: &[SocketAddr],
     ) -> Result<Self, Error> {
         let pinned = replicas.pick_excluding(excluded).await?;
-        let client = dec::decoder_client::DecoderClient::new(pinned.channel.clone())
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let client = decoder_client(pinned.channel.clone());
         Ok(Decoder {
             client,
             pinned,
             service,
         })
-    }
-
-    /// The backend's facts (model, vocabulary size, n-gram models…).
-    pub async fn info(&self, deadline: &Deadline) -> Result<dec::InfoResponse, Error> {
-        let result = self
-            .client()
-            .info(deadline.request(dec::InfoRequest {}))
-            .await;
-        self.outcome(result, deadline)
     }
 
     /// The replica's address.
@@ -130,56 +119,6 @@ impl Decoder {
             tokio::time::timeout(PROBE_TIMEOUT, health.check(request)).await,
             Ok(Ok(_))
         )
-    }
-
-    /// Scores targets by teacher forcing (one-shot, no session).
-    pub async fn score(
-        &self,
-        request: dec::ScoreRequest,
-        deadline: &Deadline,
-    ) -> Result<dec::ScoreResponse, Error> {
-        let result = self.client().score(deadline.request(request)).await;
-        self.outcome(result, deadline)
-    }
-
-    /// What one uncached pass keeps (one-shot, no session).
-    pub async fn inspect(
-        &self,
-        request: dec::InspectRequest,
-        deadline: &Deadline,
-    ) -> Result<dec::InspectResponse, Error> {
-        let result = self.client().inspect(deadline.request(request)).await;
-        self.outcome(result, deadline)
-    }
-
-    /// GPT-2's own text embeddings: hidden states pooled beside the blocks.
-    pub async fn pool(
-        &self,
-        request: dec::PoolRequest,
-        deadline: &Deadline,
-    ) -> Result<dec::PoolResponse, Error> {
-        let result = self.client().pool(deadline.request(request)).await;
-        self.outcome(result, deadline)
-    }
-
-    /// Corpus statistics.
-    pub async fn corpus(
-        &self,
-        request: dec::CorpusRequest,
-        deadline: &Deadline,
-    ) -> Result<dec::CorpusResponse, Error> {
-        let result = self.client().corpus(deadline.request(request)).await;
-        self.outcome(result, deadline)
-    }
-
-    /// Reads weights.
-    pub async fn weights(
-        &self,
-        request: dec::WeightsRequest,
-        deadline: &Deadline,
-    ) -> Result<dec::WeightsResponse, Error> {
-        let result = self.client().weights(deadline.request(request)).await;
-        self.outcome(result, deadline)
     }
 
     /// Copies `source` into `targets`.

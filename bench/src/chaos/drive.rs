@@ -189,13 +189,35 @@ pub fn summary(outcomes: &[Outcome]) -> String {
     )
 }
 
-/// `count` closed-loop clients generating `tokens` tokens each time (pausing `refusal_pause`
+/// How long a client waits after an overload refusal before it asks again.
+#[derive(Clone, Copy)]
+pub enum Backoff {
+    /// As long as the refusal's `RetryInfo` asks (what gRPC retry policies and the OpenAI SDKs
+    /// do with their own hints).
+    AsAsked,
+    /// A fixed pause, whatever the server asked: an impatient client.
+    Fixed(Duration),
+}
+
+impl Backoff {
+    fn after(self, refusal: Option<&tonic::Status>) -> Duration {
+        use tonic_types::StatusExt;
+        match self {
+            Backoff::Fixed(pause) => pause,
+            Backoff::AsAsked => refusal
+                .and_then(|s| s.get_details_retry_info()?.retry_delay)
+                .unwrap_or(Duration::from_secs(1)),
+        }
+    }
+}
+
+/// `count` closed-loop clients generating `tokens` tokens each time (waiting as `backoff` says
 /// after a refusal), for as long as `during` runs; its result and every outcome.
 pub async fn clients_during<T>(
     gateway: &GatewayClient<Channel>,
     count: usize,
     tokens: u32,
-    refusal_pause: Duration,
+    backoff: Backoff,
     during: impl std::future::Future<Output = anyhow::Result<T>>,
 ) -> anyhow::Result<(T, Vec<Outcome>)> {
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -210,7 +232,7 @@ pub async fn clients_during<T>(
                     let o =
                         stream(gateway.clone(), request(w * 1_000_000 + i, tokens, 0.8, 1)).await;
                     if o.refused_after.is_some() {
-                        tokio::time::sleep(refusal_pause).await;
+                        tokio::time::sleep(backoff.after(o.error.as_ref())).await;
                     }
                     outcomes.push(o);
                     i += 1;

@@ -8,7 +8,7 @@ use oneword_proto::gateway::v1 as pb;
 use pb::gateway_client::GatewayClient;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::drive::{self, Outcome};
+use crate::drive::{self, Backoff, Outcome};
 use crate::fleet::{Fleet, Setup, Shape};
 use crate::{Rng, Row, Scale, Verdict};
 
@@ -318,7 +318,7 @@ pub async fn rolling(setup: &Setup, scale: &Scale) -> anyhow::Result<Vec<Row>> {
         }
     };
     let ((restarts, longest_drain), outcomes) =
-        drive::clients_during(&gateway, 8, 32, Duration::ZERO, restarting).await?;
+        drive::clients_during(&gateway, 8, 32, Backoff::AsAsked, restarting).await?;
     let tokens: usize = outcomes.iter().map(|o| o.tokens).sum();
     let rows = vec![Row::new(
         "rolling",
@@ -352,7 +352,7 @@ pub async fn connection_age(setup: &Setup, scale: &Scale) -> anyhow::Result<Vec<
         tokio::time::sleep(scale.age).await;
         Ok(())
     };
-    let ((), outcomes) = drive::clients_during(&gateway, 16, 32, Duration::ZERO, sleep).await?;
+    let ((), outcomes) = drive::clients_during(&gateway, 16, 32, Backoff::AsAsked, sleep).await?;
     let rows = vec![Row::new(
         "age",
         format!(

@@ -82,19 +82,21 @@ docs:
 	ONEWORD_UPDATE_DOCS=1 $(CARGO) test -p oneword-e2e --test e2e docs::
 
 FUZZ_SECONDS ?= 60
+# Executions per target before it stops early (-1: none); the campaign goal is 10000000.
+FUZZ_RUNS ?= -1
 FUZZ_TARGETS ?= tokenizer text_stream gateway_requests shaping index_requests openai_bodies tensor proto_decode ngram
 # Overflow checks on; no sanitizer, since the code is safe Rust and a sanitizer halves the pace.
 FUZZ_FLAGS ?= --debug-assertions --sanitizer none
 
-## fuzz: a coverage-guided campaign of FUZZ_SECONDS (default 60) per target of FUZZ_TARGETS on the nightly toolchain (installs cargo-fuzz); crashes land in tests/fuzz/artifacts/
+## fuzz: a coverage-guided campaign of FUZZ_SECONDS (default 60) or FUZZ_RUNS executions, whichever comes first, per target of FUZZ_TARGETS on the nightly toolchain (installs cargo-fuzz); crashes land in tests/fuzz/artifacts/
 fuzz:
 	@$(CARGO) +nightly fuzz --version >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
 	@failed=""; for target in $(FUZZ_TARGETS); do \
 		mkdir -p tests/fuzz/corpus/$$target; \
-		echo "fuzz: $$target for $(FUZZ_SECONDS) s"; \
+		echo "fuzz: $$target for $(FUZZ_SECONDS) s or $(FUZZ_RUNS) runs"; \
 		$(CARGO) +nightly fuzz run --fuzz-dir tests/fuzz $(FUZZ_FLAGS) $$target \
 			tests/fuzz/corpus/$$target tests/fuzz/seeds/$$target -- \
-			-max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
+			-max_total_time=$(FUZZ_SECONDS) -runs=$(FUZZ_RUNS) -timeout=10 -print_final_stats=1 \
 			|| failed="$$failed $$target"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "fuzz: failed:$$failed (inputs in tests/fuzz/artifacts/)" >&2; exit 1; fi

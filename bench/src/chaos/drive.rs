@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use oneword_proto::gateway::v1 as pb;
+use oneword_runtime::status::never_sent;
 use pb::gateway_client::GatewayClient;
 use tonic::transport::Channel;
 use tonic::Status;
@@ -43,12 +44,6 @@ pub struct Outcome {
     pub resent: bool,
 }
 
-/// tonic's answer for a call queued on a connection that closed before the call was written:
-/// CANCELLED, with the transport's error as its source.
-fn unsent(status: &Status) -> bool {
-    status.code() == tonic::Code::Cancelled && std::error::Error::source(status).is_some()
-}
-
 impl Outcome {
     pub fn largest_gap(&self) -> Duration {
         self.gaps.iter().copied().max().unwrap_or_default()
@@ -69,9 +64,9 @@ pub async fn stream(mut gateway: GatewayClient<Channel>, request: pb::GenerateRe
     };
     let started = Instant::now();
     let mut answer = gateway.generate_stream(request.clone()).await;
-    if answer.as_ref().is_err_and(unsent) {
-        // What gRPC's transparent retry does and tonic does not: a call that never left this
-        // process (its connection was closed by the server's maximum age) is sent again.
+    if answer.as_ref().is_err_and(never_sent) {
+        // What gRPC's transparent retry does and tonic does not: a call the server never saw
+        // (its connection was being closed at the server's maximum age) is sent again.
         outcome.resent = true;
         answer = gateway.generate_stream(request).await;
     }

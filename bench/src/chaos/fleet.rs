@@ -58,8 +58,30 @@ pub struct Fleet {
     pub gateway: Service,
 }
 
-/// A port that was free a moment ago (the services bind it right after).
+/// A port that was free a moment ago (the services bind it right after), below the kernel's
+/// ephemeral range: a port the kernel hands out for `:0` may be taken in between by the
+/// outgoing connection of any client (this driver's own floods open thousands).
 fn free_port() -> anyhow::Result<SocketAddr> {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    // Ports handed out in turn, from a start that differs from run to run.
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, span) = (10_000, ephemeral_start.saturating_sub(10_000).max(1));
+    let _ = NEXT.compare_exchange(
+        0,
+        (std::process::id() % u32::from(span)) as u16 + 1,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..span {
+        let port = low + NEXT.fetch_add(1, Ordering::Relaxed) % span;
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            return Ok(listener.local_addr()?);
+        }
+    }
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 

@@ -3,6 +3,10 @@
 //! index calling the embedder), so that a pod which merely reaches their ports cannot open
 //! decoder sessions or read the vocabulary. Health and reflection stay open for probes and
 //! grpcurl, and the metrics port is another socket. Empty = no check, for local development.
+//!
+//! A comma-separated list rotates the secret without a refused call: servers accept every token
+//! listed, callers send the first. Roll out `old,new`, then `new,old`, then `new`; at every
+//! moment of each rollout, whatever a caller sends, its server accepts.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -18,27 +22,36 @@ pub const REFUSED: &str =
     "missing or wrong service token: internal services answer only calls that carry the header \
      `x-oneword-service-token` with the token they share (`--service-token`)";
 
-/// The token, or none (no check). Its `Debug` never shows it, so logging a configuration is safe.
+/// The accepted tokens, the first of which is sent, or none (no check). Its `Debug` never shows
+/// them, so logging a configuration is safe.
 #[derive(Clone, Default)]
-pub struct ServiceToken(Option<Arc<str>>);
+pub struct ServiceToken(Arc<[Box<str>]>);
 
 impl ServiceToken {
     pub fn is_set(&self) -> bool {
-        self.0.is_some()
+        !self.0.is_empty()
     }
 
     /// Whether a call carrying `given` (the header's value, if any) may pass.
     pub fn allows(&self, given: Option<&[u8]>) -> bool {
-        let Some(token) = &self.0 else { return true };
+        if !self.is_set() {
+            return true;
+        }
+        let Some(given) = given else { return false };
         // `subtle` takes the same time wherever the first difference is (a length mismatch
-        // answers at once: the token's length is not the secret).
-        given.is_some_and(|given| bool::from(given.ct_eq(token.as_bytes())))
+        // answers at once: a token's length is not the secret), and every token is compared.
+        self.0
+            .iter()
+            .fold(subtle::Choice::from(0), |any, token| {
+                any | given.ct_eq(token.as_bytes())
+            })
+            .into()
     }
 
-    /// The header value outgoing calls carry, marked sensitive so that HTTP/2 never puts it in
-    /// its header compression tables and `Debug` never prints it.
+    /// The header value outgoing calls carry (the first token), marked sensitive so that
+    /// HTTP/2 never puts it in its header compression tables and `Debug` never prints it.
     pub fn header_value(&self) -> Option<MetadataValue<Ascii>> {
-        let token = self.0.as_deref()?;
+        let token: &str = self.0.first()?;
         let mut value = MetadataValue::try_from(token)
             .expect("tokens are checked to be printable ASCII when parsed; this is a bug");
         value.set_sensitive(true);
@@ -61,11 +74,16 @@ impl FromStr for ServiceToken {
     type Err = InvalidToken;
 
     fn from_str(s: &str) -> Result<Self, InvalidToken> {
-        let token = s.trim();
-        if !token.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(InvalidToken);
-        }
-        Ok(ServiceToken((!token.is_empty()).then(|| token.into())))
+        let tokens = s
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(|token| match token.bytes().all(|b| b.is_ascii_graphic()) {
+                true => Ok(token.into()),
+                false => Err(InvalidToken),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(ServiceToken(tokens))
     }
 }
 
@@ -125,6 +143,25 @@ mod tests {
         assert_eq!(token.header_value().unwrap().to_str().unwrap(), "s3cret");
         let none: ServiceToken = "".parse().unwrap();
         assert!(none.allows(None) && !none.is_set() && none.header_value().is_none());
+    }
+
+    #[test]
+    fn during_a_rotation_every_listed_token_passes_and_the_first_is_sent() {
+        let rotating: ServiceToken = "new, old".parse().unwrap();
+        assert!(rotating.allows(Some(b"new")) && rotating.allows(Some(b"old")));
+        assert!(!rotating.allows(Some(b"new,old")) && !rotating.allows(None));
+        assert_eq!(rotating.header_value().unwrap().to_str().unwrap(), "new");
+        // Each step of `old,new` → `new,old` → `new` accepts what the step before it sends.
+        let steps: Vec<ServiceToken> = ["old", "old,new", "new,old", "new"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        for pair in steps.windows(2) {
+            for (caller, server) in [(&pair[0], &pair[1]), (&pair[1], &pair[0])] {
+                let sent = caller.header_value().unwrap();
+                assert!(server.allows(Some(sent.as_bytes())));
+            }
+        }
     }
 
     #[test]

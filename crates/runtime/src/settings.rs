@@ -71,7 +71,8 @@ macro_rules! server_flags {
             /// Token shared by the services, sent as `x-oneword-service-token`: the tokenizer,
             /// embedder, decoder, baseline and index answer only calls that carry it (health and
             /// reflection stay open), and the gateway and index send it on their calls to them.
-            /// Empty = no check (local development).
+            /// A comma-separated list rotates it: every token listed is accepted, the first is
+            /// sent. Empty = no check (local development).
             #[arg(
                 long,
                 env = concat!("ONEWORD_", $role_env, "_SERVICE_TOKEN"),

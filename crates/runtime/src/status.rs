@@ -67,6 +67,25 @@ pub fn is_overloaded(status: &Status) -> bool {
     status.code() == Code::ResourceExhausted && status.get_details_retry_info().is_some()
 }
 
+/// Whether a call failed before the server saw it, so that sending it again is safe whatever it
+/// does (gRPC's "transparent retry", which grpc-go and grpc-java do and tonic does not). Two
+/// answers of tonic's say so, both when a server closes a connection (as past its maximum age):
+/// CANCELLED with the transport's error as its source, for a call still queued on the closing
+/// connection; and INTERNAL "h2 protocol error" whose source is the server's GOAWAY with
+/// NO_ERROR, for a stream opened after the last one the server said it would process.
+pub fn never_sent(status: &Status) -> bool {
+    let mut sources = std::iter::successors(std::error::Error::source(status), |e| e.source());
+    match status.code() {
+        Code::Cancelled => sources.next().is_some(),
+        Code::Internal => sources.any(|e| {
+            e.downcast_ref::<h2::Error>().is_some_and(|e| {
+                e.is_go_away() && e.is_remote() && e.reason() == Some(h2::Reason::NO_ERROR)
+            })
+        }),
+        _ => false,
+    }
+}
+
 /// UNAVAILABLE for a downstream service that could not be reached, naming it.
 pub fn downstream_unavailable(service: &str, cause: impl Display) -> Status {
     Status::unavailable(format!("the {service} service is unavailable: {cause}"))
@@ -138,5 +157,26 @@ impl From<SessionError> for Status {
                 Status::failed_precondition(e.to_string())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_calls_the_transport_gave_up_on_before_sending_count_as_never_sent() {
+        let broken = || Box::new(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
+        let mut queued = Status::cancelled("operation was canceled");
+        assert!(!never_sent(&queued), "a CANCELLED the server sent");
+        queued = Status::from_error(broken());
+        assert!(!never_sent(&queued), "{queued:?} is not CANCELLED");
+        let mut cancelled = Status::cancelled("operation was canceled");
+        cancelled.set_source(std::sync::Arc::new(*broken()));
+        assert!(never_sent(&cancelled));
+        // A reset (not a GOAWAY) may come after the server did the work.
+        let mut reset = Status::internal("h2 protocol error");
+        reset.set_source(std::sync::Arc::new(h2::Error::from(h2::Reason::NO_ERROR)));
+        assert!(!never_sent(&reset));
     }
 }

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use oneword_runtime::deadline::Deadline;
+use oneword_runtime::status::never_sent;
 use oneword_runtime::telemetry::{traced_with, TracedChannel};
 use oneword_runtime::ServiceToken;
 use tonic::transport::{Endpoint, Uri};
@@ -99,7 +100,7 @@ impl Pinned {
     /// it; anything the replica itself answered (an error included) shows it is alive.
     pub fn report(&self, status: Option<&Status>) {
         let mut accrual = lock(&self.accrual);
-        if status.is_some_and(is_unsent) {
+        if status.is_some_and(never_sent) {
             // The connection was being recycled; the replica is as it was.
             return;
         }
@@ -138,14 +139,6 @@ pub fn is_replica_failure(status: &Status) -> bool {
     // shuts down): the gateway's own cancellations drop the call and see no status at all.
     matches!(status.code(), Code::Unavailable | Code::Cancelled)
         || std::error::Error::source(status).is_some()
-}
-
-/// Whether a call failed before it was written: tonic answers CANCELLED ("operation was
-/// canceled", with the transport's error as its source) for a call queued on a connection that
-/// closes, as servers close connections past their maximum age. Nothing reached the replica,
-/// which is fine; the next call on the channel reconnects.
-pub fn is_unsent(status: &Status) -> bool {
-    status.code() == Code::Cancelled && std::error::Error::source(status).is_some()
 }
 
 fn lock(accrual: &Mutex<Accrual>) -> std::sync::MutexGuard<'_, Accrual> {
@@ -504,7 +497,7 @@ mod tests {
     #[test]
     fn transport_errors_and_unavailable_are_replica_failures_answers_are_not() {
         assert!(is_replica_failure(&Status::unavailable("draining")));
-        assert!(!is_unsent(&Status::cancelled("answered by the server")));
+        assert!(!never_sent(&Status::cancelled("answered by the server")));
         assert!(is_replica_failure(&Status::cancelled(
             "operation was canceled"
         )));

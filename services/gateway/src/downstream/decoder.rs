@@ -11,8 +11,9 @@ use oneword_runtime::deadline::Deadline;
 use oneword_runtime::telemetry::TracedChannel;
 
 use super::{decoder_client, failed, Backend, Downstream};
-use crate::replicas::{is_replica_failure, is_unsent, Pinned, Replicas};
+use crate::replicas::{is_replica_failure, Pinned, Replicas};
 use crate::Error;
+use oneword_runtime::status::never_sent;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
@@ -59,7 +60,7 @@ impl Decoder {
     /// Whether `error` is a call that never reached the replica (its connection was being
     /// recycled): the replica is fine and may be tried again at once.
     pub fn unsent(error: &Error) -> bool {
-        matches!(error, Error::Downstream(_, status) if is_unsent(status))
+        matches!(error, Error::Downstream(_, status) if never_sent(status))
     }
 
     /// One decoder step over several sessions.

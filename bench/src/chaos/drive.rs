@@ -201,7 +201,7 @@ impl Backoff {
             Backoff::Fixed(pause) => pause,
             Backoff::AsAsked => refusal
                 .and_then(|s| s.get_details_retry_info()?.retry_delay)
-                .unwrap_or(Duration::from_secs(1)),
+                .unwrap_or(oneword_runtime::status::RETRY_AFTER),
         }
     }
 }

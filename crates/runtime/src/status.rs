@@ -167,10 +167,10 @@ mod tests {
     #[test]
     fn only_calls_the_transport_gave_up_on_before_sending_count_as_never_sent() {
         let broken = || Box::new(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
-        let mut queued = Status::cancelled("operation was canceled");
-        assert!(!never_sent(&queued), "a CANCELLED the server sent");
-        queued = Status::from_error(broken());
-        assert!(!never_sent(&queued), "{queued:?} is not CANCELLED");
+        let answered = Status::cancelled("operation was canceled");
+        assert!(!never_sent(&answered), "a CANCELLED the server sent");
+        let other = Status::from_error(broken());
+        assert!(!never_sent(&other), "{other:?} is not CANCELLED");
         let mut cancelled = Status::cancelled("operation was canceled");
         cancelled.set_source(std::sync::Arc::new(*broken()));
         assert!(never_sent(&cancelled));

@@ -5,7 +5,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
-use crate::gpt2::{Conv1D, Products};
+use crate::gpt2::Conv1D;
 use crate::kv_cache::{HostLayer, LayerCache};
 use crate::{Gpt2Config, ModelError};
 
@@ -63,10 +63,9 @@ impl Attention {
         x: &[f32],
         rows: &[usize],
         layers: &mut [&mut LayerCache],
-        products: Products,
     ) -> Result<Vec<f32>> {
         let total: usize = rows.iter().sum();
-        let qkv = self.c_attn.forward_host(x, total, products)?;
+        let qkv = self.c_attn.forward_host(x, total)?;
         let width = self.n_head * self.head_dim;
         let mut spans = Vec::with_capacity(rows.len());
         let mut start = 0;
@@ -89,9 +88,7 @@ impl Attention {
                 }
             })
             .collect();
-        let attend = |&(i, h): &(usize, usize)| {
-            pulp::Arch::new().dispatch(|| layers[i].attend(spans[i].1, h, scale))
-        };
+        let attend = |&(i, h): &(usize, usize)| layers[i].attend(spans[i].1, h, scale);
         let work: usize = rows.iter().zip(&layers).map(|(n, l)| n * l.len()).sum();
         let heads: Vec<Vec<f32>> = if work * width < 1 << 16 {
             tasks.iter().map(attend).collect()
@@ -106,7 +103,7 @@ impl Attention {
                 out[at..at + self.head_dim].copy_from_slice(values);
             }
         }
-        self.c_proj.forward_host(&out, total, products)
+        self.c_proj.forward_host(&out, total)
     }
 
     /// Attention with candle tensors for one sequence's `qkv` rows `[n, 3 · n_embd]`.

@@ -12,143 +12,129 @@
 //! and split again for attention, which each sequence does against its own cache, so a
 //! sequence's result is the same alone or in any batch.
 
-use candle_core::{DType, Device, Module, Storage, Tensor};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{LayerNorm, VarBuilder};
-use rayon::prelude::*;
 
 use crate::attention::Attention;
+use crate::host;
 use crate::host::Activation;
 use crate::kv_cache::{HostLayer, LayerCache};
-use crate::{host, kernels};
+use crate::packed::Packed;
 use crate::{Checkpoint, Gpt2Config, KvCache, ModelError};
 
 type Result<T> = std::result::Result<T, ModelError>;
-
-/// Up to this many rows, CPU linear layers use the weight-streaming kernels of [`kernels`];
-/// beyond it, candle's matrix product (which reuses each weight for many rows) is faster.
-const KERNEL_MAX_ROWS: usize = 4;
-
-/// How CPU linear layers choose their kernel.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Products {
-    /// The fastest kernel for the pass's row count: the weight-streaming kernel up to
-    /// [`KERNEL_MAX_ROWS`] rows, gemm beyond. The two sum in different orders, so a row's
-    /// logits can move by ~1e-6 with the number of rows that shared its pass.
-    #[default]
-    Fastest,
-    /// The weight-streaming kernel for every row count: its per-row sums are the same however
-    /// many rows a pass has, so a seeded generation gives the same text whatever it was
-    /// batched with, and after a failover's re-prefill. Large prefills cost more.
-    BatchInvariant,
-}
-
-/// Runs `f` on the contiguous f32 data of a CPU tensor; `None` on any other device or dtype.
-fn with_host_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
-    let (storage, layout) = t.storage_and_layout();
-    let (start, end) = layout.contiguous_offsets()?;
-    match &*storage {
-        Storage::Cpu(cpu) => cpu.as_slice::<f32>().ok().map(|data| f(&data[start..end])),
-        _ => None,
-    }
-}
 
 /// Rows of a 2-D f32 CPU tensor as one vector.
 fn host_rows(x: &Tensor) -> Result<Vec<f32>> {
     Ok(x.flatten_all()?.to_vec1::<f32>()?)
 }
 
-/// A GPT-2 `Conv1D`, `y = x · W + b`. The checkpoint stores `W` as `[in, out]`; it is kept
-/// transposed, `[out, in]` as `nn.Linear` does, because every product then reads contiguous
-/// weight rows: the CPU kernels directly, and gemm as a transposed operand (which it handles
-/// as fast as or faster than the original layout).
+/// A linear layer's weights, kept as the products on their device read them.
+pub(crate) enum Weight {
+    /// On the CPU in f32: packed once into panels (see [`Packed`]), for every row count.
+    Packed(Packed),
+    /// Elsewhere: `[out, in]`, for candle's matrix product.
+    Tensor(Tensor),
+}
+
+impl Weight {
+    /// From `w` `[in, out]` (a `Conv1D`'s layout).
+    fn from_in_out(w: Tensor) -> Result<Self> {
+        let (k, n) = w.dims2()?;
+        Ok(match Self::host(&w)? {
+            Some(values) => Weight::Packed(Packed::from_in_out(&values, k, n)),
+            None => Weight::Tensor(w.t()?.contiguous()?),
+        })
+    }
+
+    /// From `w` `[out, in]` (the tied LM head's layout).
+    fn from_out_in(w: Tensor) -> Result<Self> {
+        let (n, k) = w.dims2()?;
+        Ok(match Self::host(&w)? {
+            Some(values) => Weight::Packed(Packed::from_out_in(&values, n, k)),
+            None => Weight::Tensor(w),
+        })
+    }
+
+    /// The values of a CPU f32 matrix, which get packed; `None` for any other.
+    fn host(w: &Tensor) -> Result<Option<Vec<f32>>> {
+        Ok(match w.device().is_cpu() && w.dtype() == DType::F32 {
+            true => Some(host_rows(w)?),
+            false => None,
+        })
+    }
+
+    /// `x · W (+ bias)` on CPU rows `x` `[rows, in]`.
+    fn forward_host(&self, x: &[f32], rows: usize, bias: Option<&[f32]>) -> Result<Vec<f32>> {
+        match self {
+            Weight::Packed(w) => Ok(w.product(x, rows, bias)),
+            Weight::Tensor(_) => Err(ModelError::Input(
+                "the CPU path needs f32 weights on the CPU".into(),
+            )),
+        }
+    }
+
+    /// `x · W (+ bias)` on tensors: by the packed product on CPU f32 rows, else candle's.
+    fn forward(&self, x: &Tensor, bias: Option<(&Tensor, &[f32])>) -> Result<Tensor> {
+        match self {
+            Weight::Packed(w) if x.device().is_cpu() && x.dtype() == DType::F32 => {
+                let (rows, _) = x.dims2()?;
+                let y = w.product(&host_rows(x)?, rows, bias.map(|(_, host)| host));
+                Ok(Tensor::from_vec(y, (rows, w.outputs()), x.device())?)
+            }
+            Weight::Packed(w) => Err(ModelError::Input(format!(
+                "f32 weights on the CPU cannot multiply {:?} rows on {:?} ({} inputs)",
+                x.dtype(),
+                x.device(),
+                w.inputs()
+            ))),
+            Weight::Tensor(w) => {
+                let y = x.matmul(&w.t()?)?;
+                Ok(match bias {
+                    Some((bias, _)) => y.broadcast_add(bias)?,
+                    None => y,
+                })
+            }
+        }
+    }
+
+    /// The matrix as a checkpoint stores a `Conv1D`, `[in, out]`, in f32.
+    pub(crate) fn in_out(&self) -> Result<Tensor> {
+        Ok(match self {
+            Weight::Packed(w) => {
+                Tensor::from_vec(w.to_in_out(), (w.inputs(), w.outputs()), &Device::Cpu)?
+            }
+            Weight::Tensor(w) => w.t()?.to_dtype(DType::F32)?.contiguous()?,
+        })
+    }
+}
+
+/// A GPT-2 `Conv1D`, `y = x · W + b`, with `W` stored `[in, out]` in the checkpoint.
 pub(crate) struct Conv1D {
-    pub(crate) weight: Tensor,
+    pub(crate) weight: Weight,
     bias: Tensor,
+    /// The bias as plain floats, for the CPU path.
+    bias_host: Vec<f32>,
 }
 
 impl Conv1D {
     pub(crate) fn load(vb: VarBuilder, d_in: usize, d_out: usize) -> Result<Self> {
+        let bias = vb.get(d_out, "bias")?;
         Ok(Conv1D {
-            weight: vb.get((d_in, d_out), "weight")?.t()?.contiguous()?,
-            bias: vb.get(d_out, "bias")?,
+            weight: Weight::from_in_out(vb.get((d_in, d_out), "weight")?)?,
+            bias_host: bias.to_dtype(DType::F32)?.to_vec1()?,
+            bias,
         })
     }
 
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        linear(x, &self.weight, Some(&self.bias), Products::Fastest)
+        self.weight.forward(x, Some((&self.bias, &self.bias_host)))
     }
 
     /// The same on CPU rows `[rows, in]`.
-    pub(crate) fn forward_host(
-        &self,
-        x: &[f32],
-        rows: usize,
-        products: Products,
-    ) -> Result<Vec<f32>> {
-        linear_host(x, rows, &self.weight, Some(&self.bias), products)
+    pub(crate) fn forward_host(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
+        self.weight.forward_host(x, rows, Some(&self.bias_host))
     }
-}
-
-/// `x · wᵀ (+ bias)` on CPU rows `x` `[rows, k]` with f32 weights `w` `[m, k]`: the
-/// weight-streaming kernel for a few rows, gemm split over the threads for more (see
-/// [`Products`]).
-fn linear_host(
-    x: &[f32],
-    rows: usize,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    products: Products,
-) -> Result<Vec<f32>> {
-    let (m, k) = w.dims2()?;
-    let not_host = || ModelError::Input("the CPU path needs f32 weights on the CPU".into());
-    let mut y = if rows <= KERNEL_MAX_ROWS || products == Products::BatchInvariant {
-        with_host_f32(w, |w| kernels::linear(x, rows, w, k, m)).ok_or_else(not_host)?
-    } else {
-        host_rows(&split_matmul(
-            &Tensor::from_slice(x, (rows, k), &Device::Cpu)?,
-            w,
-        )?)?
-    };
-    if let Some(bias) = bias {
-        with_host_f32(bias, |b| {
-            y.chunks_exact_mut(m).for_each(|row| host::add_into(row, b))
-        })
-        .ok_or_else(not_host)?;
-    }
-    Ok(y)
-}
-
-/// `x · wᵀ (+ bias)` for `w` `[out, in]`: on CPU rows by [`linear_host`], else candle's product.
-fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, products: Products) -> Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() == DType::F32 && w.dtype() == DType::F32 {
-        let (rows, _) = x.dims2()?;
-        let y = linear_host(&host_rows(x)?, rows, w, bias, products)?;
-        return Ok(Tensor::from_vec(y, (rows, w.dim(0)?), x.device())?);
-    }
-    let y = x.matmul(&w.t()?)?;
-    Ok(match bias {
-        Some(bias) => y.broadcast_add(bias)?,
-        None => y,
-    })
-}
-
-/// `x · wᵀ` on the CPU with the output columns split into one band per thread: gemm runs a
-/// product with few rows (a decode batch) on one thread, leaving the other cores idle.
-fn split_matmul(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    let m = w.dim(0)?;
-    let parts = rayon::current_num_threads().clamp(1, m);
-    if parts == 1 {
-        return Ok(x.matmul(&w.t()?)?);
-    }
-    let band = m.div_ceil(parts);
-    let bands = (0..parts)
-        .into_par_iter()
-        .map(|p| {
-            let start = p * band;
-            x.matmul(&w.narrow(0, start, band.min(m - start))?.t()?)
-        })
-        .collect::<candle_core::Result<Vec<_>>>()?;
-    Ok(Tensor::cat(&bands, 1)?)
 }
 
 /// A layer norm, with its parameters also kept as plain floats for the CPU path.
@@ -210,10 +196,10 @@ impl Mlp {
         self.c_proj.forward(&h)
     }
 
-    fn forward_host(&self, x: &[f32], rows: usize, products: Products) -> Result<Vec<f32>> {
-        let mut h = self.c_fc.forward_host(x, rows, products)?;
+    fn forward_host(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
+        let mut h = self.c_fc.forward_host(x, rows)?;
         self.activation.apply(&mut h);
-        self.c_proj.forward_host(&h, rows, products)
+        self.c_proj.forward_host(&h, rows)
     }
 }
 
@@ -251,16 +237,13 @@ impl Block {
         x: &mut [f32],
         rows: &[usize],
         layers: &mut [&mut LayerCache],
-        products: Products,
     ) -> Result<()> {
         let total: usize = rows.iter().sum();
         let attn = self
             .attn
-            .forward_host(&self.ln_1.forward_host(x), rows, layers, products)?;
+            .forward_host(&self.ln_1.forward_host(x), rows, layers)?;
         host::add_into(x, &attn);
-        let mlp = self
-            .mlp
-            .forward_host(&self.ln_2.forward_host(x), total, products)?;
+        let mlp = self.mlp.forward_host(&self.ln_2.forward_host(x), total)?;
         host::add_into(x, &mlp);
         Ok(())
     }
@@ -291,8 +274,8 @@ pub struct Transformer {
     config: Gpt2Config,
     pub(crate) blocks: Vec<Block>,
     pub(crate) ln_f: Norm,
-    lm_head: Tensor,
-    products: Products,
+    lm_head: Weight,
+    dtype: DType,
 }
 
 impl Transformer {
@@ -308,15 +291,9 @@ impl Transformer {
             config: c.clone(),
             blocks,
             ln_f: Norm::load(vb.pp("ln_f"), c.n_embd, c.layer_norm_epsilon)?,
-            lm_head: vb.get((c.vocab_size, c.n_embd), "wte.weight")?,
-            products: Products::default(),
+            lm_head: Weight::from_out_in(vb.get((c.vocab_size, c.n_embd), "wte.weight")?)?,
+            dtype: checkpoint.dtype,
         })
-    }
-
-    /// Chooses how CPU linear layers pick their kernel (see [`Products`]).
-    pub fn with_products(mut self, products: Products) -> Self {
-        self.products = products;
-        self
     }
 
     /// The model's configuration.
@@ -326,12 +303,12 @@ impl Transformer {
 
     /// The dtype the weights are in.
     pub fn dtype(&self) -> DType {
-        self.lm_head.dtype()
+        self.dtype
     }
 
     /// An empty cache for a new sequence, of the kind this model's device uses.
     pub fn new_cache(&self) -> KvCache {
-        self.cache_of_kind(self.lm_head.device().is_cpu() && self.lm_head.dtype() == DType::F32)
+        self.cache_of_kind(matches!(self.lm_head, Weight::Packed(_)))
     }
 
     /// An empty cache of candle tensors, the kind GPUs use, whatever the device: for tests that
@@ -358,7 +335,7 @@ impl Transformer {
     pub fn cache_bytes_per_token(&self) -> usize {
         let element = match self.new_cache().layers.first() {
             Some(LayerCache::Host(_)) => 4,
-            _ => self.lm_head.dtype().size_in_bytes(),
+            _ => self.dtype.size_in_bytes(),
         };
         2 * self.blocks.len() * self.config.n_embd * element
     }
@@ -432,7 +409,7 @@ impl Transformer {
                 "caches of one batch must be of one kind (host or tensor)".into(),
             ));
         }
-        Ok(all_host && self.lm_head.device().is_cpu() && self.lm_head.dtype() == DType::F32)
+        Ok(all_host && matches!(self.lm_head, Weight::Packed(_)))
     }
 
     fn run(&self, batch: &mut [Sequence<'_>]) -> Result<Vec<Option<Tensor>>> {
@@ -453,7 +430,7 @@ impl Transformer {
 
     /// Every block over the batch's rows with candle tensors; returns the final hidden states.
     fn blocks_tensor(&self, batch: &mut [Sequence<'_>], rows: &[usize]) -> Result<Tensor> {
-        let dtype = self.lm_head.dtype();
+        let dtype = self.dtype;
         let inputs: Vec<Tensor> = batch
             .iter()
             .map(|s| s.inputs.to_dtype(dtype))
@@ -476,7 +453,7 @@ impl Transformer {
         for (l, block) in self.blocks.iter().enumerate() {
             let mut layers: Vec<&mut LayerCache> =
                 batch.iter_mut().map(|s| &mut s.cache.layers[l]).collect();
-            block.forward_host(&mut x, rows, &mut layers, self.products)?;
+            block.forward_host(&mut x, rows, &mut layers)?;
         }
         let total = x.len() / self.config.n_embd;
         Ok(Tensor::from_vec(
@@ -526,6 +503,6 @@ impl Transformer {
 
     /// f32 logits `[rows, vocab]` for final hidden states `[rows, n_embd]` (after `ln_f`).
     pub fn lm_head(&self, hidden: &Tensor) -> Result<Tensor> {
-        Ok(linear(hidden, &self.lm_head, None, self.products)?.to_dtype(DType::F32)?)
+        Ok(self.lm_head.forward(hidden, None)?.to_dtype(DType::F32)?)
     }
 }

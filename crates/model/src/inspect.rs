@@ -137,7 +137,6 @@ impl Transformer {
                 )))
             }
         };
-        // Kept transposed for speed (see `Conv1D`); turned back to the checkpoint's layout.
-        Ok(conv.weight.t()?.to_dtype(DType::F32)?.contiguous()?)
+        conv.weight.in_out()
     }
 }

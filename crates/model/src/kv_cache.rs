@@ -1,19 +1,19 @@
 //! Each sequence's keys and values, kept outside the immutable model so that one model serves
 //! many sessions.
 //!
-//! On the CPU the cache is plain memory that grows in place, laid out head by head
-//! (`[head][position][head_dim]`), so that a head's attention reads its keys and values as one
-//! contiguous run: a decode step appends one row per layer instead of copying the whole past
-//! ([`HostLayer`]). On other devices it is candle tensors `[n_head, len, head_dim]` that each
+//! On the CPU the cache is plain memory that grows in place, laid out head by head, so that a
+//! head's attention reads its keys and values as contiguous runs: a decode step appends one row
+//! per layer instead of copying the whole past ([`HostLayer`]). Keys are stored transposed in
+//! blocks of [`KEY_BLOCK`] positions, the layout [`crate::flash`] multiplies by. On other devices it is candle tensors `[n_head, len, head_dim]` that each
 //! step replaces, so it works wherever candle does.
 
 use candle_core::Tensor;
 
-use crate::kernels::{axpy, dot};
+use crate::flash::{self, KEY_BLOCK};
 
 /// Host caches grow by this many positions at a time, so that appending a token rarely
-/// reallocates and the memory held is at most this much over what is used.
-pub(crate) const HOST_BLOCK: usize = 16;
+/// reallocates and the memory held is at most this much over what is used. Whole key blocks.
+pub(crate) const HOST_BLOCK: usize = KEY_BLOCK;
 
 /// One sequence's keys and values for every layer. `Clone` copies them (a fork then diverges
 /// from its source without either seeing the other's new positions).
@@ -91,8 +91,9 @@ impl KvCache {
     }
 }
 
-/// One layer's keys and values on the CPU: `[head][position][head_dim]` for `capacity`
-/// positions, of which the first `len` are in use.
+/// One layer's keys and values on the CPU for `capacity` positions, of which the first `len` are
+/// in use: keys `[head][position / KEY_BLOCK][head_dim][KEY_BLOCK]`, values
+/// `[head][position][head_dim]`.
 #[derive(Clone)]
 pub(crate) struct HostLayer {
     keys: Vec<f32>,
@@ -131,10 +132,14 @@ impl HostLayer {
         let capacity = self.capacity;
         for (t, row) in qkv.chunks_exact(3 * width).enumerate() {
             let position = self.len + t;
+            let (block, slot) = (position / KEY_BLOCK, position % KEY_BLOCK);
             for h in 0..heads {
                 let at = (h * capacity + position) * head_dim;
                 let from = h * head_dim;
-                self.keys[at..at + head_dim].copy_from_slice(&row[width + from..][..head_dim]);
+                let keys = &mut self.keys[(h * capacity + block * KEY_BLOCK) * head_dim..];
+                for (d, &k) in row[width + from..][..head_dim].iter().enumerate() {
+                    keys[d * KEY_BLOCK + slot] = k;
+                }
                 self.values[at..at + head_dim]
                     .copy_from_slice(&row[2 * width + from..][..head_dim]);
             }
@@ -148,7 +153,8 @@ impl HostLayer {
         let relayout = |old: &[f32]| {
             let mut new = vec![0f32; self.heads * capacity * block];
             for h in 0..self.heads {
-                let used = self.len * block;
+                // Whole key blocks (their layout interleaves positions).
+                let used = self.len.next_multiple_of(KEY_BLOCK) * block;
                 new[h * capacity * block..][..used]
                     .copy_from_slice(&old[h * self.capacity * block..][..used]);
             }
@@ -160,38 +166,25 @@ impl HostLayer {
     }
 
     /// Causal attention of `head` for the last `n` positions, whose queries are in `qkv`
-    /// `[n, 3 · width]`: for each, scores against every key up to its own position, a softmax,
-    /// and the weighted sum of values. Returns `[n, head_dim]`. Inlined into the caller so that
-    /// it compiles for the instruction set `pulp` dispatched to.
-    #[inline(always)]
+    /// `[n, 3 · width]`: for each, softmax-weighted values over every key up to its own
+    /// position ([`flash::Head`]). Returns `[n, head_dim]`.
     pub(crate) fn attend(&self, qkv: &[f32], head: usize, scale: f32) -> Vec<f32> {
         let head_dim = self.head_dim;
         let width = self.heads * head_dim;
         let n = qkv.len() / (3 * width);
-        let past = self.len - n;
-        let run = head * self.capacity * head_dim..(head * self.capacity + self.len) * head_dim;
-        let (keys, values) = (&self.keys[run.clone()], &self.values[run]);
-        let mut out = vec![0f32; n * head_dim];
-        let mut scores = Vec::with_capacity(self.len);
-        for (t, out) in out.chunks_exact_mut(head_dim).enumerate() {
-            let query = &qkv[t * 3 * width + head * head_dim..][..head_dim];
-            let visible = past + t + 1;
-            scores.clear();
-            scores.extend(
-                keys.chunks_exact(head_dim)
-                    .take(visible)
-                    .map(|key| dot(query, key) * scale),
-            );
-            let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut total = 0f32;
-            for s in scores.iter_mut() {
-                *s = (*s - max).exp();
-                total += *s;
-            }
-            for (s, value) in scores.iter().zip(values.chunks_exact(head_dim)) {
-                axpy(s / total, value, out);
-            }
-        }
-        out
+        let queries: Vec<f32> = qkv
+            .chunks_exact(3 * width)
+            .flat_map(|row| &row[head * head_dim..][..head_dim])
+            .copied()
+            .collect();
+        let run = head * self.capacity * head_dim..(head + 1) * self.capacity * head_dim;
+        pulp::Arch::new().dispatch(flash::Head {
+            queries: &queries,
+            keys: &self.keys[run.clone()],
+            values: &self.values[run],
+            past: self.len - n,
+            head_dim,
+            scale,
+        })
     }
 }

@@ -8,11 +8,12 @@ mod attention;
 mod bert;
 pub mod checkpoint;
 pub mod embeddings;
+mod flash;
 pub mod gpt2;
 mod host;
 pub mod inspect;
-mod kernels;
 pub mod kv_cache;
+pub mod packed;
 pub mod sentence;
 pub mod tiny;
 pub mod wire;
@@ -21,10 +22,11 @@ use std::path::PathBuf;
 
 pub use checkpoint::{free_memory, load_device, Checkpoint};
 pub use embeddings::Embeddings;
-pub use gpt2::{LogitsAt, Products, Sequence, Transformer};
+pub use gpt2::{LogitsAt, Sequence, Transformer};
 pub use inspect::{Inspection, BLOCK_MATRICES};
 pub use kv_cache::KvCache;
 pub use oneword_checkpoint::{Gpt2Config, Pooling};
+pub use packed::Packed;
 pub use sentence::SentenceEncoder;
 
 /// Why a model could not be found, loaded or run.

@@ -61,12 +61,9 @@ pub struct Config {
         default_value_t = 5000
     )]
     pub max_queue_wait_ms: u64,
-    /// Run every CPU linear layer on the kernel whose per-row sums do not depend on how many
-    /// rows share a pass: a seeded generation then gives exactly the same text whatever it was
-    /// batched with and after a failover's re-prefill. Off, a row's logits can move by ~1e-6
-    /// with its company, enough to flip a sampled pick in a rare near-tie; large prefills are
-    /// slower with it on.
-    #[arg(long, env = "ONEWORD_DECODER_BATCH_INVARIANT")]
+    /// Accepted so that older manifests still start; it changes nothing: every CPU product now
+    /// sums a row the same way whatever shares its pass.
+    #[arg(long, env = "ONEWORD_DECODER_BATCH_INVARIANT", hide = true)]
     pub batch_invariant: bool,
     /// Most rows (tokens) in one forward pass: running sequences' next tokens first, then chunks
     /// of prompts, so a long prompt is prefilled over several passes while streams keep flowing.

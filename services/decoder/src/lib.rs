@@ -58,14 +58,8 @@ pub async fn run(
 fn load(config: &Config, metrics: &Metrics) -> anyhow::Result<service::DecoderService> {
     let checkpoint = Checkpoint::load(&config.model, &config.device, &config.dtype)
         .with_context(|| format!("loading `{}`", config.model))?;
-    let products = if config.batch_invariant {
-        oneword_model::Products::BatchInvariant
-    } else {
-        oneword_model::Products::Fastest
-    };
     let model = Transformer::load(&checkpoint)
-        .with_context(|| format!("loading {}", checkpoint.dir.display()))?
-        .with_products(products);
+        .with_context(|| format!("loading {}", checkpoint.dir.display()))?;
     let c = &checkpoint.config;
     // Warm up (weights paged in, kernels loaded on a GPU) before health says SERVING.
     let warm_up = candle_core::Tensor::zeros((1, c.n_embd), checkpoint.dtype, &checkpoint.device)?;

@@ -1,0 +1,174 @@
+//! One head's causal attention on the CPU, flash-attention style ("FlashAttention", Dao et al.,
+//! 2022; llama.cpp's tiled CPU kernel is the same idea): a tile of queries meets the keys one
+//! block of [`KEY_BLOCK`] positions at a time, and a running maximum and sum per query (the
+//! online softmax) rescale what the earlier blocks added, so nothing of size queries × keys is
+//! ever held and both products run on the register tiles of [`crate::packed`].
+//!
+//! Keys are kept transposed in their blocks, `[block][head_dim][KEY_BLOCK]`, so the scores of a
+//! block are a product with the queries like any linear layer's; values stay `[position]
+//! [head_dim]`, which is the layout the second product reads. Every query's arithmetic (each
+//! score's chain of multiply-adds, the block order, the rescaling) is the same whatever tile it
+//! falls in and however many queries share the call, so a position gets the same bits in a
+//! prefill chunk, alone in a decode step, or in a re-prefill after a failover.
+
+use pulp::{Simd, WithSimd};
+
+use crate::host::exp;
+use crate::packed::{product_tile, with_tile_rows};
+
+/// Positions per key block.
+pub(crate) const KEY_BLOCK: usize = 16;
+
+/// One head's attention for `n` new queries at positions `past..past + n`.
+pub(crate) struct Head<'a> {
+    /// `[n][head_dim]`.
+    pub(crate) queries: &'a [f32],
+    /// `[block][head_dim][KEY_BLOCK]`, covering at least `past + n` positions.
+    pub(crate) keys: &'a [f32],
+    /// `[position][head_dim]`, whole blocks, covering at least `past + n` positions.
+    pub(crate) values: &'a [f32],
+    pub(crate) past: usize,
+    pub(crate) head_dim: usize,
+    pub(crate) scale: f32,
+}
+
+/// Calls `$body` with the const `$c` equal to `$regs` (1, 2, 4, 8 or 16), or `$other` for any
+/// other count.
+macro_rules! with_registers {
+    ($regs:expr, $c:ident => $body:expr, $other:expr) => {
+        match $regs {
+            1 => {
+                const $c: usize = 1;
+                $body
+            }
+            2 => {
+                const $c: usize = 2;
+                $body
+            }
+            4 => {
+                const $c: usize = 4;
+                $body
+            }
+            8 => {
+                const $c: usize = 8;
+                $body
+            }
+            16 => {
+                const $c: usize = 16;
+                $body
+            }
+            _ => $other,
+        }
+    };
+}
+
+impl WithSimd for Head<'_> {
+    /// The heads' outputs, `[n][head_dim]`.
+    type Output = Vec<f32>;
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) -> Vec<f32> {
+        let hd = self.head_dim;
+        let n = self.queries.len() / hd;
+        let lanes = S::F32_LANES;
+        // Registers per row of a score tile and of an output tile; the query tile is as many
+        // rows as keep both sets of sums in registers.
+        let score_regs = KEY_BLOCK / lanes;
+        let out_regs = hd.is_multiple_of(lanes).then_some(hd / lanes);
+        let budget = 2 * crate::packed::tile_rows::<S>();
+        let tile = (budget / score_regs.max(out_regs.unwrap_or(1))).clamp(1, 12);
+        let mut out = vec![0f32; n * hd];
+        let mut packed_queries = vec![0f32; tile * hd];
+        let mut scores = vec![0f32; tile * KEY_BLOCK];
+        let mut packed_scores = vec![0f32; KEY_BLOCK * tile];
+        for (t0, out) in (0..n).step_by(tile).zip(out.chunks_mut(tile * hd)) {
+            let r = tile.min(n - t0);
+            // `[head_dim][r]`: the values one step of a score's sum needs, side by side.
+            let queries = &mut packed_queries[..hd * r];
+            for (i, q) in self.queries[t0 * hd..][..r * hd]
+                .chunks_exact(hd)
+                .enumerate()
+            {
+                for (d, &v) in q.iter().enumerate() {
+                    queries[d * r + i] = v;
+                }
+            }
+            let (mut max, mut sum) = ([f32::NEG_INFINITY; 12], [0f32; 12]);
+            let last = self.past + t0 + r - 1;
+            for block in 0..=last / KEY_BLOCK {
+                let first_key = block * KEY_BLOCK;
+                let keys = &self.keys[block * hd * KEY_BLOCK..][..hd * KEY_BLOCK];
+                let scores = &mut scores[..r * KEY_BLOCK];
+                let keys = S::as_simd_f32s(keys).0;
+                with_tile_rows!(r, R => with_registers!(score_regs, C => {
+                    product_tile::<S, R, C>(simd, queries, keys, scores, false)
+                }, unreachable!("a key block is whole registers, this is a bug")));
+                for (i, row) in scores.chunks_exact_mut(KEY_BLOCK).enumerate() {
+                    let visible = (self.past + t0 + i + 1).saturating_sub(first_key);
+                    let row_max = row[..visible.min(KEY_BLOCK)]
+                        .iter()
+                        .fold(f32::NEG_INFINITY, |m, &s| m.max(s * self.scale));
+                    let new_max = max[i].max(row_max);
+                    for s in row.iter_mut() {
+                        *s = *s * self.scale - new_max;
+                    }
+                    let (body, _) = S::as_mut_simd_f32s(row);
+                    body.iter_mut().for_each(|v| *v = exp(simd, *v));
+                    row[visible.min(KEY_BLOCK)..].fill(0.0);
+                    let rescale = (max[i] - new_max).exp();
+                    sum[i] = sum[i] * rescale + row.iter().sum::<f32>();
+                    max[i] = new_max;
+                    if rescale != 1.0 {
+                        out[i * hd..][..hd].iter_mut().for_each(|o| *o *= rescale);
+                    }
+                }
+                // `[KEY_BLOCK][r]`, and the outputs gain `p · values`.
+                let probs = &mut packed_scores[..KEY_BLOCK * r];
+                for (i, row) in scores.chunks_exact(KEY_BLOCK).enumerate() {
+                    for (j, &p) in row.iter().enumerate() {
+                        probs[j * r + i] = p;
+                    }
+                }
+                let values = &self.values[first_key * hd..][..KEY_BLOCK * hd];
+                add_weighted_values(simd, probs, values, out, r, out_regs);
+            }
+            for (i, out) in out.chunks_exact_mut(hd).enumerate() {
+                let inv = 1.0 / sum[i];
+                out.iter_mut().for_each(|o| *o *= inv);
+            }
+        }
+        out
+    }
+}
+
+/// `out[i] += Σ_j probs[j][i] · values[j]` for `r` rows of `out` `[r][head_dim]`: a register
+/// tile where the head's width is whole registers, else a plain loop with the same order of
+/// multiply-adds per output.
+#[inline(always)]
+fn add_weighted_values<S: Simd>(
+    simd: S,
+    probs: &[f32],
+    values: &[f32],
+    out: &mut [f32],
+    r: usize,
+    regs: Option<usize>,
+) {
+    let plain = |out: &mut [f32]| {
+        let hd = values.len() / KEY_BLOCK;
+        for (j, value) in values.chunks_exact(hd).enumerate() {
+            for (i, out) in out.chunks_exact_mut(hd).enumerate() {
+                let p = probs[j * r + i];
+                out.iter_mut()
+                    .zip(value)
+                    .for_each(|(o, v)| *o = p.mul_add(*v, *o));
+            }
+        }
+    };
+    let Some(regs) = regs else {
+        return plain(out);
+    };
+    let panel = S::as_simd_f32s(values).0;
+    with_tile_rows!(r, R => with_registers!(regs, C => {
+        product_tile::<S, R, C>(simd, probs, panel, out, true)
+    }, plain(out)));
+}

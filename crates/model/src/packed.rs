@@ -1,0 +1,377 @@
+//! Weight matrices packed once, at load, into the layout the product streams, and that product.
+//!
+//! A linear layer's weights `[k inputs, n outputs]` are cut into panels of `width` output columns
+//! (two vector registers: 32 with AVX-512, 16 with AVX2) and each panel is stored as `k` rows of
+//! `width` floats, one after the other: `[n / width][k][width]`, the last panel zero-padded. The
+//! product then reads every panel once, front to back, whatever the batch (the hardware
+//! prefetcher sees one sequential stream), and multiplies it by a tile of up to 12 rows at a
+//! time, their `12 × width` sums held in registers (24 of AVX-512's 32): each weight loaded from
+//! memory feeds 12 rows' multiply-adds, so a decode batch of 32 reads the weights once and
+//! prefill is bound by arithmetic, not by memory. A general matrix product (gemm, as candle
+//! calls it) packs the weights again on every call, which at decode batch sizes costs more than
+//! the arithmetic.
+//!
+//! Every output is one chain of fused multiply-adds over `k` in order, started from zero, in
+//! whatever tile its row falls: a row's result has the same bits alone, in any batch, on AVX2 and
+//! on AVX-512. Threads take whole panels, so at one row both cores stream disjoint bands of the
+//! weights, and at 32 rows they share the arithmetic.
+
+use pulp::{Simd, WithSimd};
+use rayon::prelude::*;
+
+/// Calls `$body` with the const `$r` equal to `$rows` (1 to 12).
+macro_rules! with_tile_rows {
+    ($rows:expr, $r:ident => $body:expr) => {
+        match $rows {
+            1 => {
+                const $r: usize = 1;
+                $body
+            }
+            2 => {
+                const $r: usize = 2;
+                $body
+            }
+            3 => {
+                const $r: usize = 3;
+                $body
+            }
+            4 => {
+                const $r: usize = 4;
+                $body
+            }
+            5 => {
+                const $r: usize = 5;
+                $body
+            }
+            6 => {
+                const $r: usize = 6;
+                $body
+            }
+            7 => {
+                const $r: usize = 7;
+                $body
+            }
+            8 => {
+                const $r: usize = 8;
+                $body
+            }
+            9 => {
+                const $r: usize = 9;
+                $body
+            }
+            10 => {
+                const $r: usize = 10;
+                $body
+            }
+            11 => {
+                const $r: usize = 11;
+                $body
+            }
+            12 => {
+                const $r: usize = 12;
+                $body
+            }
+            rows => unreachable!("a tile of {rows} rows, this is a bug"),
+        }
+    };
+}
+pub(crate) use with_tile_rows;
+
+/// Multiply-adds below which a product runs on one thread: waking others costs more.
+const PARALLEL_MIN_WORK: usize = 1 << 17;
+
+/// A weight matrix in panels (see the module's docs).
+#[derive(Clone)]
+pub struct Packed {
+    /// Inputs: the length of a row of `x`.
+    k: usize,
+    /// Outputs.
+    n: usize,
+    /// Columns per panel.
+    width: usize,
+    /// `[n.div_ceil(width)][k][width]`.
+    panels: Vec<f32>,
+}
+
+impl Packed {
+    /// From `w` `[k, n]`, a `Conv1D`'s layout: each panel row is a run of a weight row.
+    pub fn from_in_out(w: &[f32], k: usize, n: usize) -> Self {
+        assert_eq!(w.len(), k * n, "a [{k}, {n}] matrix, this is a bug");
+        Self::pack(k, n, |i, j| w[i * n + j])
+    }
+
+    /// From `w` `[n, k]`, `nn.Linear`'s layout (and the LM head's, tied to `wte`).
+    pub fn from_out_in(w: &[f32], n: usize, k: usize) -> Self {
+        assert_eq!(w.len(), k * n, "a [{n}, {k}] matrix, this is a bug");
+        Self::pack(k, n, |i, j| w[j * k + i])
+    }
+
+    fn pack(k: usize, n: usize, at: impl Fn(usize, usize) -> f32 + Sync) -> Self {
+        let width = panel_width();
+        let mut panels = vec![0f32; n.div_ceil(width) * k * width];
+        panels
+            .par_chunks_mut(k * width)
+            .enumerate()
+            .for_each(|(p, panel)| {
+                for (i, row) in panel.chunks_exact_mut(width).enumerate() {
+                    for (c, v) in row.iter_mut().enumerate() {
+                        let j = p * width + c;
+                        if j < n {
+                            *v = at(i, j);
+                        }
+                    }
+                }
+            });
+        Packed {
+            k,
+            n,
+            width,
+            panels,
+        }
+    }
+
+    /// Inputs per row.
+    pub fn inputs(&self) -> usize {
+        self.k
+    }
+
+    /// Outputs per row.
+    pub fn outputs(&self) -> usize {
+        self.n
+    }
+
+    /// The matrix as the checkpoint stores a `Conv1D`, `[k, n]` (for the instruments).
+    pub(crate) fn to_in_out(&self) -> Vec<f32> {
+        let mut w = vec![0f32; self.k * self.n];
+        for (p, panel) in self.panels.chunks_exact(self.k * self.width).enumerate() {
+            let first = p * self.width;
+            let cols = self.width.min(self.n - first);
+            for (i, row) in panel.chunks_exact(self.width).enumerate() {
+                w[i * self.n + first..][..cols].copy_from_slice(&row[..cols]);
+            }
+        }
+        w
+    }
+
+    /// `x · W (+ bias)` for `rows` rows of `x` `[rows, k]`: `[rows, n]`.
+    pub fn product(&self, x: &[f32], rows: usize, bias: Option<&[f32]>) -> Vec<f32> {
+        assert_eq!(
+            x.len(),
+            rows * self.k,
+            "rows of {} inputs, this is a bug",
+            self.k
+        );
+        let arch = pulp::Arch::new();
+        let tiles = arch.dispatch(PackRows { x, k: self.k });
+        // Results panel by panel, `[panels][rows][width]`, so that each task writes one run.
+        let mut by_panel = vec![0f32; self.panels.len() / self.k * rows];
+        let panel = |(panel, out): (&[f32], &mut [f32])| {
+            arch.dispatch(PanelProduct {
+                tiles: &tiles,
+                k: self.k,
+                panel,
+                out,
+            })
+        };
+        let work = rows * self.k * self.n;
+        let panels = self.panels.chunks_exact(self.k * self.width);
+        if work < PARALLEL_MIN_WORK {
+            panels
+                .zip(by_panel.chunks_exact_mut(rows * self.width))
+                .for_each(panel);
+        } else {
+            self.panels
+                .par_chunks_exact(self.k * self.width)
+                .zip(by_panel.par_chunks_exact_mut(rows * self.width))
+                .for_each(panel);
+        }
+        self.unpack(&by_panel, rows, bias, work >= PARALLEL_MIN_WORK)
+    }
+
+    /// `[panels][rows][width]` to `[rows, n]`, adding the bias.
+    fn unpack(&self, by_panel: &[f32], rows: usize, bias: Option<&[f32]>, par: bool) -> Vec<f32> {
+        let (n, width) = (self.n, self.width);
+        let mut out = vec![0f32; rows * n];
+        let row = |(r, out): (usize, &mut [f32])| {
+            for (p, out) in out.chunks_mut(width).enumerate() {
+                out.copy_from_slice(&by_panel[(p * rows + r) * width..][..out.len()]);
+            }
+            if let Some(bias) = bias {
+                out.iter_mut().zip(bias).for_each(|(o, b)| *o += b);
+            }
+        };
+        if par {
+            out.par_chunks_exact_mut(n).enumerate().for_each(row);
+        } else {
+            out.chunks_exact_mut(n).enumerate().for_each(row);
+        }
+        out
+    }
+}
+
+/// Columns per panel on this CPU: two of its widest vector registers.
+pub fn panel_width() -> usize {
+    struct Lanes;
+    impl WithSimd for Lanes {
+        type Output = usize;
+        fn with_simd<S: Simd>(self, _: S) -> usize {
+            S::F32_LANES
+        }
+    }
+    2 * pulp::Arch::new().dispatch(Lanes)
+}
+
+/// Rows per register tile: as many as leave room beside the sums for a weight and a broadcast.
+pub(crate) const fn tile_rows<S: Simd>() -> usize {
+    match S::F32_LANES {
+        16.. => 12,
+        8.. => 6,
+        _ => 4,
+    }
+}
+
+/// The rows of `x` in tiles of [`tile_rows`], each stored `[k][tile rows]` (the values one step
+/// of `k` needs, side by side), the last tile shorter.
+struct PackRows<'a> {
+    x: &'a [f32],
+    k: usize,
+}
+
+impl WithSimd for PackRows<'_> {
+    type Output = Vec<f32>;
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _: S) -> Vec<f32> {
+        let (k, tile) = (self.k, tile_rows::<S>());
+        let mut packed = vec![0f32; self.x.len()];
+        for (rows, out) in self.x.chunks(tile * k).zip(packed.chunks_mut(tile * k)) {
+            let r = rows.len() / k;
+            for (i, row) in rows.chunks_exact(k).enumerate() {
+                for (kk, &v) in row.iter().enumerate() {
+                    out[kk * r + i] = v;
+                }
+            }
+        }
+        packed
+    }
+}
+
+/// Every tile of rows against one panel; results `[rows][width]`.
+struct PanelProduct<'a> {
+    tiles: &'a [f32],
+    k: usize,
+    panel: &'a [f32],
+    out: &'a mut [f32],
+}
+
+impl WithSimd for PanelProduct<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        let (k, tile) = (self.k, tile_rows::<S>());
+        let panel = S::as_simd_f32s(self.panel).0;
+        let width = 2 * S::F32_LANES;
+        for (rows, out) in self
+            .tiles
+            .chunks(tile * k)
+            .zip(self.out.chunks_mut(tile * width))
+        {
+            with_tile_rows!(rows.len() / k, R => {
+                product_tile::<S, R, 2>(simd, rows, panel, out, false)
+            });
+        }
+    }
+}
+
+/// `R` rows against a panel of `C` registers per row: `out[r] (+)= Σ_i rows[i][r] · panel[i]`.
+///
+/// `rows` is `[k][R]` (a packed tile), `panel` `[k][C]` registers, `out` `R` runs of `C`
+/// registers' worth of floats. With `accumulate` the sums start from `out`, else from zero; each
+/// output is one chain of multiply-adds over `i` in order.
+#[inline(always)]
+pub(crate) fn product_tile<S: Simd, const R: usize, const C: usize>(
+    simd: S,
+    rows: &[f32],
+    panel: &[S::f32s],
+    out: &mut [f32],
+    accumulate: bool,
+) {
+    let out = &mut S::as_mut_simd_f32s(out).0[..R * C];
+    let mut sums = [[simd.splat_f32s(0.0); C]; R];
+    if accumulate {
+        for (r, sums) in sums.iter_mut().enumerate() {
+            sums.copy_from_slice(&out[r * C..][..C]);
+        }
+    }
+    let (rows, _) = rows.as_chunks::<R>();
+    let (panel, _) = panel.as_chunks::<C>();
+    for (x, w) in rows.iter().zip(panel) {
+        for r in 0..R {
+            let x = simd.splat_f32s(x[r]);
+            for c in 0..C {
+                sums[r][c] = simd.mul_add_e_f32s(x, w[c], sums[r][c]);
+            }
+        }
+    }
+    for (r, sums) in sums.iter().enumerate() {
+        out[r * C..][..C].copy_from_slice(sums);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 1000) as f32 / 500.0 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_product_matches_the_naive_one_in_both_layouts() {
+        for (rows, k, n) in [
+            (1, 7, 3),
+            (3, 64, 1001),
+            (13, 300, 400),
+            (32, 768, 130),
+            (2, 33, 20000),
+        ] {
+            let (x, w, bias) = (values(rows * k, 4), values(k * n, 5), values(n, 6));
+            let in_out = Packed::from_in_out(&w, k, n);
+            let transposed: Vec<f32> = (0..n)
+                .flat_map(|j| (0..k).map(move |i| (i, j)))
+                .map(|(i, j)| w[i * n + j])
+                .collect();
+            let out_in = Packed::from_out_in(&transposed, n, k);
+            assert_eq!(in_out.to_in_out(), w);
+            let got = in_out.product(&x, rows, Some(&bias));
+            assert_eq!(got, out_in.product(&x, rows, Some(&bias)));
+            for r in 0..rows {
+                for j in 0..n {
+                    let want = bias[j] + (0..k).map(|i| x[r * k + i] * w[i * n + j]).sum::<f32>();
+                    let g = got[r * n + j];
+                    assert!(
+                        (g - want).abs() < 1e-3,
+                        "{rows}x{k}x{n} at ({r}, {j}): {g} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_row_gets_the_same_bits_whatever_else_is_in_the_batch() {
+        let (k, n) = (256, 515);
+        let w = Packed::from_in_out(&values(k * n, 2), k, n);
+        let x = values(29 * k, 1);
+        let all = w.product(&x, 29, None);
+        for r in 0..29 {
+            let alone = w.product(&x[r * k..(r + 1) * k], 1, None);
+            assert_eq!(alone, all[r * n..(r + 1) * n], "row {r}");
+        }
+    }
+}

@@ -9,7 +9,7 @@ import sys
 
 
 def load(directory):
-    machine, systems, isolation = {}, [], None
+    machine, systems, isolation, kernels = {}, [], None, {}
     for name in sorted(os.listdir(directory)):
         if not name.endswith(".json"):
             continue
@@ -19,11 +19,35 @@ def load(directory):
             machine = doc
         elif name == "isolation.json":
             isolation = doc
+        elif name.startswith("kernels"):
+            kernels[name] = doc
         else:
             systems.append(doc)
     # oneword first, then its decoder alone, then the references.
     systems.sort(key=lambda s: (not s["system"].startswith("oneword"), s["system"] != "oneword", s["system"]))
-    return machine, systems, isolation
+    return machine, systems, isolation, kernels
+
+
+def kernel_table(kernels):
+    """Linear-layer GFLOP/s: ours (packed), candle's gemm and PyTorch's BLAS, per shape and rows."""
+    ours, torch = kernels.get("kernels.json"), kernels.get("kernels-torch.json")
+    if not ours:
+        return []
+    theirs = {(r["matrix"], r["rows"]): r["torch_gflops"] for r in (torch or {}).get("results", [])}
+    peak = ours["peak_gflops_one_thread"] * ours["threads"]
+    rows = []
+    for r in ours["results"]:
+        t = theirs.get((r["matrix"], r["rows"]))
+        rows.append([f"{r['matrix']} [{r['k']}, {r['n']}]", str(r["rows"]), fmt(r["packed_gflops"]),
+                     f"{r['packed_gflops'] / peak:.0%}", fmt(r["gemm_gflops"]), fmt(t),
+                     f"{r['packed_gflops'] / t:.2f}×" if t else "–"])
+    return ["## Linear layers, GFLOP/s", "",
+            f"oneword's packed product (panel width {ours['panel_width']}), candle's gemm (what the "
+            f"CPU path used before) and {torch['system'] if torch else 'PyTorch'}'s `F.linear` on the "
+            f"same shapes, {ours['threads']} threads, weights cycled past the last-level cache. Peak: "
+            f"{peak:.0f} GFLOP/s ({ours['peak_gflops_one_thread']:.1f} measured on one thread × "
+            f"{ours['threads']}).", "",
+            table(["matrix", "rows", "oneword", "of peak", "candle/gemm", "torch", "oneword / torch"], rows), ""]
 
 
 def fmt(value, digits=1):
@@ -38,7 +62,7 @@ def table(header, rows):
 
 def main():
     directory = sys.argv[1]
-    machine, systems, isolation = load(directory)
+    machine, systems, isolation, kernels = load(directory)
     ours = systems[0]
     references = [s for s in systems if not s["system"].startswith("oneword")]
     bandwidth = machine.get("bandwidth_gb_s")
@@ -114,6 +138,7 @@ def main():
                 "measures CPU taken more than interference.", "",
                 table(["", "n-gram tokens/s", "ITL p50, ms", "ITL p99, ms", "p50 / alone"], rows), ""]
 
+    out += kernel_table(kernels)
     out += ["## Notes", ""] + [f"- {s['system']}: {n}" for s in systems for n in s.get("notes", [])]
     with open(os.path.join(directory, "report.md"), "w") as f:
         f.write("\n".join(out) + "\n")

@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 
 WORK=bench/.work
 THREADS=${BENCH_THREADS:-$(nproc)}
+# llama.cpp runs at each of these weight precisions (GGUF conversions of the same checkpoint).
+LLAMA_DTYPES=${BENCH_LLAMA_DTYPES:-f32,f16,q8_0}
 CONCURRENCY=${BENCH_CONCURRENCY:-1,4,16,32}
 PREFILL=${BENCH_PREFILL:-128,512,1024}
 OUT=${BENCH_OUT:-bench/results/$(date -u +%Y-%m-%d)}
@@ -26,11 +28,16 @@ mkdir -p "$OUT"
 export RAYON_NUM_THREADS=$THREADS RUST_LOG=${RUST_LOG:-warn}
 common=(--model "$MODEL" --concurrency "$CONCURRENCY" --prefill "$PREFILL")
 
+echo "bench: linear-layer kernels (oneword's and PyTorch's BLAS)" >&2
+target/release/oneword-kernel-bench --out "$OUT/kernels.json"
+"$PYTHON" bench/reference/torch_gemm.py --threads "$THREADS" > "$OUT/kernels-torch.json"
 echo "bench: oneword" >&2
 target/release/oneword-bench "${common[@]}" --out "$OUT"
-echo "bench: llama.cpp" >&2
-"$PYTHON" bench/reference/llama_bench.py "${common[@]}" --threads "$THREADS" \
-    --llama-src "$LLAMA_SRC" --llama-bin "$WORK/llama-build/bin" --work "$WORK" > "$OUT/llama.cpp-f32.json"
+for dtype in ${LLAMA_DTYPES//,/ }; do
+    echo "bench: llama.cpp $dtype" >&2
+    "$PYTHON" bench/reference/llama_bench.py "${common[@]}" --threads "$THREADS" --dtype "$dtype" \
+        --llama-src "$LLAMA_SRC" --llama-bin "$WORK/llama-build/bin" --work "$WORK" > "$OUT/llama.cpp-$dtype.json"
+done
 echo "bench: transformers" >&2
 "$PYTHON" bench/reference/hf_bench.py "${common[@]}" --threads "$THREADS" > "$OUT/transformers.json"
 python3 bench/report.py "$OUT"

@@ -40,7 +40,7 @@ def main():
     p.add_argument("--llama-src", required=True, help="llama.cpp's source (for the converter)")
     p.add_argument("--llama-bin", required=True, help="where llama-batched-bench and llama-bench are")
     p.add_argument("--work", required=True, help="where to cache the GGUF file")
-    p.add_argument("--dtype", default="f32", choices=["f32", "f16"])
+    p.add_argument("--dtype", default="f32", choices=["f32", "f16", "bf16", "q8_0"])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--prompt-tokens", type=int, default=128)
     p.add_argument("--new-tokens", type=int, default=128)

@@ -161,6 +161,9 @@ impl Packed {
             "rows of {} inputs, this is a bug",
             self.k
         );
+        if rows == 0 {
+            return Vec::new();
+        }
         let arch = pulp::Arch::new();
         let tiles = arch.dispatch(PackRows { x, k: self.k });
         // Results panel by panel, `[panels][rows][width]`, so that each task writes one run.
@@ -339,6 +342,7 @@ mod tests {
             (13, 300, 400),
             (32, 768, 130),
             (2, 33, 20000),
+            (0, 16, 40),
         ] {
             let (x, w, bias) = (values(rows * k, 4), values(k * n, 5), values(n, 6));
             let in_out = Packed::from_in_out(&w, k, n);

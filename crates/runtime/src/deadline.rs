@@ -33,6 +33,15 @@ impl Deadline {
         self.0.map(|d| d.saturating_duration_since(Instant::now()))
     }
 
+    /// The later of two deadlines (none is the latest): what one call made for both callers
+    /// may take.
+    pub fn later(self, other: Deadline) -> Deadline {
+        match (self.0, other.0) {
+            (Some(a), Some(b)) => Deadline(Some(a.max(b))),
+            _ => Deadline(None),
+        }
+    }
+
     /// Whether the deadline has passed.
     pub fn expired(&self) -> bool {
         self.remaining().is_some_and(|r| r.is_zero())

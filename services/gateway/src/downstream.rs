@@ -18,7 +18,10 @@ use tokio::sync::OnceCell;
 use crate::replicas::{Dial, Replicas};
 use crate::Error;
 
+mod coalesce;
 mod decoder;
+use coalesce::Coalescer;
+use decoder::slice_rows;
 pub use decoder::{Decoder, Inputs, Sessions};
 
 pub const TOKENIZER: &str = "tokenizer";
@@ -52,6 +55,8 @@ pub struct Downstream {
     ngram_models: Arc<OnceCell<Arc<Vec<String>>>>,
     /// How long a session backend's step may take before its replica is probed for a hang.
     pub stall: Duration,
+    /// Merges the streams' per-token embedding calls; set once the clients exist.
+    coalescer: Arc<std::sync::OnceLock<Coalescer>>,
 }
 
 /// The backend a request's `model` names.
@@ -116,6 +121,7 @@ impl Downstream {
             model: Arc::new(OnceCell::new()),
             ngram_models: Arc::new(OnceCell::new()),
             stall,
+            coalescer: Arc::default(),
         })
     }
 
@@ -393,8 +399,25 @@ impl Downstream {
             .text_model)
     }
 
-    /// Input embeddings of `ids` at `positions`.
+    /// Input embeddings of `ids` at `positions`, in a call shared with other streams'.
     pub async fn embed(
+        &self,
+        ids: Vec<u32>,
+        positions: Vec<u32>,
+        deadline: &Deadline,
+    ) -> Result<Tensor, Error> {
+        let coalescer = self.coalescer.get_or_init(|| {
+            // The merger holds a handle without the merger itself, so dropping the last
+            // `Downstream` ends it.
+            let mut down = self.clone();
+            down.coalescer = Arc::default();
+            Coalescer::start(down)
+        });
+        coalescer.embed(ids, positions, deadline).await
+    }
+
+    /// Input embeddings of `ids` at `positions`, in a call of their own.
+    async fn embed_now(
         &self,
         ids: Vec<u32>,
         positions: Vec<u32>,

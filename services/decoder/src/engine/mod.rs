@@ -6,6 +6,7 @@
 
 mod job;
 pub mod metrics;
+mod pace;
 mod scheduler;
 
 use std::sync::mpsc;

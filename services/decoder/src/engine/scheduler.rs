@@ -3,8 +3,8 @@
 //! Step requests wait in arrival order until their sessions' growth fits the budget (or are
 //! refused once they have waited too long), then run. Every pass takes the next row of each
 //! running sequence's input first (decode steps), then fills the rest of the pass's row budget
-//! with chunks of prompts being prefilled, so a long prompt arriving never stalls the streams
-//! already running. A request is answered when all its sessions are through; until then its
+//! with chunks of prompts being prefilled, no more than a share of the decode rows' time allows
+//! ([`Pace`]), so a burst of prompts arriving never stalls the streams already running. A request is answered when all its sessions are through; until then its
 //! sessions are busy. A request that fails or whose caller has gone is undone: its sessions go
 //! back to the length they had, and the ones it created are dropped.
 
@@ -19,6 +19,7 @@ use rayon::prelude::*;
 
 use super::job::{Job, Limits, Reply, StepDone, StepInput, StepOutput, Usage};
 use super::metrics::EngineMetrics;
+use super::pace::Pace;
 use crate::Error;
 
 struct Session {
@@ -78,6 +79,8 @@ pub(crate) struct Worker {
     /// Forward passes run, and the rows they computed.
     passes: u64,
     rows: u64,
+    /// What rows cost, for the prompt rows of the next pass.
+    pace: Pace,
     metrics: Option<EngineMetrics>,
     /// Where the TTL and the queue's wait are read: the system's, or a test's.
     clock: Clock,
@@ -92,7 +95,6 @@ impl Worker {
     ) -> Self {
         Worker {
             model,
-            limits,
             sessions: HashMap::new(),
             waiting: VecDeque::new(),
             running: Vec::new(),
@@ -101,6 +103,8 @@ impl Worker {
             closing: false,
             passes: 0,
             rows: 0,
+            pace: Pace::new(limits.prefill_share),
+            limits,
             metrics,
             clock,
         }
@@ -449,11 +453,17 @@ impl Worker {
     }
 
     /// The rows of the next pass as (request, part, rows): the next row of every part with one
-    /// left (decode steps), then prompt chunks in arrival order, within `max_batch_tokens`.
-    fn plan(&self) -> Vec<(usize, usize, usize)> {
-        let mut budget = self.limits.max_batch_tokens.max(1);
+    /// left (decode steps), then prompt chunks in arrival order, within `max_batch_tokens` and
+    /// the time [`Pace`] gives them. Also returns how many of the rows are decode steps.
+    fn plan(&self) -> (Vec<(usize, usize, usize)>, usize) {
+        let max = self.limits.max_batch_tokens.max(1);
+        let (mut budget, mut decode_rows) = (max, 0);
         let mut plan = Vec::new();
         for decode in [true, false] {
+            if !decode {
+                decode_rows = max - budget;
+                budget = budget.min(self.pace.prompt_rows(decode_rows, max));
+            }
             for (r, run) in self.running.iter().enumerate() {
                 for (p, part) in run.parts.iter().enumerate() {
                     let left = part.remaining();
@@ -466,13 +476,13 @@ impl Worker {
                 }
             }
         }
-        plan
+        (plan, decode_rows)
     }
 
     /// One forward pass over the planned rows, then the picks, then the answers to the requests
     /// that are through.
     fn pass(&mut self) {
-        let plan = self.plan();
+        let (plan, decode_rows) = self.plan();
         let mut caches = Vec::with_capacity(plan.len());
         let mut inputs = Vec::with_capacity(plan.len());
         let mut logits_at = Vec::with_capacity(plan.len());
@@ -511,6 +521,10 @@ impl Worker {
             });
         let forward = started.elapsed();
         let rows: usize = plan.iter().map(|p| p.2).sum();
+        if result.is_ok() {
+            self.pace
+                .observe(decode_rows, rows - decode_rows, forward.as_secs_f64());
+        }
         self.passes += 1;
         self.rows += rows as u64;
         if let Some(metrics) = &self.metrics {

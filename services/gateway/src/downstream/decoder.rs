@@ -155,7 +155,7 @@ impl Decoder {
 }
 
 /// Rows `start..start + len` of a `[n, width]` wire tensor, without decoding it.
-fn slice_rows(tensor: &Tensor, start: usize, len: usize) -> Tensor {
+pub(super) fn slice_rows(tensor: &Tensor, start: usize, len: usize) -> Tensor {
     let rows = tensor.shape.first().copied().unwrap_or(0).max(1) as usize;
     let row_bytes = tensor.data.len() / rows;
     let mut shape = tensor.shape.clone();

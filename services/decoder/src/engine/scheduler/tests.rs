@@ -44,6 +44,7 @@ fn limits() -> Limits {
         kv_budget_tokens: 48,
         max_batch_tokens: 8,
         batch_wait: Duration::ZERO,
+        prefill_share: 0.5,
     }
 }
 
@@ -174,6 +175,7 @@ fn decode_steps_go_first_and_prompts_fill_the_rest_of_a_pass_in_chunks() {
     w.admit();
     let rows = |w: &Worker| -> Vec<(String, usize)> {
         w.plan()
+            .0
             .into_iter()
             .map(|(r, p, rows)| (w.running[r].parts[p].input.session_id.clone(), rows))
             .collect()

@@ -69,11 +69,16 @@ pub struct Config {
     /// of prompts, so a long prompt is prefilled over several passes while streams keep flowing.
     #[arg(long, env = "ONEWORD_DECODER_MAX_BATCH_TOKENS", default_value_t = 256)]
     pub max_batch_tokens: usize,
-    /// While streams are decoding, prompt chunks may lengthen a pass by at most this share of
-    /// its decode time (measured as it runs), so a burst of new prompts slows running streams
-    /// by at most that much; with no stream decoding, prompts fill `--max-batch-tokens`.
-    #[arg(long, env = "ONEWORD_DECODER_PREFILL_SHARE", default_value_t = 0.5)]
-    pub prefill_share: f64,
+    /// While streams are decoding, prompt chunks may add at most this many milliseconds to a
+    /// pass (what a row costs is measured as passes run; at least 16 rows go), so a burst of new
+    /// prompts delays each running stream's next token by about that much; with no stream
+    /// decoding, prompts fill `--max-batch-tokens`.
+    #[arg(
+        long,
+        env = "ONEWORD_DECODER_PREFILL_BUDGET_MS",
+        default_value_t = 100.0
+    )]
+    pub prefill_budget_ms: f64,
     /// Longest a pass waits for sequences that just got a token to send their next step, in
     /// milliseconds, so that streams share passes (0 = never wait).
     #[arg(long, env = "ONEWORD_DECODER_BATCH_WAIT_MS", default_value_t = 5.0)]

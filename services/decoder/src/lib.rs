@@ -92,7 +92,7 @@ fn load(config: &Config, metrics: &Metrics) -> anyhow::Result<service::DecoderSe
             max_queue_wait: Duration::from_millis(config.max_queue_wait_ms),
             kv_budget_tokens,
             max_batch_tokens: config.max_batch_tokens,
-            prefill_share: config.prefill_share,
+            prefill_budget: Duration::from_secs_f64(config.prefill_budget_ms.max(0.0) / 1e3),
             batch_wait: Duration::from_secs_f64(config.batch_wait_ms.max(0.0) / 1e3),
         },
         Some(engine_metrics),

@@ -30,6 +30,10 @@ pub const DECODER: &str = "decoder";
 pub const BASELINE: &str = "baseline";
 pub const INDEX: &str = "index";
 
+/// Embedding asks of at most this many ids (the next tokens of a stream's `n` samples) are
+/// merged with other streams'.
+const MERGED_MAX_IDS: usize = 16;
+
 /// Facts about the served model and its vocabulary.
 pub struct Model {
     pub info: oneword_proto::common::v1::ModelInfo,
@@ -399,13 +403,18 @@ impl Downstream {
             .text_model)
     }
 
-    /// Input embeddings of `ids` at `positions`, in a call shared with other streams'.
+    /// Input embeddings of `ids` at `positions`: a stream's next tokens in a call shared with
+    /// other streams', a prompt in a call of its own (so that no stream's next token waits
+    /// behind a large answer).
     pub async fn embed(
         &self,
         ids: Vec<u32>,
         positions: Vec<u32>,
         deadline: &Deadline,
     ) -> Result<Tensor, Error> {
+        if ids.len() > MERGED_MAX_IDS {
+            return self.embed_now(ids, positions, deadline).await;
+        }
         let coalescer = self.coalescer.get_or_init(|| {
             // The merger holds a handle without the merger itself, so dropping the last
             // `Downstream` ends it.

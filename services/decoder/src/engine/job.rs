@@ -56,9 +56,8 @@ pub struct Limits {
     pub kv_budget_tokens: usize,
     /// Rows one forward pass may take: decode steps first, then chunks of prefills.
     pub max_batch_tokens: usize,
-    /// While streams are decoding, the time prompt chunks may add to a pass, as a share of its
-    /// decode rows' time (see `pace`).
-    pub prefill_share: f64,
+    /// While streams are decoding, the time prompt chunks may add to a pass (see `pace`).
+    pub prefill_budget: Duration,
     /// How long a pass may wait for sequences that just got a token to send their next one, so
     /// that streams stepping in lockstep share passes instead of drifting into alternate ones.
     pub batch_wait: Duration,

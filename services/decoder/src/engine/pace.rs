@@ -1,13 +1,15 @@
-//! How many prompt rows a pass may take while streams are decoding: a share of the pass's
-//! decode time, measured, rather than a row count. A 256-row prompt chunk takes several times
-//! a 32-stream decode step, so with a fixed row budget a burst of new prompts stretched every
-//! running stream's next token by that much; with a time share, a pass that carries prompt
-//! rows is at most about `1 + share` times as long as one without them.
+//! How many prompt rows a pass may take while streams are decoding: a time budget, with what a
+//! row costs measured, rather than a row count. A 256-row prompt chunk takes several times a
+//! 32-stream decode step, so with a fixed row budget a burst of new prompts stretched every
+//! running stream's next token by that much; with a time budget, prompts add at most about that
+//! much to any stream's next token, whatever the model, the machine and the batch.
 //!
 //! What a row costs is fitted to the passes run: `seconds ≈ decode_rows · a + prompt_rows · b`
 //! by least squares over recent passes (older ones count less). While prompts are waiting no
 //! pass is decode-only, so the two costs come from passes of different mixes; until the mixes
 //! tell them apart, both are taken as the mean cost of a row.
+
+use std::time::Duration;
 
 /// Prompt rows a pass takes at least, so that prefill always moves.
 const MIN_PROMPT_ROWS: usize = 16;
@@ -23,14 +25,14 @@ pub(crate) struct Pace {
     pp: f64,
     dt: f64,
     pt: f64,
-    /// Time prompt rows may add to a pass, as a share of its decode rows' time.
-    share: f64,
+    /// Seconds prompt rows may add to a pass while streams decode.
+    budget: f64,
 }
 
 impl Pace {
-    pub(crate) fn new(share: f64) -> Self {
+    pub(crate) fn new(budget: Duration) -> Self {
         Pace {
-            share: share.max(0.0),
+            budget: budget.as_secs_f64(),
             ..Pace::default()
         }
     }
@@ -41,8 +43,7 @@ impl Pace {
         if decode_rows == 0 {
             return max_rows;
         }
-        let (decode, prompt) = self.costs();
-        let allowed = self.share * decode_rows as f64 * decode / prompt;
+        let allowed = self.budget / self.prompt_cost();
         (allowed as usize).clamp(MIN_PROMPT_ROWS.min(max_rows), max_rows)
     }
 
@@ -60,25 +61,25 @@ impl Pace {
         }
     }
 
-    /// Seconds per decode row and per prompt row; only their ratio matters to the plan.
-    fn costs(&self) -> (f64, f64) {
+    /// Seconds per prompt row.
+    fn prompt_cost(&self) -> f64 {
         let det = self.dd * self.pp - self.dp * self.dp;
         // Well conditioned only when the passes mixed the two kinds in different proportions.
         if det > 1e-3 * self.dd * self.pp {
             let decode = (self.dt * self.pp - self.pt * self.dp) / det;
             let prompt = (self.pt * self.dd - self.dt * self.dp) / det;
             if decode > 0.0 && prompt > 0.0 {
-                return (decode, prompt);
+                return prompt;
             }
         }
-        // One cost for every row: the rows' total time over their total count, weighted alike.
+        // One cost for every row: the rows' total time over their total count, weighted alike
+        // (nothing measured yet: a second, so that only the smallest chunk goes).
         let rows = self.dd + 2.0 * self.dp + self.pp;
-        let mean = if rows > 0.0 {
+        if rows > 0.0 {
             (self.dt + self.pt) / rows
         } else {
             1.0
-        };
-        (mean, mean)
+        }
     }
 }
 
@@ -87,26 +88,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn prompt_rows_fill_a_share_of_the_decode_time() {
-        let mut pace = Pace::new(0.5);
-        assert_eq!(
-            pace.prompt_rows(64, 256),
-            32,
-            "rows cost alike until measured"
-        );
+    fn prompt_rows_fill_the_time_budget() {
+        let mut pace = Pace::new(Duration::from_millis(40));
         assert_eq!(pace.prompt_rows(0, 256), 256, "no stream waits");
         assert_eq!(
-            pace.prompt_rows(1, 256),
+            pace.prompt_rows(8, 256),
             MIN_PROMPT_ROWS,
-            "prefill still moves"
+            "nothing measured yet"
         );
-        assert_eq!(pace.prompt_rows(1, 4), 4);
+        assert_eq!(pace.prompt_rows(8, 4), 4);
+        // Alike passes cannot tell the kinds apart: the mean cost, 1.5 ms, is taken.
+        pace.observe(10, 10, 0.030);
+        assert_eq!(pace.prompt_rows(8, 256), 26);
         // Decode rows cost 2 ms, prompt rows 1 ms, seen through passes of different mixes.
         for (d, p) in [(0, 256), (1, 16), (8, 16), (32, 16), (32, 64), (16, 100)] {
             pace.observe(d, p, 0.002 * d as f64 + 0.001 * p as f64);
         }
-        // Half of 32 decode rows' 64 ms buys 32 ms of prompt rows: 32 of them.
         let rows = pace.prompt_rows(32, 256);
-        assert!((31..=32).contains(&rows), "{rows}");
+        assert!((39..=40).contains(&rows), "{rows}");
     }
 }

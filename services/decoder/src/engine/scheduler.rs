@@ -3,8 +3,7 @@
 //! Step requests wait in arrival order until their sessions' growth fits the budget (or are
 //! refused once they have waited too long), then run. Every pass takes the next row of each
 //! running sequence's input first (decode steps), then fills the rest of the pass's row budget
-//! with chunks of prompts being prefilled, no more than a share of the decode rows' time allows
-//! ([`Pace`]), so a burst of prompts arriving never stalls the streams already running. A request is answered when all its sessions are through; until then its
+//! with chunks of prompts being prefilled, no more than a time budget allows ([`Pace`]), so a burst of prompts arriving never stalls the streams already running. A request is answered when all its sessions are through; until then its
 //! sessions are busy. A request that fails or whose caller has gone is undone: its sessions go
 //! back to the length they had, and the ones it created are dropped.
 
@@ -103,7 +102,7 @@ impl Worker {
             closing: false,
             passes: 0,
             rows: 0,
-            pace: Pace::new(limits.prefill_share),
+            pace: Pace::new(limits.prefill_budget),
             limits,
             metrics,
             clock,

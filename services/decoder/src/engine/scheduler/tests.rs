@@ -44,7 +44,7 @@ fn limits() -> Limits {
         kv_budget_tokens: 48,
         max_batch_tokens: 8,
         batch_wait: Duration::ZERO,
-        prefill_share: 0.5,
+        prefill_budget: Duration::from_millis(50),
     }
 }
 

@@ -39,7 +39,7 @@ def kernel_table(kernels):
     for r in ours["results"]:
         t = theirs.get((r["matrix"], r["rows"]))
         rows.append([f"{r['matrix']} [{r['k']}, {r['n']}]", str(r["rows"]), fmt(r["packed_gflops"]),
-                     f"{r['packed_gflops'] / peak:.0%}", fmt(r["gemm_gflops"]), fmt(t),
+                     f"{r['packed_gflops'] / peak:.0%}", fmt(r.get("q8_0_gflops")), fmt(r["gemm_gflops"]), fmt(t),
                      f"{r['packed_gflops'] / t:.2f}×" if t else "–"])
     return ["## Linear layers, GFLOP/s", "",
             f"oneword's packed product (panel width {ours['panel_width']}), candle's gemm (what the "
@@ -47,7 +47,8 @@ def kernel_table(kernels):
             f"same shapes, {ours['threads']} threads, weights cycled past the last-level cache. Peak: "
             f"{peak:.0f} GFLOP/s ({ours['peak_gflops_one_thread']:.1f} measured on one thread × "
             f"{ours['threads']}).", "",
-            table(["matrix", "rows", "oneword", "of peak", "candle/gemm", "torch", "oneword / torch"], rows), ""]
+            table(["matrix", "rows", "oneword f32", "of peak", "oneword q8_0", "candle/gemm", "torch",
+                   "oneword f32 / torch"], rows), ""]
 
 
 def fmt(value, digits=1):

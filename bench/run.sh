@@ -33,6 +33,8 @@ target/release/oneword-kernel-bench --out "$OUT/kernels.json"
 "$PYTHON" bench/reference/torch_gemm.py --threads "$THREADS" > "$OUT/kernels-torch.json"
 echo "bench: oneword" >&2
 target/release/oneword-bench "${common[@]}" --out "$OUT"
+echo "bench: oneword q8_0" >&2
+target/release/oneword-bench "${common[@]}" --dtype q8_0 --isolation-streams 0 --out "$OUT"
 for dtype in ${LLAMA_DTYPES//,/ }; do
     echo "bench: llama.cpp $dtype" >&2
     "$PYTHON" bench/reference/llama_bench.py "${common[@]}" --threads "$THREADS" --dtype "$dtype" \

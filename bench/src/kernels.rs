@@ -1,4 +1,5 @@
-//! `make bench`'s kernel microbenchmark: GFLOP/s of the CPU linear layers on GPT-2's shapes, for
+//! `make bench`'s kernel microbenchmark: GFLOP/s of the CPU linear layers (f32 and q8_0
+//! weights) on GPT-2's shapes, for
 //! row counts from one decode stream to a prefill chunk, against the machine's measured peak
 //! (independent multiply-adds in registers) and against candle's matrix product (the gemm crate,
 //! which packs the weights on every call) on the same shapes. Weights are cycled through enough
@@ -12,7 +13,7 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use clap::Parser;
-use oneword_model::Packed;
+use oneword_model::{Packed, PackedQ8};
 use pulp::{Simd, WithSimd};
 use rayon::prelude::*;
 use serde_json::json;
@@ -57,6 +58,10 @@ fn main() -> anyhow::Result<()> {
             .iter()
             .map(|w| Packed::from_in_out(w, k, n))
             .collect();
+        let q8: Vec<PackedQ8> = weights
+            .iter()
+            .map(|w| PackedQ8::from_in_out(w, k, n))
+            .collect();
         let tensors = weights
             .iter()
             .map(|w| {
@@ -72,18 +77,21 @@ fn main() -> anyhow::Result<()> {
             let ours = rate(flops, args.seconds, |i| {
                 std::hint::black_box(packed[i % copies].product(&x, rows, None));
             });
+            let ours_q8 = rate(flops, args.seconds, |i| {
+                std::hint::black_box(q8[i % copies].product(&x, rows, None));
+            });
             let xt = Tensor::from_slice(&x, (rows, k), &Device::Cpu)?;
             let gemm = rate(flops, args.seconds, |i| {
                 let y = xt.matmul(&tensors[i % copies].t().expect("a 2-D tensor"));
                 std::hint::black_box(y.expect("shapes that match"));
             });
             eprintln!(
-                "{name} [{k}, {n}] × {rows} rows: packed {ours:.1} GFLOP/s ({:.0}% of peak), candle/gemm {gemm:.1}",
+                "{name} [{k}, {n}] × {rows} rows: packed {ours:.1} GFLOP/s ({:.0}% of peak), q8_0 {ours_q8:.1}, candle/gemm {gemm:.1}",
                 100.0 * ours / peak_all
             );
             results.push(json!({
                 "matrix": name, "k": k, "n": n, "rows": rows,
-                "packed_gflops": ours, "gemm_gflops": gemm,
+                "packed_gflops": ours, "q8_0_gflops": ours_q8, "gemm_gflops": gemm,
                 "packed_fraction_of_peak": ours / peak_all,
             }));
         }

@@ -46,9 +46,9 @@ impl Bench {
         model: &Path,
         prompt_tokens: usize,
         new_tokens: usize,
-        batch_invariant: bool,
+        dtype: &str,
     ) -> anyhow::Result<Self> {
-        let cluster = Cluster::start_with(model, |c| c.batch_invariant = batch_invariant).await;
+        let cluster = Cluster::start_with(model, |c| c.dtype = dtype.to_string()).await;
         let checkpoint = Checkpoint::open(model, DType::F32, &Device::Cpu)?;
         let embeddings = Embeddings::load(&checkpoint)?;
         // "the the the …": one token per word with GPT-2's vocabulary.

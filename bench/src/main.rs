@@ -40,9 +40,10 @@ struct Args {
     /// generations (`isolation.json`); 0 = skip.
     #[arg(long, default_value_t = 16)]
     isolation_streams: usize,
-    /// Start the decoder with `--batch-invariant` (every CPU product on the one kernel).
-    #[arg(long)]
-    batch_invariant: bool,
+    /// The decoder's `--dtype` (f32, or q8_0 for 8-bit linear layers); results of any but f32
+    /// are named after it (`oneword q8_0`, `oneword-q8_0.json`).
+    #[arg(long, default_value = "f32")]
+    dtype: String,
 }
 
 #[tokio::main]
@@ -67,13 +68,25 @@ async fn main() -> anyhow::Result<()> {
         &args.model,
         args.prompt_tokens,
         args.new_tokens,
-        args.batch_invariant,
+        &args.dtype,
     )
     .await?;
-    let weight_bytes = load::decode_weight_bytes(&model);
+    let mut weight_bytes = load::decode_weight_bytes(&model);
+    let (name, file) = match args.dtype.as_str() {
+        "f32" => ("oneword".to_string(), "oneword".to_string()),
+        dtype => (format!("oneword {dtype}"), format!("oneword-{dtype}")),
+    };
+    if args.dtype == "q8_0" {
+        // A byte per weight and an f32 scale per 32.
+        weight_bytes = weight_bytes / 4 * 9 / 8;
+    }
     for (system, file, through_gateway) in [
-        ("oneword", "oneword.json", true),
-        ("oneword decoder alone", "oneword-decoder.json", false),
+        (name.clone(), format!("{file}.json"), true),
+        (
+            format!("{name} decoder alone"),
+            format!("{file}-decoder.json"),
+            false,
+        ),
     ] {
         let mut generation = Vec::new();
         for &c in &args.concurrency {
@@ -102,7 +115,7 @@ async fn main() -> anyhow::Result<()> {
                 "gRPC Step calls to the decoder alone with embeddings computed by the client"
             }],
         });
-        write(&args, file, &doc)?;
+        write(&args, &file, &doc)?;
     }
     if args.isolation_streams > 0 {
         let isolation = bench.ngram_isolation(args.isolation_streams).await?;

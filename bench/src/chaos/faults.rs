@@ -15,13 +15,12 @@ use crate::{Rng, Row, Scale, Verdict};
 /// What a failover has to beat: a step stalled this long makes the gateway probe the replica.
 const STALL_MS: &str = "1000";
 
-/// Two batch-invariant decoders (so that a re-prefill computes exactly what decoding did), one
-/// tokenizer and one embedder.
+/// Two decoders (a re-prefill computes exactly what decoding did: every CPU product is
+/// batch-invariant), one tokenizer and one embedder.
 fn two_decoders() -> Shape {
     Shape {
         stateless_replicas: 1,
         decoders: 2,
-        decoder_flags: vec!["--batch-invariant".into()],
         gateway_flags: vec!["--decoder-stall-ms".into(), STALL_MS.into()],
         ..Default::default()
     }

@@ -17,16 +17,39 @@ pub struct Checkpoint {
     pub dir: std::path::PathBuf,
     pub device: Device,
     pub dtype: DType,
+    /// Whether the transformer's linear layers are quantized at load (`--dtype q8_0`).
+    pub quantize: Quantize,
     pub(crate) vb: VarBuilder<'static>,
+}
+
+/// How the transformer keeps its linear layers' weights.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Quantize {
+    /// As read, in the checkpoint's `dtype`.
+    #[default]
+    No,
+    /// GGUF's q8_0 (see [`crate::quant`]), on the CPU; read in f32 first.
+    Q8_0,
 }
 
 impl Checkpoint {
     /// What the services do at start-up: resolves `model` (a Hugging Face id or a directory, see
     /// [`oneword_checkpoint::hub::resolve`]), picks the device named by `device` ([`load_device`]) and the
-    /// dtype named by `dtype` (`auto` = f32 on CPU, f16 on CUDA; or f32, f16, bf16), and opens it.
+    /// dtype named by `dtype` (`auto` = f32 on CPU, f16 on CUDA; or f32, f16, bf16; or q8_0,
+    /// 8-bit linear layers on the CPU), and opens it.
     pub fn load(model: &str, device: &str, dtype: &str) -> Result<Self> {
         let dir = oneword_checkpoint::hub::resolve(model)?;
         let device = load_device(device)?;
+        if dtype == "q8_0" {
+            if !device.is_cpu() {
+                return Err(ModelError::Input(
+                    "`dtype` q8_0 runs on the CPU only; use f16 or bf16 on a GPU".into(),
+                ));
+            }
+            let mut checkpoint = Self::open(&dir, DType::F32, &device)?;
+            checkpoint.quantize = Quantize::Q8_0;
+            return Ok(checkpoint);
+        }
         let dtype = pick_dtype(dtype, &device)?;
         Self::open(&dir, dtype, &device)
     }
@@ -59,6 +82,7 @@ impl Checkpoint {
             dir: dir.to_path_buf(),
             device: device.clone(),
             dtype,
+            quantize: Quantize::No,
             vb,
         })
     }
@@ -72,7 +96,7 @@ pub fn pick_dtype(spec: &str, device: &Device) -> Result<DType> {
         ("bf16", _) => DType::BF16,
         (other, _) => {
             return Err(ModelError::Input(format!(
-                "`dtype` must be auto, f32, f16 or bf16, got {other:?}"
+                "`dtype` must be auto, f32, f16, bf16 or q8_0, got {other:?}"
             )))
         }
     })

@@ -20,7 +20,8 @@ use crate::host;
 use crate::host::Activation;
 use crate::kv_cache::{HostLayer, LayerCache};
 use crate::packed::Packed;
-use crate::{Checkpoint, Gpt2Config, KvCache, ModelError};
+use crate::quant::PackedQ8;
+use crate::{Checkpoint, Gpt2Config, KvCache, ModelError, Quantize};
 
 type Result<T> = std::result::Result<T, ModelError>;
 
@@ -33,27 +34,36 @@ fn host_rows(x: &Tensor) -> Result<Vec<f32>> {
 pub(crate) enum Weight {
     /// On the CPU in f32: packed once into panels (see [`Packed`]), for every row count.
     Packed(Packed),
+    /// On the CPU in q8_0, in the same panels (see [`PackedQ8`]).
+    Q8(PackedQ8),
     /// Elsewhere: `[out, in]`, for candle's matrix product.
     Tensor(Tensor),
 }
 
 impl Weight {
     /// From `w` `[in, out]` (a `Conv1D`'s layout).
-    fn from_in_out(w: Tensor) -> Result<Self> {
+    fn from_in_out(w: Tensor, quantize: Quantize) -> Result<Self> {
         let (k, n) = w.dims2()?;
-        Ok(match Self::host(&w)? {
-            Some(values) => Weight::Packed(Packed::from_in_out(&values, k, n)),
-            None => Weight::Tensor(w.t()?.contiguous()?),
+        Ok(match (Self::host(&w)?, quantize) {
+            (Some(values), Quantize::No) => Weight::Packed(Packed::from_in_out(&values, k, n)),
+            (Some(values), Quantize::Q8_0) => Weight::Q8(PackedQ8::from_in_out(&values, k, n)),
+            (None, _) => Weight::Tensor(w.t()?.contiguous()?),
         })
     }
 
     /// From `w` `[out, in]` (the tied LM head's layout).
-    fn from_out_in(w: Tensor) -> Result<Self> {
+    fn from_out_in(w: Tensor, quantize: Quantize) -> Result<Self> {
         let (n, k) = w.dims2()?;
-        Ok(match Self::host(&w)? {
-            Some(values) => Weight::Packed(Packed::from_out_in(&values, n, k)),
-            None => Weight::Tensor(w),
+        Ok(match (Self::host(&w)?, quantize) {
+            (Some(values), Quantize::No) => Weight::Packed(Packed::from_out_in(&values, n, k)),
+            (Some(values), Quantize::Q8_0) => Weight::Q8(PackedQ8::from_out_in(&values, n, k)),
+            (None, _) => Weight::Tensor(w),
         })
+    }
+
+    /// Whether the CPU path's products can run on it.
+    fn on_host(&self) -> bool {
+        !matches!(self, Weight::Tensor(_))
     }
 
     /// The values of a CPU f32 matrix, which get packed; `None` for any other.
@@ -68,6 +78,7 @@ impl Weight {
     fn forward_host(&self, x: &[f32], rows: usize, bias: Option<&[f32]>) -> Result<Vec<f32>> {
         match self {
             Weight::Packed(w) => Ok(w.product(x, rows, bias)),
+            Weight::Q8(w) => Ok(w.product(x, rows, bias)),
             Weight::Tensor(_) => Err(ModelError::Input(
                 "the CPU path needs f32 weights on the CPU".into(),
             )),
@@ -77,16 +88,16 @@ impl Weight {
     /// `x · W (+ bias)` on tensors: by the packed product on CPU f32 rows, else candle's.
     fn forward(&self, x: &Tensor, bias: Option<(&Tensor, &[f32])>) -> Result<Tensor> {
         match self {
-            Weight::Packed(w) if x.device().is_cpu() && x.dtype() == DType::F32 => {
+            Weight::Packed(_) | Weight::Q8(_) if x.device().is_cpu() && x.dtype() == DType::F32 => {
                 let (rows, _) = x.dims2()?;
-                let y = w.product(&host_rows(x)?, rows, bias.map(|(_, host)| host));
-                Ok(Tensor::from_vec(y, (rows, w.outputs()), x.device())?)
+                let y = self.forward_host(&host_rows(x)?, rows, bias.map(|(_, host)| host))?;
+                let n = y.len() / rows.max(1);
+                Ok(Tensor::from_vec(y, (rows, n), x.device())?)
             }
-            Weight::Packed(w) => Err(ModelError::Input(format!(
-                "f32 weights on the CPU cannot multiply {:?} rows on {:?} ({} inputs)",
+            Weight::Packed(_) | Weight::Q8(_) => Err(ModelError::Input(format!(
+                "weights packed on the CPU cannot multiply {:?} rows on {:?}",
                 x.dtype(),
                 x.device(),
-                w.inputs()
             ))),
             Weight::Tensor(w) => {
                 let y = x.matmul(&w.t()?)?;
@@ -104,6 +115,9 @@ impl Weight {
             Weight::Packed(w) => {
                 Tensor::from_vec(w.to_in_out(), (w.inputs(), w.outputs()), &Device::Cpu)?
             }
+            Weight::Q8(w) => {
+                Tensor::from_vec(w.to_in_out(), (w.inputs(), w.outputs()), &Device::Cpu)?
+            }
             Weight::Tensor(w) => w.t()?.to_dtype(DType::F32)?.contiguous()?,
         })
     }
@@ -118,10 +132,15 @@ pub(crate) struct Conv1D {
 }
 
 impl Conv1D {
-    pub(crate) fn load(vb: VarBuilder, d_in: usize, d_out: usize) -> Result<Self> {
+    pub(crate) fn load(
+        vb: VarBuilder,
+        d_in: usize,
+        d_out: usize,
+        quantize: Quantize,
+    ) -> Result<Self> {
         let bias = vb.get(d_out, "bias")?;
         Ok(Conv1D {
-            weight: Weight::from_in_out(vb.get((d_in, d_out), "weight")?)?,
+            weight: Weight::from_in_out(vb.get((d_in, d_out), "weight")?, quantize)?,
             bias_host: bias.to_dtype(DType::F32)?.to_vec1()?,
             bias,
         })
@@ -172,7 +191,7 @@ pub(crate) struct Mlp {
 }
 
 impl Mlp {
-    fn load(vb: VarBuilder, c: &Gpt2Config) -> Result<Self> {
+    fn load(vb: VarBuilder, c: &Gpt2Config, quantize: Quantize) -> Result<Self> {
         let activation = match c.activation_function.as_str() {
             "gelu" => Activation::GeluErf,
             "relu" => Activation::Relu,
@@ -180,8 +199,8 @@ impl Mlp {
             _ => Activation::GeluTanh,
         };
         Ok(Mlp {
-            c_fc: Conv1D::load(vb.pp("c_fc"), c.n_embd, c.inner_dim())?,
-            c_proj: Conv1D::load(vb.pp("c_proj"), c.inner_dim(), c.n_embd)?,
+            c_fc: Conv1D::load(vb.pp("c_fc"), c.n_embd, c.inner_dim(), quantize)?,
+            c_proj: Conv1D::load(vb.pp("c_proj"), c.inner_dim(), c.n_embd, quantize)?,
             activation,
         })
     }
@@ -211,12 +230,12 @@ pub(crate) struct Block {
 }
 
 impl Block {
-    fn load(vb: VarBuilder, c: &Gpt2Config, layer: usize) -> Result<Self> {
+    fn load(vb: VarBuilder, c: &Gpt2Config, layer: usize, quantize: Quantize) -> Result<Self> {
         Ok(Block {
             ln_1: Norm::load(vb.pp("ln_1"), c.n_embd, c.layer_norm_epsilon)?,
-            attn: Attention::load(vb.pp("attn"), c, layer)?,
+            attn: Attention::load(vb.pp("attn"), c, layer, quantize)?,
             ln_2: Norm::load(vb.pp("ln_2"), c.n_embd, c.layer_norm_epsilon)?,
-            mlp: Mlp::load(vb.pp("mlp"), c)?,
+            mlp: Mlp::load(vb.pp("mlp"), c, quantize)?,
         })
     }
 
@@ -285,13 +304,16 @@ impl Transformer {
         let c = &checkpoint.config;
         let vb = &checkpoint.vb;
         let blocks = (0..c.n_layer)
-            .map(|i| Block::load(vb.pp("h").pp(i), c, i))
+            .map(|i| Block::load(vb.pp("h").pp(i), c, i, checkpoint.quantize))
             .collect::<Result<Vec<_>>>()?;
         Ok(Transformer {
             config: c.clone(),
             blocks,
             ln_f: Norm::load(vb.pp("ln_f"), c.n_embd, c.layer_norm_epsilon)?,
-            lm_head: Weight::from_out_in(vb.get((c.vocab_size, c.n_embd), "wte.weight")?)?,
+            lm_head: Weight::from_out_in(
+                vb.get((c.vocab_size, c.n_embd), "wte.weight")?,
+                checkpoint.quantize,
+            )?,
             dtype: checkpoint.dtype,
         })
     }
@@ -308,7 +330,7 @@ impl Transformer {
 
     /// An empty cache for a new sequence, of the kind this model's device uses.
     pub fn new_cache(&self) -> KvCache {
-        self.cache_of_kind(matches!(self.lm_head, Weight::Packed(_)))
+        self.cache_of_kind(self.lm_head.on_host())
     }
 
     /// An empty cache of candle tensors, the kind GPUs use, whatever the device: for tests that
@@ -409,7 +431,7 @@ impl Transformer {
                 "caches of one batch must be of one kind (host or tensor)".into(),
             ));
         }
-        Ok(all_host && matches!(self.lm_head, Weight::Packed(_)))
+        Ok(all_host && self.lm_head.on_host())
     }
 
     fn run(&self, batch: &mut [Sequence<'_>]) -> Result<Vec<Option<Tensor>>> {

@@ -14,19 +14,21 @@ mod host;
 pub mod inspect;
 pub mod kv_cache;
 pub mod packed;
+pub mod quant;
 pub mod sentence;
 pub mod tiny;
 pub mod wire;
 
 use std::path::PathBuf;
 
-pub use checkpoint::{free_memory, load_device, Checkpoint};
+pub use checkpoint::{free_memory, load_device, Checkpoint, Quantize};
 pub use embeddings::Embeddings;
 pub use gpt2::{LogitsAt, Sequence, Transformer};
 pub use inspect::{Inspection, BLOCK_MATRICES};
 pub use kv_cache::KvCache;
 pub use oneword_checkpoint::{Gpt2Config, Pooling};
 pub use packed::Packed;
+pub use quant::PackedQ8;
 pub use sentence::SentenceEncoder;
 
 /// Why a model could not be found, loaded or run.

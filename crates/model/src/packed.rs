@@ -188,28 +188,35 @@ impl Packed {
                 .zip(by_panel.par_chunks_exact_mut(rows * self.width))
                 .for_each(panel);
         }
-        self.unpack(&by_panel, rows, bias, work >= PARALLEL_MIN_WORK)
+        let parallel = work >= PARALLEL_MIN_WORK;
+        unpack(&by_panel, rows, self.n, self.width, bias, parallel)
     }
+}
 
-    /// `[panels][rows][width]` to `[rows, n]`, adding the bias.
-    fn unpack(&self, by_panel: &[f32], rows: usize, bias: Option<&[f32]>, par: bool) -> Vec<f32> {
-        let (n, width) = (self.n, self.width);
-        let mut out = vec![0f32; rows * n];
-        let row = |(r, out): (usize, &mut [f32])| {
-            for (p, out) in out.chunks_mut(width).enumerate() {
-                out.copy_from_slice(&by_panel[(p * rows + r) * width..][..out.len()]);
-            }
-            if let Some(bias) = bias {
-                out.iter_mut().zip(bias).for_each(|(o, b)| *o += b);
-            }
-        };
-        if par {
-            out.par_chunks_exact_mut(n).enumerate().for_each(row);
-        } else {
-            out.chunks_exact_mut(n).enumerate().for_each(row);
+/// Results `[panels][rows][width]` to `[rows, n]`, adding the bias.
+pub(crate) fn unpack(
+    by_panel: &[f32],
+    rows: usize,
+    n: usize,
+    width: usize,
+    bias: Option<&[f32]>,
+    parallel: bool,
+) -> Vec<f32> {
+    let mut out = vec![0f32; rows * n];
+    let row = |(r, out): (usize, &mut [f32])| {
+        for (p, out) in out.chunks_mut(width).enumerate() {
+            out.copy_from_slice(&by_panel[(p * rows + r) * width..][..out.len()]);
         }
-        out
+        if let Some(bias) = bias {
+            out.iter_mut().zip(bias).for_each(|(o, b)| *o += b);
+        }
+    };
+    if parallel {
+        out.par_chunks_exact_mut(n).enumerate().for_each(row);
+    } else {
+        out.chunks_exact_mut(n).enumerate().for_each(row);
     }
+    out
 }
 
 /// Columns per panel on this CPU: two of its widest vector registers.
@@ -235,9 +242,9 @@ pub(crate) const fn tile_rows<S: Simd>() -> usize {
 
 /// The rows of `x` in tiles of [`tile_rows`], each stored `[k][tile rows]` (the values one step
 /// of `k` needs, side by side), the last tile shorter.
-struct PackRows<'a> {
-    x: &'a [f32],
-    k: usize,
+pub(crate) struct PackRows<'a> {
+    pub(crate) x: &'a [f32],
+    pub(crate) k: usize,
 }
 
 impl WithSimd for PackRows<'_> {

@@ -401,3 +401,62 @@ fn block_matrices_are_the_checkpoints() {
     assert!(model.block_matrix(2, "mlp.c_fc").is_err());
     assert!(model.block_matrix(0, "attn.bias").is_err());
 }
+
+/// q8_0 weights (quantized at load) against f32 at every position of the reference prompts and
+/// against transformers at their last: how far the logits move and how often the greedy pick
+/// changes. Printed for the README; the bounds are loose enough for any checkpoint of this size
+/// and tight enough to catch a broken kernel (a wrong scale or sign moves logits by whole units).
+#[test]
+fn q8_0_weights_stay_near_f32_and_transformers() {
+    let dir = repo().join("tests/fixtures/tiny-gpt2-hf");
+    let (embeddings, f32_model) = load(&dir);
+    let mut checkpoint = Checkpoint::open(&dir, DType::F32, &Device::Cpu).unwrap();
+    checkpoint.quantize = oneword_model::Quantize::Q8_0;
+    let q8_model = Transformer::load(&checkpoint).unwrap();
+    let refs =
+        candle_core::safetensors::load(dir.join("reference_logits.safetensors"), &Device::Cpu)
+            .unwrap();
+    let (mut worst_vs_f32, mut worst_vs_hf, mut spread) = (0f32, 0f32, 0f32);
+    let (mut agree, mut positions) = (0, 0);
+    for i in 0..4 {
+        let ids: Vec<u32> = refs[&format!("prompt_{i}_ids")]
+            .to_dtype(DType::I64)
+            .unwrap()
+            .to_vec1::<i64>()
+            .unwrap()
+            .iter()
+            .map(|&x| x as u32)
+            .collect();
+        let positions_of: Vec<u32> = (0..ids.len() as u32).collect();
+        let x = embeddings.embed(&ids, &positions_of).unwrap();
+        let all = |model: &Transformer| {
+            let mut cache = model.new_cache();
+            model
+                .forward(&x, &mut cache, LogitsAt::All)
+                .unwrap()
+                .unwrap()
+        };
+        let (exact, q8) = (all(&f32_model), all(&q8_model));
+        worst_vs_f32 = worst_vs_f32.max(max_abs_diff(&exact, &q8));
+        let last = q8.get(ids.len() - 1).unwrap();
+        let expected = &refs[&format!("prompt_{i}_logits")];
+        worst_vs_hf = worst_vs_hf.max(max_abs_diff(&last, expected));
+        spread = spread.max(
+            expected.max(0).unwrap().to_scalar::<f32>().unwrap()
+                - expected.min(0).unwrap().to_scalar::<f32>().unwrap(),
+        );
+        let picks = |t: &Tensor| t.argmax(1).unwrap().to_vec1::<u32>().unwrap();
+        for (a, b) in picks(&exact).iter().zip(picks(&q8)) {
+            agree += usize::from(*a == b);
+            positions += 1;
+        }
+    }
+    let agreement = agree as f64 / positions as f64;
+    eprintln!(
+        "q8_0: max |Δlogit| {worst_vs_f32:.4} against f32, {worst_vs_hf:.4} against transformers \
+         (logits spread over {spread:.2}); greedy picks equal at {agree} of {positions} positions"
+    );
+    assert!(worst_vs_f32 < 0.05 * spread, "{worst_vs_f32} of {spread}");
+    assert!(worst_vs_hf < 0.05 * spread, "{worst_vs_hf} of {spread}");
+    assert!(agreement >= 0.9, "greedy picks agree at {agreement:.3}");
+}

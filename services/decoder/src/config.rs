@@ -21,7 +21,8 @@ pub struct Config {
     /// Where to compute: cpu, cuda, cuda:N, or auto (a GPU when this build has CUDA and one is there).
     #[arg(long, env = "ONEWORD_DECODER_DEVICE", default_value = "auto")]
     pub device: String,
-    /// Weight dtype: f32, f16, bf16, or auto (f32 on CPU, f16 on CUDA).
+    /// Weight dtype: f32, f16, bf16, q8_0 (8-bit linear layers, quantized at load from the same
+    /// checkpoint; CPU only), or auto (f32 on CPU, f16 on CUDA).
     #[arg(long, env = "ONEWORD_DECODER_DTYPE", default_value = "auto")]
     pub dtype: String,
     /// Most sessions (KV caches) held at once; creating more is RESOURCE_EXHAUSTED.

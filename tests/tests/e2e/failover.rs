@@ -24,12 +24,11 @@ struct TwoDecoders {
 
 impl TwoDecoders {
     async fn start() -> Self {
-        // Both decoders sum every row the same way whatever its pass (see `--batch-invariant`),
-        // so that a re-prefill reproduces the incremental numbers exactly.
-        let cluster = Cluster::start_with(tiny_model(), |c| c.batch_invariant = true).await;
+        // Both decoders sum every row the same way whatever its pass, so that a re-prefill
+        // reproduces the incremental numbers exactly.
+        let cluster = Cluster::start(tiny_model()).await;
         let model = tiny_model().to_str().unwrap().to_string();
-        let mut config = oneword_decoder::Config::for_model(&model);
-        config.batch_invariant = true;
+        let config = oneword_decoder::Config::for_model(&model);
         let second = start(false, |l, s| oneword_decoder::run(config, l, until(s))).await;
         let links = [
             Link::start(&cluster.decoder.address).await,
@@ -250,11 +249,11 @@ async fn one_shot_decoder_calls_are_tried_again_on_another_replica() {
 
 /// The contract failover rests on, measured: a session rebuilt by one prefill of prompt +
 /// tokens so far, in a pass crowded with others, picks what the incrementally decoded session
-/// picks at every step of a long seeded run, with bit-identical log-probabilities when the
-/// decoder is batch-invariant. (Without it the gap is ~1e-6: see `--batch-invariant`.)
+/// picks at every step of a long seeded run, with bit-identical log-probabilities (every CPU
+/// product sums a row the same way whatever shares its pass).
 #[tokio::test]
 async fn a_reprefilled_session_picks_what_the_incremental_one_picks_at_every_step() {
-    let cluster = Cluster::start_with(tiny_model(), |c| c.batch_invariant = true).await;
+    let cluster = Cluster::start(tiny_model()).await;
     let mut decoder = cluster.decoder().await;
     let mut embedder = oneword_proto::embedder::v1::embedder_client::EmbedderClient::connect(
         cluster.embedder.address.clone(),

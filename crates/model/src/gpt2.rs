@@ -91,7 +91,11 @@ impl Weight {
             Weight::Packed(_) | Weight::Q8(_) if x.device().is_cpu() && x.dtype() == DType::F32 => {
                 let (rows, _) = x.dims2()?;
                 let y = self.forward_host(&host_rows(x)?, rows, bias.map(|(_, host)| host))?;
-                let n = y.len() / rows.max(1);
+                let n = match self {
+                    Weight::Packed(w) => w.outputs(),
+                    Weight::Q8(w) => w.outputs(),
+                    Weight::Tensor(w) => w.dim(0)?,
+                };
                 Ok(Tensor::from_vec(y, (rows, n), x.device())?)
             }
             Weight::Packed(_) | Weight::Q8(_) => Err(ModelError::Input(format!(

@@ -465,5 +465,9 @@ async fn a_q8_0_decoder_serves_the_same_checkpoint() {
     assert_eq!(a.token_ids, b.token_ids);
     let f32_ids = text(&exact, r).await.completions.remove(0).token_ids;
     // The first pick follows the prompt alone; later ones follow each run's own earlier picks.
-    assert_eq!(a.token_ids[0], f32_ids[0], "q8_0 {:?}, f32 {f32_ids:?}", a.token_ids);
+    assert_eq!(
+        a.token_ids[0], f32_ids[0],
+        "q8_0 {:?}, f32 {f32_ids:?}",
+        a.token_ids
+    );
 }

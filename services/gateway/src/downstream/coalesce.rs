@@ -8,6 +8,7 @@
 use oneword_proto::common::v1::Tensor;
 use oneword_runtime::deadline::Deadline;
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
 use super::{slice_rows, Downstream};
 use crate::Error;
@@ -22,6 +23,8 @@ struct Ask {
     ids: Vec<u32>,
     positions: Vec<u32>,
     deadline: Deadline,
+    /// The asking request's span: a merged call is traced under its first ask's.
+    span: tracing::Span,
     reply: oneshot::Sender<Result<Tensor, Error>>,
 }
 
@@ -51,6 +54,7 @@ impl Coalescer {
             ids,
             positions,
             deadline: *deadline,
+            span: tracing::Span::current(),
             reply,
         };
         let gone = || Error::Internal("the embedding merger stopped".into());
@@ -95,7 +99,12 @@ async fn merge(down: Downstream, mut queue: mpsc::Receiver<Ask>) {
             .iter()
             .flat_map(|a| a.positions.iter().copied())
             .collect();
-        match down.embed_now(ids, positions, &deadline).await {
+        let span = asks[0].span.clone();
+        match down
+            .embed_now(ids, positions, &deadline)
+            .instrument(span)
+            .await
+        {
             Ok(tensor) => {
                 let mut start = 0;
                 for ask in asks {
@@ -109,8 +118,8 @@ async fn merge(down: Downstream, mut queue: mpsc::Receiver<Ask>) {
                 if asks.len() > 1 && status.code() == tonic::Code::InvalidArgument =>
             {
                 for ask in asks {
-                    let alone = down.embed_now(ask.ids, ask.positions, &ask.deadline).await;
-                    let _ = ask.reply.send(alone);
+                    let alone = down.embed_now(ask.ids, ask.positions, &ask.deadline);
+                    let _ = ask.reply.send(alone.instrument(ask.span).await);
                 }
             }
             Err(e) => {

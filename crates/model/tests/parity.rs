@@ -34,6 +34,26 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         .unwrap()
 }
 
+/// Reference prompt `i`'s ids and input embeddings; `None` past the last.
+fn reference_prompt(
+    refs: &std::collections::HashMap<String, Tensor>,
+    i: usize,
+    embeddings: &Embeddings,
+) -> Option<(Vec<u32>, Tensor)> {
+    let ids: Vec<u32> = refs
+        .get(&format!("prompt_{i}_ids"))?
+        .to_dtype(DType::I64)
+        .unwrap()
+        .to_vec1::<i64>()
+        .unwrap()
+        .iter()
+        .map(|&x| x as u32)
+        .collect();
+    let positions: Vec<u32> = (0..ids.len() as u32).collect();
+    let x = embeddings.embed(&ids, &positions).unwrap();
+    Some((ids, x))
+}
+
 /// Makes an empty cache of one kind.
 type NewCache = fn(&Transformer) -> KvCache;
 
@@ -59,19 +79,9 @@ fn check_against_with(dir: &Path, reference: &Path, new_cache: NewCache) {
     let refs = candle_core::safetensors::load(reference, &Device::Cpu).unwrap();
     let mut prompts = 0;
     for i in 0.. {
-        let Some(ids) = refs.get(&format!("prompt_{i}_ids")) else {
+        let Some((ids, x)) = reference_prompt(&refs, i, &embeddings) else {
             break;
         };
-        let ids: Vec<u32> = ids
-            .to_dtype(DType::I64)
-            .unwrap()
-            .to_vec1::<i64>()
-            .unwrap()
-            .iter()
-            .map(|&x| x as u32)
-            .collect();
-        let positions: Vec<u32> = (0..ids.len() as u32).collect();
-        let x = embeddings.embed(&ids, &positions).unwrap();
         let mut cache = new_cache(&model);
         let logits = model
             .forward(&x, &mut cache, LogitsAt::Last)
@@ -419,16 +429,7 @@ fn q8_0_weights_stay_near_f32_and_transformers() {
     let (mut worst_vs_f32, mut worst_vs_hf, mut spread) = (0f32, 0f32, 0f32);
     let (mut agree, mut positions) = (0, 0);
     for i in 0..4 {
-        let ids: Vec<u32> = refs[&format!("prompt_{i}_ids")]
-            .to_dtype(DType::I64)
-            .unwrap()
-            .to_vec1::<i64>()
-            .unwrap()
-            .iter()
-            .map(|&x| x as u32)
-            .collect();
-        let positions_of: Vec<u32> = (0..ids.len() as u32).collect();
-        let x = embeddings.embed(&ids, &positions_of).unwrap();
+        let (ids, x) = reference_prompt(&refs, i, &embeddings).expect("four prompts");
         let all = |model: &Transformer| {
             let mut cache = model.new_cache();
             model

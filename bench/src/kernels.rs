@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use clap::Parser;
+use oneword_model::packed::{Layout, Matrix};
 use oneword_model::{Packed, PackedQ8};
 use pulp::{Simd, WithSimd};
 use rayon::prelude::*;
@@ -56,11 +57,11 @@ fn main() -> anyhow::Result<()> {
         let weights: Vec<Vec<f32>> = (0..copies).map(|c| values(k * n, c as u32)).collect();
         let packed: Vec<Packed> = weights
             .iter()
-            .map(|w| Packed::from_in_out(w, k, n))
+            .map(|w| Packed::new(Matrix::new(w, k, n, Layout::InOut)))
             .collect();
         let q8: Vec<PackedQ8> = weights
             .iter()
-            .map(|w| PackedQ8::from_in_out(w, k, n))
+            .map(|w| PackedQ8::new(Matrix::new(w, k, n, Layout::InOut)))
             .collect();
         let tensors = weights
             .iter()

@@ -19,7 +19,7 @@ use crate::attention::Attention;
 use crate::host;
 use crate::host::Activation;
 use crate::kv_cache::{HostLayer, LayerCache};
-use crate::packed::Packed;
+use crate::packed::{Layout, Matrix, Packed};
 use crate::quant::PackedQ8;
 use crate::{Checkpoint, Gpt2Config, KvCache, ModelError, Quantize};
 
@@ -41,23 +41,22 @@ pub(crate) enum Weight {
 }
 
 impl Weight {
-    /// From `w` `[in, out]` (a `Conv1D`'s layout).
-    fn from_in_out(w: Tensor, quantize: Quantize) -> Result<Self> {
-        let (k, n) = w.dims2()?;
-        Ok(match (Self::host(&w)?, quantize) {
-            (Some(values), Quantize::No) => Weight::Packed(Packed::from_in_out(&values, k, n)),
-            (Some(values), Quantize::Q8_0) => Weight::Q8(PackedQ8::from_in_out(&values, k, n)),
-            (None, _) => Weight::Tensor(w.t()?.contiguous()?),
-        })
-    }
-
-    /// From `w` `[out, in]` (the tied LM head's layout).
-    fn from_out_in(w: Tensor, quantize: Quantize) -> Result<Self> {
-        let (n, k) = w.dims2()?;
-        Ok(match (Self::host(&w)?, quantize) {
-            (Some(values), Quantize::No) => Weight::Packed(Packed::from_out_in(&values, n, k)),
-            (Some(values), Quantize::Q8_0) => Weight::Q8(PackedQ8::from_out_in(&values, n, k)),
-            (None, _) => Weight::Tensor(w),
+    /// From `w` stored in `layout`: packed (and quantized as asked) when it is CPU f32, else
+    /// kept `[out, in]` for candle.
+    fn new(w: Tensor, layout: Layout, quantize: Quantize) -> Result<Self> {
+        let (k, n) = match (layout, w.dims2()?) {
+            (Layout::InOut, (k, n)) | (Layout::OutIn, (n, k)) => (k, n),
+        };
+        let Some(values) = Self::host(&w)? else {
+            return Ok(Weight::Tensor(match layout {
+                Layout::InOut => w.t()?.contiguous()?,
+                Layout::OutIn => w,
+            }));
+        };
+        let matrix = Matrix::new(&values, k, n, layout);
+        Ok(match quantize {
+            Quantize::No => Weight::Packed(Packed::new(matrix)),
+            Quantize::Q8_0 => Weight::Q8(PackedQ8::new(matrix)),
         })
     }
 
@@ -144,7 +143,7 @@ impl Conv1D {
     ) -> Result<Self> {
         let bias = vb.get(d_out, "bias")?;
         Ok(Conv1D {
-            weight: Weight::from_in_out(vb.get((d_in, d_out), "weight")?, quantize)?,
+            weight: Weight::new(vb.get((d_in, d_out), "weight")?, Layout::InOut, quantize)?,
             bias_host: bias.to_dtype(DType::F32)?.to_vec1()?,
             bias,
         })
@@ -314,8 +313,9 @@ impl Transformer {
             config: c.clone(),
             blocks,
             ln_f: Norm::load(vb.pp("ln_f"), c.n_embd, c.layer_norm_epsilon)?,
-            lm_head: Weight::from_out_in(
+            lm_head: Weight::new(
                 vb.get((c.vocab_size, c.n_embd), "wte.weight")?,
+                Layout::OutIn,
                 checkpoint.quantize,
             )?,
             dtype: checkpoint.dtype,

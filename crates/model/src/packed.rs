@@ -93,21 +93,60 @@ pub struct Packed {
     panels: Vec<f32>,
 }
 
+/// How a checkpoint stores a weight matrix of `k` inputs and `n` outputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// `[k, n]`: a `Conv1D`'s.
+    InOut,
+    /// `[n, k]`: `nn.Linear`'s, and the LM head's (tied to `wte`).
+    OutIn,
+}
+
+/// A weight matrix's values as a checkpoint stores them: what the packed forms are made from.
+#[derive(Clone, Copy)]
+pub struct Matrix<'a> {
+    values: &'a [f32],
+    k: usize,
+    n: usize,
+    layout: Layout,
+}
+
+impl<'a> Matrix<'a> {
+    pub fn new(values: &'a [f32], k: usize, n: usize, layout: Layout) -> Self {
+        assert_eq!(
+            values.len(),
+            k * n,
+            "a matrix of {k} × {n} values, this is a bug"
+        );
+        Matrix {
+            values,
+            k,
+            n,
+            layout,
+        }
+    }
+
+    /// The weight from input `i` to output `j`.
+    pub(crate) fn at(&self, i: usize, j: usize) -> f32 {
+        match self.layout {
+            Layout::InOut => self.values[i * self.n + j],
+            Layout::OutIn => self.values[j * self.k + i],
+        }
+    }
+
+    pub(crate) fn inputs(&self) -> usize {
+        self.k
+    }
+
+    pub(crate) fn outputs(&self) -> usize {
+        self.n
+    }
+}
+
 impl Packed {
-    /// From `w` `[k, n]`, a `Conv1D`'s layout: each panel row is a run of a weight row.
-    pub fn from_in_out(w: &[f32], k: usize, n: usize) -> Self {
-        assert_eq!(w.len(), k * n, "a [{k}, {n}] matrix, this is a bug");
-        Self::pack(k, n, |i, j| w[i * n + j])
-    }
-
-    /// From `w` `[n, k]`, `nn.Linear`'s layout (and the LM head's, tied to `wte`).
-    pub fn from_out_in(w: &[f32], n: usize, k: usize) -> Self {
-        assert_eq!(w.len(), k * n, "a [{n}, {k}] matrix, this is a bug");
-        Self::pack(k, n, |i, j| w[j * k + i])
-    }
-
-    fn pack(k: usize, n: usize, at: impl Fn(usize, usize) -> f32 + Sync) -> Self {
-        let width = panel_width();
+    /// Packs `w` into panels.
+    pub fn new(w: Matrix) -> Self {
+        let (k, n, width) = (w.k, w.n, panel_width());
         let mut panels = vec![0f32; n.div_ceil(width) * k * width];
         panels
             .par_chunks_mut(k * width)
@@ -117,7 +156,7 @@ impl Packed {
                     for (c, v) in row.iter_mut().enumerate() {
                         let j = p * width + c;
                         if j < n {
-                            *v = at(i, j);
+                            *v = w.at(i, j);
                         }
                     }
                 }
@@ -352,12 +391,12 @@ mod tests {
             (0, 16, 40),
         ] {
             let (x, w, bias) = (values(rows * k, 4), values(k * n, 5), values(n, 6));
-            let in_out = Packed::from_in_out(&w, k, n);
+            let in_out = Packed::new(Matrix::new(&w, k, n, Layout::InOut));
             let transposed: Vec<f32> = (0..n)
                 .flat_map(|j| (0..k).map(move |i| (i, j)))
                 .map(|(i, j)| w[i * n + j])
                 .collect();
-            let out_in = Packed::from_out_in(&transposed, n, k);
+            let out_in = Packed::new(Matrix::new(&transposed, k, n, Layout::OutIn));
             assert_eq!(in_out.to_in_out(), w);
             let got = in_out.product(&x, rows, Some(&bias));
             assert_eq!(got, out_in.product(&x, rows, Some(&bias)));
@@ -377,7 +416,7 @@ mod tests {
     #[test]
     fn a_row_gets_the_same_bits_whatever_else_is_in_the_batch() {
         let (k, n) = (256, 515);
-        let w = Packed::from_in_out(&values(k * n, 2), k, n);
+        let w = Packed::new(Matrix::new(&values(k * n, 2), k, n, Layout::InOut));
         let x = values(29 * k, 1);
         let all = w.product(&x, 29, None);
         for r in 0..29 {

@@ -13,7 +13,7 @@
 use pulp::Simd;
 use rayon::prelude::*;
 
-use crate::packed::{panel_width, tile_rows, unpack, with_tile_rows, PackRows};
+use crate::packed::{panel_width, tile_rows, unpack, with_tile_rows, Matrix, PackRows};
 
 /// Weights per scale.
 pub const BLOCK: usize = 32;
@@ -34,20 +34,9 @@ pub struct PackedQ8 {
 }
 
 impl PackedQ8 {
-    /// From `w` `[k, n]`, a `Conv1D`'s layout.
-    pub fn from_in_out(w: &[f32], k: usize, n: usize) -> Self {
-        assert_eq!(w.len(), k * n, "a [{k}, {n}] matrix, this is a bug");
-        Self::quantize(k, n, |i, j| w[i * n + j])
-    }
-
-    /// From `w` `[n, k]`, `nn.Linear`'s layout (and the tied LM head's).
-    pub fn from_out_in(w: &[f32], n: usize, k: usize) -> Self {
-        assert_eq!(w.len(), k * n, "a [{n}, {k}] matrix, this is a bug");
-        Self::quantize(k, n, |i, j| w[j * k + i])
-    }
-
-    fn quantize(k: usize, n: usize, at: impl Fn(usize, usize) -> f32 + Sync) -> Self {
-        let width = panel_width();
+    /// Quantizes `w` into panels.
+    pub fn new(w: Matrix) -> Self {
+        let (k, n, width) = (w.inputs(), w.outputs(), panel_width());
         let (panels, blocks) = (n.div_ceil(width), k.div_ceil(BLOCK));
         let mut quants = vec![0i8; panels * k * width];
         let mut scales = vec![0f32; panels * blocks * width];
@@ -60,12 +49,12 @@ impl PackedQ8 {
                     let j = p * width + c;
                     for b in 0..blocks {
                         let rows = b * BLOCK..((b + 1) * BLOCK).min(k);
-                        let max = rows.clone().map(|i| at(i, j).abs()).fold(0f32, f32::max);
+                        let max = rows.clone().map(|i| w.at(i, j).abs()).fold(0f32, f32::max);
                         let scale = max / 127.0;
                         scales[b * width + c] = scale;
                         let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
                         for i in rows {
-                            quants[i * width + c] = (at(i, j) * inv).round() as i8;
+                            quants[i * width + c] = (w.at(i, j) * inv).round() as i8;
                         }
                     }
                 }
@@ -259,7 +248,7 @@ mod tests {
     fn the_product_is_that_of_the_dequantized_weights_and_near_the_f32_one() {
         for (rows, k, n) in [(1, 7, 3), (3, 64, 1001), (13, 300, 400), (32, 768, 130)] {
             let (x, w) = (values(rows * k, 4), values(k * n, 5));
-            let q = PackedQ8::from_in_out(&w, k, n);
+            let q = PackedQ8::new(Matrix::new(&w, k, n, crate::packed::Layout::InOut));
             let dequantized = q.to_in_out();
             let got = q.product(&x, rows, None);
             let (mut err, mut norm) = (0f64, 0f64);
@@ -286,7 +275,12 @@ mod tests {
     #[test]
     fn a_row_gets_the_same_bits_whatever_else_is_in_the_batch() {
         let (k, n) = (256, 515);
-        let w = PackedQ8::from_in_out(&values(k * n, 2), k, n);
+        let w = PackedQ8::new(Matrix::new(
+            &values(k * n, 2),
+            k,
+            n,
+            crate::packed::Layout::InOut,
+        ));
         let x = values(29 * k, 1);
         let all = w.product(&x, 29, None);
         for r in 0..29 {

@@ -92,8 +92,8 @@ fn load(config: &Config, metrics: &Metrics) -> anyhow::Result<service::DecoderSe
             max_queue_wait: Duration::from_millis(config.max_queue_wait_ms),
             kv_budget_tokens,
             max_batch_tokens: config.max_batch_tokens,
-            prefill_budget: Duration::from_secs_f64(config.prefill_budget_ms.max(0.0) / 1e3),
-            batch_wait: Duration::from_secs_f64(config.batch_wait_ms.max(0.0) / 1e3),
+            prefill_budget: millis(config.prefill_budget_ms, "--prefill-budget-ms")?,
+            batch_wait: millis(config.batch_wait_ms, "--batch-wait-ms")?,
         },
         Some(engine_metrics),
     );
@@ -153,4 +153,13 @@ fn kv_budget(
         anyhow::bail!("the KV-cache budget is zero positions ({per_token} bytes each); raise --kv-cache-bytes or --kv-cache-tokens");
     }
     Ok(tokens)
+}
+
+/// A flag in milliseconds as a duration: from 0 to an hour, anything else refused by name.
+fn millis(value: f64, flag: &str) -> anyhow::Result<Duration> {
+    anyhow::ensure!(
+        (0.0..=3.6e6).contains(&value),
+        "`{flag}` must be in [0, 3600000] milliseconds, got {value}"
+    );
+    Ok(Duration::from_secs_f64(value / 1e3))
 }

@@ -62,6 +62,10 @@ fn load(config: &Config) -> anyhow::Result<service::EmbedderService> {
         config.max_batch_tokens > 0,
         "`--max-batch-tokens` must be at least 1, got 0"
     );
+    anyhow::ensure!(
+        config.dtype != "q8_0",
+        "`--dtype` q8_0 quantizes the decoder's linear layers; the embedder's tables take auto, f32, f16 or bf16"
+    );
     let checkpoint = Checkpoint::load(&config.model, &config.device, &config.dtype)
         .with_context(|| format!("loading `{}`", config.model))?;
     let (dir, device, dtype) = (&checkpoint.dir, &checkpoint.device, checkpoint.dtype);

@@ -39,7 +39,7 @@ def kernel_table(kernels):
     for r in ours["results"]:
         t = theirs.get((r["matrix"], r["rows"]))
         rows.append([f"{r['matrix']} [{r['k']}, {r['n']}]", str(r["rows"]), fmt(r["packed_gflops"]),
-                     f"{r['packed_gflops'] / peak:.0%}", fmt(r.get("q8_0_gflops")), fmt(r["gemm_gflops"]), fmt(t),
+                     f"{r['packed_gflops'] / peak:.0%}", fmt(r.get("bf16_gflops")), fmt(r.get("q8_0_gflops")), fmt(r["gemm_gflops"]), fmt(t),
                      f"{r['packed_gflops'] / t:.2f}×" if t else "–"])
     return ["## Linear layers, GFLOP/s", "",
             f"oneword's packed product (panel width {ours['panel_width']}), candle's gemm (what the "
@@ -47,7 +47,7 @@ def kernel_table(kernels):
             f"same shapes, {ours['threads']} threads, weights cycled past the last-level cache. Peak: "
             f"{peak:.0f} GFLOP/s ({ours['peak_gflops_one_thread']:.1f} measured on one thread × "
             f"{ours['threads']}).", "",
-            table(["matrix", "rows", "oneword f32", "of peak", "oneword q8_0", "candle/gemm", "torch",
+            table(["matrix", "rows", "oneword f32", "of peak", "oneword bf16", "oneword q8_0", "candle/gemm", "torch",
                    "oneword f32 / torch"], rows), ""]
 
 
@@ -95,6 +95,21 @@ def main():
                     row.append(f"{mine / theirs:.2f}×" if mine and theirs else "–")
             rows.append(row)
         out += [f"## {title}", "", table(header, rows), ""]
+
+    pairs = [(s, by.get(f"llama.cpp {s['system'].split()[1]}")) for s in systems
+             if s["system"].startswith("oneword ") and s["system"].split()[1] in {"f16", "bf16", "q8_0"}]
+    pairs = [(s, r) for s, r in pairs if r is not None]
+    if pairs:
+        header = ["streams"] + [f"{s['system']} / llama.cpp {s['system'].split()[1]}" for s, _ in pairs]
+        rows = []
+        for c in levels:
+            row = [str(c)]
+            for s, theirs in pairs:
+                mine = by[s["system"]].get(c, {}).get("decode_tokens_per_s")
+                other = theirs.get(c, {}).get("decode_tokens_per_s")
+                row.append(f"{mine / other:.2f}×" if mine and other else "–")
+            rows.append(row)
+        out += ["## Decode throughput at the same weight precision", "", table(header, rows), ""]
 
     if bandwidth:
         out += ["## Fraction of the bandwidth floor",

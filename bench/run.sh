@@ -10,7 +10,9 @@ cd "$(dirname "$0")/.."
 WORK=bench/.work
 THREADS=${BENCH_THREADS:-$(nproc)}
 # llama.cpp runs at each of these weight precisions (GGUF conversions of the same checkpoint).
-LLAMA_DTYPES=${BENCH_LLAMA_DTYPES:-f32,f16,q8_0}
+LLAMA_DTYPES=${BENCH_LLAMA_DTYPES:-f32,f16,bf16,q8_0}
+# oneword runs in f32 (with the isolation measurements), then at each of these (`--dtype`).
+ONEWORD_DTYPES=${BENCH_ONEWORD_DTYPES:-bf16,q8_0}
 CONCURRENCY=${BENCH_CONCURRENCY:-1,4,16,32}
 PREFILL=${BENCH_PREFILL:-128,512,1024}
 OUT=${BENCH_OUT:-bench/results/$(date -u +%Y-%m-%d)}
@@ -33,8 +35,10 @@ target/release/oneword-kernel-bench --out "$OUT/kernels.json"
 "$PYTHON" bench/reference/torch_gemm.py --threads "$THREADS" > "$OUT/kernels-torch.json"
 echo "bench: oneword" >&2
 target/release/oneword-bench "${common[@]}" --out "$OUT"
-echo "bench: oneword q8_0" >&2
-target/release/oneword-bench "${common[@]}" --dtype q8_0 --isolation-streams 0 --out "$OUT"
+for dtype in ${ONEWORD_DTYPES//,/ }; do
+    echo "bench: oneword $dtype" >&2
+    target/release/oneword-bench "${common[@]}" --dtype "$dtype" --isolation-streams 0 --out "$OUT"
+done
 for dtype in ${LLAMA_DTYPES//,/ }; do
     echo "bench: llama.cpp $dtype" >&2
     "$PYTHON" bench/reference/llama_bench.py "${common[@]}" --threads "$THREADS" --dtype "$dtype" \

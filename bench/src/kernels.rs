@@ -1,4 +1,4 @@
-//! `make bench`'s kernel microbenchmark: GFLOP/s of the CPU linear layers (f32 and q8_0
+//! `make bench`'s kernel microbenchmark: GFLOP/s of the CPU linear layers (f32, q8_0 and bf16
 //! weights) on GPT-2's shapes, for
 //! row counts from one decode stream to a prefill chunk, against the machine's measured peak
 //! (independent multiply-adds in registers) and against candle's matrix product (the gemm crate,
@@ -13,8 +13,9 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use clap::Parser;
+use oneword_model::narrow::{Bf16, Format, Q8_0};
 use oneword_model::packed::{Layout, Matrix};
-use oneword_model::{Packed, PackedQ8};
+use oneword_model::{HostMatrix, Packed, PackedNarrow};
 use pulp::{Simd, WithSimd};
 use rayon::prelude::*;
 use serde_json::json;
@@ -59,10 +60,8 @@ fn main() -> anyhow::Result<()> {
             .iter()
             .map(|w| Packed::new(Matrix::new(w, k, n, Layout::InOut)))
             .collect();
-        let q8: Vec<PackedQ8> = weights
-            .iter()
-            .map(|w| PackedQ8::new(Matrix::new(w, k, n, Layout::InOut)))
-            .collect();
+        let q8 = narrow::<Q8_0>(&weights, k, n)?;
+        let bf16 = narrow::<Bf16>(&weights, k, n)?;
         let tensors = weights
             .iter()
             .map(|w| {
@@ -81,18 +80,21 @@ fn main() -> anyhow::Result<()> {
             let ours_q8 = rate(flops, args.seconds, |i| {
                 std::hint::black_box(q8[i % copies].product(&x, rows, None));
             });
+            let ours_bf16 = rate(flops, args.seconds, |i| {
+                std::hint::black_box(bf16[i % copies].product(&x, rows, None));
+            });
             let xt = Tensor::from_slice(&x, (rows, k), &Device::Cpu)?;
             let gemm = rate(flops, args.seconds, |i| {
                 let y = xt.matmul(&tensors[i % copies].t().expect("a 2-D tensor"));
                 std::hint::black_box(y.expect("shapes that match"));
             });
             eprintln!(
-                "{name} [{k}, {n}] × {rows} rows: packed {ours:.1} GFLOP/s ({:.0}% of peak), q8_0 {ours_q8:.1}, candle/gemm {gemm:.1}",
+                "{name} [{k}, {n}] × {rows} rows: packed {ours:.1} GFLOP/s ({:.0}% of peak), q8_0 {ours_q8:.1}, bf16 {ours_bf16:.1}, candle/gemm {gemm:.1}",
                 100.0 * ours / peak_all
             );
             results.push(json!({
                 "matrix": name, "k": k, "n": n, "rows": rows,
-                "packed_gflops": ours, "q8_0_gflops": ours_q8, "gemm_gflops": gemm,
+                "packed_gflops": ours, "q8_0_gflops": ours_q8, "bf16_gflops": ours_bf16, "gemm_gflops": gemm,
                 "packed_fraction_of_peak": ours / peak_all,
             }));
         }
@@ -162,4 +164,16 @@ fn peak_gflops(threads: usize) -> f64 {
     std::hint::black_box(&lanes);
     let per_thread = 2.0 * (STEPS / 24 * 24 * lanes[0].1) as f64;
     per_thread * threads as f64 / elapsed / 1e9
+}
+
+/// Copies of the weights in a narrow format.
+fn narrow<F: Format>(
+    weights: &[Vec<f32>],
+    k: usize,
+    n: usize,
+) -> anyhow::Result<Vec<PackedNarrow<F>>> {
+    Ok(weights
+        .iter()
+        .map(|w| PackedNarrow::<F>::new(Matrix::new(w, k, n, Layout::InOut)))
+        .collect::<Result<_, _>>()?)
 }

@@ -40,7 +40,7 @@ struct Args {
     /// generations (`isolation.json`); 0 = skip.
     #[arg(long, default_value_t = 16)]
     isolation_streams: usize,
-    /// The decoder's `--dtype` (f32, or q8_0 for 8-bit linear layers); results of any but f32
+    /// The decoder's `--dtype` (f32; or q8_0, bf16 or f16 linear layers); results of any but f32
     /// are named after it (`oneword q8_0`, `oneword-q8_0.json`).
     #[arg(long, default_value = "f32")]
     dtype: String,
@@ -76,9 +76,11 @@ async fn main() -> anyhow::Result<()> {
         "f32" => ("oneword".to_string(), "oneword".to_string()),
         dtype => (format!("oneword {dtype}"), format!("oneword-{dtype}")),
     };
-    if args.dtype == "q8_0" {
+    match args.dtype.as_str() {
         // A byte per weight and an f32 scale per 32.
-        weight_bytes = weight_bytes / 4 * 9 / 8;
+        "q8_0" => weight_bytes = weight_bytes / 4 * 9 / 8,
+        "bf16" | "f16" => weight_bytes /= 2,
+        _ => {}
     }
     for (system, file, through_gateway) in [
         (name.clone(), format!("{file}.json"), true),

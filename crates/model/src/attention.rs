@@ -7,7 +7,7 @@ use rayon::prelude::*;
 
 use crate::gpt2::Conv1D;
 use crate::kv_cache::{HostLayer, LayerCache};
-use crate::{Gpt2Config, ModelError, Quantize};
+use crate::{Gpt2Config, ModelError, WeightFormat};
 
 type Result<T> = std::result::Result<T, ModelError>;
 
@@ -24,7 +24,7 @@ impl Attention {
         vb: VarBuilder,
         c: &Gpt2Config,
         layer: usize,
-        quantize: Quantize,
+        weights: WeightFormat,
     ) -> Result<Self> {
         let mut scale = if c.scale_attn_weights {
             1.0 / (c.head_dim() as f64).sqrt()
@@ -35,8 +35,8 @@ impl Attention {
             scale /= (layer + 1) as f64;
         }
         Ok(Attention {
-            c_attn: Conv1D::load(vb.pp("c_attn"), c.n_embd, 3 * c.n_embd, quantize)?,
-            c_proj: Conv1D::load(vb.pp("c_proj"), c.n_embd, c.n_embd, quantize)?,
+            c_attn: Conv1D::load(vb.pp("c_attn"), c.n_embd, 3 * c.n_embd, weights)?,
+            c_proj: Conv1D::load(vb.pp("c_proj"), c.n_embd, c.n_embd, weights)?,
             n_head: c.n_head,
             head_dim: c.head_dim(),
             scale,

@@ -17,19 +17,36 @@ pub struct Checkpoint {
     pub dir: std::path::PathBuf,
     pub device: Device,
     pub dtype: DType,
-    /// Whether the transformer's linear layers are quantized at load (`--dtype q8_0`).
-    pub quantize: Quantize,
+    /// How the CPU path stores the transformer's linear layers (`--dtype` q8_0, bf16 or f16 on
+    /// the CPU); everything else is read in `dtype`.
+    pub weights: WeightFormat,
     pub(crate) vb: VarBuilder<'static>,
 }
 
 /// How the transformer keeps its linear layers' weights.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Quantize {
-    /// As read, in the checkpoint's `dtype`.
+pub enum WeightFormat {
+    /// As read, in the checkpoint's `dtype` (f32 packed on the CPU, tensors elsewhere).
     #[default]
-    No,
-    /// GGUF's q8_0 (see [`crate::quant`]), on the CPU; read in f32 first.
+    F32,
+    /// GGUF's q8_0 on the CPU (see [`crate::narrow`]); read in f32 first.
     Q8_0,
+    /// bf16 on the CPU, widened to f32 in registers; read in f32 first.
+    Bf16,
+    /// f16 on the CPU, likewise.
+    F16,
+}
+
+impl WeightFormat {
+    /// The `--dtype` that asks for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightFormat::F32 => "f32",
+            WeightFormat::Q8_0 => "q8_0",
+            WeightFormat::Bf16 => "bf16",
+            WeightFormat::F16 => "f16",
+        }
+    }
 }
 
 impl Checkpoint {
@@ -37,17 +54,27 @@ impl Checkpoint {
     /// [`oneword_checkpoint::hub::resolve`]), picks the device named by `device` ([`load_device`]) and the
     /// dtype named by `dtype` (`auto` = f32 on CPU, f16 on CUDA; or f32, f16, bf16; or q8_0,
     /// 8-bit linear layers on the CPU), and opens it.
+    ///
+    /// On the CPU, f16, bf16 and q8_0 name how the linear layers' weights are stored (see
+    /// [`WeightFormat`]); the rest of the model, the activations and the KV cache stay f32, which
+    /// the CPU computes fastest. On a GPU the whole model is read in `dtype`.
     pub fn load(model: &str, device: &str, dtype: &str) -> Result<Self> {
         let dir = oneword_checkpoint::hub::resolve(model)?;
         let device = load_device(device)?;
-        if dtype == "q8_0" {
-            if !device.is_cpu() {
+        let weights = match dtype {
+            "q8_0" if !device.is_cpu() => {
                 return Err(ModelError::Input(
                     "`dtype` q8_0 runs on the CPU only; use f16 or bf16 on a GPU".into(),
-                ));
+                ))
             }
+            "q8_0" => WeightFormat::Q8_0,
+            "bf16" if device.is_cpu() => WeightFormat::Bf16,
+            "f16" if device.is_cpu() => WeightFormat::F16,
+            _ => WeightFormat::F32,
+        };
+        if weights != WeightFormat::F32 {
             let mut checkpoint = Self::open(&dir, DType::F32, &device)?;
-            checkpoint.quantize = Quantize::Q8_0;
+            checkpoint.weights = weights;
             return Ok(checkpoint);
         }
         let dtype = pick_dtype(dtype, &device)?;
@@ -82,7 +109,7 @@ impl Checkpoint {
             dir: dir.to_path_buf(),
             device: device.clone(),
             dtype,
-            quantize: Quantize::No,
+            weights: WeightFormat::F32,
             vb,
         })
     }

@@ -19,9 +19,9 @@ use crate::attention::Attention;
 use crate::host;
 use crate::host::Activation;
 use crate::kv_cache::{HostLayer, LayerCache};
-use crate::packed::{Layout, Matrix, Packed};
-use crate::quant::PackedQ8;
-use crate::{Checkpoint, Gpt2Config, KvCache, ModelError, Quantize};
+use crate::narrow::{Bf16, PackedNarrow, F16, Q8_0};
+use crate::packed::{HostMatrix, Layout, Matrix, Packed};
+use crate::{Checkpoint, Gpt2Config, KvCache, ModelError, WeightFormat};
 
 type Result<T> = std::result::Result<T, ModelError>;
 
@@ -32,52 +32,45 @@ fn host_rows(x: &Tensor) -> Result<Vec<f32>> {
 
 /// A linear layer's weights, kept as the products on their device read them.
 pub(crate) enum Weight {
-    /// On the CPU in f32: packed once into panels (see [`Packed`]), for every row count.
-    Packed(Packed),
-    /// On the CPU in q8_0, in the same panels (see [`PackedQ8`]).
-    Q8(PackedQ8),
+    /// On the CPU: packed once into panels, in f32 ([`Packed`]) or a narrow format
+    /// ([`crate::narrow`]), for every row count.
+    Host(Box<dyn HostMatrix>),
     /// Elsewhere: `[out, in]`, for candle's matrix product.
     Tensor(Tensor),
 }
 
 impl Weight {
-    /// From `w` stored in `layout`: packed (and quantized as asked) when it is CPU f32, else
-    /// kept `[out, in]` for candle.
-    fn new(w: Tensor, layout: Layout, quantize: Quantize) -> Result<Self> {
+    /// From `w` stored in `layout`: packed in `format` when it is CPU f32, else kept `[out, in]`
+    /// for candle.
+    fn new(w: Tensor, layout: Layout, format: WeightFormat) -> Result<Self> {
         let (k, n) = match (layout, w.dims2()?) {
             (Layout::InOut, (k, n)) | (Layout::OutIn, (n, k)) => (k, n),
         };
-        let Some(values) = Self::host(&w)? else {
+        if !(w.device().is_cpu() && w.dtype() == DType::F32) {
             return Ok(Weight::Tensor(match layout {
                 Layout::InOut => w.t()?.contiguous()?,
                 Layout::OutIn => w,
             }));
-        };
+        }
+        let values = host_rows(&w)?;
         let matrix = Matrix::new(&values, k, n, layout);
-        Ok(match quantize {
-            Quantize::No => Weight::Packed(Packed::new(matrix)),
-            Quantize::Q8_0 => Weight::Q8(PackedQ8::new(matrix)),
-        })
+        Ok(Weight::Host(match format {
+            WeightFormat::F32 => Box::new(Packed::new(matrix)),
+            WeightFormat::Q8_0 => Box::new(PackedNarrow::<Q8_0>::new(matrix)?),
+            WeightFormat::Bf16 => Box::new(PackedNarrow::<Bf16>::new(matrix)?),
+            WeightFormat::F16 => Box::new(PackedNarrow::<F16>::new(matrix)?),
+        }))
     }
 
     /// Whether the CPU path's products can run on it.
     fn on_host(&self) -> bool {
-        !matches!(self, Weight::Tensor(_))
-    }
-
-    /// The values of a CPU f32 matrix, which get packed; `None` for any other.
-    fn host(w: &Tensor) -> Result<Option<Vec<f32>>> {
-        Ok(match w.device().is_cpu() && w.dtype() == DType::F32 {
-            true => Some(host_rows(w)?),
-            false => None,
-        })
+        matches!(self, Weight::Host(_))
     }
 
     /// `x · W (+ bias)` on CPU rows `x` `[rows, in]`.
     fn forward_host(&self, x: &[f32], rows: usize, bias: Option<&[f32]>) -> Result<Vec<f32>> {
         match self {
-            Weight::Packed(w) => Ok(w.product(x, rows, bias)),
-            Weight::Q8(w) => Ok(w.product(x, rows, bias)),
+            Weight::Host(w) => Ok(w.product(x, rows, bias)),
             Weight::Tensor(_) => Err(ModelError::Input(
                 "the CPU path needs f32 weights on the CPU".into(),
             )),
@@ -87,17 +80,12 @@ impl Weight {
     /// `x · W (+ bias)` on tensors: by the packed product on CPU f32 rows, else candle's.
     fn forward(&self, x: &Tensor, bias: Option<(&Tensor, &[f32])>) -> Result<Tensor> {
         match self {
-            Weight::Packed(_) | Weight::Q8(_) if x.device().is_cpu() && x.dtype() == DType::F32 => {
+            Weight::Host(w) if x.device().is_cpu() && x.dtype() == DType::F32 => {
                 let (rows, _) = x.dims2()?;
-                let y = self.forward_host(&host_rows(x)?, rows, bias.map(|(_, host)| host))?;
-                let n = match self {
-                    Weight::Packed(w) => w.outputs(),
-                    Weight::Q8(w) => w.outputs(),
-                    Weight::Tensor(w) => w.dim(0)?,
-                };
-                Ok(Tensor::from_vec(y, (rows, n), x.device())?)
+                let y = w.product(&host_rows(x)?, rows, bias.map(|(_, host)| host));
+                Ok(Tensor::from_vec(y, (rows, w.outputs()), x.device())?)
             }
-            Weight::Packed(_) | Weight::Q8(_) => Err(ModelError::Input(format!(
+            Weight::Host(_) => Err(ModelError::Input(format!(
                 "weights packed on the CPU cannot multiply {:?} rows on {:?}",
                 x.dtype(),
                 x.device(),
@@ -115,10 +103,7 @@ impl Weight {
     /// The matrix as a checkpoint stores a `Conv1D`, `[in, out]`, in f32.
     pub(crate) fn in_out(&self) -> Result<Tensor> {
         Ok(match self {
-            Weight::Packed(w) => {
-                Tensor::from_vec(w.to_in_out(), (w.inputs(), w.outputs()), &Device::Cpu)?
-            }
-            Weight::Q8(w) => {
+            Weight::Host(w) => {
                 Tensor::from_vec(w.to_in_out(), (w.inputs(), w.outputs()), &Device::Cpu)?
             }
             Weight::Tensor(w) => w.t()?.to_dtype(DType::F32)?.contiguous()?,
@@ -139,11 +124,11 @@ impl Conv1D {
         vb: VarBuilder,
         d_in: usize,
         d_out: usize,
-        quantize: Quantize,
+        weights: WeightFormat,
     ) -> Result<Self> {
         let bias = vb.get(d_out, "bias")?;
         Ok(Conv1D {
-            weight: Weight::new(vb.get((d_in, d_out), "weight")?, Layout::InOut, quantize)?,
+            weight: Weight::new(vb.get((d_in, d_out), "weight")?, Layout::InOut, weights)?,
             bias_host: bias.to_dtype(DType::F32)?.to_vec1()?,
             bias,
         })
@@ -194,7 +179,7 @@ pub(crate) struct Mlp {
 }
 
 impl Mlp {
-    fn load(vb: VarBuilder, c: &Gpt2Config, quantize: Quantize) -> Result<Self> {
+    fn load(vb: VarBuilder, c: &Gpt2Config, weights: WeightFormat) -> Result<Self> {
         let activation = match c.activation_function.as_str() {
             "gelu" => Activation::GeluErf,
             "relu" => Activation::Relu,
@@ -202,8 +187,8 @@ impl Mlp {
             _ => Activation::GeluTanh,
         };
         Ok(Mlp {
-            c_fc: Conv1D::load(vb.pp("c_fc"), c.n_embd, c.inner_dim(), quantize)?,
-            c_proj: Conv1D::load(vb.pp("c_proj"), c.inner_dim(), c.n_embd, quantize)?,
+            c_fc: Conv1D::load(vb.pp("c_fc"), c.n_embd, c.inner_dim(), weights)?,
+            c_proj: Conv1D::load(vb.pp("c_proj"), c.inner_dim(), c.n_embd, weights)?,
             activation,
         })
     }
@@ -233,12 +218,12 @@ pub(crate) struct Block {
 }
 
 impl Block {
-    fn load(vb: VarBuilder, c: &Gpt2Config, layer: usize, quantize: Quantize) -> Result<Self> {
+    fn load(vb: VarBuilder, c: &Gpt2Config, layer: usize, weights: WeightFormat) -> Result<Self> {
         Ok(Block {
             ln_1: Norm::load(vb.pp("ln_1"), c.n_embd, c.layer_norm_epsilon)?,
-            attn: Attention::load(vb.pp("attn"), c, layer, quantize)?,
+            attn: Attention::load(vb.pp("attn"), c, layer, weights)?,
             ln_2: Norm::load(vb.pp("ln_2"), c.n_embd, c.layer_norm_epsilon)?,
-            mlp: Mlp::load(vb.pp("mlp"), c, quantize)?,
+            mlp: Mlp::load(vb.pp("mlp"), c, weights)?,
         })
     }
 
@@ -307,7 +292,7 @@ impl Transformer {
         let c = &checkpoint.config;
         let vb = &checkpoint.vb;
         let blocks = (0..c.n_layer)
-            .map(|i| Block::load(vb.pp("h").pp(i), c, i, checkpoint.quantize))
+            .map(|i| Block::load(vb.pp("h").pp(i), c, i, checkpoint.weights))
             .collect::<Result<Vec<_>>>()?;
         Ok(Transformer {
             config: c.clone(),
@@ -316,7 +301,7 @@ impl Transformer {
             lm_head: Weight::new(
                 vb.get((c.vocab_size, c.n_embd), "wte.weight")?,
                 Layout::OutIn,
-                checkpoint.quantize,
+                checkpoint.weights,
             )?,
             dtype: checkpoint.dtype,
         })

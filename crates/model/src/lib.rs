@@ -13,22 +13,22 @@ pub mod gpt2;
 mod host;
 pub mod inspect;
 pub mod kv_cache;
+pub mod narrow;
 pub mod packed;
-pub mod quant;
 pub mod sentence;
 pub mod tiny;
 pub mod wire;
 
 use std::path::PathBuf;
 
-pub use checkpoint::{free_memory, load_device, Checkpoint, Quantize};
+pub use checkpoint::{free_memory, load_device, Checkpoint, WeightFormat};
 pub use embeddings::Embeddings;
 pub use gpt2::{LogitsAt, Sequence, Transformer};
 pub use inspect::{Inspection, BLOCK_MATRICES};
 pub use kv_cache::KvCache;
+pub use narrow::{PackedNarrow, PackedQ8};
 pub use oneword_checkpoint::{Gpt2Config, Pooling};
-pub use packed::Packed;
-pub use quant::PackedQ8;
+pub use packed::{HostMatrix, Packed};
 pub use sentence::SentenceEncoder;
 
 /// Why a model could not be found, loaded or run.

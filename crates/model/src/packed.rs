@@ -78,7 +78,7 @@ macro_rules! with_tile_rows {
 pub(crate) use with_tile_rows;
 
 /// Multiply-adds below which a product runs on one thread: waking others costs more.
-const PARALLEL_MIN_WORK: usize = 1 << 17;
+pub(crate) const PARALLEL_MIN_WORK: usize = 1 << 17;
 
 /// A weight matrix in panels (see the module's docs).
 #[derive(Clone)]
@@ -91,6 +91,19 @@ pub struct Packed {
     width: usize,
     /// `[n.div_ceil(width)][k][width]`.
     panels: Vec<f32>,
+}
+
+/// A weight matrix the CPU path multiplies: f32 [`Packed`], or a narrow format
+/// ([`crate::narrow`]).
+pub trait HostMatrix: Send + Sync {
+    /// Inputs per row.
+    fn inputs(&self) -> usize;
+    /// Outputs per row.
+    fn outputs(&self) -> usize;
+    /// `x · W (+ bias)` for `rows` rows of `x` `[rows, k]`: `[rows, n]`.
+    fn product(&self, x: &[f32], rows: usize, bias: Option<&[f32]>) -> Vec<f32>;
+    /// The matrix as the checkpoint stores a `Conv1D`, `[k, n]` (for the instruments).
+    fn to_in_out(&self) -> Vec<f32>;
 }
 
 /// How a checkpoint stores a weight matrix of `k` inputs and `n` outputs.
@@ -168,19 +181,18 @@ impl Packed {
             panels,
         }
     }
+}
 
-    /// Inputs per row.
-    pub fn inputs(&self) -> usize {
+impl HostMatrix for Packed {
+    fn inputs(&self) -> usize {
         self.k
     }
 
-    /// Outputs per row.
-    pub fn outputs(&self) -> usize {
+    fn outputs(&self) -> usize {
         self.n
     }
 
-    /// The matrix as the checkpoint stores a `Conv1D`, `[k, n]` (for the instruments).
-    pub(crate) fn to_in_out(&self) -> Vec<f32> {
+    fn to_in_out(&self) -> Vec<f32> {
         let mut w = vec![0f32; self.k * self.n];
         for (p, panel) in self.panels.chunks_exact(self.k * self.width).enumerate() {
             let first = p * self.width;
@@ -192,8 +204,7 @@ impl Packed {
         w
     }
 
-    /// `x · W (+ bias)` for `rows` rows of `x` `[rows, k]`: `[rows, n]`.
-    pub fn product(&self, x: &[f32], rows: usize, bias: Option<&[f32]>) -> Vec<f32> {
+    fn product(&self, x: &[f32], rows: usize, bias: Option<&[f32]>) -> Vec<f32> {
         assert_eq!(
             x.len(),
             rows * self.k,

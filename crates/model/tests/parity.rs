@@ -412,17 +412,21 @@ fn block_matrices_are_the_checkpoints() {
     assert!(model.block_matrix(0, "attn.bias").is_err());
 }
 
-/// q8_0 weights (quantized at load) against f32 at every position of the reference prompts and
-/// against transformers at their last: how far the logits move and how often the greedy pick
-/// changes. Printed for the README; the bounds are loose enough for any checkpoint of this size
-/// and tight enough to catch a broken kernel (a wrong scale or sign moves logits by whole units).
-#[test]
-fn q8_0_weights_stay_near_f32_and_transformers() {
+/// Linear layers in `format` (converted at load) against f32 at every position of the reference
+/// prompts and against transformers at their last: how far the logits move and how often the
+/// greedy pick changes. Printed for the README; `bound` (a share of the logits' spread) is loose
+/// enough for any checkpoint of this size and tight enough to catch a broken kernel (a wrong
+/// scale, sign or widening moves logits by whole units).
+fn narrow_weights_stay_near_f32_and_transformers(
+    format: oneword_model::WeightFormat,
+    bound: f32,
+    min_agreement: f64,
+) {
     let dir = repo().join("tests/fixtures/tiny-gpt2-hf");
     let (embeddings, f32_model) = load(&dir);
     let mut checkpoint = Checkpoint::open(&dir, DType::F32, &Device::Cpu).unwrap();
-    checkpoint.quantize = oneword_model::Quantize::Q8_0;
-    let q8_model = Transformer::load(&checkpoint).unwrap();
+    checkpoint.weights = format;
+    let narrow_model = Transformer::load(&checkpoint).unwrap();
     let refs =
         candle_core::safetensors::load(dir.join("reference_logits.safetensors"), &Device::Cpu)
             .unwrap();
@@ -437,9 +441,9 @@ fn q8_0_weights_stay_near_f32_and_transformers() {
                 .unwrap()
                 .unwrap()
         };
-        let (exact, q8) = (all(&f32_model), all(&q8_model));
-        worst_vs_f32 = worst_vs_f32.max(max_abs_diff(&exact, &q8));
-        let last = q8.get(ids.len() - 1).unwrap();
+        let (exact, narrow) = (all(&f32_model), all(&narrow_model));
+        worst_vs_f32 = worst_vs_f32.max(max_abs_diff(&exact, &narrow));
+        let last = narrow.get(ids.len() - 1).unwrap();
         let expected = &refs[&format!("prompt_{i}_logits")];
         worst_vs_hf = worst_vs_hf.max(max_abs_diff(&last, expected));
         spread = spread.max(
@@ -447,17 +451,36 @@ fn q8_0_weights_stay_near_f32_and_transformers() {
                 - expected.min(0).unwrap().to_scalar::<f32>().unwrap(),
         );
         let picks = |t: &Tensor| t.argmax(1).unwrap().to_vec1::<u32>().unwrap();
-        for (a, b) in picks(&exact).iter().zip(picks(&q8)) {
+        for (a, b) in picks(&exact).iter().zip(picks(&narrow)) {
             agree += usize::from(*a == b);
             positions += 1;
         }
     }
     let agreement = agree as f64 / positions as f64;
     eprintln!(
-        "q8_0: max |Δlogit| {worst_vs_f32:.4} against f32, {worst_vs_hf:.4} against transformers \
-         (logits spread over {spread:.2}); greedy picks equal at {agree} of {positions} positions"
+        "{}: max |Δlogit| {worst_vs_f32:.4} against f32, {worst_vs_hf:.4} against transformers \
+         (logits spread over {spread:.2}); greedy picks equal at {agree} of {positions} positions",
+        format.name()
     );
-    assert!(worst_vs_f32 < 0.05 * spread, "{worst_vs_f32} of {spread}");
-    assert!(worst_vs_hf < 0.05 * spread, "{worst_vs_hf} of {spread}");
-    assert!(agreement >= 0.9, "greedy picks agree at {agreement:.3}");
+    assert!(worst_vs_f32 < bound * spread, "{worst_vs_f32} of {spread}");
+    assert!(worst_vs_hf < bound * spread, "{worst_vs_hf} of {spread}");
+    assert!(
+        agreement >= min_agreement,
+        "greedy picks agree at {agreement:.3}"
+    );
+}
+
+#[test]
+fn q8_0_weights_stay_near_f32_and_transformers() {
+    narrow_weights_stay_near_f32_and_transformers(oneword_model::WeightFormat::Q8_0, 0.05, 0.9);
+}
+
+#[test]
+fn bf16_weights_stay_near_f32_and_transformers() {
+    narrow_weights_stay_near_f32_and_transformers(oneword_model::WeightFormat::Bf16, 0.01, 0.97);
+}
+
+#[test]
+fn f16_weights_stay_near_f32_and_transformers() {
+    narrow_weights_stay_near_f32_and_transformers(oneword_model::WeightFormat::F16, 0.01, 0.97);
 }

@@ -21,8 +21,9 @@ pub struct Config {
     /// Where to compute: cpu, cuda, cuda:N, or auto (a GPU when this build has CUDA and one is there).
     #[arg(long, env = "ONEWORD_DECODER_DEVICE", default_value = "auto")]
     pub device: String,
-    /// Weight dtype: f32, f16, bf16, q8_0 (8-bit linear layers, quantized at load from the same
-    /// checkpoint; CPU only), or auto (f32 on CPU, f16 on CUDA).
+    /// Weight dtype: f32, f16, bf16, q8_0 (8-bit linear layers, CPU only), or auto (f32 on CPU,
+    /// f16 on CUDA). On the CPU, f16, bf16 and q8_0 store the linear layers so, converted at load
+    /// from the same checkpoint; activations and the KV cache stay f32.
     #[arg(long, env = "ONEWORD_DECODER_DTYPE", default_value = "auto")]
     pub dtype: String,
     /// Most sessions (KV caches) held at once; creating more is RESOURCE_EXHAUSTED.

@@ -70,7 +70,7 @@ fn load(config: &Config, metrics: &Metrics) -> anyhow::Result<service::DecoderSe
             oneword_model::LogitsAt::Last,
         )
         .context("warming up")?;
-    tracing::info!(model = %config.model, dir = %checkpoint.dir.display(), device = ?checkpoint.device, dtype = ?checkpoint.dtype, quantize = ?checkpoint.quantize, layers = c.n_layer, width = c.n_embd, "decoder model loaded");
+    tracing::info!(model = %config.model, dir = %checkpoint.dir.display(), device = ?checkpoint.device, dtype = ?checkpoint.dtype, weights = ?checkpoint.weights, layers = c.n_layer, width = c.n_embd, "decoder model loaded");
     let info =
         oneword_model::wire::model_info(&config.model, c, &checkpoint.device, checkpoint.dtype);
     let device = checkpoint.device.clone();

@@ -447,27 +447,34 @@ async fn a_passed_deadline_ends_the_request_and_frees_its_session() {
     cluster.decoder_idle().await;
 }
 
-/// A decoder started with `--dtype q8_0` quantizes the same checkpoint at load and serves it:
-/// greedy runs are deterministic and mostly pick what the f32 decoder picks (the model's own
-/// parity test measures how far the logits move).
+/// Decoders started with `--dtype q8_0` or `bf16` on the CPU convert the same checkpoint's
+/// linear layers at load and serve it: greedy runs are deterministic and start with what the f32
+/// decoder picks (the model's own parity tests measure how far the logits move).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_q8_0_decoder_serves_the_same_checkpoint() {
-    let exact = Cluster::start(tiny_model()).await;
-    let q8 = Cluster::start_with(tiny_model(), |c| c.dtype = "q8_0".into()).await;
+async fn narrow_weight_decoders_serve_the_same_checkpoint() {
     let prompt = "The best thing about AI is its ability to";
     let r = pb::GenerateRequest {
         ignore_eos: true,
         ..greedy(prompt, 16)
     };
-    let a = text(&q8, r.clone()).await.completions.remove(0);
-    let b = text(&q8, r.clone()).await.completions.remove(0);
-    assert_eq!(a.token_ids.len(), 16);
-    assert_eq!(a.token_ids, b.token_ids);
-    let f32_ids = text(&exact, r).await.completions.remove(0).token_ids;
-    // The first pick follows the prompt alone; later ones follow each run's own earlier picks.
-    assert_eq!(
-        a.token_ids[0], f32_ids[0],
-        "q8_0 {:?}, f32 {f32_ids:?}",
-        a.token_ids
-    );
+    let exact = Cluster::start(tiny_model()).await;
+    let f32_ids = text(&exact, r.clone())
+        .await
+        .completions
+        .remove(0)
+        .token_ids;
+    drop(exact);
+    for dtype in ["q8_0", "bf16"] {
+        let narrow = Cluster::start_with(tiny_model(), |c| c.dtype = dtype.into()).await;
+        let a = text(&narrow, r.clone()).await.completions.remove(0);
+        let b = text(&narrow, r.clone()).await.completions.remove(0);
+        assert_eq!(a.token_ids.len(), 16);
+        assert_eq!(a.token_ids, b.token_ids, "{dtype}");
+        // The first pick follows the prompt alone; later ones follow each run's own earlier picks.
+        assert_eq!(
+            a.token_ids[0], f32_ids[0],
+            "{dtype} {:?}, f32 {f32_ids:?}",
+            a.token_ids
+        );
+    }
 }

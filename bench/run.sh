@@ -13,6 +13,8 @@ THREADS=${BENCH_THREADS:-$(nproc)}
 LLAMA_DTYPES=${BENCH_LLAMA_DTYPES:-f32,f16,bf16,q8_0}
 # oneword runs in f32 (with the isolation measurements), then at each of these (`--dtype`).
 ONEWORD_DTYPES=${BENCH_ONEWORD_DTYPES:-bf16,q8_0}
+# and with f32 weights and each of these KV-cache dtypes (`--kv-cache-dtype`; empty skips).
+ONEWORD_KV=${BENCH_ONEWORD_KV-f16}
 CONCURRENCY=${BENCH_CONCURRENCY:-1,4,16,32}
 PREFILL=${BENCH_PREFILL:-128,512,1024}
 OUT=${BENCH_OUT:-bench/results/$(date -u +%Y-%m-%d)}
@@ -38,6 +40,10 @@ target/release/oneword-bench "${common[@]}" --out "$OUT"
 for dtype in ${ONEWORD_DTYPES//,/ }; do
     echo "bench: oneword $dtype" >&2
     target/release/oneword-bench "${common[@]}" --dtype "$dtype" --isolation-streams 0 --out "$OUT"
+done
+for kv in ${ONEWORD_KV//,/ }; do
+    echo "bench: oneword kv-$kv" >&2
+    target/release/oneword-bench "${common[@]}" --kv-cache-dtype "$kv" --isolation-streams 0 --out "$OUT"
 done
 for dtype in ${LLAMA_DTYPES//,/ }; do
     echo "bench: llama.cpp $dtype" >&2

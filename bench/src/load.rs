@@ -47,8 +47,13 @@ impl Bench {
         prompt_tokens: usize,
         new_tokens: usize,
         dtype: &str,
+        kv_cache_dtype: &str,
     ) -> anyhow::Result<Self> {
-        let cluster = Cluster::start_with(model, |c| c.dtype = dtype.to_string()).await;
+        let cluster = Cluster::start_with(model, |c| {
+            c.dtype = dtype.to_string();
+            c.kv_cache_dtype = kv_cache_dtype.to_string();
+        })
+        .await;
         let checkpoint = Checkpoint::open(model, DType::F32, &Device::Cpu)?;
         let embeddings = Embeddings::load(&checkpoint)?;
         // "the the the …": one token per word with GPT-2's vocabulary.

@@ -44,6 +44,10 @@ struct Args {
     /// are named after it (`oneword q8_0`, `oneword-q8_0.json`).
     #[arg(long, default_value = "f32")]
     dtype: String,
+    /// The decoder's `--kv-cache-dtype` (f32 or f16); results with f16 are named after it too
+    /// (`oneword kv-f16`, `oneword-kv-f16.json`).
+    #[arg(long, default_value = "f32")]
+    kv_cache_dtype: String,
 }
 
 #[tokio::main]
@@ -69,13 +73,17 @@ async fn main() -> anyhow::Result<()> {
         args.prompt_tokens,
         args.new_tokens,
         &args.dtype,
+        &args.kv_cache_dtype,
     )
     .await?;
     let mut weight_bytes = load::decode_weight_bytes(&model);
-    let (name, file) = match args.dtype.as_str() {
-        "f32" => ("oneword".to_string(), "oneword".to_string()),
-        dtype => (format!("oneword {dtype}"), format!("oneword-{dtype}")),
-    };
+    let (mut name, mut file) = ("oneword".to_string(), "oneword".to_string());
+    for (setting, prefix) in [(&args.dtype, ""), (&args.kv_cache_dtype, "kv-")] {
+        if setting != "f32" {
+            name += &format!(" {prefix}{setting}");
+            file += &format!("-{prefix}{setting}");
+        }
+    }
     match args.dtype.as_str() {
         // A byte per weight and an f32 scale per 32.
         "q8_0" => weight_bytes = weight_bytes / 4 * 9 / 8,

@@ -20,6 +20,8 @@ pub struct Checkpoint {
     /// How the CPU path stores the transformer's linear layers (`--dtype` q8_0, bf16 or f16 on
     /// the CPU); everything else is read in `dtype`.
     pub weights: WeightFormat,
+    /// What the CPU path's KV caches hold (`--kv-cache-dtype`).
+    pub kv_cache: crate::KvFormat,
     pub(crate) vb: VarBuilder<'static>,
 }
 
@@ -110,6 +112,7 @@ impl Checkpoint {
             device: device.clone(),
             dtype,
             weights: WeightFormat::F32,
+            kv_cache: crate::KvFormat::F32,
             vb,
         })
     }

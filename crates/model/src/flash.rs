@@ -19,14 +19,41 @@ use crate::packed::{product_tile, with_tile_rows};
 /// Positions per key block.
 pub(crate) const KEY_BLOCK: usize = 16;
 
+/// An element of a cache's keys and values: f32, or f16 widened a block at a time.
+pub(crate) trait Element: Copy {
+    /// Whether it needs room to be widened into.
+    const WIDENS: bool;
+    /// `stored` as f32: itself, or widened into `scratch`.
+    fn widened<'a>(stored: &'a [Self], scratch: &'a mut [f32]) -> &'a [f32];
+}
+
+impl Element for f32 {
+    const WIDENS: bool = false;
+    #[inline(always)]
+    fn widened<'a>(stored: &'a [f32], _: &'a mut [f32]) -> &'a [f32] {
+        stored
+    }
+}
+
+impl Element for half::f16 {
+    const WIDENS: bool = true;
+    #[inline(always)]
+    fn widened<'a>(stored: &'a [half::f16], scratch: &'a mut [f32]) -> &'a [f32] {
+        use half::slice::HalfFloatSliceExt;
+        let scratch = &mut scratch[..stored.len()];
+        stored.convert_to_f32_slice(scratch);
+        scratch
+    }
+}
+
 /// One head's attention for `n` new queries at positions `past..past + n`.
-pub(crate) struct Head<'a> {
+pub(crate) struct Head<'a, T> {
     /// `[n][head_dim]`.
     pub(crate) queries: &'a [f32],
     /// `[block][head_dim][KEY_BLOCK]`, covering at least `past + n` positions.
-    pub(crate) keys: &'a [f32],
+    pub(crate) keys: &'a [T],
     /// `[position][head_dim]`, whole blocks, covering at least `past + n` positions.
-    pub(crate) values: &'a [f32],
+    pub(crate) values: &'a [T],
     pub(crate) past: usize,
     pub(crate) head_dim: usize,
     pub(crate) scale: f32,
@@ -62,7 +89,7 @@ macro_rules! with_registers {
     };
 }
 
-impl WithSimd for Head<'_> {
+impl<T: Element> WithSimd for Head<'_, T> {
     /// The heads' outputs, `[n][head_dim]`.
     type Output = Vec<f32>;
 
@@ -81,6 +108,8 @@ impl WithSimd for Head<'_> {
         let mut packed_queries = vec![0f32; tile * hd];
         let mut scores = vec![0f32; tile * KEY_BLOCK];
         let mut packed_scores = vec![0f32; KEY_BLOCK * tile];
+        let scratch = if T::WIDENS { hd * KEY_BLOCK } else { 0 };
+        let (mut key_scratch, mut value_scratch) = (vec![0f32; scratch], vec![0f32; scratch]);
         for (t0, out) in (0..n).step_by(tile).zip(out.chunks_mut(tile * hd)) {
             let r = tile.min(n - t0);
             // `[head_dim][r]`: the values one step of a score's sum needs, side by side.
@@ -97,7 +126,10 @@ impl WithSimd for Head<'_> {
             let last = self.past + t0 + r - 1;
             for block in 0..=last / KEY_BLOCK {
                 let first_key = block * KEY_BLOCK;
-                let keys = &self.keys[block * hd * KEY_BLOCK..][..hd * KEY_BLOCK];
+                let keys = T::widened(
+                    &self.keys[block * hd * KEY_BLOCK..][..hd * KEY_BLOCK],
+                    &mut key_scratch,
+                );
                 let scores = &mut scores[..r * KEY_BLOCK];
                 let keys = S::as_simd_f32s(keys).0;
                 with_tile_rows!(r, R => with_registers!(score_regs, C => {
@@ -129,7 +161,10 @@ impl WithSimd for Head<'_> {
                         probs[j * r + i] = p;
                     }
                 }
-                let values = &self.values[first_key * hd..][..KEY_BLOCK * hd];
+                let values = T::widened(
+                    &self.values[first_key * hd..][..KEY_BLOCK * hd],
+                    &mut value_scratch,
+                );
                 add_weighted_values(simd, probs, values, out, r, out_regs);
             }
             for (i, out) in out.chunks_exact_mut(hd).enumerate() {

@@ -18,7 +18,7 @@ use candle_nn::{LayerNorm, VarBuilder};
 use crate::attention::Attention;
 use crate::host;
 use crate::host::Activation;
-use crate::kv_cache::{HostLayer, LayerCache};
+use crate::kv_cache::{HostLayer, KvFormat, LayerCache};
 use crate::narrow::{Bf16, PackedNarrow, F16, Q8_0};
 use crate::packed::{HostMatrix, Layout, Matrix, Packed};
 use crate::{Checkpoint, Gpt2Config, KvCache, ModelError, WeightFormat};
@@ -283,6 +283,8 @@ pub struct Transformer {
     pub(crate) ln_f: Norm,
     lm_head: Weight,
     dtype: DType,
+    /// What host caches store keys and values in.
+    kv_format: KvFormat,
 }
 
 impl Transformer {
@@ -304,6 +306,7 @@ impl Transformer {
                 checkpoint.weights,
             )?,
             dtype: checkpoint.dtype,
+            kv_format: checkpoint.kv_cache,
         })
     }
 
@@ -331,7 +334,11 @@ impl Transformer {
 
     fn cache_of_kind(&self, host: bool) -> KvCache {
         let layer = if host {
-            LayerCache::Host(HostLayer::new(self.config.n_head, self.config.head_dim()))
+            LayerCache::Host(HostLayer::new(
+                self.config.n_head,
+                self.config.head_dim(),
+                self.kv_format,
+            ))
         } else {
             LayerCache::Device(None)
         };
@@ -345,7 +352,7 @@ impl Transformer {
     /// Bytes of keys and values one position takes in a cache (all layers).
     pub fn cache_bytes_per_token(&self) -> usize {
         let element = match self.new_cache().layers.first() {
-            Some(LayerCache::Host(_)) => 4,
+            Some(LayerCache::Host(_)) => self.kv_format.size(),
             _ => self.dtype.size_in_bytes(),
         };
         2 * self.blocks.len() * self.config.n_embd * element

@@ -4,12 +4,97 @@
 //! On the CPU the cache is plain memory that grows in place, laid out head by head, so that a
 //! head's attention reads its keys and values as contiguous runs: a decode step appends one row
 //! per layer instead of copying the whole past ([`HostLayer`]). Keys are stored transposed in
-//! blocks of [`KEY_BLOCK`] positions, the layout [`crate::flash`] multiplies by. On other devices it is candle tensors `[n_head, len, head_dim]` that each
-//! step replaces, so it works wherever candle does.
+//! blocks of [`KEY_BLOCK`] positions, the layout [`crate::flash`] multiplies by. Its elements are
+//! f32, or f16 ([`KvFormat`]) to hold twice the positions in the same memory (and read half the
+//! bytes per decode step), widened block by block as attention reads them. On other devices
+//! it is candle tensors `[n_head, len, head_dim]` that each step replaces, so it works wherever
+//! candle does.
 
 use candle_core::Tensor;
+use half::f16;
 
 use crate::flash::{self, KEY_BLOCK};
+
+/// What a host cache stores its keys and values in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KvFormat {
+    #[default]
+    F32,
+    /// Half the bytes per position; each key and value rounded to the nearest f16.
+    F16,
+}
+
+impl KvFormat {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            KvFormat::F32 => 4,
+            KvFormat::F16 => 2,
+        }
+    }
+}
+
+/// A host cache's keys or values.
+#[derive(Clone)]
+enum Elements {
+    F32(Vec<f32>),
+    F16(Vec<f16>),
+}
+
+impl Elements {
+    fn new(format: KvFormat) -> Self {
+        match format {
+            KvFormat::F32 => Elements::F32(Vec::new()),
+            KvFormat::F16 => Elements::F16(Vec::new()),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            Elements::F32(v) => v.len() * 4,
+            Elements::F16(v) => v.len() * 2,
+        }
+    }
+
+    fn set(&mut self, at: usize, value: f32) {
+        match self {
+            Elements::F32(v) => v[at] = value,
+            Elements::F16(v) => v[at] = f16::from_f32(value),
+        }
+    }
+
+    fn copy_from(&mut self, at: usize, values: &[f32]) {
+        match self {
+            Elements::F32(v) => v[at..at + values.len()].copy_from_slice(values),
+            Elements::F16(v) => v[at..at + values.len()]
+                .iter_mut()
+                .zip(values)
+                .for_each(|(e, &x)| *e = f16::from_f32(x)),
+        }
+    }
+
+    /// `heads` runs of `old_run` elements moved into runs of `new_run`, the first `used` of each
+    /// kept.
+    fn relayout(&mut self, heads: usize, old_run: usize, new_run: usize, used: usize) {
+        fn moved<T: Copy + Default>(
+            old: &[T],
+            heads: usize,
+            from: usize,
+            to: usize,
+            used: usize,
+        ) -> Vec<T> {
+            let mut new = vec![T::default(); heads * to];
+            for h in 0..heads {
+                new[h * to..][..used].copy_from_slice(&old[h * from..][..used]);
+            }
+            new
+        }
+        match self {
+            Elements::F32(v) => *v = moved(v, heads, old_run, new_run, used),
+            Elements::F16(v) => *v = moved(v, heads, old_run, new_run, used),
+        }
+    }
+}
 
 /// Host caches grow by this many positions at a time, so that appending a token rarely
 /// reallocates and the memory held is at most this much over what is used. Whole key blocks.
@@ -48,7 +133,7 @@ impl KvCache {
         self.layers
             .iter()
             .map(|layer| match layer {
-                LayerCache::Host(host) => (host.keys.len() + host.values.len()) * 4,
+                LayerCache::Host(host) => host.keys.bytes() + host.values.bytes(),
                 LayerCache::Device(None) => 0,
                 LayerCache::Device(Some((k, v))) => {
                     (k.elem_count() + v.elem_count()) * k.dtype().size_in_bytes()
@@ -96,8 +181,8 @@ impl KvCache {
 /// `[head][position][head_dim]`.
 #[derive(Clone)]
 pub(crate) struct HostLayer {
-    keys: Vec<f32>,
-    values: Vec<f32>,
+    keys: Elements,
+    values: Elements,
     len: usize,
     capacity: usize,
     heads: usize,
@@ -105,10 +190,10 @@ pub(crate) struct HostLayer {
 }
 
 impl HostLayer {
-    pub(crate) fn new(heads: usize, head_dim: usize) -> Self {
+    pub(crate) fn new(heads: usize, head_dim: usize, format: KvFormat) -> Self {
         HostLayer {
-            keys: Vec::new(),
-            values: Vec::new(),
+            keys: Elements::new(format),
+            values: Elements::new(format),
             len: 0,
             capacity: 0,
             heads,
@@ -136,12 +221,12 @@ impl HostLayer {
             for h in 0..heads {
                 let at = (h * capacity + position) * head_dim;
                 let from = h * head_dim;
-                let keys = &mut self.keys[(h * capacity + block * KEY_BLOCK) * head_dim..];
+                let keys = (h * capacity + block * KEY_BLOCK) * head_dim;
                 for (d, &k) in row[width + from..][..head_dim].iter().enumerate() {
-                    keys[d * KEY_BLOCK + slot] = k;
+                    self.keys.set(keys + d * KEY_BLOCK + slot, k);
                 }
-                self.values[at..at + head_dim]
-                    .copy_from_slice(&row[2 * width + from..][..head_dim]);
+                self.values
+                    .copy_from(at, &row[2 * width + from..][..head_dim]);
             }
         }
         self.len += n;
@@ -149,19 +234,12 @@ impl HostLayer {
 
     /// Moves to room for `capacity` positions, keeping each head's run contiguous.
     fn grow(&mut self, capacity: usize) {
-        let block = self.head_dim;
-        let relayout = |old: &[f32]| {
-            let mut new = vec![0f32; self.heads * capacity * block];
-            for h in 0..self.heads {
-                // Whole key blocks (their layout interleaves positions).
-                let used = self.len.next_multiple_of(KEY_BLOCK) * block;
-                new[h * capacity * block..][..used]
-                    .copy_from_slice(&old[h * self.capacity * block..][..used]);
-            }
-            new
-        };
-        self.keys = relayout(&self.keys);
-        self.values = relayout(&self.values);
+        let hd = self.head_dim;
+        // Whole key blocks (their layout interleaves positions).
+        let used = self.len.next_multiple_of(KEY_BLOCK) * hd;
+        for elements in [&mut self.keys, &mut self.values] {
+            elements.relayout(self.heads, self.capacity * hd, capacity * hd, used);
+        }
         self.capacity = capacity;
     }
 
@@ -178,13 +256,26 @@ impl HostLayer {
             .copied()
             .collect();
         let run = head * self.capacity * head_dim..(head + 1) * self.capacity * head_dim;
-        pulp::Arch::new().dispatch(flash::Head {
-            queries: &queries,
-            keys: &self.keys[run.clone()],
-            values: &self.values[run],
-            past: self.len - n,
-            head_dim,
-            scale,
-        })
+        let arch = pulp::Arch::new();
+        let past = self.len - n;
+        match (&self.keys, &self.values) {
+            (Elements::F32(keys), Elements::F32(values)) => arch.dispatch(flash::Head {
+                queries: &queries,
+                keys: &keys[run.clone()],
+                values: &values[run],
+                past,
+                head_dim,
+                scale,
+            }),
+            (Elements::F16(keys), Elements::F16(values)) => arch.dispatch(flash::Head {
+                queries: &queries,
+                keys: &keys[run.clone()],
+                values: &values[run],
+                past,
+                head_dim,
+                scale,
+            }),
+            _ => unreachable!("keys and values of one format, this is a bug"),
+        }
     }
 }

@@ -25,7 +25,7 @@ pub use checkpoint::{free_memory, load_device, Checkpoint, WeightFormat};
 pub use embeddings::Embeddings;
 pub use gpt2::{LogitsAt, Sequence, Transformer};
 pub use inspect::{Inspection, BLOCK_MATRICES};
-pub use kv_cache::KvCache;
+pub use kv_cache::{KvCache, KvFormat};
 pub use narrow::{PackedNarrow, PackedQ8};
 pub use oneword_checkpoint::{Gpt2Config, Pooling};
 pub use packed::{HostMatrix, Packed};

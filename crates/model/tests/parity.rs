@@ -484,3 +484,69 @@ fn bf16_weights_stay_near_f32_and_transformers() {
 fn f16_weights_stay_near_f32_and_transformers() {
     narrow_weights_stay_near_f32_and_transformers(oneword_model::WeightFormat::F16, 0.01, 0.97);
 }
+
+/// An f16 KV cache holds twice the positions in the same bytes, moves the logits of the
+/// reference prompts only by f16's rounding of keys and values, and still gives a position the
+/// same bits in one pass, in chunks or step by step (every key is rounded when it is stored,
+/// before any query reads it).
+#[test]
+fn an_f16_kv_cache_holds_twice_the_positions_and_stays_near_f32() {
+    let dir = repo().join("tests/fixtures/tiny-gpt2-hf");
+    let (embeddings, f32_model) = load(&dir);
+    let mut checkpoint = Checkpoint::open(&dir, DType::F32, &Device::Cpu).unwrap();
+    checkpoint.kv_cache = oneword_model::KvFormat::F16;
+    let model = Transformer::load(&checkpoint).unwrap();
+    assert_eq!(
+        2 * model.cache_bytes_per_token(),
+        f32_model.cache_bytes_per_token()
+    );
+
+    let refs =
+        candle_core::safetensors::load(dir.join("reference_logits.safetensors"), &Device::Cpu)
+            .unwrap();
+    let (mut worst, mut spread, mut agree, mut positions) = (0f32, 0f32, 0, 0);
+    for i in 0..4 {
+        let (ids, x) = reference_prompt(&refs, i, &embeddings).expect("four prompts");
+        let all = |model: &Transformer| {
+            let mut cache = model.new_cache();
+            let logits = model.forward(&x, &mut cache, LogitsAt::All).unwrap();
+            (logits.unwrap(), cache)
+        };
+        let ((exact, f32_cache), (half, half_cache)) = (all(&f32_model), all(&model));
+        assert_eq!(2 * half_cache.bytes(), f32_cache.bytes());
+        worst = worst.max(max_abs_diff(&exact, &half));
+        let expected = &refs[&format!("prompt_{i}_logits")];
+        spread = spread.max(
+            expected.max(0).unwrap().to_scalar::<f32>().unwrap()
+                - expected.min(0).unwrap().to_scalar::<f32>().unwrap(),
+        );
+        let picks = |t: &Tensor| t.argmax(1).unwrap().to_vec1::<u32>().unwrap();
+        for (a, b) in picks(&exact).iter().zip(picks(&half)) {
+            agree += usize::from(*a == b);
+            positions += 1;
+        }
+
+        // The first half in one chunk, then a token at a time.
+        let split = (ids.len() / 2).max(1);
+        let mut cache = model.new_cache();
+        let mut rows = vec![model
+            .forward(&x.narrow(0, 0, split).unwrap(), &mut cache, LogitsAt::All)
+            .unwrap()
+            .unwrap()];
+        for p in split..ids.len() {
+            let last = model
+                .forward(&x.narrow(0, p, 1).unwrap(), &mut cache, LogitsAt::Last)
+                .unwrap()
+                .unwrap();
+            rows.push(last.unsqueeze(0).unwrap());
+        }
+        let stepped = Tensor::cat(&rows, 0).unwrap();
+        assert_eq!(max_abs_diff(&half, &stepped), 0.0, "prompt {i}");
+    }
+    eprintln!(
+        "f16 KV cache: max |Δlogit| {worst:.4} against the f32 cache (logits spread over \
+         {spread:.2}); greedy picks equal at {agree} of {positions} positions"
+    );
+    assert!(worst < 0.01 * spread, "{worst} of {spread}");
+    assert!(agree * 100 >= 97 * positions, "{agree} of {positions}");
+}

@@ -52,6 +52,10 @@ pub struct Config {
         default_value_t = 0.5
     )]
     pub kv_cache_memory_fraction: f64,
+    /// What the KV cache holds on the CPU: f32, or f16 (twice the positions in the same bytes,
+    /// each key and value rounded to f16). On a GPU the cache takes the model's dtype.
+    #[arg(long, env = "ONEWORD_DECODER_KV_CACHE_DTYPE", default_value = "f32")]
+    pub kv_cache_dtype: String,
     /// Most steps waiting for room in the KV cache; more are refused with RESOURCE_EXHAUSTED.
     /// (It also bounds the queue in front of the model thread, with room for 16 small jobs more.)
     #[arg(long, env = "ONEWORD_DECODER_QUEUE_CAPACITY", default_value_t = 256)]

@@ -56,8 +56,16 @@ pub async fn run(
 }
 
 fn load(config: &Config, metrics: &Metrics) -> anyhow::Result<service::DecoderService> {
-    let checkpoint = Checkpoint::load(&config.model, &config.device, &config.dtype)
+    let mut checkpoint = Checkpoint::load(&config.model, &config.device, &config.dtype)
         .with_context(|| format!("loading `{}`", config.model))?;
+    checkpoint.kv_cache = match (config.kv_cache_dtype.as_str(), checkpoint.device.is_cpu()) {
+        ("f32", _) => oneword_model::KvFormat::F32,
+        ("f16", true) => oneword_model::KvFormat::F16,
+        ("f16", false) => anyhow::bail!(
+            "`--kv-cache-dtype` f16 is for the CPU path; on a GPU the cache takes the model's dtype (`--dtype`)"
+        ),
+        (other, _) => anyhow::bail!("`--kv-cache-dtype` must be f32 or f16, got {other:?}"),
+    };
     let model = Transformer::load(&checkpoint)
         .with_context(|| format!("loading {}", checkpoint.dir.display()))?;
     let c = &checkpoint.config;
@@ -70,7 +78,7 @@ fn load(config: &Config, metrics: &Metrics) -> anyhow::Result<service::DecoderSe
             oneword_model::LogitsAt::Last,
         )
         .context("warming up")?;
-    tracing::info!(model = %config.model, dir = %checkpoint.dir.display(), device = ?checkpoint.device, dtype = ?checkpoint.dtype, weights = ?checkpoint.weights, layers = c.n_layer, width = c.n_embd, "decoder model loaded");
+    tracing::info!(model = %config.model, dir = %checkpoint.dir.display(), device = ?checkpoint.device, dtype = ?checkpoint.dtype, weights = ?checkpoint.weights, kv_cache = ?checkpoint.kv_cache, layers = c.n_layer, width = c.n_embd, "decoder model loaded");
     let info =
         oneword_model::wire::model_info(&config.model, c, &checkpoint.device, checkpoint.dtype);
     let device = checkpoint.device.clone();

@@ -224,6 +224,30 @@ async fn info(decoder: &mut DecoderClient<Channel>) -> dec::InfoResponse {
         .into_inner()
 }
 
+/// `--kv-cache-dtype f16` admits twice the positions in the same bytes, and serves them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_f16_kv_cache_holds_twice_the_positions_in_the_same_bytes() {
+    let bytes = 64 * 2 * 2 * 64 * 4;
+    let cluster = Cluster::start_with(tiny_model(), |c| {
+        c.kv_cache_bytes = Some(bytes);
+        c.kv_cache_dtype = "f16".into();
+    })
+    .await;
+    let mut decoder = cluster.decoder().await;
+    let budget = info(&mut decoder).await;
+    assert_eq!(
+        budget.kv_budget_tokens, 128,
+        "positions × K,V × layers × width × f16"
+    );
+    assert_eq!(budget.kv_budget_bytes, bytes);
+    let answer = decoder
+        .step(steps(vec![step("long", true, 0, 100, false)]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.results[0].length, 100);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn steps_wait_in_order_for_room_in_the_kv_budget() {
     // Host caches grow in blocks of 16 positions: 64 positions hold four blocks.

@@ -62,13 +62,16 @@ fn by_logit_desc(logits: &[f32]) -> impl Fn(&u32, &u32) -> Ordering + '_ {
     }
 }
 
+/// Up to this many, [`top_ids`] keeps the best in one pass over the row.
+const FEW: usize = 64;
+
 /// The `n` highest-logit ids, sorted, in O(V + n log n).
 fn top_ids(logits: &[f32], n: usize) -> Vec<u32> {
-    let mut ids: Vec<u32> = (0..logits.len() as u32).collect();
-    let n = n.min(ids.len());
-    if n == 0 {
-        return Vec::new();
+    let n = n.min(logits.len());
+    if n <= FEW {
+        return top_few(logits, n);
     }
+    let mut ids: Vec<u32> = (0..logits.len() as u32).collect();
     let order = by_logit_desc(logits);
     if n < ids.len() {
         ids.select_nth_unstable_by(n - 1, &order);
@@ -78,6 +81,26 @@ fn top_ids(logits: &[f32], n: usize) -> Vec<u32> {
     ids
 }
 
+/// [`top_ids`] for a short list: one pass that keeps the best `n` sorted. Almost every id of a
+/// long row loses to the worst kept at once, so a pick (the top few, or just the argmax) costs
+/// one comparison per id instead of a selection over all of them.
+fn top_few(logits: &[f32], n: usize) -> Vec<u32> {
+    let mut kept: Vec<u32> = Vec::with_capacity(n + 1);
+    if n == 0 {
+        return kept;
+    }
+    let order = by_logit_desc(logits);
+    for id in 0..logits.len() as u32 {
+        if kept.len() == n && order(&id, &kept[n - 1]) != Ordering::Less {
+            continue;
+        }
+        let at = kept.partition_point(|k| order(k, &id) == Ordering::Less);
+        kept.insert(at, id);
+        kept.truncate(n);
+    }
+    kept
+}
+
 /// log Σ exp(x_i) over `ids`, in f64.
 fn log_sum_exp(logits: &[f32], ids: &[u32], max: f32) -> f64 {
     let sum: f64 = ids
@@ -85,6 +108,36 @@ fn log_sum_exp(logits: &[f32], ids: &[u32], max: f32) -> f64 {
         .map(|&i| ((logits[i as usize] - max) as f64).exp())
         .sum();
     max as f64 + sum.ln()
+}
+
+/// `e^x` for a logit minus its row's maximum (x ≤ 0), as Cephes' `expf` (within 2 ulp): x = n
+/// ln 2 + r with |r| ≤ ln 2 / 2, a polynomial for e^r, and 2^n written into the exponent bits.
+/// Below -87.3 (where f32 underflows) and for NaN it is 0, so a masked or broken logit gets no
+/// mass. Plain arithmetic on one lane, so that loops over a row vectorize; `f32::exp` is a
+/// library call per element and was most of a pick's time.
+#[inline(always)]
+fn exp_to_zero(x: f32) -> f32 {
+    // Adding 1.5·2^23 rounds to an integer, which then sits in the low mantissa bits.
+    const MAGIC: f32 = 12_582_912.0;
+    let inside = x >= -87.3;
+    let x = if inside { x.min(0.0) } else { 0.0 };
+    let shifted = x * std::f32::consts::LOG2_E + MAGIC;
+    let n = shifted - MAGIC;
+    // ln 2 in two parts; n times the first (9 significant bits) is exact.
+    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
+    let mut p = 1.987_569_1e-4;
+    for k in [1.398_2e-3, 8.333_452e-3, 4.166_579_6e-2, 0.166_666_65, 0.5] {
+        p = p * r + k;
+    }
+    let p = p * r * r + r + 1.0;
+    // The low bits of `shifted` hold n (≤ 0); moving them into the exponent field and adding the
+    // bias makes 2^n.
+    let two_n = f32::from_bits((shifted.to_bits() << 23).wrapping_add(127 << 23));
+    if inside {
+        p * two_n
+    } else {
+        0.0
+    }
 }
 
 /// `exp(x_i - max)` for a whole row, computed once and reused by every sum over it (the
@@ -99,23 +152,24 @@ struct Masses {
 
 impl Masses {
     fn of(row: &[f32]) -> Self {
-        let max = row
-            .iter()
-            .copied()
-            .filter(|l| !l.is_nan())
-            .fold(f32::NEG_INFINITY, f32::max);
+        // `f32::max` passes over NaN, so a NaN logit never becomes the maximum.
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let exps: Vec<f32> = row.iter().map(|&l| exp_to_zero(l - max)).collect();
         let (mut total, mut weighted) = (0f64, 0f64);
-        let exps: Vec<f32> = row
-            .iter()
-            .map(|&l| {
-                let e = if l.is_nan() { 0.0 } else { (l - max).exp() };
-                if e > 0.0 {
-                    total += e as f64;
-                    weighted += e as f64 * l as f64;
+        // Runs of 256 summed in 8 independent f32 lanes (which the compiler vectorizes), each
+        // run's sums then added in f64, so rounding stays that of 256-term sums.
+        for (logits, exps) in row.chunks(256).zip(exps.chunks(256)) {
+            let (mut t, mut w) = ([0f32; 8], [0f32; 8]);
+            for (l, e) in logits.chunks(8).zip(exps.chunks(8)) {
+                for j in 0..e.len() {
+                    t[j] += e[j];
+                    // No mass, no term: a NaN or infinite logit must not poison the sum.
+                    w[j] += if e[j] > 0.0 { e[j] * l[j] } else { 0.0 };
                 }
-                e
-            })
-            .collect();
+            }
+            total += t.iter().map(|&v| v as f64).sum::<f64>();
+            weighted += w.iter().map(|&v| v as f64).sum::<f64>();
+        }
         Masses {
             max,
             exps,
@@ -364,6 +418,36 @@ mod tests {
         let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let z: f64 = logits.iter().map(|&l| ((l - m) as f64).exp()).sum();
         logits.iter().map(|&l| ((l - m) as f64).exp() / z).collect()
+    }
+
+    #[test]
+    fn the_top_ids_are_the_head_of_the_full_order_ties_by_lower_id() {
+        // Few distinct values, so that ties abound.
+        let logits: Vec<f32> = (0..500u32)
+            .map(|i| (i.wrapping_mul(2654435761) % 37) as f32 - 18.0)
+            .collect();
+        let mut all: Vec<u32> = (0..500).collect();
+        all.sort_by(by_logit_desc(&logits));
+        for n in [0, 1, 2, 5, FEW - 1, FEW, FEW + 1, 200, 500, 600] {
+            assert_eq!(top_ids(&logits, n), all[..n.min(500)], "n = {n}");
+        }
+    }
+
+    #[test]
+    fn the_row_exponential_is_within_two_ulp_and_zero_past_underflow() {
+        let mut x = -87.0f32;
+        while x <= 0.0 {
+            let (got, want) = (exp_to_zero(x), (x as f64).exp());
+            assert!(
+                ((got as f64 - want) / want).abs() < 2.5e-7,
+                "e^{x}: {got} vs {want}"
+            );
+            x += 0.001_3;
+        }
+        assert_eq!(exp_to_zero(0.0), 1.0);
+        for x in [-87.4, -1e3, f32::NEG_INFINITY, f32::NAN] {
+            assert_eq!(exp_to_zero(x), 0.0, "{x}");
+        }
     }
 
     #[test]

@@ -17,9 +17,7 @@ use std::marker::PhantomData;
 use pulp::Simd;
 use rayon::prelude::*;
 
-use crate::packed::{
-    panel_width, tile_rows, unpack, with_tile_rows, HostMatrix, Matrix, PackRows, PARALLEL_MIN_WORK,
-};
+use crate::packed::{by_panels, panel_width, tile_rows, with_tile_rows, HostMatrix, Matrix, Shape};
 use crate::ModelError;
 
 /// How a narrow format stores a weight and widens it back to f32.
@@ -246,43 +244,24 @@ impl<F: Format> HostMatrix for PackedNarrow<F> {
     }
 
     fn product(&self, x: &[f32], rows: usize, bias: Option<&[f32]>) -> Vec<f32> {
-        assert_eq!(x.len(), rows * self.k, "rows of {} inputs", self.k);
-        if rows == 0 {
-            return Vec::new();
-        }
         let (k, width) = (self.k, self.width);
-        let blocks = k.div_ceil(F::BLOCK);
-        let tiles = pulp::Arch::new().dispatch(PackRows { x, k });
-        let mut by_panel = vec![0f32; self.stored.len() / k * rows];
-        let panel = |((stored, scales), out): PanelTask<F::Stored>| {
+        let (panel_len, scales_len) = (k * width, k.div_ceil(F::BLOCK) * width);
+        let shape = Shape {
+            k,
+            n: self.n,
+            width,
+        };
+        by_panels(x, rows, shape, bias, |tiles, p, out| {
             on_widest::<F>(NarrowPanel {
-                tiles: &tiles,
+                tiles,
                 k,
-                stored,
-                scales,
+                stored: &self.stored[p * panel_len..][..panel_len],
+                scales: &self.scales[p * scales_len..][..scales_len],
                 out,
             })
-        };
-        let parallel = rows * k * self.n >= PARALLEL_MIN_WORK;
-        if parallel {
-            self.stored
-                .par_chunks_exact(k * width)
-                .zip(self.scales.par_chunks_exact(blocks * width))
-                .zip(by_panel.par_chunks_exact_mut(rows * width))
-                .for_each(panel);
-        } else {
-            self.stored
-                .chunks_exact(k * width)
-                .zip(self.scales.chunks_exact(blocks * width))
-                .zip(by_panel.chunks_exact_mut(rows * width))
-                .for_each(panel);
-        }
-        unpack(&by_panel, rows, self.n, width, bias, parallel)
+        })
     }
 }
-
-/// One panel's weights and scales, and where its results go.
-type PanelTask<'a, T> = ((&'a [T], &'a [f32]), &'a mut [f32]);
 
 /// Every tile of rows against one narrow panel; results `[rows][width]`.
 struct NarrowPanel<'a, T> {

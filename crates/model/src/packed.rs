@@ -78,7 +78,7 @@ macro_rules! with_tile_rows {
 pub(crate) use with_tile_rows;
 
 /// Multiply-adds below which a product runs on one thread: waking others costs more.
-pub(crate) const PARALLEL_MIN_WORK: usize = 1 << 17;
+const PARALLEL_MIN_WORK: usize = 1 << 17;
 
 /// A weight matrix in panels (see the module's docs).
 #[derive(Clone)]
@@ -211,40 +211,99 @@ impl HostMatrix for Packed {
             "rows of {} inputs, this is a bug",
             self.k
         );
-        if rows == 0 {
-            return Vec::new();
-        }
         let arch = pulp::Arch::new();
-        let tiles = arch.dispatch(PackRows { x, k: self.k });
-        // Results panel by panel, `[panels][rows][width]`, so that each task writes one run.
-        let mut by_panel = vec![0f32; self.panels.len() / self.k * rows];
-        let panel = |(panel, out): (&[f32], &mut [f32])| {
+        let panel_len = self.k * self.width;
+        let shape = Shape {
+            k: self.k,
+            n: self.n,
+            width: self.width,
+        };
+        by_panels(x, rows, shape, bias, |tiles, p, out| {
             arch.dispatch(PanelProduct {
-                tiles: &tiles,
+                tiles,
                 k: self.k,
-                panel,
+                panel: &self.panels[p * panel_len..][..panel_len],
                 out,
             })
-        };
-        let work = rows * self.k * self.n;
-        let panels = self.panels.chunks_exact(self.k * self.width);
-        if work < PARALLEL_MIN_WORK {
-            panels
-                .zip(by_panel.chunks_exact_mut(rows * self.width))
-                .for_each(panel);
-        } else {
-            self.panels
-                .par_chunks_exact(self.k * self.width)
-                .zip(by_panel.par_chunks_exact_mut(rows * self.width))
-                .for_each(panel);
-        }
-        let parallel = work >= PARALLEL_MIN_WORK;
-        unpack(&by_panel, rows, self.n, self.width, bias, parallel)
+        })
     }
 }
 
-/// Results `[panels][rows][width]` to `[rows, n]`, adding the bias.
-pub(crate) fn unpack(
+/// A packed product's dimensions: inputs, outputs, columns per panel.
+#[derive(Clone, Copy)]
+pub(crate) struct Shape {
+    pub(crate) k: usize,
+    pub(crate) n: usize,
+    pub(crate) width: usize,
+}
+
+/// Bytes of scratch a thread keeps between products; a larger product's is freed after it.
+const SCRATCH_KEPT: usize = 64 << 20;
+
+/// What every packed product shares: `x`'s `rows` packed into tiles ([`PackRows`]), `panel(tiles,
+/// p, out)` run for each panel `p` into its results `[rows][width]` (spread over the cores when the
+/// work is large enough; threads take whole panels), and the results unpacked to `[rows, n]` with
+/// the bias.
+///
+/// The tiles and the results by panel live in scratch memory the calling thread reuses from one
+/// product to the next: allocating them afresh cost page faults and zeroing on every call, several
+/// percent of a 32-stream step. Every element is written in a call before that call reads it.
+pub(crate) fn by_panels(
+    x: &[f32],
+    rows: usize,
+    shape: Shape,
+    bias: Option<&[f32]>,
+    panel: impl Fn(&[f32], usize, &mut [f32]) + Sync,
+) -> Vec<f32> {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let Shape { k, n, width } = shape;
+    assert_eq!(x.len(), rows * k, "rows of {k} inputs, this is a bug");
+    if rows == 0 {
+        return Vec::new();
+    }
+    let (tiles_len, results_len) = (rows * k, n.div_ceil(width) * width * rows);
+    let run = |scratch: &mut [f32]| {
+        let (tiles, by_panel) = scratch.split_at_mut(tiles_len);
+        pulp::Arch::new().dispatch(PackRows { x, k, out: tiles });
+        let tiles = &*tiles;
+        let task = |(p, out): (usize, &mut [f32])| panel(tiles, p, out);
+        let parallel = rows * k * n >= PARALLEL_MIN_WORK;
+        if parallel {
+            by_panel
+                .par_chunks_exact_mut(rows * width)
+                .enumerate()
+                .for_each(task);
+        } else {
+            by_panel
+                .chunks_exact_mut(rows * width)
+                .enumerate()
+                .for_each(task);
+        }
+        unpack(by_panel, rows, n, width, bias, parallel)
+    };
+    let needed = tiles_len + results_len;
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut scratch) => {
+            if scratch.len() < needed {
+                scratch.resize(needed, 0.0);
+            }
+            let out = run(&mut scratch[..needed]);
+            if scratch.len() * 4 > SCRATCH_KEPT {
+                *scratch = Vec::new();
+            }
+            out
+        }
+        // A product run inside another on this thread (rayon lets a waiting thread take other
+        // work): memory of its own.
+        Err(_) => run(&mut vec![0f32; needed]),
+    })
+}
+
+/// Results `[panels][rows][width]` to `[rows, n]`, adding the bias. The output is written
+/// straight into fresh memory, not zeroed first.
+fn unpack(
     by_panel: &[f32],
     rows: usize,
     n: usize,
@@ -252,20 +311,33 @@ pub(crate) fn unpack(
     bias: Option<&[f32]>,
     parallel: bool,
 ) -> Vec<f32> {
-    let mut out = vec![0f32; rows * n];
-    let row = |(r, out): (usize, &mut [f32])| {
+    let mut out = Vec::with_capacity(rows * n);
+    let row = |(r, out): (usize, &mut [std::mem::MaybeUninit<f32>])| {
         for (p, out) in out.chunks_mut(width).enumerate() {
-            out.copy_from_slice(&by_panel[(p * rows + r) * width..][..out.len()]);
-        }
-        if let Some(bias) = bias {
-            out.iter_mut().zip(bias).for_each(|(o, b)| *o += b);
+            let results = &by_panel[(p * rows + r) * width..][..out.len()];
+            match bias {
+                Some(bias) => {
+                    let bias = &bias[p * width..][..out.len()];
+                    for ((o, &v), &b) in out.iter_mut().zip(results).zip(bias) {
+                        o.write(v + b);
+                    }
+                }
+                None => {
+                    for (o, &v) in out.iter_mut().zip(results) {
+                        o.write(v);
+                    }
+                }
+            }
         }
     };
+    let spare = &mut out.spare_capacity_mut()[..rows * n];
     if parallel {
-        out.par_chunks_exact_mut(n).enumerate().for_each(row);
+        spare.par_chunks_exact_mut(n).enumerate().for_each(row);
     } else {
-        out.chunks_exact_mut(n).enumerate().for_each(row);
+        spare.chunks_exact_mut(n).enumerate().for_each(row);
     }
+    // SAFETY: `row` wrote every element of every row, `rows * n` in all.
+    unsafe { out.set_len(rows * n) };
     out
 }
 
@@ -292,19 +364,20 @@ pub(crate) const fn tile_rows<S: Simd>() -> usize {
 
 /// The rows of `x` in tiles of [`tile_rows`], each stored `[k][tile rows]` (the values one step
 /// of `k` needs, side by side), the last tile shorter.
-pub(crate) struct PackRows<'a> {
-    pub(crate) x: &'a [f32],
-    pub(crate) k: usize,
+struct PackRows<'a> {
+    x: &'a [f32],
+    k: usize,
+    /// As long as `x`.
+    out: &'a mut [f32],
 }
 
 impl WithSimd for PackRows<'_> {
-    type Output = Vec<f32>;
+    type Output = ();
 
     #[inline(always)]
-    fn with_simd<S: Simd>(self, _: S) -> Vec<f32> {
+    fn with_simd<S: Simd>(self, _: S) {
         let (k, tile) = (self.k, tile_rows::<S>());
-        let mut packed = vec![0f32; self.x.len()];
-        for (rows, out) in self.x.chunks(tile * k).zip(packed.chunks_mut(tile * k)) {
+        for (rows, out) in self.x.chunks(tile * k).zip(self.out.chunks_mut(tile * k)) {
             let r = rows.len() / k;
             for (i, row) in rows.chunks_exact(k).enumerate() {
                 for (kk, &v) in row.iter().enumerate() {
@@ -312,7 +385,6 @@ impl WithSimd for PackRows<'_> {
                 }
             }
         }
-        packed
     }
 }
 

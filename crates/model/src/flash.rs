@@ -35,14 +35,13 @@ impl Element for f32 {
     }
 }
 
-impl Element for half::f16 {
+/// f16 bits, as [`crate::narrow::F16`] stores them.
+impl Element for u16 {
     const WIDENS: bool = true;
     #[inline(always)]
-    fn widened<'a>(stored: &'a [half::f16], scratch: &'a mut [f32]) -> &'a [f32] {
-        use half::slice::HalfFloatSliceExt;
-        let scratch = &mut scratch[..stored.len()];
-        stored.convert_to_f32_slice(scratch);
-        scratch
+    fn widened<'a>(stored: &'a [u16], scratch: &'a mut [f32]) -> &'a [f32] {
+        crate::narrow::widen_f16(stored, scratch);
+        &scratch[..stored.len()]
     }
 }
 

@@ -11,9 +11,9 @@
 //! candle does.
 
 use candle_core::Tensor;
-use half::f16;
 
 use crate::flash::{self, KEY_BLOCK};
+use crate::narrow::{Format, F16};
 
 /// What a host cache stores its keys and values in.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -38,7 +38,8 @@ impl KvFormat {
 #[derive(Clone)]
 enum Elements {
     F32(Vec<f32>),
-    F16(Vec<f16>),
+    /// f16 bits ([`F16`]).
+    F16(Vec<u16>),
 }
 
 impl Elements {
@@ -59,7 +60,7 @@ impl Elements {
     fn set(&mut self, at: usize, value: f32) {
         match self {
             Elements::F32(v) => v[at] = value,
-            Elements::F16(v) => v[at] = f16::from_f32(value),
+            Elements::F16(v) => v[at] = F16::store(value, 1.0),
         }
     }
 
@@ -69,7 +70,7 @@ impl Elements {
             Elements::F16(v) => v[at..at + values.len()]
                 .iter_mut()
                 .zip(values)
-                .for_each(|(e, &x)| *e = f16::from_f32(x)),
+                .for_each(|(e, &x)| *e = F16::store(x, 1.0)),
         }
     }
 

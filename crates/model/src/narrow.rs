@@ -160,6 +160,49 @@ impl Format for F16 {
     }
 }
 
+/// f16 bits (as [`F16`] stores them) widened to f32, `out[i] = stored[i]`, with the widest
+/// instructions this CPU has: how an f16 KV cache is read ([`crate::flash`]).
+pub(crate) fn widen_f16(stored: &[u16], out: &mut [f32]) {
+    let out = &mut out[..stored.len()];
+    #[cfg(target_arch = "x86_64")]
+    {
+        use pulp::x86::{V3, V4};
+        if let Some(simd) = V4::try_new() {
+            return simd.vectorize(
+                #[inline(always)]
+                || {
+                    let (halves, tail) = stored.as_chunks::<16>();
+                    let (wide, wide_tail) = out.as_chunks_mut::<16>();
+                    for (h, w) in halves.iter().zip(wide) {
+                        *w = pulp::cast(F16::widen_v4(simd, h));
+                    }
+                    widen_one_by_one(tail, wide_tail);
+                },
+            );
+        }
+        if let Some(simd) = V3::try_new() {
+            return simd.vectorize(
+                #[inline(always)]
+                || {
+                    let (halves, tail) = stored.as_chunks::<8>();
+                    let (wide, wide_tail) = out.as_chunks_mut::<8>();
+                    for (h, w) in halves.iter().zip(wide) {
+                        *w = pulp::cast(F16::widen_v3(simd, h));
+                    }
+                    widen_one_by_one(tail, wide_tail);
+                },
+            );
+        }
+    }
+    widen_one_by_one(stored, out);
+}
+
+fn widen_one_by_one(stored: &[u16], out: &mut [f32]) {
+    for (s, o) in stored.iter().zip(out) {
+        *o = F16::load(*s);
+    }
+}
+
 /// A weight matrix in a narrow format, in panels.
 pub struct PackedNarrow<F: Format> {
     k: usize,

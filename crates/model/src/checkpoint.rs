@@ -54,13 +54,21 @@ impl WeightFormat {
 impl Checkpoint {
     /// What the services do at start-up: resolves `model` (a Hugging Face id or a directory, see
     /// [`oneword_checkpoint::hub::resolve`]), picks the device named by `device` ([`load_device`]) and the
-    /// dtype named by `dtype` (`auto` = f32 on CPU, f16 on CUDA; or f32, f16, bf16; or q8_0,
-    /// 8-bit linear layers on the CPU), and opens it.
-    ///
-    /// On the CPU, f16, bf16 and q8_0 name how the linear layers' weights are stored (see
-    /// [`WeightFormat`]); the rest of the model, the activations and the KV cache stay f32, which
-    /// the CPU computes fastest. On a GPU the whole model is read in `dtype`.
+    /// dtype named by `dtype` (`auto` = f32 on CPU, f16 on CUDA; or f32, f16, bf16), and opens
+    /// it with every tensor read in that dtype.
     pub fn load(model: &str, device: &str, dtype: &str) -> Result<Self> {
+        let dir = oneword_checkpoint::hub::resolve(model)?;
+        let device = load_device(device)?;
+        let dtype = pick_dtype(dtype, &device)?;
+        Self::open(&dir, dtype, &device)
+    }
+
+    /// [`Checkpoint::load`] for the transformer's decoder, where `dtype` may also be q8_0 (8-bit
+    /// linear layers on the CPU). On the CPU, f16, bf16 and q8_0 name how the linear layers'
+    /// weights are stored ([`WeightFormat`]); the rest of the model, the activations and the KV
+    /// cache stay f32, which the CPU computes fastest. On a GPU the whole model is read in
+    /// `dtype`.
+    pub fn load_transformer(model: &str, device: &str, dtype: &str) -> Result<Self> {
         let dir = oneword_checkpoint::hub::resolve(model)?;
         let device = load_device(device)?;
         let weights = match dtype {

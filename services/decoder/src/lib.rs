@@ -56,7 +56,7 @@ pub async fn run(
 }
 
 fn load(config: &Config, metrics: &Metrics) -> anyhow::Result<service::DecoderService> {
-    let mut checkpoint = Checkpoint::load(&config.model, &config.device, &config.dtype)
+    let mut checkpoint = Checkpoint::load_transformer(&config.model, &config.device, &config.dtype)
         .with_context(|| format!("loading `{}`", config.model))?;
     checkpoint.kv_cache = match (config.kv_cache_dtype.as_str(), checkpoint.device.is_cpu()) {
         ("f32", _) => oneword_model::KvFormat::F32,

@@ -45,17 +45,34 @@ impl Element for u16 {
     }
 }
 
-/// One head's attention for `n` new queries at positions `past..past + n`.
-pub(crate) struct Head<'a, T> {
-    /// `[n][head_dim]`.
-    pub(crate) queries: &'a [f32],
-    /// `[block][head_dim][KEY_BLOCK]`, covering at least `past + n` positions.
-    pub(crate) keys: &'a [T],
-    /// `[position][head_dim]`, whole blocks, covering at least `past + n` positions.
-    pub(crate) values: &'a [T],
-    pub(crate) past: usize,
-    pub(crate) head_dim: usize,
-    pub(crate) scale: f32,
+/// One head's attention for the `n` queries `[n][head_dim]` at positions `past..past + n`, over
+/// `keys` `[block][head_dim][KEY_BLOCK]` and `values` `[position][head_dim]` (whole blocks) that
+/// cover at least `past + n` positions: `[n][head_dim]`.
+pub(crate) fn attend<T: Element>(
+    queries: &[f32],
+    keys: &[T],
+    values: &[T],
+    past: usize,
+    head_dim: usize,
+    scale: f32,
+) -> Vec<f32> {
+    pulp::Arch::new().dispatch(Head {
+        queries,
+        keys,
+        values,
+        past,
+        head_dim,
+        scale,
+    })
+}
+
+struct Head<'a, T> {
+    queries: &'a [f32],
+    keys: &'a [T],
+    values: &'a [T],
+    past: usize,
+    head_dim: usize,
+    scale: f32,
 }
 
 /// Calls `$body` with the const `$c` equal to `$regs` (1, 2, 4, 8 or 16), or `$other` for any

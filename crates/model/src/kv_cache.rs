@@ -246,7 +246,7 @@ impl HostLayer {
 
     /// Causal attention of `head` for the last `n` positions, whose queries are in `qkv`
     /// `[n, 3 · width]`: for each, softmax-weighted values over every key up to its own
-    /// position ([`flash::Head`]). Returns `[n, head_dim]`.
+    /// position ([`flash::attend`]). Returns `[n, head_dim]`.
     pub(crate) fn attend(&self, qkv: &[f32], head: usize, scale: f32) -> Vec<f32> {
         let head_dim = self.head_dim;
         let width = self.heads * head_dim;
@@ -257,25 +257,14 @@ impl HostLayer {
             .copied()
             .collect();
         let run = head * self.capacity * head_dim..(head + 1) * self.capacity * head_dim;
-        let arch = pulp::Arch::new();
         let past = self.len - n;
         match (&self.keys, &self.values) {
-            (Elements::F32(keys), Elements::F32(values)) => arch.dispatch(flash::Head {
-                queries: &queries,
-                keys: &keys[run.clone()],
-                values: &values[run],
-                past,
-                head_dim,
-                scale,
-            }),
-            (Elements::F16(keys), Elements::F16(values)) => arch.dispatch(flash::Head {
-                queries: &queries,
-                keys: &keys[run.clone()],
-                values: &values[run],
-                past,
-                head_dim,
-                scale,
-            }),
+            (Elements::F32(k), Elements::F32(v)) => {
+                flash::attend(&queries, &k[run.clone()], &v[run], past, head_dim, scale)
+            }
+            (Elements::F16(k), Elements::F16(v)) => {
+                flash::attend(&queries, &k[run.clone()], &v[run], past, head_dim, scale)
+            }
             _ => unreachable!("keys and values of one format, this is a bug"),
         }
     }

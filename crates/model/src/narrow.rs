@@ -407,15 +407,8 @@ fn on_widest<F: Format>(panel: NarrowPanel<'_, F::Stored>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::packed::tests::values;
     use crate::packed::Layout;
-
-    fn values(n: usize, seed: u32) -> Vec<f32> {
-        (0..n)
-            .map(|i| {
-                ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 1000) as f32 / 500.0 - 1.0
-            })
-            .collect()
-    }
 
     /// The product equals that of the weights the format stands for, and is within `tolerance`
     /// (relative, over all outputs) of the f32 product; a row's bits do not depend on its batch.

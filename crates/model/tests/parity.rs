@@ -412,6 +412,23 @@ fn block_matrices_are_the_checkpoints() {
     assert!(model.block_matrix(0, "attn.bias").is_err());
 }
 
+/// The largest logit minus the smallest.
+fn spread_of(logits: &Tensor) -> f32 {
+    let flat = logits.flatten_all().unwrap();
+    flat.max(0).unwrap().to_scalar::<f32>().unwrap()
+        - flat.min(0).unwrap().to_scalar::<f32>().unwrap()
+}
+
+/// Positions (rows) where `a` and `b` have the same greedy pick.
+fn same_picks(a: &Tensor, b: &Tensor) -> usize {
+    let picks = |t: &Tensor| t.argmax(1).unwrap().to_vec1::<u32>().unwrap();
+    picks(a)
+        .iter()
+        .zip(picks(b))
+        .filter(|(x, y)| **x == *y)
+        .count()
+}
+
 /// Linear layers in `format` (converted at load) against f32 at every position of the reference
 /// prompts and against transformers at their last: how far the logits move and how often the
 /// greedy pick changes. Printed for the README; `bound` (a share of the logits' spread) is loose
@@ -446,15 +463,9 @@ fn narrow_weights_stay_near_f32_and_transformers(
         let last = narrow.get(ids.len() - 1).unwrap();
         let expected = &refs[&format!("prompt_{i}_logits")];
         worst_vs_hf = worst_vs_hf.max(max_abs_diff(&last, expected));
-        spread = spread.max(
-            expected.max(0).unwrap().to_scalar::<f32>().unwrap()
-                - expected.min(0).unwrap().to_scalar::<f32>().unwrap(),
-        );
-        let picks = |t: &Tensor| t.argmax(1).unwrap().to_vec1::<u32>().unwrap();
-        for (a, b) in picks(&exact).iter().zip(picks(&narrow)) {
-            agree += usize::from(*a == b);
-            positions += 1;
-        }
+        spread = spread.max(spread_of(expected));
+        agree += same_picks(&exact, &narrow);
+        positions += exact.dim(0).unwrap();
     }
     let agreement = agree as f64 / positions as f64;
     eprintln!(
@@ -516,15 +527,9 @@ fn an_f16_kv_cache_holds_twice_the_positions_and_stays_near_f32() {
         assert_eq!(2 * half_cache.bytes(), f32_cache.bytes());
         worst = worst.max(max_abs_diff(&exact, &half));
         let expected = &refs[&format!("prompt_{i}_logits")];
-        spread = spread.max(
-            expected.max(0).unwrap().to_scalar::<f32>().unwrap()
-                - expected.min(0).unwrap().to_scalar::<f32>().unwrap(),
-        );
-        let picks = |t: &Tensor| t.argmax(1).unwrap().to_vec1::<u32>().unwrap();
-        for (a, b) in picks(&exact).iter().zip(picks(&half)) {
-            agree += usize::from(*a == b);
-            positions += 1;
-        }
+        spread = spread.max(spread_of(expected));
+        agree += same_picks(&exact, &half);
+        positions += exact.dim(0).unwrap();
 
         // The first half in one chunk, then a token at a time.
         let split = (ids.len() / 2).max(1);

@@ -80,7 +80,12 @@ impl Checkpoint {
             "q8_0" => WeightFormat::Q8_0,
             "bf16" if device.is_cpu() => WeightFormat::Bf16,
             "f16" if device.is_cpu() => WeightFormat::F16,
-            _ => WeightFormat::F32,
+            "auto" | "f32" | "f16" | "bf16" => WeightFormat::F32,
+            other => {
+                return Err(ModelError::Input(format!(
+                    "`dtype` must be auto, f32, f16, bf16 or q8_0, got {other:?}"
+                )))
+            }
         };
         if weights != WeightFormat::F32 {
             let mut checkpoint = Self::open(&dir, DType::F32, &device)?;
@@ -134,7 +139,7 @@ pub fn pick_dtype(spec: &str, device: &Device) -> Result<DType> {
         ("bf16", _) => DType::BF16,
         (other, _) => {
             return Err(ModelError::Input(format!(
-                "`dtype` must be auto, f32, f16, bf16 or q8_0, got {other:?}"
+                "`dtype` must be auto, f32, f16 or bf16, got {other:?}"
             )))
         }
     })

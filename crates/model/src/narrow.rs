@@ -24,13 +24,15 @@ use crate::ModelError;
 pub trait Format: Send + Sync + 'static {
     /// One stored weight.
     type Stored: Copy + Default + Send + Sync + pulp::bytemuck::Pod;
-    /// Weights of one output per scale; formats without scales span all of `k` with scale 1
-    /// (multiplying a sum by 1 changes no bit).
-    const BLOCK: usize;
+    /// Weights of one output per scale. By default a format has no scales: one block spans all
+    /// of `k` with scale 1 (multiplying a sum by 1 changes no bit).
+    const BLOCK: usize = usize::MAX;
     /// The largest magnitude the format holds.
-    const MAX: f32;
+    const MAX: f32 = f32::MAX;
     /// The scale of a run of weights whose largest magnitude is `max`.
-    fn scale(max: f32) -> f32;
+    fn scale(_max: f32) -> f32 {
+        1.0
+    }
     /// `w` stored, under `scale`.
     fn store(w: f32, scale: f32) -> Self::Stored;
     /// A stored weight as f32, before its scale.
@@ -49,7 +51,6 @@ pub struct Q8_0;
 impl Format for Q8_0 {
     type Stored = i8;
     const BLOCK: usize = 32;
-    const MAX: f32 = f32::MAX;
 
     fn scale(max: f32) -> f32 {
         max / 127.0
@@ -85,12 +86,6 @@ pub struct Bf16;
 
 impl Format for Bf16 {
     type Stored = u16;
-    const BLOCK: usize = usize::MAX;
-    const MAX: f32 = f32::MAX;
-
-    fn scale(_: f32) -> f32 {
-        1.0
-    }
 
     fn store(w: f32, _: f32) -> u16 {
         half::bf16::from_f32(w).to_bits()
@@ -121,12 +116,7 @@ pub struct F16;
 
 impl Format for F16 {
     type Stored = u16;
-    const BLOCK: usize = usize::MAX;
     const MAX: f32 = 65504.0;
-
-    fn scale(_: f32) -> f32 {
-        1.0
-    }
 
     fn store(w: f32, _: f32) -> u16 {
         half::f16::from_f32(w).to_bits()

@@ -124,6 +124,24 @@ fn matches_transformers_on_the_checkpoint_our_tool_writes() {
     );
 }
 
+/// The logits of every row of `x`, run through one cache as chunks of the given lengths and then
+/// one row at a time; and the cache.
+fn decode_in_chunks(model: &Transformer, x: &Tensor, chunks: &[usize]) -> (Tensor, KvCache) {
+    let mut cache = model.new_cache();
+    let mut rows = Vec::new();
+    let mut at = 0;
+    for &len in chunks {
+        let logits = model.forward(&x.narrow(0, at, len).unwrap(), &mut cache, LogitsAt::All);
+        rows.push(logits.unwrap().unwrap());
+        at += len;
+    }
+    for p in at..x.dim(0).unwrap() {
+        let logits = model.forward(&x.narrow(0, p, 1).unwrap(), &mut cache, LogitsAt::Last);
+        rows.push(logits.unwrap().unwrap().unsqueeze(0).unwrap());
+    }
+    (Tensor::cat(&rows, 0).unwrap(), cache)
+}
+
 #[test]
 fn cached_step_by_step_decoding_equals_one_full_pass() {
     let dir = repo().join("tests/fixtures/tiny-gpt2-hf");
@@ -140,25 +158,7 @@ fn cached_step_by_step_decoding_equals_one_full_pass() {
     assert_eq!(full.dims(), &[40, 50257]);
 
     // A prefill of 10, a chunk of 5, then one token at a time.
-    let mut cache = model.new_cache();
-    let mut rows = vec![model
-        .forward(&x.narrow(0, 0, 10).unwrap(), &mut cache, LogitsAt::All)
-        .unwrap()
-        .unwrap()];
-    rows.push(
-        model
-            .forward(&x.narrow(0, 10, 5).unwrap(), &mut cache, LogitsAt::All)
-            .unwrap()
-            .unwrap(),
-    );
-    for p in 15..40 {
-        let last = model
-            .forward(&x.narrow(0, p, 1).unwrap(), &mut cache, LogitsAt::Last)
-            .unwrap()
-            .unwrap();
-        rows.push(last.unsqueeze(0).unwrap());
-    }
-    let stepped = Tensor::cat(&rows, 0).unwrap();
+    let (stepped, cache) = decode_in_chunks(&model, &x, &[10, 5]);
     let diff = max_abs_diff(&full, &stepped);
     assert!(
         diff <= TOLERANCE,
@@ -532,20 +532,7 @@ fn an_f16_kv_cache_holds_twice_the_positions_and_stays_near_f32() {
         positions += exact.dim(0).unwrap();
 
         // The first half in one chunk, then a token at a time.
-        let split = (ids.len() / 2).max(1);
-        let mut cache = model.new_cache();
-        let mut rows = vec![model
-            .forward(&x.narrow(0, 0, split).unwrap(), &mut cache, LogitsAt::All)
-            .unwrap()
-            .unwrap()];
-        for p in split..ids.len() {
-            let last = model
-                .forward(&x.narrow(0, p, 1).unwrap(), &mut cache, LogitsAt::Last)
-                .unwrap()
-                .unwrap();
-            rows.push(last.unsqueeze(0).unwrap());
-        }
-        let stepped = Tensor::cat(&rows, 0).unwrap();
+        let (stepped, _) = decode_in_chunks(&model, &x, &[(ids.len() / 2).max(1)]);
         assert_eq!(max_abs_diff(&half, &stepped), 0.0, "prompt {i}");
     }
     eprintln!(

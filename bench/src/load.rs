@@ -192,7 +192,7 @@ impl Bench {
                         session_id: id.clone(),
                         create: i == 0,
                         start_position: position as u32,
-                        embeddings: Some(to_wire(&inputs)?),
+                        input: Some(dec::session_step::Input::Embeddings(to_wire(&inputs)?)),
                         sampling: Some(greedy()),
                         release_after: i + 1 == self.new_tokens,
                         ..Default::default()
@@ -227,7 +227,7 @@ impl Bench {
                         session_id: format!("prefill-{n}-{trial}"),
                         create: true,
                         start_position: 0,
-                        embeddings: Some(inputs.clone()),
+                        input: Some(dec::session_step::Input::Embeddings(inputs.clone())),
                         sampling: Some(greedy()),
                         release_after: true,
                         ..Default::default()

@@ -83,6 +83,17 @@ pub fn test_python() -> PathBuf {
     python
 }
 
+/// buf, the protos' linter and compatibility checker, which `make test-tools` installs from npm.
+pub fn buf() -> PathBuf {
+    let buf = repo().join(".venv-test/npm/node_modules/.bin/buf");
+    assert!(
+        buf.is_file(),
+        "{} is missing: run `make test-tools`",
+        buf.display()
+    );
+    buf
+}
+
 /// The checkpoint written by transformers' `save_pretrained`, with its reference logits.
 pub fn hf_model() -> PathBuf {
     repo().join("tests/fixtures/tiny-gpt2-hf")
@@ -420,9 +431,11 @@ impl KvGate {
         let step = oneword_proto::decoder::v1::SessionStep {
             session_id: Self::SESSION.into(),
             create: true,
-            embeddings: Some(oneword_proto::tensor::f32_to_wire(
-                &vec![0.0; rows * width],
-                &[rows as u32, width as u32],
+            input: Some(oneword_proto::decoder::v1::session_step::Input::Embeddings(
+                oneword_proto::tensor::f32_to_wire(
+                    &vec![0.0; rows * width],
+                    &[rows as u32, width as u32],
+                ),
             )),
             ..Default::default()
         };

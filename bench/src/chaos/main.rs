@@ -298,11 +298,15 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     write_report(&args, &rows)?;
-    let failed = rows.iter().filter(|r| r.verdict == Verdict::Fail).count();
-    anyhow::ensure!(
-        failed == 0,
-        "{failed} check(s) failed; see the rows marked FAIL"
-    );
+    let failed: Vec<&Row> = rows.iter().filter(|r| r.verdict == Verdict::Fail).collect();
+    if !failed.is_empty() {
+        // Said last and without a backtrace, so that a log's tail names what failed.
+        eprintln!("chaos: {} check(s) failed:", failed.len());
+        for r in failed {
+            eprintln!("  [FAIL] {}: {} — {}", r.scenario, r.goal, r.measured);
+        }
+        std::process::exit(1);
+    }
     Ok(())
 }
 

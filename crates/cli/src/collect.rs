@@ -79,12 +79,17 @@ pub struct Collector {
     completions: BTreeMap<u32, Completion>,
     /// The seed, from any chunk (every chunk carries it).
     pub seed: Option<u64>,
+    /// The request's id, from any chunk (every chunk carries it).
+    pub request_id: String,
 }
 
 impl Collector {
     /// Adds a chunk and returns the completion it belongs to.
     pub fn push(&mut self, chunk: gw::GenerateStreamResponse) -> &Completion {
         self.seed = Some(chunk.seed);
+        if self.request_id.is_empty() {
+            self.request_id.clone_from(&chunk.request_id);
+        }
         let completion = self
             .completions
             .entry(chunk.index)

@@ -114,6 +114,9 @@ pub enum Command {
     /// Continue a prompt, streaming the text as it is generated.
     #[command(long_about = GENERATE_ABOUT, after_long_help = JSON_HELP)]
     Generate(GenerateArgs),
+    /// End a running generation by its request id, from any connection: its completions finish
+    /// as "cancelled" with what they had.
+    Cancel(CancelArgs),
     /// Split text into GPT-2 tokens: index, id, the token's exact bytes, and its byte range.
     #[command(after_long_help = JSON_HELP)]
     Tokenize(TokenizeArgs),
@@ -269,6 +272,17 @@ pub struct GenerateArgs {
     /// corpus, letters-1 ..= letters-6 or tokens-1 ..= tokens-6.
     #[arg(long, value_name = "NAME")]
     pub model: Option<String>,
+    /// Name the request (1 to 128 letters, digits, '-', '_', '.', ':'), so that `oneword cancel
+    /// ID` can end it from elsewhere. Default: the gateway mints one, shown in the summary.
+    #[arg(long, value_name = "ID")]
+    pub request_id: Option<String>,
+}
+
+/// Flags of `oneword cancel`.
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// The running request's id (`--request-id`, or the one its summary showed).
+    pub request_id: String,
 }
 
 /// Flags of `oneword tokenize`.

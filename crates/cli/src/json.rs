@@ -8,7 +8,6 @@
 
 use std::sync::LazyLock;
 
-use oneword_proto::decoder::v1 as dec;
 use oneword_proto::gateway::v1 as gw;
 use oneword_proto::index::v1 as ix;
 use prost::Message;
@@ -32,6 +31,7 @@ named! {
     gw::GenerateResponse => "oneword.gateway.v1.GenerateResponse",
     gw::GenerateStreamResponse => "oneword.gateway.v1.GenerateStreamResponse",
     gw::TokenizeResponse => "oneword.gateway.v1.TokenizeResponse",
+    gw::CancelResponse => "oneword.gateway.v1.CancelResponse",
     gw::InfoResponse => "oneword.gateway.v1.InfoResponse",
     gw::CompareResponse => "oneword.gateway.v1.CompareResponse",
     gw::ScoreResponse => "oneword.gateway.v1.ScoreResponse",
@@ -46,8 +46,8 @@ named! {
     ix::UpsertResponse => "oneword.index.v1.UpsertResponse",
     ix::SearchResponse => "oneword.index.v1.SearchResponse",
     ix::Filter => "oneword.index.v1.Filter",
-    dec::CorpusResponse => "oneword.decoder.v1.CorpusResponse",
-    dec::WeightsResponse => "oneword.decoder.v1.WeightsResponse",
+    gw::CorpusResponse => "oneword.gateway.v1.CorpusResponse",
+    gw::WeightsResponse => "oneword.gateway.v1.WeightsResponse",
 }
 
 static POOL: LazyLock<DescriptorPool> = LazyLock::new(|| {
@@ -89,7 +89,6 @@ pub fn from_json<M: Named + Default>(text: &str) -> Result<M, String> {
 mod tests {
     use super::*;
     use oneword_proto::common::v1 as common;
-    use oneword_proto::tokenizer::v1 as tok;
     use serde_json::{json, Value};
 
     fn value<M: Named>(message: &M) -> Value {
@@ -104,6 +103,8 @@ mod tests {
             token_ids: vec![2193],
             generated_tokens: 3,
             seed: 1,
+            request_id: "r-1".into(),
+            prompt_tokens: 9,
             ..Default::default()
         };
         assert_eq!(
@@ -116,6 +117,8 @@ mod tests {
                 "finish_reason": "FINISH_REASON_UNSPECIFIED",
                 "stop_sequence": "",
                 "seed": "1",
+                "request_id": "r-1",
+                "prompt_tokens": 9,
             })
         );
     }
@@ -152,6 +155,8 @@ mod tests {
                 decode_ns: 3,
                 total_ns: 6,
             }),
+            request_id: "r-1".into(),
+            prompt_tokens: 9,
         };
         let v = value(&chunk);
         assert_eq!(v["finish_reason"], "FINISH_REASON_STOP_SEQUENCE");
@@ -259,7 +264,7 @@ mod tests {
         assert_eq!(v["max_top_n"], 100);
 
         let tokens = gw::TokenizeResponse {
-            encoding: Some(tok::Encoding {
+            encoding: Some(gw::Encoding {
                 ids: vec![464],
                 tokens: vec!["The".into()],
                 pieces: vec![b"The".to_vec()],

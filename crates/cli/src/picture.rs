@@ -3,7 +3,6 @@
 use oneword_plot::{
     Bars, Grid, Heatmap, Histograms, Line, LogLog, Panel, Scale, Scatter, Series, Size,
 };
-use oneword_proto::decoder::v1 as dec;
 use oneword_proto::gateway::v1 as gw;
 
 use crate::analysis::PowerLaw;
@@ -198,7 +197,7 @@ pub fn matrix(
 }
 
 /// Every block's histogram of weight values.
-pub fn histograms(histograms: &[dec::Histogram], at: (u32, u32)) -> Result<Vec<u8>, Error> {
+pub fn histograms(histograms: &[gw::Histogram], at: (u32, u32)) -> Result<Vec<u8>, Error> {
     let series: Vec<Series> = histograms
         .iter()
         .map(|h| Series {
@@ -250,7 +249,7 @@ pub fn word_map(
 }
 
 /// Letter frequencies as a bar chart.
-pub fn letters(resp: &dec::CorpusResponse, at: (u32, u32)) -> Result<Vec<u8>, Error> {
+pub fn letters(resp: &gw::CorpusResponse, at: (u32, u32)) -> Result<Vec<u8>, Error> {
     let values: Vec<f64> = resp.frequencies.iter().map(|f| f * 100.0).collect();
     drawn(oneword_plot::bars(
         &Bars {
@@ -265,7 +264,7 @@ pub fn letters(resp: &dec::CorpusResponse, at: (u32, u32)) -> Result<Vec<u8>, Er
 }
 
 /// P(second letter | first letter) as a heatmap, the space shown as ␣.
-pub fn letter_pairs(resp: &dec::CorpusResponse, at: (u32, u32)) -> Result<Vec<u8>, Error> {
+pub fn letter_pairs(resp: &gw::CorpusResponse, at: (u32, u32)) -> Result<Vec<u8>, Error> {
     let n = resp.pair_symbols.len();
     let symbols: Vec<String> = resp
         .pair_symbols

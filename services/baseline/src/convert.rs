@@ -25,19 +25,22 @@ pub fn step(
         let f = field("session_id");
         return Err(Error::invalid(&f, format!("`{f}` must not be empty")));
     }
-    if step.embeddings.is_some() {
-        let f = field("embeddings");
-        return Err(Error::invalid(
-            &f,
-            format!("`{f}`: an n-gram session takes token_ids, not embeddings"),
-        ));
-    }
-    if step.token_ids.is_empty() {
-        let f = field("token_ids");
-        return Err(Error::invalid(&f, format!("`{f}` must not be empty")));
-    }
+    let token_ids = match step.input {
+        Some(pb::session_step::Input::Embeddings(_)) => {
+            let f = field("embeddings");
+            return Err(Error::invalid(
+                &f,
+                format!("`{f}`: an n-gram session takes token_ids, not embeddings"),
+            ));
+        }
+        Some(pb::session_step::Input::TokenIds(t)) if !t.ids.is_empty() => t.ids,
+        _ => {
+            let f = field("token_ids");
+            return Err(Error::invalid(&f, format!("`{f}` must not be empty")));
+        }
+    };
     let vocab = limits.vocab_size;
-    if let Some(id) = step.token_ids.iter().find(|&&id| id as usize >= vocab) {
+    if let Some(id) = token_ids.iter().find(|&&id| id as usize >= vocab) {
         let f = field("token_ids");
         return Err(Error::invalid(
             &f,
@@ -64,7 +67,7 @@ pub fn step(
         session_id: step.session_id,
         create,
         start_position: step.start_position as usize,
-        token_ids: step.token_ids,
+        token_ids,
         release_after: step.release_after,
     };
     Ok((ids, sampling))

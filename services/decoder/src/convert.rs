@@ -39,17 +39,31 @@ pub fn step_input(i: usize, step: pb::SessionStep, limits: &Limits) -> Result<St
             format!("`{}` must not be empty", field("session_id")),
         ));
     }
-    if !step.token_ids.is_empty() || !step.model.is_empty() {
+    let wire = match step.input {
+        Some(pb::session_step::Input::TokenIds(_)) => {
+            let f = field("token_ids");
+            return Err(Error::invalid(
+                &f,
+                format!(
+                    "`{f}`: token ids are the input of n-gram sessions, which the baseline serves; the decoder runs the transformer on embeddings (session `{}`)",
+                    step.session_id
+                ),
+            ));
+        }
+        Some(pb::session_step::Input::Embeddings(t)) => Some(t),
+        None => None,
+    };
+    if !step.model.is_empty() {
         let f = field("model");
         return Err(Error::invalid(
             &f,
             format!(
-                "`{f}`: token_ids and model are for n-gram sessions, which the baseline serves; the decoder runs the transformer on embeddings (session `{}`)",
-                step.session_id
+                "`{f}` is {:?}: the n-gram models are served by the baseline; the decoder runs the transformer (session `{}`)",
+                step.model, step.session_id
             ),
         ));
     }
-    let embeddings = embeddings(&field("embeddings"), step.embeddings, limits)?;
+    let embeddings = embeddings(&field("embeddings"), wire, limits)?;
     let sampling = step
         .sampling
         .map(|s| {

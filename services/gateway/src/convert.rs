@@ -17,9 +17,11 @@ mod embeddings;
 mod instruments;
 #[cfg(test)]
 mod properties;
+mod public;
 
 pub use embeddings::{embed_request, embed_response, embedding_model};
 pub use instruments::{CompareParams, InspectParams, ScoreParams, ScoreText};
+pub use public::{corpus_request, corpus_response, encoding, weights_request, weights_response};
 
 /// A valid generation request.
 #[derive(Clone, Debug)]
@@ -37,6 +39,8 @@ pub struct GenerateParams {
     pub temperatures: Vec<f32>,
     /// The model asked for: empty for the transformer, else an n-gram model's name.
     pub model: String,
+    /// The client's name for the request; `None`: the gateway mints one.
+    pub request_id: Option<String>,
 }
 
 pub(crate) fn prompt(prompt: String, config: &Config) -> Result<String, Error> {
@@ -79,6 +83,7 @@ impl GenerateParams {
     /// Validates everything that does not need the prompt's tokens.
     pub fn new(r: pb::GenerateRequest, config: &Config) -> Result<Self, Error> {
         let prompt = prompt(r.prompt, config)?;
+        let request_id = crate::requests::valid_id("request_id", r.request_id)?;
         let max_new_tokens = r.max_new_tokens.unwrap_or(config.default_max_new_tokens);
         if max_new_tokens == 0 || max_new_tokens > config.max_new_tokens {
             return Err(Error::invalid(
@@ -142,6 +147,7 @@ impl GenerateParams {
             ignore_eos: r.ignore_eos,
             temperatures: Vec::new(),
             model: r.model,
+            request_id,
         })
     }
 

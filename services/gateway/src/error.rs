@@ -21,6 +21,12 @@ pub enum Error {
     Downstream(&'static str, Status),
     #[error("the request's deadline passed before it finished")]
     DeadlineExceeded,
+    /// A running request already has the id the client chose.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// No running request has the id a cancel named.
+    #[error("{0}")]
+    NotFound(String),
     /// Too much work in flight; the message says which limit.
     #[error("{0}")]
     Overloaded(String),
@@ -52,6 +58,8 @@ impl From<Error> for Status {
             } => status::context_length_exceeded(prompt_tokens, max_new_tokens, context),
             Error::Downstream(service, s) => status::from_downstream(service, s),
             e @ Error::DeadlineExceeded => Status::deadline_exceeded(e.to_string()),
+            Error::AlreadyExists(message) => Status::already_exists(message),
+            Error::NotFound(message) => Status::not_found(message),
             Error::Overloaded(message) => status::overloaded(message),
             Error::Internal(detail) => status::internal("generating", detail),
         }

@@ -12,7 +12,9 @@
 //! tokens so far, the same prefill that started them with more rows, and the step in progress
 //! is that prefill's pick: the text goes on as an undisturbed run's would.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use oneword_proto::decoder::v1 as dec;
@@ -24,6 +26,7 @@ use tonic::Status;
 use crate::convert::GenerateParams;
 use crate::downstream::{Backend, Decoder, Downstream, Inputs, Model, Sessions};
 use crate::metrics::GatewayMetrics;
+use crate::requests::Registration;
 use crate::text_stream::TextStream;
 use crate::{rng, Error};
 
@@ -57,7 +60,8 @@ struct Placement {
 }
 
 /// Runs the generation, sending each completion's chunks to `out` as they are ready. Returns
-/// early, releasing everything, when the client goes away.
+/// early, releasing everything, when the client goes away; when `request` is cancelled, the
+/// running completions end with FINISH_REASON_CANCELLED and what they had.
 #[tracing::instrument(
     name = "generate",
     skip_all,
@@ -71,8 +75,11 @@ pub async fn generate(
     params: GenerateParams,
     deadline: Deadline,
     out: &ChunkSender,
+    request: &Registration,
 ) -> Result<(), Error> {
     let started = Instant::now();
+    let cancelled = request.cancelled();
+    tokio::pin!(cancelled);
     let mut progress = metrics.start();
     let span = tracing::Span::current();
     let model = down.model(&deadline).await?;
@@ -84,8 +91,8 @@ pub async fn generate(
     metrics.prompt_tokens.inc_by(prompt.len() as u64);
     metrics.request_prompt_tokens.observe(prompt.len() as f64);
 
-    let request_id = uuid::Uuid::new_v4().simple().to_string();
-    span.record("request_id", request_id.as_str());
+    let request_id = request.id.as_str();
+    span.record("request_id", request_id);
     let backend = down.backend(&params.model, &model, &deadline).await?;
     let mut generated = Generated {
         span: span.clone(),
@@ -103,7 +110,7 @@ pub async fn generate(
     let plan = Plan {
         down,
         backend: &backend,
-        request_id: &request_id,
+        request_id,
         prompt: &prompt,
         sampling: &sampling,
         deadline: &deadline,
@@ -118,7 +125,19 @@ pub async fn generate(
         .collect();
 
     let mut moves = Moves::default();
-    let (mut placement, mut response) = place(&plan, &mut running, &mut moves).await?;
+    let ended = |running: Vec<Completion>, prefilled: Instant| Ended {
+        running,
+        prompt_tokens: prompt.len(),
+        request_id,
+        seed: params.seed,
+        times: [started, tokenized, prefilled, Instant::now()],
+    };
+    let Some(placed) =
+        unless_cancelled(place(&plan, &mut running, &mut moves), &mut cancelled).await
+    else {
+        return ended(running, Instant::now()).cancelled(metrics, out).await;
+    };
+    let (mut placement, mut response) = placed?;
     span.record("decoder", placement.decoder.address().to_string());
     let prefilled = Instant::now();
     loop {
@@ -139,6 +158,8 @@ pub async fn generate(
                 .ok_or_else(|| Error::Internal("the decoder returned no token".into()))?;
             let (mut chunk, finished) = advance(&mut completion, &pick, &params, &model)?;
             chunk.seed = params.seed;
+            chunk.request_id = request_id.to_string();
+            chunk.prompt_tokens = prompt.len() as u32;
             if finished {
                 metrics.finished(finish_label(chunk.finish_reason), completion.tokens.len());
                 let now = Instant::now();
@@ -180,25 +201,28 @@ pub async fn generate(
             .zip(positions)
             .enumerate()
             .map(|(row, (c, position))| {
-                let (embeddings, token_ids) = inputs.rows(row, 1);
                 dec::SessionStep {
                     session_id: c.session.clone(),
                     create: false,
                     start_position: position,
-                    embeddings,
+                    input: inputs.rows(row, 1),
                     // The session keeps the shaping it was built with.
                     sampling: Some(dec::Sampling {
                         shaping: None,
                         ..sampling(c.index as usize, c.tokens.len())
                     }),
                     release_after: false,
-                    token_ids,
                     model: String::new(),
                 }
             })
             .collect();
         let decoder = &placement.decoder;
-        response = match decoder.step_watched(steps, &deadline, down.stall).await {
+        let step = decoder.step_watched(steps, &deadline, down.stall);
+        let Some(stepped) = unless_cancelled(step, &mut cancelled).await else {
+            // Dropping the call made the decoder undo the step; the guard releases the sessions.
+            return ended(running, prefilled).cancelled(metrics, out).await;
+        };
+        response = match stepped {
             Ok(response) => {
                 moves.progressed();
                 response
@@ -219,13 +243,78 @@ pub async fn generate(
                 span.record("failovers", moves.count);
                 // The old sessions are released there (if it still answers) by the guard.
                 drop(placement);
-                let moved = place(&plan, &mut running, &mut moves).await?;
+                let moving = place(&plan, &mut running, &mut moves);
+                let Some(moved) = unless_cancelled(moving, &mut cancelled).await else {
+                    return ended(running, prefilled).cancelled(metrics, out).await;
+                };
+                let moved = moved?;
                 span.record("decoder", moved.0.decoder.address().to_string());
                 placement = moved.0;
                 moved.1
             }
             Err(e) => return Err(e),
         };
+    }
+}
+
+/// `work`'s output, or `None` when the request is cancelled first. `work` is dropped then: a
+/// decoder call in flight is undone there.
+async fn unless_cancelled<T>(
+    work: impl Future<Output = T>,
+    cancelled: &mut Pin<&mut impl Future<Output = ()>>,
+) -> Option<T> {
+    tokio::select! {
+        biased;
+        () = cancelled.as_mut() => None,
+        output = work => Some(output),
+    }
+}
+
+/// The completions still running when a request was cancelled, and what their last chunks
+/// report.
+struct Ended<'a> {
+    running: Vec<Completion>,
+    prompt_tokens: usize,
+    request_id: &'a str,
+    seed: u64,
+    /// Started, tokenized, prefilled, now.
+    times: [Instant; 4],
+}
+
+impl Ended<'_> {
+    /// Ends each completion with FINISH_REASON_CANCELLED: the text it held back (whole
+    /// characters), its usage and timings.
+    async fn cancelled(self, metrics: &GatewayMetrics, out: &ChunkSender) -> Result<(), Error> {
+        let [started, tokenized, prefilled, now] = self.times;
+        tracing::info!(request_id = self.request_id, "cancelled");
+        for mut c in self.running {
+            metrics.finished("cancelled", c.tokens.len());
+            let delta = c.text.finish();
+            let chunk = pb::GenerateStreamResponse {
+                index: c.index,
+                text: delta.text,
+                generated_tokens: c.tokens.len() as u32,
+                finish_reason: pb::FinishReason::Cancelled as i32,
+                usage: Some(pb::Usage {
+                    prompt_tokens: self.prompt_tokens as u32,
+                    completion_tokens: c.tokens.len() as u32,
+                }),
+                seed: self.seed,
+                timings: Some(pb::Timings {
+                    tokenize_ns: nanos(tokenized - started),
+                    prefill_ns: nanos(prefilled.max(tokenized) - tokenized),
+                    decode_ns: nanos(now.saturating_duration_since(prefilled)),
+                    total_ns: nanos(now - started),
+                }),
+                request_id: self.request_id.to_string(),
+                prompt_tokens: self.prompt_tokens as u32,
+                ..Default::default()
+            };
+            if out.send(Ok(chunk)).await.is_err() {
+                break;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -341,15 +430,13 @@ async fn build(
     let inputs = Inputs::of(plan.down, plan.backend, ids, positions, deadline).await?;
     let model = plan.backend.model_field();
     if shared > 0 {
-        let (embeddings, token_ids) = inputs.rows(0, shared);
         let prefill = dec::SessionStep {
             session_id: running[0].session.clone(),
             create: true,
             start_position: 0,
-            embeddings,
+            input: inputs.rows(0, shared),
             sampling: None,
             release_after: false,
-            token_ids,
             model: model.clone(),
         };
         decoder.step_watched(vec![prefill], deadline, stall).await?;
@@ -359,22 +446,18 @@ async fn build(
     let steps = running
         .iter()
         .enumerate()
-        .map(|(i, c)| {
-            let (embeddings, token_ids) = inputs.rows(shared + i * own, own);
-            dec::SessionStep {
-                session_id: c.session.clone(),
-                create: shared == 0,
-                start_position: shared as u32,
-                embeddings,
-                sampling: Some((plan.sampling)(c.index as usize, c.tokens.len())),
-                release_after: false,
-                token_ids,
-                model: if shared == 0 {
-                    model.clone()
-                } else {
-                    String::new()
-                },
-            }
+        .map(|(i, c)| dec::SessionStep {
+            session_id: c.session.clone(),
+            create: shared == 0,
+            start_position: shared as u32,
+            input: inputs.rows(shared + i * own, own),
+            sampling: Some((plan.sampling)(c.index as usize, c.tokens.len())),
+            release_after: false,
+            model: if shared == 0 {
+                model.clone()
+            } else {
+                String::new()
+            },
         })
         .collect();
     decoder.step_watched(steps, deadline, stall).await
@@ -397,6 +480,7 @@ fn finish_label(reason: i32) -> &'static str {
         Ok(pb::FinishReason::Length) => "length",
         Ok(pb::FinishReason::EosToken) => "eos_token",
         Ok(pb::FinishReason::StopSequence) => "stop_sequence",
+        Ok(pb::FinishReason::Cancelled) => "cancelled",
         _ => "other",
     }
 }

@@ -64,7 +64,6 @@ impl GatewayService {
         let positions = (0..prompt_tokens).collect();
         let backend = down.backend(&params.model, &model, &deadline).await?;
         let inputs = Inputs::of(down, &backend, ids, positions, &deadline).await?;
-        let (embeddings, token_ids) = inputs.rows(0, prompt_tokens as usize);
         let shaped = params.shaping.is_some();
         let shaping = params.shaping.unwrap_or(dec::Shaping {
             temperature: Some(0.0),
@@ -79,7 +78,7 @@ impl GatewayService {
             session_id: format!("next-{}", uuid::Uuid::new_v4().simple()),
             create: true,
             start_position: 0,
-            embeddings,
+            input: inputs.rows(0, prompt_tokens as usize),
             sampling: Some(dec::Sampling {
                 shaping: Some(shaping),
                 u: 0.5,
@@ -89,7 +88,6 @@ impl GatewayService {
                 }),
             }),
             release_after: true,
-            token_ids,
             model: backend.model_field(),
         };
         let result = down

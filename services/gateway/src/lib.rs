@@ -16,6 +16,7 @@ mod http;
 mod instruments;
 mod metrics;
 mod replicas;
+mod requests;
 pub mod rng;
 mod service;
 pub mod text_stream;

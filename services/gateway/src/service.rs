@@ -4,7 +4,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use oneword_proto::decoder::v1 as dec;
 use oneword_proto::gateway::v1 as pb;
 use oneword_runtime::deadline::Deadline;
 use oneword_runtime::drain::Drain;
@@ -20,6 +19,7 @@ use crate::convert::{
 use crate::downstream::{Downstream, BASELINE, DECODER};
 use crate::generate::generate;
 use crate::metrics::GatewayMetrics;
+use crate::requests::{Registration, Running};
 use crate::{Config, Error};
 
 /// Chunks buffered per stream before generation waits for the client to read: enough to absorb
@@ -35,6 +35,8 @@ pub struct GatewayService {
     pub drain: Drain,
     /// One permit per request in flight (generations and next-token tables).
     pub in_flight: Arc<Semaphore>,
+    /// The running generations by request id, for Cancel.
+    pub running: Arc<Running>,
 }
 
 impl GatewayService {
@@ -51,7 +53,13 @@ impl GatewayService {
             metrics,
             drain,
             in_flight,
+            running: Arc::default(),
         }
+    }
+
+    /// Enters a generation under its request id (minted when `None`) so that Cancel can find it.
+    pub fn register(&self, id: Option<String>) -> Result<Registration, Error> {
+        self.running.register(id)
     }
 
     /// A permit to run one more request, or an error at once when the gateway is full:
@@ -83,9 +91,11 @@ impl pb::gateway_server::Gateway for GatewayService {
         request: Request<pb::GenerateRequest>,
     ) -> Result<Response<pb::GenerateResponse>, Status> {
         let deadline = Deadline::of(&request);
-        let params = GenerateParams::new(request.into_inner(), &self.config)?;
+        let mut params = GenerateParams::new(request.into_inner(), &self.config)?;
         let _permit = self.admit().map_err(Status::from)?;
-        Ok(Response::new(self.collected(params, deadline).await?))
+        let registration = self.register(params.request_id.take())?;
+        let response = self.collected(params, deadline, &registration).await?;
+        Ok(with_request_id(response, &registration.id))
     }
 
     type GenerateStreamStream = ChunkStream;
@@ -96,18 +106,21 @@ impl pb::gateway_server::Gateway for GatewayService {
     ) -> Result<Response<ChunkStream>, Status> {
         let deadline = Deadline::of(&request);
         // Bad requests fail the call itself rather than the first message of a stream.
-        let params = GenerateParams::new(request.into_inner(), &self.config)?;
+        let mut params = GenerateParams::new(request.into_inner(), &self.config)?;
         let permit = self.admit().map_err(Status::from)?;
+        let registration = self.register(params.request_id.take())?;
+        let request_id = registration.id.clone();
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let (downstream, metrics) = (self.downstream.clone(), self.metrics.clone());
         let drain = self.drain.clone();
         let generation = async move {
             let _permit = permit;
+            let registration = registration;
             // A client that cancels or disconnects closes the stream: stop at once, even in the
             // middle of a decoder call. Dropping the generation drops its decoder call (the
             // decoder undoes that step) and its session guard (which releases the sessions).
             tokio::select! {
-                result = generate(&downstream, &metrics, params, deadline, &tx) => {
+                result = generate(&downstream, &metrics, params, deadline, &tx, &registration) => {
                     if let Err(error) = result {
                         let _ = tx.send(Err(error.into())).await;
                     }
@@ -122,7 +135,20 @@ impl pb::gateway_server::Gateway for GatewayService {
         };
         // In the call's span, so that the generation's downstream calls are part of its trace.
         tokio::spawn(generation.in_current_span());
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        let chunks: ChunkStream = Box::pin(ReceiverStream::new(rx));
+        Ok(with_request_id(chunks, &request_id))
+    }
+
+    async fn cancel(
+        &self,
+        request: Request<pb::CancelRequest>,
+    ) -> Result<Response<pb::CancelResponse>, Status> {
+        let id = request.into_inner().request_id;
+        if id.is_empty() {
+            return Err(Error::invalid("request_id", "`request_id` must not be empty").into());
+        }
+        self.running.cancel(&id)?;
+        Ok(Response::new(pb::CancelResponse {}))
     }
 
     async fn next_tokens(
@@ -164,7 +190,7 @@ impl pb::gateway_server::Gateway for GatewayService {
             })
             .await?;
         Ok(Response::new(pb::TokenizeResponse {
-            encoding: Some(encoding),
+            encoding: Some(convert::encoding(encoding)),
         }))
     }
 
@@ -173,9 +199,12 @@ impl pb::gateway_server::Gateway for GatewayService {
         request: Request<pb::CompareRequest>,
     ) -> Result<Response<pb::CompareResponse>, Status> {
         let deadline = Deadline::of(&request);
-        let params = CompareParams::new(request.into_inner(), &self.config)?;
+        let mut params = CompareParams::new(request.into_inner(), &self.config)?;
         let _permit = self.admit()?;
-        let response = self.collected(params.generation, deadline).await?;
+        let registration = self.register(params.generation.request_id.take())?;
+        let response = self
+            .collected(params.generation, deadline, &registration)
+            .await?;
         let mut completions = response.completions.into_iter();
         let groups = params
             .groups
@@ -185,12 +214,14 @@ impl pb::gateway_server::Gateway for GatewayService {
                 completions: completions.by_ref().take(count).collect(),
             })
             .collect();
-        Ok(Response::new(pb::CompareResponse {
+        let compared = pb::CompareResponse {
             groups,
             seed: response.seed,
             usage: response.usage,
             timings: response.timings,
-        }))
+            request_id: response.request_id,
+        };
+        Ok(with_request_id(compared, &registration.id))
     }
 
     async fn score(
@@ -219,13 +250,13 @@ impl pb::gateway_server::Gateway for GatewayService {
 
     async fn weights(
         &self,
-        request: Request<dec::WeightsRequest>,
-    ) -> Result<Response<dec::WeightsResponse>, Status> {
+        request: Request<pb::WeightsRequest>,
+    ) -> Result<Response<pb::WeightsResponse>, Status> {
         let deadline = Deadline::of(&request);
         let _permit = self.admit()?;
         let read = deadline
             .within(async {
-                let request = request.into_inner();
+                let request = convert::weights_request(request.into_inner());
                 Ok(self
                     .downstream
                     .one_shot(DECODER, &deadline, |mut d| {
@@ -235,7 +266,7 @@ impl pb::gateway_server::Gateway for GatewayService {
                     .await?)
             })
             .await?;
-        Ok(Response::new(read))
+        Ok(Response::new(convert::weights_response(read)))
     }
 
     async fn words(
@@ -264,13 +295,13 @@ impl pb::gateway_server::Gateway for GatewayService {
 
     async fn corpus(
         &self,
-        request: Request<dec::CorpusRequest>,
-    ) -> Result<Response<dec::CorpusResponse>, Status> {
+        request: Request<pb::CorpusRequest>,
+    ) -> Result<Response<pb::CorpusResponse>, Status> {
         let deadline = Deadline::of(&request);
         let _permit = self.admit()?;
         let counted = deadline
             .within(async {
-                let request = request.into_inner();
+                let request = convert::corpus_request(request.into_inner());
                 Ok(self
                     .downstream
                     .one_shot(BASELINE, &deadline, |mut d| {
@@ -280,7 +311,7 @@ impl pb::gateway_server::Gateway for GatewayService {
                     .await?)
             })
             .await?;
-        Ok(Response::new(counted))
+        Ok(Response::new(convert::corpus_response(counted)))
     }
 
     async fn embed(
@@ -328,17 +359,20 @@ impl GatewayService {
         &self,
         params: GenerateParams,
         deadline: Deadline,
+        request: &Registration,
     ) -> Result<pb::GenerateResponse, Status> {
         let (seed, n) = (params.seed, params.n);
         let (tx, mut rx) = mpsc::channel(STREAM_BUFFER);
         let run = async move {
-            let result = generate(&self.downstream, &self.metrics, params, deadline, &tx).await;
+            let (down, metrics) = (&self.downstream, &self.metrics);
+            let result = generate(down, metrics, params, deadline, &tx, request).await;
             drop(tx);
             result
         };
         let collect = async move {
             let mut response = pb::GenerateResponse {
                 seed,
+                request_id: request.id.clone(),
                 ..Default::default()
             };
             response.completions = (0..n as u32)
@@ -374,4 +408,14 @@ impl GatewayService {
         result?;
         Ok(response)
     }
+}
+
+/// An answer with its request id in the `x-request-id` metadata, where proxies and tracing
+/// tools look for it.
+fn with_request_id<T>(message: T, id: &str) -> Response<T> {
+    let mut response = Response::new(message);
+    if let Ok(value) = id.parse() {
+        response.metadata_mut().insert("x-request-id", value);
+    }
+    response
 }

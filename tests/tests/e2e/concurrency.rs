@@ -119,7 +119,10 @@ async fn a_long_prompt_prefilled_in_chunks_gives_the_logits_of_one_pass() {
             session_id: id.into(),
             create: true,
             start_position: 0,
-            embeddings: Some(f32_to_wire(&embeddings[..rows * 64], &[rows as u32, 64])),
+            input: Some(dec::session_step::Input::Embeddings(f32_to_wire(
+                &embeddings[..rows * 64],
+                &[rows as u32, 64],
+            ))),
             sampling: Some(dec::Sampling {
                 shaping: Some(dec::Shaping {
                     temperature: Some(0.0),

@@ -284,7 +284,9 @@ async fn the_internal_services_check_their_input_too() {
     let mut decoder = cluster.decoder().await;
     let step = oneword_proto::decoder::v1::SessionStep {
         session_id: "nobody".into(),
-        embeddings: Some(oneword_proto::tensor::f32_to_wire(&[0.0; 64], &[1, 64])),
+        input: Some(oneword_proto::decoder::v1::session_step::Input::Embeddings(
+            oneword_proto::tensor::f32_to_wire(&[0.0; 64], &[1, 64]),
+        )),
         ..Default::default()
     };
     let status = decoder

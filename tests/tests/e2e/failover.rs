@@ -289,7 +289,9 @@ async fn a_reprefilled_session_picks_what_the_incremental_one_picks_at_every_ste
             session_id: "incremental".into(),
             create: step == 0,
             start_position: start,
-            embeddings: embed(fed, start).await,
+            input: embed(fed, start)
+                .await
+                .map(dec::session_step::Input::Embeddings),
             sampling: Some(sampling(step)),
             ..Default::default()
         }];
@@ -301,7 +303,7 @@ async fn a_reprefilled_session_picks_what_the_incremental_one_picks_at_every_ste
             steps.push(dec::SessionStep {
                 session_id: format!("rebuilt-{step}-{c}"),
                 create: true,
-                embeddings: embeddings.clone(),
+                input: embeddings.clone().map(dec::session_step::Input::Embeddings),
                 sampling: Some(sampling(step)),
                 release_after: true,
                 ..Default::default()

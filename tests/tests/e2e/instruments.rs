@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use candle_core::{Device, Tensor};
 use oneword_e2e::{hf_model, refused, Cluster};
 use oneword_proto::common::v1 as common;
-use oneword_proto::decoder::v1 as dec;
 use oneword_proto::gateway::v1 as pb;
 use tonic::Code;
 
@@ -274,7 +273,7 @@ async fn weights_are_the_checkpoints_and_histograms_count_them_all() {
     let file = load("model.safetensors");
     for name in ["attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"] {
         let read = gateway
-            .weights(dec::WeightsRequest {
+            .weights(pb::WeightsRequest {
                 layer: Some(1),
                 matrix: name.into(),
                 histogram_bins: 0,
@@ -289,7 +288,7 @@ async fn weights_are_the_checkpoints_and_histograms_count_them_all() {
         assert!(read.histograms.is_empty());
     }
     let read = gateway
-        .weights(dec::WeightsRequest {
+        .weights(pb::WeightsRequest {
             histogram_bins: 50,
             ..Default::default()
         })
@@ -342,7 +341,7 @@ async fn bad_instrument_requests_name_the_field() {
     };
     refused(g.inspect(big).await, invalid, "--max-inspect-bytes");
 
-    let weights = |layer: Option<u32>, matrix: &str, bins: u32| dec::WeightsRequest {
+    let weights = |layer: Option<u32>, matrix: &str, bins: u32| pb::WeightsRequest {
         layer,
         matrix: matrix.into(),
         histogram_bins: bins,

@@ -5,6 +5,7 @@
 //! real SIGTERM) and `tracing` (a global subscriber).
 
 mod cli;
+mod compatibility;
 mod concurrency;
 mod docs;
 mod embeddings;
@@ -18,5 +19,6 @@ mod limits;
 mod ngrams;
 mod pictures;
 mod production;
+mod requests;
 mod search;
 mod sessions;

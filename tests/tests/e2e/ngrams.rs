@@ -141,7 +141,7 @@ async fn the_corpus_statistics_are_counted_and_seeded() {
     let cluster = Cluster::start(&hf_model()).await;
     let mut gateway = cluster.gateway().await;
     let counted = gateway
-        .corpus(dec::CorpusRequest {
+        .corpus(pb::CorpusRequest {
             letter_frequencies: true,
             letter_pairs: true,
             random_words_n: 4,
@@ -176,7 +176,7 @@ async fn the_corpus_statistics_are_counted_and_seeded() {
 
     // A text of the caller's: after "cat" only "sat" ever comes.
     let own = gateway
-        .corpus(dec::CorpusRequest {
+        .corpus(pb::CorpusRequest {
             text: Some("the cat sat on the mat".into()),
             sentence_n: 2,
             sentence_start: "cat".into(),
@@ -188,12 +188,12 @@ async fn the_corpus_statistics_are_counted_and_seeded() {
         .into_inner();
     assert_eq!(own.sentence, "cat sat on the");
 
-    let bad_corpus = |r: dec::CorpusRequest, needle: &'static str| {
+    let bad_corpus = |r: pb::CorpusRequest, needle: &'static str| {
         let mut gateway = gateway.clone();
         async move { refused(gateway.corpus(r).await, Code::InvalidArgument, needle) }
     };
     bad_corpus(
-        dec::CorpusRequest {
+        pb::CorpusRequest {
             sentence_n: 2,
             sentence_start: "cat".into(),
             ..Default::default()
@@ -202,7 +202,7 @@ async fn the_corpus_statistics_are_counted_and_seeded() {
     )
     .await;
     bad_corpus(
-        dec::CorpusRequest {
+        pb::CorpusRequest {
             random_words_n: 7,
             ..Default::default()
         },
@@ -210,7 +210,7 @@ async fn the_corpus_statistics_are_counted_and_seeded() {
     )
     .await;
     bad_corpus(
-        dec::CorpusRequest {
+        pb::CorpusRequest {
             text: Some(String::new()),
             letter_frequencies: true,
             ..Default::default()
@@ -241,11 +241,32 @@ async fn each_backend_refuses_what_is_the_others_and_a_baseline_down_is_unavaila
         Code::Unimplemented,
         "no transformer",
     );
-    // A transformer session step sent to the decoder with an n-gram model is refused by name.
+    // An n-gram session's step sent to the decoder is refused by name.
     let step = dec::SessionStep {
         session_id: "s".into(),
         create: true,
-        token_ids: vec![1],
+        input: Some(dec::session_step::Input::TokenIds(dec::TokenIds {
+            ids: vec![1],
+        })),
+        model: "letters-2".into(),
+        ..Default::default()
+    };
+    refused(
+        cluster
+            .decoder()
+            .await
+            .step(dec::StepRequest { steps: vec![step] })
+            .await,
+        Code::InvalidArgument,
+        "steps[0].token_ids",
+    );
+    // So is a transformer input that names an n-gram model.
+    let step = dec::SessionStep {
+        session_id: "s".into(),
+        create: true,
+        input: Some(dec::session_step::Input::Embeddings(
+            oneword_proto::tensor::f32_to_wire(&[0.0; 32], &[1, 32]),
+        )),
         model: "letters-2".into(),
         ..Default::default()
     };
@@ -264,7 +285,7 @@ async fn each_backend_refuses_what_is_the_others_and_a_baseline_down_is_unavaila
     cluster.baseline.stop().await;
     let mut gateway = cluster.gateway().await;
     refused(
-        gateway.corpus(dec::CorpusRequest::default()).await,
+        gateway.corpus(pb::CorpusRequest::default()).await,
         Code::Unavailable,
         "baseline",
     );
@@ -290,7 +311,7 @@ async fn a_gateway_without_a_baseline_serves_the_transformer_alone() {
         "`model` is \"letters-2\"; this gateway serves",
     );
     refused(
-        gateway.corpus(dec::CorpusRequest::default()).await,
+        gateway.corpus(pb::CorpusRequest::default()).await,
         Code::FailedPrecondition,
         "no n-gram baseline",
     );

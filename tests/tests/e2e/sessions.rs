@@ -14,7 +14,10 @@ fn step(session: &str, create: bool, start: u32, n: usize, sample: bool) -> dec:
         session_id: session.into(),
         create,
         start_position: start,
-        embeddings: Some(f32_to_wire(&vec![0.1; n * 64], &[n as u32, 64])),
+        input: Some(dec::session_step::Input::Embeddings(f32_to_wire(
+            &vec![0.1; n * 64],
+            &[n as u32, 64],
+        ))),
         sampling: sample.then(|| dec::Sampling {
             shaping: Some(dec::Shaping {
                 temperature: Some(0.0),

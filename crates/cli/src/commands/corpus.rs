@@ -1,7 +1,7 @@
 //! The essay's n-gram instruments over a corpus: letter frequencies, letter pairs, random words
 //! and sentences. The decoder counts its corpus, or a text file sent with the request.
 
-use oneword_proto::decoder::v1 as dec;
+use oneword_proto::gateway::v1 as gw;
 
 use super::instruments::save;
 use super::{answer, Ctx, Output};
@@ -23,8 +23,8 @@ fn corpus_text(path: Option<&std::path::Path>) -> Result<Option<String>, Error> 
 async fn count(
     gateway: &mut Gateway,
     ctx: Ctx,
-    r: dec::CorpusRequest,
-) -> Result<dec::CorpusResponse, Error> {
+    r: gw::CorpusRequest,
+) -> Result<gw::CorpusResponse, Error> {
     Ok(gateway.corpus(request(r, ctx.timeout)).await?.into_inner())
 }
 
@@ -34,7 +34,7 @@ pub async fn letters(
     args: CorpusArgs,
     io: &mut Output<'_>,
 ) -> Result<(), Error> {
-    let r = dec::CorpusRequest {
+    let r = gw::CorpusRequest {
         text: corpus_text(args.corpus.as_deref())?,
         letter_frequencies: true,
         ..Default::default()
@@ -50,7 +50,7 @@ pub async fn letter_pairs(
     args: CorpusArgs,
     io: &mut Output<'_>,
 ) -> Result<(), Error> {
-    let r = dec::CorpusRequest {
+    let r = gw::CorpusRequest {
         text: corpus_text(args.corpus.as_deref())?,
         letter_pairs: true,
         ..Default::default()
@@ -68,7 +68,7 @@ pub async fn random_words(
 ) -> Result<(), Error> {
     let text = corpus_text(args.corpus.as_deref())?;
     for n in args.n {
-        let r = dec::CorpusRequest {
+        let r = gw::CorpusRequest {
             text: text.clone(),
             random_words_n: n,
             random_words: args.count,
@@ -91,7 +91,7 @@ pub async fn sentence(
     args: SentenceArgs,
     io: &mut Output<'_>,
 ) -> Result<(), Error> {
-    let r = dec::CorpusRequest {
+    let r = gw::CorpusRequest {
         text: corpus_text(args.corpus.as_deref())?,
         sentence_n: args.n,
         sentence_start: args.start,

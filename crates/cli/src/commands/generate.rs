@@ -35,6 +35,7 @@ pub async fn run(
             // A repeated id: the last one given wins.
             logit_bias: args.logit_bias.into_iter().collect(),
             model: args.model.unwrap_or_default(),
+            request_id: args.request_id.unwrap_or_default(),
         },
         ctx.timeout,
     );
@@ -57,7 +58,8 @@ pub async fn run(
             printer.finish(c, io)?;
         }
         let all: Vec<&Completion> = completions.iter().collect();
-        return printer.summary(&all, Some(resp.seed), resp.timings.as_ref(), io);
+        let timings = resp.timings.as_ref();
+        return printer.summary(&all, Some(resp.seed), timings, &resp.request_id, io);
     }
 
     let mut stream = gateway.generate_stream(message).await?.into_inner();
@@ -83,7 +85,8 @@ pub async fn run(
     }
     let all: Vec<&Completion> = collector.completions().collect();
     let timings = collector.timings();
-    printer.summary(&all, collector.seed, timings.as_ref(), io)
+    let request_id = &collector.request_id;
+    printer.summary(&all, collector.seed, timings.as_ref(), request_id, io)
 }
 
 /// How completions reach the terminal: the text of a single one as it arrives, several whole
@@ -139,9 +142,13 @@ impl Printer<'_> {
         completions: &[&Completion],
         seed: Option<u64>,
         timings: Option<&gw::Timings>,
+        request_id: &str,
         io: &mut Output<'_>,
     ) -> Result<(), Error> {
         let line = render::generate_summary(self.single, completions, seed, timings);
-        io.note(&line)
+        match request_id {
+            "" => io.note(&line),
+            id => io.note(&format!("{line} · request {id}")),
+        }
     }
 }

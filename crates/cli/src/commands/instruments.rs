@@ -2,7 +2,6 @@
 //! module and weights. Each prints a table (or `--json`) and, with `--png`, draws its picture.
 
 use oneword_proto::common::v1 as common;
-use oneword_proto::decoder::v1 as dec;
 use oneword_proto::gateway::v1 as gw;
 
 use super::{answer, input, Ctx, Output};
@@ -262,11 +261,11 @@ pub async fn weights(
     io: &mut Output<'_>,
 ) -> Result<(), Error> {
     let message = match args.histogram {
-        Some(bins) => dec::WeightsRequest {
+        Some(bins) => gw::WeightsRequest {
             histogram_bins: bins,
             ..Default::default()
         },
-        None => dec::WeightsRequest {
+        None => gw::WeightsRequest {
             layer: Some(args.layer),
             matrix: args.matrix.clone(),
             histogram_bins: 0,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use oneword_proto::gateway::v1 as gw;
 
 use crate::client::{connect, request, Gateway};
-use crate::config::{Cli, Command, NextArgs, TokenizeArgs};
+use crate::config::{CancelArgs, Cli, Command, NextArgs, TokenizeArgs};
 use crate::error::Error;
 use crate::json::{to_line, Named};
 use crate::render::{self, Style};
@@ -48,6 +48,7 @@ pub async fn run(cli: Cli, io: &mut Output<'_>) -> Result<(), Error> {
         Command::Next(args) => next(&mut gateway, ctx, args, io).await,
         Command::Generate(args) => generate::run(&mut gateway, ctx, args, io).await,
         Command::Tokenize(args) => tokenize(&mut gateway, ctx, args, io).await,
+        Command::Cancel(args) => cancel(&mut gateway, ctx, args, io).await,
         Command::Info => info(&mut gateway, ctx, io).await,
         Command::Compare(args) => instruments::compare(&mut gateway, ctx, args, io).await,
         Command::Ranks(args) => instruments::ranks(&mut gateway, ctx, args, io).await,
@@ -164,6 +165,27 @@ async fn tokenize(
     } else {
         let encoding = resp.encoding.unwrap_or_default();
         write!(io.out, "{}", render::tokenize_table(&encoding))?;
+    }
+    Ok(())
+}
+
+async fn cancel(
+    gateway: &mut Gateway,
+    ctx: Ctx,
+    args: CancelArgs,
+    io: &mut Output<'_>,
+) -> Result<(), Error> {
+    let message = gw::CancelRequest {
+        request_id: args.request_id.clone(),
+    };
+    let resp = gateway
+        .cancel(request(message, ctx.timeout))
+        .await?
+        .into_inner();
+    if ctx.json {
+        writeln!(io.out, "{}", to_line(&resp))?;
+    } else {
+        io.note(&format!("cancelled {}", args.request_id))?;
     }
     Ok(())
 }

@@ -3,7 +3,6 @@
 
 use std::fmt::Write as _;
 
-use oneword_proto::decoder::v1 as dec;
 use oneword_proto::gateway::v1 as gw;
 
 use super::cells::{percent, plural, quote_bytes, table, Align};
@@ -261,7 +260,7 @@ pub fn matrix_summary(name: &str, rows: usize, cols: usize, values: &[f32]) -> S
 }
 
 /// Per block: how many weights, their spread, and the fullest bin.
-pub fn histogram_table(histograms: &[dec::Histogram]) -> String {
+pub fn histogram_table(histograms: &[gw::Histogram]) -> String {
     let rows: Vec<Vec<String>> = histograms
         .iter()
         .map(|h| {

@@ -5,7 +5,6 @@ use std::fmt::Write as _;
 
 use oneword_proto::common::v1 as common;
 use oneword_proto::gateway::v1 as gw;
-use oneword_proto::tokenizer::v1 as tok;
 
 use super::cells::{bar, percent, piece, plural, quote_bytes, table, Align};
 
@@ -98,7 +97,7 @@ pub fn next_table(resp: &gw::NextTokensResponse, shaping: Option<&str>) -> Strin
 }
 
 /// Tokens of a text: index, id, exact bytes, byte range, and whether special.
-pub fn tokenize_table(enc: &tok::Encoding) -> String {
+pub fn tokenize_table(enc: &gw::Encoding) -> String {
     let header = [
         ("index", Align::Right),
         ("id", Align::Right),
@@ -281,7 +280,7 @@ mod tests {
 
     #[test]
     fn tokenize_table_shows_ranges_and_special_tokens() {
-        let enc = tok::Encoding {
+        let enc = gw::Encoding {
             ids: vec![464, 12520, 50256],
             tokens: vec!["The".into(), " \u{fffd}".into(), "<|endoftext|>".into()],
             pieces: vec![

@@ -3,7 +3,6 @@
 
 use std::fmt::Write as _;
 
-use oneword_proto::decoder::v1 as dec;
 use oneword_proto::gateway::v1 as gw;
 
 use super::cells::{bar, quote_bytes, table, Align};
@@ -88,7 +87,7 @@ pub fn nearest_table(resp: &gw::NearestResponse) -> String {
 }
 
 /// Each letter's share of the corpus, with a bar.
-pub fn letters_table(resp: &dec::CorpusResponse) -> String {
+pub fn letters_table(resp: &gw::CorpusResponse) -> String {
     let top = resp.frequencies.iter().copied().fold(0.0, f64::max);
     let rows: Vec<Vec<String>> = resp
         .letters
@@ -118,7 +117,7 @@ pub fn letters_table(resp: &dec::CorpusResponse) -> String {
 }
 
 /// For each letter, the letters most likely to follow it.
-pub fn letter_pairs_text(resp: &dec::CorpusResponse) -> String {
+pub fn letter_pairs_text(resp: &gw::CorpusResponse) -> String {
     let n = resp.pair_symbols.len();
     let shown = |s: &str| {
         if s == " " {

@@ -62,6 +62,14 @@ fn bias_ok(bias: &HashMap<u32, f32>) -> bool {
 }
 
 /// Generate (and GenerateStream); then, on the model's sizes, the context window.
+/// Empty (minted), or 1 to 128 ASCII letters, digits and `-_.:`.
+fn request_id_ok(id: &str) -> bool {
+    id.len() <= 128
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+}
+
 pub fn generate(r: pb::GenerateRequest, c: &Config, model: (usize, usize, usize)) {
     let max_new_tokens = r.max_new_tokens.unwrap_or(c.default_max_new_tokens);
     let n = r.n.unwrap_or(1);
@@ -74,7 +82,8 @@ pub fn generate(r: pb::GenerateRequest, c: &Config, model: (usize, usize, usize)
         && r.stop
             .iter()
             .all(|s| !s.is_empty() && s.len() <= c.max_stop_sequence_bytes as usize)
-        && r.logprobs.is_none_or(|k| k <= c.max_top_n);
+        && r.logprobs.is_none_or(|k| k <= c.max_top_n)
+        && request_id_ok(&r.request_id);
     let p = match GenerateParams::new(r.clone(), c) {
         Ok(p) => p,
         Err(e) => return refused(valid, &r, &e),
@@ -90,6 +99,7 @@ pub fn generate(r: pb::GenerateRequest, c: &Config, model: (usize, usize, usize)
     );
     assert_eq!(p.logprobs, r.logprobs.map(|k| k as usize));
     assert!(r.seed.is_none_or(|s| s == p.seed) && p.ignore_eos == r.ignore_eos);
+    assert_eq!(p.request_id.as_deref().unwrap_or_default(), r.request_id);
     let asked = dec::Shaping {
         temperature: r.temperature,
         top_k: r.top_k,

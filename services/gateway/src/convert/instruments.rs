@@ -66,6 +66,7 @@ impl CompareParams {
                 seed: r.seed,
                 n: Some(total as u32),
                 model: r.model,
+                request_id: r.request_id,
                 ..Default::default()
             },
             config,

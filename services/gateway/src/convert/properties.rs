@@ -67,10 +67,11 @@ fn generate() -> impl Strategy<Value = pb::GenerateRequest> {
         count(),
         any::<Option<u64>>(),
         any::<bool>(),
+        "[a-z0-9:._ -]{0,3}|x{127,130}",
     );
     (prompt(), count(), shaping, rest).prop_map(
         |(prompt, max_new_tokens, (temperature, top_k, top_p, logit_bias), rest)| {
-            let (stop, n, logprobs, seed, ignore_eos) = rest;
+            let (stop, n, logprobs, seed, ignore_eos, request_id) = rest;
             pb::GenerateRequest {
                 prompt,
                 max_new_tokens,
@@ -84,6 +85,7 @@ fn generate() -> impl Strategy<Value = pb::GenerateRequest> {
                 ignore_eos,
                 logit_bias,
                 model: String::new(),
+                request_id,
             }
         },
     )
@@ -120,7 +122,7 @@ proptest! {
         (top_k, top_p, seed) in (count(), float(), any::<Option<u64>>()),
         small: bool,
     ) {
-        let r = pb::CompareRequest { prompt, temperatures, samples, max_new_tokens, seed, top_k, top_p, model: String::new() };
+        let r = pb::CompareRequest { prompt, temperatures, samples, max_new_tokens, seed, top_k, top_p, model: String::new(), request_id: String::new() };
         checks::compare(r, &checks::config(small));
     }
 

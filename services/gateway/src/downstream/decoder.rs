@@ -259,11 +259,13 @@ impl Inputs {
         })
     }
 
-    /// Rows `start..start + len`, as SessionStep's `embeddings` and `token_ids`.
-    pub fn rows(&self, start: usize, len: usize) -> (Option<Tensor>, Vec<u32>) {
-        match self {
-            Inputs::Embedded(t) => (Some(slice_rows(t, start, len)), Vec::new()),
-            Inputs::Ids(ids) => (None, ids[start..start + len].to_vec()),
-        }
+    /// Rows `start..start + len`, as SessionStep's `input`.
+    pub fn rows(&self, start: usize, len: usize) -> Option<dec::session_step::Input> {
+        Some(match self {
+            Inputs::Embedded(t) => dec::session_step::Input::Embeddings(slice_rows(t, start, len)),
+            Inputs::Ids(ids) => dec::session_step::Input::TokenIds(dec::TokenIds {
+                ids: ids[start..start + len].to_vec(),
+            }),
+        })
     }
 }

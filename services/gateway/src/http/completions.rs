@@ -125,8 +125,10 @@ pub async fn create(
     };
     let params = GenerateParams::new(grpc_request, &gateway.config)?;
     let permit = gateway.admit()?;
+    // Its OpenAI id is its request id, so gRPC's Cancel can end it too.
+    let registration = gateway.register(Some(format!("cmpl-{}", uuid::Uuid::new_v4().simple())))?;
     let reply = Reply {
-        id: format!("cmpl-{}", uuid::Uuid::new_v4().simple()),
+        id: registration.id.clone(),
         created: unix_now(),
         model,
         logprobs,
@@ -137,7 +139,8 @@ pub async fn create(
         let gateway = gateway.clone();
         async move {
             let _permit = permit;
-            generate(&gateway.downstream, &gateway.metrics, params, deadline, &tx).await
+            let (down, metrics) = (&gateway.downstream, &gateway.metrics);
+            generate(down, metrics, params, deadline, &tx, &registration).await
         }
     };
     if stream {
@@ -253,6 +256,8 @@ pub(super) fn to_generate_request(r: CompletionRequest) -> Result<pb::GenerateRe
         logit_bias,
         // Set by the caller, which knows the served model's name.
         model: String::new(),
+        // Its OpenAI id becomes its request id.
+        request_id: String::new(),
     })
 }
 

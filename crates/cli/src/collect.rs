@@ -115,6 +115,7 @@ impl Collector {
                 prefill_ns: a.prefill_ns.max(b.prefill_ns),
                 decode_ns: a.decode_ns.max(b.decode_ns),
                 total_ns: a.total_ns.max(b.total_ns),
+                queue_ns: a.queue_ns.max(b.queue_ns),
             })
     }
 }
@@ -140,6 +141,7 @@ mod tests {
             prefill_ns: 2,
             decode_ns: total_ns - 3,
             total_ns,
+            queue_ns: 0,
         }
     }
 

@@ -154,6 +154,7 @@ mod tests {
                 prefill_ns: 2,
                 decode_ns: 3,
                 total_ns: 6,
+                queue_ns: 4,
             }),
             request_id: "r-1".into(),
             prompt_tokens: 9,
@@ -166,7 +167,7 @@ mod tests {
         );
         assert_eq!(
             v["timings"],
-            json!({"tokenize_ns": "1", "prefill_ns": "2", "decode_ns": "3", "total_ns": "6"})
+            json!({"tokenize_ns": "1", "prefill_ns": "2", "decode_ns": "3", "total_ns": "6", "queue_ns": "4"})
         );
         assert_eq!(
             v["details"],

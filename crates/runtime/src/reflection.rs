@@ -1,6 +1,6 @@
-//! Reflection that describes only what a server serves. The gateway's schema imports messages
-//! from the decoder's and tokenizer's files; registering every compiled file would publish the
-//! internal services' methods too. So each server registers the files that define its own
+//! Reflection that describes only what a server serves. A server's schema imports other files
+//! (every one imports `common`), and registering every compiled file would publish the internal
+//! services' methods too. So each server registers the files that define its own
 //! services (keeping only those services) and the files they import, with the imports'
 //! services removed: grpcurl can still describe every message, and nothing else.
 
@@ -87,7 +87,7 @@ mod tests {
     }
 
     #[test]
-    fn the_gateway_describes_the_messages_it_imports_but_not_the_internal_services() {
+    fn the_gateway_describes_its_imports_and_no_internal_service() {
         let set = descriptors(&["oneword.gateway.v1.Gateway", "oneword.index.v1.Collections"]);
         assert_eq!(
             services_of(&set),
@@ -99,10 +99,11 @@ mod tests {
                 assert!(names.contains(&import.as_str()), "{import} is missing");
             }
         }
-        assert!(
-            names.contains(&"oneword/decoder/v1/decoder.proto"),
-            "{names:?}"
-        );
+        // The public API owns its messages: no internal service's file comes with it.
+        for internal in ["decoder", "tokenizer", "embedder"] {
+            let file = format!("oneword/{internal}/v1/{internal}.proto");
+            assert!(!names.contains(&file.as_str()), "{names:?}");
+        }
     }
 
     #[test]

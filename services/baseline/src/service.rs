@@ -99,6 +99,8 @@ impl pb::decoder_server::Decoder for BaselineService {
         Ok(Response::new(pb::StepResponse {
             results,
             forward_ns: 0,
+            // Answered at once: the baseline admits every step.
+            queue_ns: 0,
         }))
     }
 

@@ -89,11 +89,12 @@ impl pb::decoder_server::Decoder for DecoderService {
             .map(|i| i.embeddings.dims().first().copied().unwrap_or(0))
             .sum();
         span.record("rows", rows);
-        let (outputs, forward) = self.engine.step(inputs).await?;
-        span.record("forward_ms", forward.as_secs_f64() * 1e3);
+        let done = self.engine.step(inputs).await?;
+        span.record("forward_ms", done.forward.as_secs_f64() * 1e3);
         Ok(Response::new(pb::StepResponse {
-            results: outputs.into_iter().map(convert::step_result).collect(),
-            forward_ns: forward.as_nanos() as u64,
+            results: done.outputs.into_iter().map(convert::step_result).collect(),
+            forward_ns: done.forward.as_nanos() as u64,
+            queue_ns: done.queued.as_nanos() as u64,
         }))
     }
 

@@ -125,19 +125,24 @@ pub async fn generate(
         .collect();
 
     let mut moves = Moves::default();
-    let ended = |running: Vec<Completion>, prefilled: Instant| Ended {
+    // Time the steps waited in the decoder for room: in the prefill, and in all later steps.
+    let mut queued = [Duration::ZERO; 2];
+    let ended = |running: Vec<Completion>, prefilled: Instant, queued: [Duration; 2]| Ended {
         running,
         prompt_tokens: prompt.len(),
         request_id,
         seed: params.seed,
-        times: [started, tokenized, prefilled, Instant::now()],
+        timings: timings([started, tokenized, prefilled, Instant::now()], queued),
     };
     let Some(placed) =
         unless_cancelled(place(&plan, &mut running, &mut moves), &mut cancelled).await
     else {
-        return ended(running, Instant::now()).cancelled(metrics, out).await;
+        return ended(running, Instant::now(), queued)
+            .cancelled(metrics, out)
+            .await;
     };
     let (mut placement, mut response) = placed?;
+    queued[0] = Duration::from_nanos(response.queue_ns);
     span.record("decoder", placement.decoder.address().to_string());
     let prefilled = Instant::now();
     loop {
@@ -167,12 +172,7 @@ pub async fn generate(
                     prompt_tokens: prompt.len() as u32,
                     completion_tokens: completion.tokens.len() as u32,
                 });
-                chunk.timings = Some(pb::Timings {
-                    tokenize_ns: nanos(tokenized - started),
-                    prefill_ns: nanos(prefilled - tokenized),
-                    decode_ns: nanos(now - prefilled),
-                    total_ns: nanos(now - started),
-                });
+                chunk.timings = Some(timings([started, tokenized, prefilled, now], queued));
                 done.push(completion.session.clone());
             } else {
                 still_running.push(completion);
@@ -220,11 +220,14 @@ pub async fn generate(
         let step = decoder.step_watched(steps, &deadline, down.stall);
         let Some(stepped) = unless_cancelled(step, &mut cancelled).await else {
             // Dropping the call made the decoder undo the step; the guard releases the sessions.
-            return ended(running, prefilled).cancelled(metrics, out).await;
+            return ended(running, prefilled, queued)
+                .cancelled(metrics, out)
+                .await;
         };
         response = match stepped {
             Ok(response) => {
                 moves.progressed();
+                queued[1] += Duration::from_nanos(response.queue_ns);
                 response
             }
             Err(e) if decoder.failed_by(&e) => {
@@ -245,9 +248,12 @@ pub async fn generate(
                 drop(placement);
                 let moving = place(&plan, &mut running, &mut moves);
                 let Some(moved) = unless_cancelled(moving, &mut cancelled).await else {
-                    return ended(running, prefilled).cancelled(metrics, out).await;
+                    return ended(running, prefilled, queued)
+                        .cancelled(metrics, out)
+                        .await;
                 };
                 let moved = moved?;
+                queued[1] += Duration::from_nanos(moved.1.queue_ns);
                 span.record("decoder", moved.0.decoder.address().to_string());
                 placement = moved.0;
                 moved.1
@@ -277,15 +283,13 @@ struct Ended<'a> {
     prompt_tokens: usize,
     request_id: &'a str,
     seed: u64,
-    /// Started, tokenized, prefilled, now.
-    times: [Instant; 4],
+    timings: pb::Timings,
 }
 
 impl Ended<'_> {
     /// Ends each completion with FINISH_REASON_CANCELLED: the text it held back (whole
     /// characters), its usage and timings.
     async fn cancelled(self, metrics: &GatewayMetrics, out: &ChunkSender) -> Result<(), Error> {
-        let [started, tokenized, prefilled, now] = self.times;
         tracing::info!(request_id = self.request_id, "cancelled");
         for mut c in self.running {
             metrics.finished("cancelled", c.tokens.len());
@@ -300,12 +304,7 @@ impl Ended<'_> {
                     completion_tokens: c.tokens.len() as u32,
                 }),
                 seed: self.seed,
-                timings: Some(pb::Timings {
-                    tokenize_ns: nanos(tokenized - started),
-                    prefill_ns: nanos(prefilled.max(tokenized) - tokenized),
-                    decode_ns: nanos(now.saturating_duration_since(prefilled)),
-                    total_ns: nanos(now - started),
-                }),
+                timings: Some(self.timings),
                 request_id: self.request_id.to_string(),
                 prompt_tokens: self.prompt_tokens as u32,
                 ..Default::default()
@@ -482,6 +481,24 @@ fn finish_label(reason: i32) -> &'static str {
         Ok(pb::FinishReason::StopSequence) => "stop_sequence",
         Ok(pb::FinishReason::Cancelled) => "cancelled",
         _ => "other",
+    }
+}
+
+/// Where the time went, from the moments a generation started, was tokenized and prefilled, and
+/// now, less the time its steps queued in the decoder (in the prefill, and after it).
+fn timings(
+    [started, tokenized, prefilled, now]: [Instant; 4],
+    [in_prefill, in_decode]: [Duration; 2],
+) -> pb::Timings {
+    pb::Timings {
+        tokenize_ns: nanos(tokenized - started),
+        prefill_ns: nanos((prefilled.max(tokenized) - tokenized).saturating_sub(in_prefill)),
+        decode_ns: nanos(
+            now.saturating_duration_since(prefilled)
+                .saturating_sub(in_decode),
+        ),
+        total_ns: nanos(now - started),
+        queue_ns: nanos(in_prefill + in_decode),
     }
 }
 

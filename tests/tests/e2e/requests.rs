@@ -168,3 +168,44 @@ async fn a_cancelled_unary_generate_answers_with_its_partial_completions() {
     }
     cluster.decoder_idle().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_spent_waiting_for_the_decoder_is_queue_time_not_prefill() {
+    // The decoder is gated (a session of the harness's holds its whole KV budget), so the
+    // generation's first step waits for room until the test opens the gate.
+    let cluster = Cluster::start_with(tiny_model(), |c| {
+        c.kv_cache_tokens = Some(1024);
+        c.max_queue_wait_ms = 60_000;
+    })
+    .await;
+    let gate = oneword_e2e::KvGate::close(&cluster).await;
+    let running = tokio::spawn({
+        let mut gateway = cluster.gateway().await;
+        async move { gateway.generate(named("queued-1", 1)).await }
+    });
+    let mut decoder = cluster.decoder().await;
+    let info = oneword_proto::decoder::v1::InfoRequest {};
+    while decoder
+        .info(info)
+        .await
+        .unwrap()
+        .into_inner()
+        .requests_waiting
+        == 0
+    {
+        tokio::task::yield_now().await;
+    }
+    let held = std::time::Instant::now();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let held = held.elapsed();
+    gate.open().await;
+    let answer = running.await.unwrap().unwrap().into_inner();
+    let t = answer.timings.unwrap();
+    assert!(t.queue_ns >= held.as_nanos() as u64, "{t:?} after {held:?}");
+    // The parts do not overlap: the wait is not also counted as prefill.
+    assert!(
+        t.tokenize_ns + t.prefill_ns + t.decode_ns + t.queue_ns <= t.total_ns,
+        "{t:?}"
+    );
+    cluster.decoder_idle().await;
+}

@@ -45,6 +45,9 @@ pub fn run_summary(seed: Option<u64>, tokens: u32, timings: Option<&gw::Timings>
         if first > 0 {
             parts.push(format!("first token {}", duration(first)));
         }
+        if t.queue_ns > 0 {
+            parts.push(format!("queued {}", duration(t.queue_ns)));
+        }
     }
     parts.join(" · ")
 }
@@ -166,10 +169,19 @@ mod tests {
             prefill_ns: 34_000_000,
             decode_ns: 765_000_000,
             total_ns: 800_000_000,
+            queue_ns: 0,
         };
         assert_eq!(
             run_summary(Some(1), 40, Some(&t)),
             "seed 1 · 50.0 tokens/s · first token 35 ms"
+        );
+        let queued = gw::Timings {
+            queue_ns: 12_000_000,
+            ..t
+        };
+        assert_eq!(
+            run_summary(Some(1), 40, Some(&queued)),
+            "seed 1 · 50.0 tokens/s · first token 35 ms · queued 12 ms"
         );
         assert_eq!(run_summary(Some(1), 40, None), "seed 1");
         assert_eq!(run_summary(None, 1, Some(&gw::Timings::default())), "");

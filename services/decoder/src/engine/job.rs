@@ -66,7 +66,14 @@ pub struct Limits {
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, Error>>;
 
 /// A step's results in order, and the time spent in the forward passes it took part in.
-pub(crate) type StepDone = (Vec<StepOutput>, Duration);
+/// A step request's answer.
+pub struct StepDone {
+    pub outputs: Vec<StepOutput>,
+    /// Time in the forward passes that ran its rows.
+    pub forward: Duration,
+    /// Time it waited for room (KV budget, sessions) before it was admitted.
+    pub queued: Duration,
+}
 
 pub(crate) enum Job {
     Step(Vec<StepInput>, Reply<StepDone>),

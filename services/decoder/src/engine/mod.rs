@@ -11,13 +11,12 @@ mod scheduler;
 
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::Duration;
 
 use oneword_model::Transformer;
 use oneword_runtime::{Clock, Turns};
 use tokio::sync::oneshot;
 
-use job::{Job, Reply};
+use job::{Job, Reply, StepDone};
 pub use job::{Limits, StepInput, StepOutput, Usage};
 use metrics::EngineMetrics;
 use scheduler::Worker;
@@ -86,7 +85,7 @@ impl Engine {
     }
 
     /// Runs one step for each input; returns the results in order and the forward time.
-    pub async fn step(&self, inputs: Vec<StepInput>) -> Result<(Vec<StepOutput>, Duration), Error> {
+    pub async fn step(&self, inputs: Vec<StepInput>) -> Result<StepDone, Error> {
         self.call(|reply| Job::Step(inputs, reply)).await
     }
 

@@ -42,6 +42,8 @@ struct Running {
     parts: Vec<Part>,
     reply: Reply<StepDone>,
     forward: Duration,
+    /// How long it waited before admission.
+    queued: Duration,
 }
 
 /// One session's share of a running request.
@@ -419,6 +421,7 @@ impl Worker {
 
     fn start(&mut self, request: Waiting) {
         let now = self.clock.now();
+        let queued = self.clock.since(request.arrived);
         let parts = request
             .inputs
             .into_iter()
@@ -448,6 +451,7 @@ impl Worker {
             parts,
             reply: request.reply,
             forward: Duration::ZERO,
+            queued,
         });
     }
 
@@ -629,7 +633,11 @@ impl Worker {
                 }
                 outputs.push(part.output.expect("checked above"));
             }
-            let _ = run.reply.send(Ok((outputs, run.forward)));
+            let _ = run.reply.send(Ok(StepDone {
+                outputs,
+                forward: run.forward,
+                queued: run.queued,
+            }));
         }
     }
 

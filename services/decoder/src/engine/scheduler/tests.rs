@@ -123,8 +123,8 @@ fn steps_are_admitted_in_arrival_order_and_none_overtakes_one_waiting_for_room()
     w.accept(Job::Release(vec!["a".into()], reply));
     assert_eq!(released.try_recv().unwrap().unwrap(), 1);
     settle(&mut w);
-    assert_eq!(answered(&mut b).unwrap().0[0].length, 17);
-    assert_eq!(answered(&mut c).unwrap().0[0].length, 1);
+    assert_eq!(answered(&mut b).unwrap().outputs[0].length, 17);
+    assert_eq!(answered(&mut c).unwrap().outputs[0].length, 1);
     assert_eq!(w.committed_tokens(), 48);
 }
 
@@ -187,7 +187,7 @@ fn decode_steps_go_first_and_prompts_fill_the_rest_of_a_pass_in_chunks() {
     w.pass();
     assert_eq!(rows(&w), [("p".to_string(), 5)]);
     w.pass();
-    assert_eq!(answered(&mut prompt).unwrap().0[0].length, 20);
+    assert_eq!(answered(&mut prompt).unwrap().outputs[0].length, 20);
     assert_eq!(w.usage().passes, 4);
 }
 
@@ -216,7 +216,7 @@ fn a_step_whose_caller_went_away_is_undone() {
     assert!(!w.sessions["a"].busy, "a can be stepped again");
     let mut again = send(&mut w, vec![step("a", 3, 1)]);
     settle(&mut w);
-    assert_eq!(answered(&mut again).unwrap().0[0].length, 4);
+    assert_eq!(answered(&mut again).unwrap().outputs[0].length, 4);
 }
 
 #[test]
@@ -288,7 +288,7 @@ fn a_fork_reserves_what_its_copies_hold_within_the_budget_and_the_session_count(
     // The copies are sessions of their own: one grows, the source does not.
     let mut b = send(&mut w, vec![step("b", 5, 1)]);
     settle(&mut w);
-    assert_eq!(answered(&mut b).unwrap().0[0].length, 6);
+    assert_eq!(answered(&mut b).unwrap().outputs[0].length, 6);
     assert_eq!(length(&w, "a"), Some(5));
 }
 

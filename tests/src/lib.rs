@@ -404,8 +404,7 @@ pub async fn decoder_idle_within(
 }
 
 /// A decoder held shut: one session that fills the decoder's whole KV budget (start the cluster
-/// with `kv_cache_tokens` = 1024, the tiny model's context, and a long `max_queue_wait_ms`), so
-/// every other step waits for room until the gate opens. Tests use it to make "still running"
+/// with [`KvGate::decoder`]), so every other step waits for room until the gate opens. Tests use it to make "still running"
 /// a fact rather than a matter of the machine's speed.
 pub struct KvGate {
     decoder: DecoderClient<Channel>,
@@ -413,6 +412,13 @@ pub struct KvGate {
 
 impl KvGate {
     const SESSION: &'static str = "kv-gate";
+
+    /// The decoder settings a gate needs: a budget of the tiny model's context (one session can
+    /// fill it) and a queue wait far longer than any test.
+    pub fn decoder(c: &mut oneword_decoder::Config) {
+        c.kv_cache_tokens = Some(1024);
+        c.max_queue_wait_ms = 60_000;
+    }
 
     /// Fills the budget of the cluster's decoder.
     pub async fn close(cluster: &Cluster) -> Self {

@@ -45,14 +45,9 @@ async fn run(cluster_address: String, i: u64) -> Result<usize, tonic::Status> {
 async fn a_flood_is_refused_fast_and_memory_stays_flat() {
     // The decoder is gated shut while a wave arrives, so exactly LIMIT generations are in flight
     // (waiting for room) whatever the machine's speed, and every other request is refused.
-    let cluster = Cluster::start_configured(
-        tiny_model(),
-        |d| {
-            d.kv_cache_tokens = Some(1024);
-            d.max_queue_wait_ms = 60_000;
-        },
-        |g| g.max_concurrent_requests = LIMIT,
-    )
+    let cluster = Cluster::start_configured(tiny_model(), KvGate::decoder, |g| {
+        g.max_concurrent_requests = LIMIT
+    })
     .await;
     let mut baseline = 0;
     for wave in 0..4u64 {

@@ -143,10 +143,8 @@ impl pb::gateway_server::Gateway for GatewayService {
         &self,
         request: Request<pb::CancelRequest>,
     ) -> Result<Response<pb::CancelResponse>, Status> {
-        let id = request.into_inner().request_id;
-        if id.is_empty() {
-            return Err(Error::invalid("request_id", "`request_id` must not be empty").into());
-        }
+        let id = crate::requests::valid_id("request_id", request.into_inner().request_id)?
+            .ok_or_else(|| Error::invalid("request_id", "`request_id` must not be empty"))?;
         self.running.cancel(&id)?;
         Ok(Response::new(pb::CancelResponse {}))
     }

@@ -424,11 +424,7 @@ async fn a_passed_deadline_ends_the_request_and_frees_its_session() {
     // The decoder is gated: a session of the harness's holds its whole KV budget, so the
     // generation's first step waits for room (up to a minute) and the deadline passes first,
     // however fast the machine.
-    let cluster = Cluster::start_with(tiny_model(), |c| {
-        c.kv_cache_tokens = Some(1024);
-        c.max_queue_wait_ms = 60_000;
-    })
-    .await;
+    let cluster = Cluster::start_with(tiny_model(), oneword_e2e::KvGate::decoder).await;
     let gate = oneword_e2e::KvGate::close(&cluster).await;
     let r = pb::GenerateRequest {
         ignore_eos: true,

@@ -241,44 +241,28 @@ async fn each_backend_refuses_what_is_the_others_and_a_baseline_down_is_unavaila
         Code::Unimplemented,
         "no transformer",
     );
-    // An n-gram session's step sent to the decoder is refused by name.
-    let step = dec::SessionStep {
-        session_id: "s".into(),
-        create: true,
-        input: Some(dec::session_step::Input::TokenIds(dec::TokenIds {
-            ids: vec![1],
-        })),
-        model: "letters-2".into(),
-        ..Default::default()
-    };
-    refused(
-        cluster
+    // An n-gram session's step sent to the decoder is refused by name, and so is a transformer
+    // input that names an n-gram model.
+    let ids = dec::session_step::Input::TokenIds(dec::TokenIds { ids: vec![1] });
+    let embeddings = dec::session_step::Input::Embeddings(oneword_proto::tensor::f32_to_wire(
+        &[0.0; 32],
+        &[1, 32],
+    ));
+    for (input, field) in [(ids, "steps[0].token_ids"), (embeddings, "steps[0].model")] {
+        let step = dec::SessionStep {
+            session_id: "s".into(),
+            create: true,
+            input: Some(input),
+            model: "letters-2".into(),
+            ..Default::default()
+        };
+        let answer = cluster
             .decoder()
             .await
             .step(dec::StepRequest { steps: vec![step] })
-            .await,
-        Code::InvalidArgument,
-        "steps[0].token_ids",
-    );
-    // So is a transformer input that names an n-gram model.
-    let step = dec::SessionStep {
-        session_id: "s".into(),
-        create: true,
-        input: Some(dec::session_step::Input::Embeddings(
-            oneword_proto::tensor::f32_to_wire(&[0.0; 32], &[1, 32]),
-        )),
-        model: "letters-2".into(),
-        ..Default::default()
-    };
-    refused(
-        cluster
-            .decoder()
-            .await
-            .step(dec::StepRequest { steps: vec![step] })
-            .await,
-        Code::InvalidArgument,
-        "steps[0].model",
-    );
+            .await;
+        refused(answer, Code::InvalidArgument, field);
+    }
 
     // The models the gateway knows come from the baseline's Info; with the baseline gone, a
     // request for one is UNAVAILABLE naming it, and the transformer still answers.

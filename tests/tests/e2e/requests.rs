@@ -173,11 +173,7 @@ async fn a_cancelled_unary_generate_answers_with_its_partial_completions() {
 async fn time_spent_waiting_for_the_decoder_is_queue_time_not_prefill() {
     // The decoder is gated (a session of the harness's holds its whole KV budget), so the
     // generation's first step waits for room until the test opens the gate.
-    let cluster = Cluster::start_with(tiny_model(), |c| {
-        c.kv_cache_tokens = Some(1024);
-        c.max_queue_wait_ms = 60_000;
-    })
-    .await;
+    let cluster = Cluster::start_with(tiny_model(), oneword_e2e::KvGate::decoder).await;
     let gate = oneword_e2e::KvGate::close(&cluster).await;
     let running = tokio::spawn({
         let mut gateway = cluster.gateway().await;

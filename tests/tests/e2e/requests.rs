@@ -124,6 +124,18 @@ async fn cancel_from_another_connection_ends_a_running_generation_with_what_it_h
         "{}",
         unknown.message()
     );
+    let malformed = other
+        .cancel(pb::CancelRequest {
+            request_id: "has space".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(malformed.code(), Code::InvalidArgument);
+    assert!(
+        malformed.message().contains("`request_id`"),
+        "{}",
+        malformed.message()
+    );
     let reused = other
         .generate(named("long-1", 2))
         .await

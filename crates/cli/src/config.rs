@@ -204,6 +204,10 @@ the raw distribution, probability in the shaped one, and the most likely alterna
 pub struct NextArgs {
     /// The text whose next token to show ("-" reads stdin).
     pub prompt: String,
+    /// Read the prompt as GPT-2 token ids separated by spaces or commas (as `oneword tokenize`
+    /// lists them) instead of text.
+    #[arg(long)]
+    pub ids: bool,
     /// How many of the most likely tokens to list, 1..=100. Default (the gateway's): 5.
     #[arg(long, visible_alias = "top-n", value_name = "N")]
     pub top: Option<u32>,
@@ -230,6 +234,10 @@ pub struct NextArgs {
 pub struct GenerateArgs {
     /// The text to continue ("-" reads stdin).
     pub prompt: String,
+    /// Read the prompt as GPT-2 token ids separated by spaces or commas (as `oneword tokenize`
+    /// lists them) instead of text.
+    #[arg(long)]
+    pub ids: bool,
     /// Most tokens to generate per completion. Default (the gateway's): 16.
     #[arg(long, visible_alias = "max-new-tokens", value_name = "N")]
     pub max_tokens: Option<u32>,

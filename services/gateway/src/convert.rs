@@ -20,13 +20,74 @@ mod properties;
 mod public;
 
 pub use embeddings::{embed_request, embed_response, embedding_model};
-pub use instruments::{CompareParams, InspectParams, ScoreParams, ScoreText};
+pub use instruments::{CompareParams, InspectParams, ScoreParams};
 pub use public::{corpus_request, corpus_response, encoding, weights_request, weights_response};
+
+/// A prompt as the client gave it: text to tokenize, or token ids (checked against the
+/// vocabulary once the model is known), and the request field it came in, for errors.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prompt {
+    pub field: &'static str,
+    pub given: Given,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Given {
+    Text(String),
+    Ids(Vec<u32>),
+}
+
+impl Prompt {
+    /// Exactly one of `text` and `ids`, named by `fields` (text's, then ids'). A text within
+    /// `max_prompt_bytes`; as many ids at most (a token is at least a byte).
+    pub fn new(
+        text: String,
+        ids: Vec<u32>,
+        fields: [&'static str; 2],
+        config: &Config,
+    ) -> Result<Self, Error> {
+        let [text_field, ids_field] = fields;
+        let limit = config.max_prompt_bytes;
+        match (text.is_empty(), ids.is_empty()) {
+            (false, true) => Ok(Prompt {
+                field: text_field,
+                given: Given::Text(prompt_text(text_field, text, config)?),
+            }),
+            (true, false) if ids.len() > limit => Err(Error::invalid(
+                ids_field,
+                format!(
+                    "`{ids_field}` has {} ids, over the limit of {limit}",
+                    ids.len()
+                ),
+            )),
+            (true, false) => Ok(Prompt {
+                field: ids_field,
+                given: Given::Ids(ids),
+            }),
+            (true, true) => Err(Error::invalid(
+                text_field,
+                format!("give `{text_field}` or `{ids_field}`; both are empty"),
+            )),
+            (false, false) => Err(Error::invalid(
+                ids_field,
+                format!("give `{text_field}` or `{ids_field}`, not both"),
+            )),
+        }
+    }
+
+    /// A text prompt, for requests that take no ids.
+    pub fn text(field: &'static str, text: String, config: &Config) -> Result<Self, Error> {
+        Ok(Prompt {
+            field,
+            given: Given::Text(prompt_text(field, text, config)?),
+        })
+    }
+}
 
 /// A valid generation request.
 #[derive(Clone, Debug)]
 pub struct GenerateParams {
-    pub prompt: String,
+    pub prompt: Prompt,
     pub max_new_tokens: usize,
     pub shaping: dec::Shaping,
     pub seed: u64,
@@ -43,21 +104,25 @@ pub struct GenerateParams {
     pub request_id: Option<String>,
 }
 
-pub(crate) fn prompt(prompt: String, config: &Config) -> Result<String, Error> {
-    if prompt.is_empty() {
-        return Err(Error::invalid("prompt", "`prompt` must not be empty"));
-    }
-    if prompt.len() > config.max_prompt_bytes {
+/// A non-empty text within `max_prompt_bytes`; `field` names it in errors.
+fn prompt_text(field: &'static str, text: String, config: &Config) -> Result<String, Error> {
+    if text.is_empty() {
         return Err(Error::invalid(
-            "prompt",
+            field,
+            format!("`{field}` must not be empty"),
+        ));
+    }
+    if text.len() > config.max_prompt_bytes {
+        return Err(Error::invalid(
+            field,
             format!(
-                "`prompt` is {} bytes, over the limit of {} bytes",
-                prompt.len(),
+                "`{field}` is {} bytes, over the limit of {} bytes",
+                text.len(),
                 config.max_prompt_bytes
             ),
         ));
     }
-    Ok(prompt)
+    Ok(text)
 }
 
 /// Checks the shaping fields shared by Generate and NextTokens, with the rules the backends
@@ -82,7 +147,7 @@ pub(crate) fn shaping(
 impl GenerateParams {
     /// Validates everything that does not need the prompt's tokens.
     pub fn new(r: pb::GenerateRequest, config: &Config) -> Result<Self, Error> {
-        let prompt = prompt(r.prompt, config)?;
+        let prompt = Prompt::new(r.prompt, r.prompt_token_ids, PROMPT_FIELDS, config)?;
         let request_id = crate::requests::valid_id("request_id", r.request_id)?;
         let max_new_tokens = r.max_new_tokens.unwrap_or(config.default_max_new_tokens);
         if max_new_tokens == 0 || max_new_tokens > config.max_new_tokens {
@@ -171,9 +236,10 @@ impl GenerateParams {
         let biased = self.shaping.logit_bias.keys().copied();
         oneword_sampling::check_logit_bias_ids("", biased, vocab_size)?;
         if prompt_tokens == 0 {
+            let field = self.prompt.field;
             return Err(Error::invalid(
-                "prompt",
-                "`prompt` must contain at least one token",
+                field,
+                format!("`{field}` must contain at least one token"),
             ));
         }
         if prompt_tokens + self.max_new_tokens > context {
@@ -187,9 +253,12 @@ impl GenerateParams {
     }
 }
 
+/// The prompt's fields in Generate, NextTokens and Compare.
+const PROMPT_FIELDS: [&str; 2] = ["prompt", "prompt_token_ids"];
+
 /// A valid next-token-table request.
 pub struct NextTokensParams {
-    pub prompt: String,
+    pub prompt: Prompt,
     pub top_n: usize,
     /// The shaping to report, when any was given.
     pub shaping: Option<dec::Shaping>,
@@ -199,7 +268,7 @@ pub struct NextTokensParams {
 
 impl NextTokensParams {
     pub fn new(r: pb::NextTokensRequest, config: &Config) -> Result<Self, Error> {
-        let prompt = prompt(r.prompt, config)?;
+        let prompt = Prompt::new(r.prompt, r.prompt_token_ids, PROMPT_FIELDS, config)?;
         let top_n = r.top_n.unwrap_or(5);
         if top_n == 0 || top_n > config.max_top_n {
             return Err(Error::invalid(

@@ -15,6 +15,7 @@ use oneword_runtime::deadline::Deadline;
 use oneword_runtime::telemetry::TracedChannel;
 use tokio::sync::OnceCell;
 
+use crate::convert::{Given, Prompt};
 use crate::replicas::{Dial, Replicas};
 use crate::Error;
 
@@ -311,6 +312,42 @@ impl Downstream {
             .encodings
             .pop()
             .ok_or_else(|| Error::Internal("the tokenizer returned no encoding".into()))
+    }
+
+    /// A prompt's token ids: its text tokenized, or its ids checked against the vocabulary of
+    /// `vocab_size`; at least one.
+    pub async fn prompt_ids(
+        &self,
+        prompt: &Prompt,
+        vocab_size: usize,
+        deadline: &Deadline,
+    ) -> Result<Vec<u32>, Error> {
+        let field = prompt.field;
+        let ids = match &prompt.given {
+            Given::Text(text) => self.encode(text, false, deadline).await?.ids,
+            Given::Ids(ids) => {
+                let outside = ids
+                    .iter()
+                    .enumerate()
+                    .find(|(_, &id)| id as usize >= vocab_size);
+                if let Some((i, id)) = outside {
+                    return Err(Error::invalid(
+                        field,
+                        format!(
+                            "`{field}[{i}]` is {id}, outside the vocabulary of {vocab_size} tokens"
+                        ),
+                    ));
+                }
+                ids.clone()
+            }
+        };
+        if ids.is_empty() {
+            return Err(Error::invalid(
+                field,
+                format!("`{field}` must contain at least one token"),
+            ));
+        }
+        Ok(ids)
     }
 
     /// Tokenizes several texts in one call.

@@ -83,9 +83,10 @@ pub async fn generate(
     let mut progress = metrics.start();
     let span = tracing::Span::current();
     let model = down.model(&deadline).await?;
-    let encoding = down.encode(&params.prompt, false, &deadline).await?;
+    let prompt = down
+        .prompt_ids(&params.prompt, model.pieces.len(), &deadline)
+        .await?;
     let tokenized = Instant::now();
-    let prompt = encoding.ids;
     params.check_against_model(prompt.len(), model.context, model.pieces.len())?;
     span.record("prompt_tokens", prompt.len());
     metrics.prompt_tokens.inc_by(prompt.len() as u64);

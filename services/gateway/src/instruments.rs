@@ -7,7 +7,7 @@ use oneword_proto::gateway::v1 as pb;
 use oneword_runtime::deadline::Deadline;
 use tonic::Status;
 
-use crate::convert::{InspectParams, NextTokensParams, ScoreParams, ScoreText};
+use crate::convert::{InspectParams, NextTokensParams, Prompt, ScoreParams};
 use crate::downstream::{Inputs, Model, DECODER};
 use crate::service::GatewayService;
 use crate::Error;
@@ -46,20 +46,7 @@ impl GatewayService {
     ) -> Result<pb::NextTokensResponse, Status> {
         let down = &self.downstream;
         let model = down.model(&deadline).await?;
-        let ids = down.encode(&params.prompt, false, &deadline).await?.ids;
-        if ids.is_empty() {
-            return Err(
-                Error::invalid("prompt", "`prompt` must contain at least one token").into(),
-            );
-        }
-        if ids.len() > model.context {
-            return Err(Error::ContextLength {
-                prompt_tokens: ids.len(),
-                max_new_tokens: 0,
-                context: model.context,
-            }
-            .into());
-        }
+        let ids = self.prompt_ids(&params.prompt, &model, &deadline).await?;
         let prompt_tokens = ids.len() as u32;
         let positions = (0..prompt_tokens).collect();
         let backend = down.backend(&params.model, &model, &deadline).await?;
@@ -119,18 +106,15 @@ impl GatewayService {
     /// A prompt's ids: at least one token, within the context.
     async fn prompt_ids(
         &self,
-        field: &'static str,
-        text: &str,
+        prompt: &Prompt,
         model: &Model,
         deadline: &Deadline,
     ) -> Result<Vec<u32>, Error> {
-        let ids = self.downstream.encode(text, false, deadline).await?.ids;
-        if ids.is_empty() {
-            return Err(Error::invalid(
-                field,
-                format!("`{field}` must contain at least one token"),
-            ));
-        }
+        let vocab_size = model.pieces.len();
+        let ids = self
+            .downstream
+            .prompt_ids(prompt, vocab_size, deadline)
+            .await?;
         if ids.len() > model.context {
             return Err(Error::ContextLength {
                 prompt_tokens: ids.len(),
@@ -149,29 +133,8 @@ impl GatewayService {
     ) -> Result<pb::ScoreResponse, Status> {
         let down = &self.downstream;
         let model = down.model(deadline).await?;
-        let field = match params.text {
-            ScoreText::Text(_) => "text",
-            ScoreText::Ids(_) => "token_ids",
-        };
-        let ids = match params.text {
-            ScoreText::Text(text) => self.prompt_ids("text", &text, &model, deadline).await?,
-            ScoreText::Ids(ids) => {
-                if let Some((i, id)) = ids
-                    .iter()
-                    .enumerate()
-                    .find(|(_, &id)| id as usize >= model.pieces.len())
-                {
-                    return Err(Status::from(Error::invalid(
-                        "token_ids",
-                        format!(
-                            "`token_ids[{i}]` is {id}, outside the vocabulary of {} tokens",
-                            model.pieces.len()
-                        ),
-                    )));
-                }
-                ids
-            }
-        };
+        let field = params.text.field;
+        let ids = self.prompt_ids(&params.text, &model, deadline).await?;
         // Position i's output predicts token i + 1; from the start, <|endoftext|> comes first.
         let (inputs, targets) = if params.from_start {
             let mut inputs = vec![model.eos];
@@ -250,9 +213,7 @@ impl GatewayService {
     ) -> Result<pb::InspectResponse, Status> {
         let down = &self.downstream;
         let model = down.model(deadline).await?;
-        let ids = self
-            .prompt_ids("prompt", &params.prompt, &model, deadline)
-            .await?;
+        let ids = self.prompt_ids(&params.prompt, &model, deadline).await?;
         let positions: Vec<u32> = (0..ids.len() as u32).collect();
         // The parts are asked beside the input embeddings rather than summed here, because the
         // embedder adds them in the model's dtype (the parts come back in f32).

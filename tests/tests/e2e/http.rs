@@ -244,3 +244,33 @@ async fn a_stopped_decoder_is_503() {
         "{body}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_array_prompt_continues_as_its_text_does() {
+    let cluster = Cluster::start(tiny_model()).await;
+    let text = "The best thing about AI is its ability to";
+    let ids = cluster
+        .gateway()
+        .await
+        .tokenize(pb::TokenizeRequest {
+            text: text.into(),
+            allow_special: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .encoding
+        .unwrap()
+        .ids;
+    let body = |prompt: Value| json!({"prompt": prompt, "max_tokens": 6, "temperature": 0});
+    let (status, by_text) = post(&cluster, body(json!(text))).await;
+    assert_eq!(status, 200, "{by_text}");
+    for prompt in [json!(ids), json!([ids])] {
+        let (status, by_ids) = post(&cluster, body(prompt)).await;
+        assert_eq!(status, 200, "{by_ids}");
+        assert_eq!(by_ids["choices"][0]["text"], by_text["choices"][0]["text"]);
+        assert_eq!(by_ids["usage"], by_text["usage"]);
+    }
+    let (status, two) = post(&cluster, body(json!([ids, ids]))).await;
+    assert_eq!((status, &two["error"]["param"]), (400, &json!("prompt")));
+}

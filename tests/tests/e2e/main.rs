@@ -19,6 +19,7 @@ mod limits;
 mod ngrams;
 mod pictures;
 mod production;
+mod prompts;
 mod requests;
 mod search;
 mod sessions;

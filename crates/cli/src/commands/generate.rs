@@ -3,7 +3,7 @@
 
 use oneword_proto::gateway::v1 as gw;
 
-use super::{input, Ctx, Output};
+use super::{prompt_of, Ctx, Output};
 use crate::client::{request, Gateway};
 use crate::collect::{Collector, Completion};
 use crate::config::GenerateArgs;
@@ -18,11 +18,12 @@ pub async fn run(
     args: GenerateArgs,
     io: &mut Output<'_>,
 ) -> Result<(), Error> {
-    let prompt = input(args.prompt)?;
+    let (prompt, prompt_token_ids) = prompt_of(args.prompt, args.ids)?;
     let single = args.n.unwrap_or(1) == 1;
     let message = request(
         gw::GenerateRequest {
             prompt: prompt.clone(),
+            prompt_token_ids,
             max_new_tokens: args.max_tokens,
             temperature: args.temperature,
             top_k: args.top_k,

@@ -103,6 +103,24 @@ fn answer<M: Named>(
 }
 
 /// The text argument, or stdin for "-" (less one trailing newline, which `echo` adds).
+/// The prompt argument as the request's `prompt` and `prompt_token_ids`: text, or with `ids`
+/// token ids separated by spaces or commas.
+fn prompt_of(arg: String, ids: bool) -> Result<(String, Vec<u32>), Error> {
+    let text = input(arg)?;
+    if !ids {
+        return Ok((text, Vec::new()));
+    }
+    let ids = text
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<u32>()
+                .map_err(|_| Error::Usage(format!("--ids: {s:?} is not a token id")))
+        })
+        .collect::<Result<Vec<u32>, Error>>()?;
+    Ok((String::new(), ids))
+}
+
 fn input(arg: String) -> Result<String, Error> {
     if arg != "-" {
         return Ok(arg);
@@ -124,8 +142,10 @@ async fn next(
     args: NextArgs,
     io: &mut Output<'_>,
 ) -> Result<(), Error> {
+    let (prompt, prompt_token_ids) = prompt_of(args.prompt, args.ids)?;
     let message = gw::NextTokensRequest {
-        prompt: input(args.prompt)?,
+        prompt,
+        prompt_token_ids,
         top_n: args.top,
         temperature: args.temperature,
         top_k: args.top_k,

@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use oneword_proto::decoder::v1 as dec;
 use oneword_proto::gateway::v1 as pb;
 
-use super::{CompareParams, GenerateParams, InspectParams, NextTokensParams, ScoreParams};
+use super::{
+    CompareParams, GenerateParams, Given, InspectParams, NextTokensParams, Prompt, ScoreParams,
+};
 use crate::{Config, Error};
 
 // With the bodies' properties, so that the fuzz targets reach all of them through one door.
@@ -51,6 +53,24 @@ fn prompt_ok(prompt: &str, c: &Config) -> bool {
     !prompt.is_empty() && prompt.len() <= c.max_prompt_bytes
 }
 
+/// Exactly one of a text and token ids, the text within the byte limit and the ids within as
+/// many.
+fn text_or_ids_ok(text: &str, ids: &[u32], c: &Config) -> bool {
+    match (text.is_empty(), ids.is_empty()) {
+        (false, true) => prompt_ok(text, c),
+        (true, false) => ids.len() <= c.max_prompt_bytes,
+        _ => false,
+    }
+}
+
+/// The prompt kept is the one given.
+fn kept(p: &Prompt, text: &str, ids: &[u32]) {
+    match &p.given {
+        Given::Text(t) => assert_eq!((t.as_str(), ids), (text, &[][..])),
+        Given::Ids(i) => assert_eq!((i.as_slice(), text), (ids, "")),
+    }
+}
+
 fn shaping_ok(temperature: Option<f32>, top_k: Option<u32>, top_p: Option<f32>) -> bool {
     temperature.is_none_or(|t| t.is_finite() && t >= 0.0)
         && top_k != Some(0)
@@ -73,7 +93,7 @@ fn request_id_ok(id: &str) -> bool {
 pub fn generate(r: pb::GenerateRequest, c: &Config, model: (usize, usize, usize)) {
     let max_new_tokens = r.max_new_tokens.unwrap_or(c.default_max_new_tokens);
     let n = r.n.unwrap_or(1);
-    let valid = prompt_ok(&r.prompt, c)
+    let valid = text_or_ids_ok(&r.prompt, &r.prompt_token_ids, c)
         && (1..=c.max_new_tokens).contains(&max_new_tokens)
         && shaping_ok(r.temperature, r.top_k, r.top_p)
         && bias_ok(&r.logit_bias)
@@ -89,10 +109,8 @@ pub fn generate(r: pb::GenerateRequest, c: &Config, model: (usize, usize, usize)
         Err(e) => return refused(valid, &r, &e),
     };
     assert!(valid, "{r:?} accepted");
-    assert_eq!(
-        (&p.prompt, &p.stop, &p.model),
-        (&r.prompt, &r.stop, &r.model)
-    );
+    kept(&p.prompt, &r.prompt, &r.prompt_token_ids);
+    assert_eq!((&p.stop, &p.model), (&r.stop, &r.model));
     assert_eq!(
         (p.max_new_tokens, p.n),
         (max_new_tokens as usize, n as usize)
@@ -129,16 +147,14 @@ pub fn generate(r: pb::GenerateRequest, c: &Config, model: (usize, usize, usize)
 
 pub fn next_tokens(r: pb::NextTokensRequest, c: &Config) {
     let top_n = r.top_n.unwrap_or(5);
-    let valid = prompt_ok(&r.prompt, c)
+    let valid = text_or_ids_ok(&r.prompt, &r.prompt_token_ids, c)
         && (1..=c.max_top_n).contains(&top_n)
         && shaping_ok(r.temperature, r.top_k, r.top_p);
     match NextTokensParams::new(r.clone(), c) {
         Ok(p) => {
             assert!(valid, "{r:?} accepted");
-            assert_eq!(
-                (&p.prompt, p.top_n, p.full_row),
-                (&r.prompt, top_n as usize, r.full_row)
-            );
+            kept(&p.prompt, &r.prompt, &r.prompt_token_ids);
+            assert_eq!((p.top_n, p.full_row), (top_n as usize, r.full_row));
             let shaped = r.temperature.is_some() || r.top_k.is_some() || r.top_p.is_some();
             assert_eq!(p.shaping.is_some(), shaped);
         }
@@ -162,7 +178,7 @@ pub fn compare(r: pb::CompareRequest, c: &Config) {
         && temperatures.iter().all(|t| t.is_finite() && *t >= 0.0)
         && samples >= 1
         && total <= u64::from(c.max_n)
-        && prompt_ok(&r.prompt, c)
+        && text_or_ids_ok(&r.prompt, &r.prompt_token_ids, c)
         && (1..=c.max_new_tokens).contains(&max_new_tokens)
         && shaping_ok(None, r.top_k, r.top_p);
     match CompareParams::new(r.clone(), c) {
@@ -180,20 +196,14 @@ pub fn compare(r: pb::CompareRequest, c: &Config) {
 }
 
 pub fn score(r: pb::ScoreRequest, c: &Config) {
-    let valid = match (r.text.is_empty(), r.token_ids.is_empty()) {
-        (false, true) => r.text.len() <= c.max_prompt_bytes,
-        (true, false) => true,
-        _ => false,
-    } && r.top_n.unwrap_or(0) <= c.max_top_n
+    let valid = text_or_ids_ok(&r.text, &r.token_ids, c)
+        && r.top_n.unwrap_or(0) <= c.max_top_n
         && shaping_ok(r.temperature, r.top_k, r.top_p);
     match ScoreParams::new(r.clone(), c) {
         Ok(p) => {
             assert!(valid, "{r:?} accepted");
             assert_eq!(p.top_n, r.top_n.unwrap_or(0) as usize);
-            match p.text {
-                super::ScoreText::Text(t) => assert_eq!(t, r.text),
-                super::ScoreText::Ids(ids) => assert_eq!(ids, r.token_ids),
-            }
+            kept(&p.text, &r.text, &r.token_ids);
         }
         Err(e) => refused(valid, &r, &e),
     }
@@ -205,10 +215,8 @@ pub fn inspect(r: pb::InspectRequest, c: &Config) {
     match InspectParams::new(r.clone(), c) {
         Ok(p) => {
             assert!(valid, "{r:?} accepted");
-            assert_eq!(
-                (&p.prompt, &p.attention_layers),
-                (&r.prompt, &r.attention_layers)
-            );
+            kept(&p.prompt, &r.prompt, &[]);
+            assert_eq!(&p.attention_layers, &r.attention_layers);
             assert_eq!(p.lens_top_n, r.lens_top_n.unwrap_or(0));
         }
         Err(e) => refused(valid, &r, &e),

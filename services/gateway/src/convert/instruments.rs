@@ -3,7 +3,7 @@
 use oneword_proto::decoder::v1 as dec;
 use oneword_proto::gateway::v1 as pb;
 
-use super::{prompt, shaping, GenerateParams};
+use super::{shaping, GenerateParams, Prompt};
 use crate::{Config, Error};
 
 /// Most temperatures one Compare may ask for.
@@ -60,6 +60,7 @@ impl CompareParams {
         let mut generation = GenerateParams::new(
             pb::GenerateRequest {
                 prompt: r.prompt,
+                prompt_token_ids: r.prompt_token_ids,
                 max_new_tokens: r.max_new_tokens,
                 top_k: r.top_k,
                 top_p: r.top_p,
@@ -79,16 +80,9 @@ impl CompareParams {
     }
 }
 
-/// What to score.
-#[derive(Debug)]
-pub enum ScoreText {
-    Text(String),
-    Ids(Vec<u32>),
-}
-
 /// A valid scoring request.
 pub struct ScoreParams {
-    pub text: ScoreText,
+    pub text: Prompt,
     pub from_start: bool,
     pub shaping: dec::Shaping,
     pub top_n: usize,
@@ -96,30 +90,7 @@ pub struct ScoreParams {
 
 impl ScoreParams {
     pub fn new(r: pb::ScoreRequest, config: &Config) -> Result<Self, Error> {
-        let text = match (r.text.is_empty(), r.token_ids.is_empty()) {
-            (false, true) => ScoreText::Text(prompt(r.text, config).map_err(|_| {
-                Error::invalid(
-                    "text",
-                    format!(
-                        "`text` is over the limit of {} bytes",
-                        config.max_prompt_bytes
-                    ),
-                )
-            })?),
-            (true, false) => ScoreText::Ids(r.token_ids),
-            (true, true) => {
-                return Err(Error::invalid(
-                    "text",
-                    "give the `text` to score or its `token_ids`",
-                ))
-            }
-            (false, false) => {
-                return Err(Error::invalid(
-                    "token_ids",
-                    "give `text` or `token_ids`, not both",
-                ))
-            }
-        };
+        let text = Prompt::new(r.text, r.token_ids, ["text", "token_ids"], config)?;
         let top_n = r.top_n.unwrap_or(0);
         if top_n > config.max_top_n {
             return Err(Error::invalid(
@@ -138,7 +109,7 @@ impl ScoreParams {
 
 /// A valid inspection request.
 pub struct InspectParams {
-    pub prompt: String,
+    pub prompt: Prompt,
     pub embedding_parts: bool,
     pub attention_layers: Vec<u32>,
     pub hidden_states: bool,
@@ -154,7 +125,7 @@ impl InspectParams {
             ));
         }
         Ok(InspectParams {
-            prompt: prompt(r.prompt, config)?,
+            prompt: Prompt::text("prompt", r.prompt, config)?,
             embedding_parts: r.embedding_parts,
             attention_layers: r.attention_layers,
             hidden_states: r.hidden_states,

@@ -20,6 +20,16 @@ fn prompt() -> impl Strategy<Value = String> {
     ]
 }
 
+/// A prompt as token ids: mostly none (the text is the prompt), else a few or around the small
+/// configuration's limit of 16.
+fn ids() -> impl Strategy<Value = Vec<u32>> {
+    prop_oneof![
+        4 => Just(Vec::new()),
+        2 => prop::collection::vec(any::<u32>(), 1..4),
+        1 => prop::collection::vec(0u32..50257, 15..18),
+    ]
+}
+
 fn count() -> impl Strategy<Value = Option<u32>> {
     prop::option::of(prop_oneof![
         6 => 0u32..6,
@@ -69,8 +79,14 @@ fn generate() -> impl Strategy<Value = pb::GenerateRequest> {
         any::<bool>(),
         "[a-z0-9:._ -]{0,3}|x{127,130}",
     );
-    (prompt(), count(), shaping, rest).prop_map(
-        |(prompt, max_new_tokens, (temperature, top_k, top_p, logit_bias), rest)| {
+    (prompt(), ids(), count(), shaping, rest).prop_map(
+        |(
+            prompt,
+            prompt_token_ids,
+            max_new_tokens,
+            (temperature, top_k, top_p, logit_bias),
+            rest,
+        )| {
             let (stop, n, logprobs, seed, ignore_eos, request_id) = rest;
             pb::GenerateRequest {
                 prompt,
@@ -86,6 +102,7 @@ fn generate() -> impl Strategy<Value = pb::GenerateRequest> {
                 logit_bias,
                 model: String::new(),
                 request_id,
+                prompt_token_ids,
             }
         },
     )
@@ -104,10 +121,11 @@ proptest! {
     #[test]
     fn next_tokens_is_accepted_exactly_when_its_rules_hold(
         (prompt, top_n, temperature, top_k, top_p) in (prompt(), count(), float(), count(), float()),
+        prompt_token_ids in ids(),
         full_row: bool,
         small: bool,
     ) {
-        let r = pb::NextTokensRequest { prompt, top_n, temperature, top_k, top_p, full_row, model: String::new() };
+        let r = pb::NextTokensRequest { prompt, top_n, temperature, top_k, top_p, full_row, model: String::new(), prompt_token_ids };
         checks::next_tokens(r, &checks::config(small));
     }
 
@@ -120,15 +138,16 @@ proptest! {
             count(),
         ),
         (top_k, top_p, seed) in (count(), float(), any::<Option<u64>>()),
+        prompt_token_ids in ids(),
         small: bool,
     ) {
-        let r = pb::CompareRequest { prompt, temperatures, samples, max_new_tokens, seed, top_k, top_p, model: String::new(), request_id: String::new() };
+        let r = pb::CompareRequest { prompt, temperatures, samples, max_new_tokens, seed, top_k, top_p, model: String::new(), request_id: String::new(), prompt_token_ids };
         checks::compare(r, &checks::config(small));
     }
 
     #[test]
     fn score_is_accepted_exactly_when_its_rules_hold(
-        (text, token_ids, top_n) in (prompt(), prop::collection::vec(any::<u32>(), 0..3), count()),
+        (text, token_ids, top_n) in (prompt(), ids(), count()),
         (temperature, top_k, top_p) in (float(), count(), float()),
         from_start: bool,
         small: bool,

@@ -42,8 +42,20 @@ pub fn completion_body(body: &[u8], config: &Config) {
         Err(e) => return names_param(&e),
     };
     if let Some(json) = as_json(body) {
+        // A text, a list of one, token ids or a list of one token array.
         let prompt = json["prompt"].as_str().or(json["prompt"][0].as_str());
-        assert_eq!(Some(r.prompt.as_str()), prompt);
+        let ids_json = match &json["prompt"][0] {
+            Value::Array(inner) => inner.clone(),
+            Value::Number(_) => json["prompt"].as_array().cloned().unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        let ids: Vec<u64> = ids_json.iter().filter_map(Value::as_u64).collect();
+        if r.prompt_token_ids.is_empty() {
+            assert_eq!(Some(r.prompt.as_str()), prompt);
+        } else {
+            let given: Vec<u64> = r.prompt_token_ids.iter().map(|&id| u64::from(id)).collect();
+            assert_eq!((r.prompt.as_str(), given), ("", ids));
+        }
         let stop: Vec<&str> = match &json["stop"] {
             Value::String(s) => vec![s.as_str()],
             v => v

@@ -56,6 +56,10 @@ pub struct CompletionRequest {
 enum Prompt {
     One(String),
     Many(Vec<String>),
+    /// OpenAI's token-array prompt.
+    Ids(Vec<u32>),
+    /// A list of token arrays (one, here).
+    IdLists(Vec<Vec<u32>>),
 }
 
 #[derive(Debug, Deserialize)]
@@ -186,18 +190,21 @@ struct Reply {
 }
 
 pub(super) fn to_generate_request(r: CompletionRequest) -> Result<pb::GenerateRequest, ApiError> {
-    let prompt = match r.prompt {
-        Prompt::One(p) => p,
-        Prompt::Many(mut many) if many.len() == 1 => many.remove(0),
-        Prompt::Many(many) => {
-            return Err(ApiError::invalid(
-                "prompt",
-                format!(
-                    "`prompt` must be one string (or a list of one); got a list of {}",
-                    many.len()
-                ),
-            ))
-        }
+    let one = |count: usize| {
+        ApiError::invalid(
+            "prompt",
+            format!(
+                "`prompt` must be one string or token array (or a list of one); got a list of {count}"
+            ),
+        )
+    };
+    let (prompt, prompt_token_ids) = match r.prompt {
+        Prompt::One(p) => (p, Vec::new()),
+        Prompt::Many(mut many) if many.len() == 1 => (many.remove(0), Vec::new()),
+        Prompt::Many(many) => return Err(one(many.len())),
+        Prompt::Ids(ids) => (String::new(), ids),
+        Prompt::IdLists(mut lists) if lists.len() == 1 => (String::new(), lists.remove(0)),
+        Prompt::IdLists(lists) => return Err(one(lists.len())),
     };
     if r.echo {
         return Err(ApiError::invalid(
@@ -240,6 +247,7 @@ pub(super) fn to_generate_request(r: CompletionRequest) -> Result<pb::GenerateRe
     }
     Ok(pb::GenerateRequest {
         prompt,
+        prompt_token_ids,
         max_new_tokens: r.max_tokens,
         temperature: r.temperature,
         top_k: r.top_k,

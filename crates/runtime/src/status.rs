@@ -62,6 +62,14 @@ pub fn overloaded(message: impl Into<String>) -> Status {
     Status::with_error_details(Code::ResourceExhausted, message.into(), details)
 }
 
+/// FAILED_PRECONDITION for work larger than the server's whole capacity (a KV budget, a session
+/// limit): unlike an overload, waiting cannot help, so there is no `RetryInfo`;
+/// `ErrorInfo{reason: EXCEEDS_CAPACITY}` tells the two apart by machine.
+pub fn exceeds_capacity(message: impl Into<String>) -> Status {
+    let details = ErrorDetails::with_error_info("EXCEEDS_CAPACITY", "oneword", []);
+    Status::with_error_details(Code::FailedPrecondition, message.into(), details)
+}
+
 /// Whether `status` is an overload refusal that may be retried (it carries `RetryInfo`).
 pub fn is_overloaded(status: &Status) -> bool {
     status.code() == Code::ResourceExhausted && status.get_details_retry_info().is_some()
@@ -111,7 +119,12 @@ pub fn from_downstream(service: &str, status: Status) -> Status {
         Code::ResourceExhausted if is_overloaded(&status) => {
             overloaded(format!("{service}: {}", status.message()))
         }
-        code => Status::new(code, format!("{service}: {}", status.message())),
+        // The details (field violations, error info) stay: a client reads them by machine.
+        code => Status::with_details(
+            code,
+            format!("{service}: {}", status.message()),
+            status.details().to_vec().into(),
+        ),
     }
 }
 

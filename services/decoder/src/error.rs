@@ -13,6 +13,9 @@ pub enum Error {
     Session(#[from] oneword_runtime::SessionError),
     #[error("{0}")]
     Overloaded(String),
+    /// Larger than the decoder's whole KV budget or session limit: it can never run here.
+    #[error("{0}")]
+    ExceedsCapacity(String),
     #[error("the decoder is shutting down")]
     ShuttingDown,
     #[error("forward pass failed: {0}")]
@@ -54,6 +57,7 @@ impl From<Error> for Status {
             }
             Error::Session(e) => e.into(),
             e @ Error::Overloaded(_) => oneword_runtime::status::overloaded(e.to_string()),
+            Error::ExceedsCapacity(message) => oneword_runtime::status::exceeds_capacity(message),
             e @ Error::ShuttingDown => Status::unavailable(e.to_string()),
             Error::Model(e) => oneword_runtime::status::internal("running the model", e),
         }

@@ -46,6 +46,42 @@ impl From<oneword_sampling::FieldError> for Error {
     }
 }
 
+/// A status whose field violations (in its details and its message) name the public request's
+/// fields rather than a downstream's internal paths: `steps[0].sampling.shaping.top_p` becomes
+/// its last part, `top_p`, and then any name in `renamed` (`top_n`, which Generate calls
+/// `logprobs`) the public one.
+pub fn public_fields(status: Status, renamed: &[(&str, &str)]) -> Status {
+    use tonic_types::StatusExt;
+    let mut details = status.get_error_details();
+    let Some(bad) = details.bad_request().cloned() else {
+        return status;
+    };
+    let mut message = status.message().to_string();
+    let violations: Vec<_> = bad
+        .field_violations
+        .into_iter()
+        .map(|v| {
+            let last = v.field.rsplit('.').next().unwrap_or(&v.field);
+            let public = renamed
+                .iter()
+                .find(|(from, _)| *from == last)
+                .map_or(last, |(_, to)| *to)
+                .to_string();
+            message = message.replace(&v.field, &public);
+            tonic_types::FieldViolation {
+                description: v.description.replace(&v.field, &public),
+                field: public,
+                ..v
+            }
+        })
+        .collect();
+    details.set_bad_request(violations);
+    Status::with_error_details(status.code(), message, details)
+}
+
+/// What a generation's request calls the decoder's `top_n`.
+pub const GENERATION_FIELDS: &[(&str, &str)] = &[("top_n", "logprobs")];
+
 impl From<Error> for Status {
     fn from(error: Error) -> Status {
         use oneword_runtime::status;
@@ -56,7 +92,9 @@ impl From<Error> for Status {
                 max_new_tokens,
                 context,
             } => status::context_length_exceeded(prompt_tokens, max_new_tokens, context),
-            Error::Downstream(service, s) => status::from_downstream(service, s),
+            Error::Downstream(service, s) => {
+                public_fields(status::from_downstream(service, s), &[])
+            }
             e @ Error::DeadlineExceeded => Status::deadline_exceeded(e.to_string()),
             Error::AlreadyExists(message) => Status::already_exists(message),
             Error::NotFound(message) => Status::not_found(message),

@@ -17,6 +17,7 @@ use crate::convert::{
     self, CompareParams, GenerateParams, InspectParams, NextTokensParams, ScoreParams,
 };
 use crate::downstream::{Downstream, BASELINE, DECODER};
+use crate::error::{public_fields, GENERATION_FIELDS};
 use crate::generate::generate;
 use crate::metrics::GatewayMetrics;
 use crate::requests::{Registration, Running};
@@ -94,7 +95,10 @@ impl pb::gateway_server::Gateway for GatewayService {
         let mut params = GenerateParams::new(request.into_inner(), &self.config)?;
         let _permit = self.admit().map_err(Status::from)?;
         let registration = self.register(params.request_id.take())?;
-        let response = self.collected(params, deadline, &registration).await?;
+        let response = self
+            .collected(params, deadline, &registration)
+            .await
+            .map_err(|s| public_fields(s, GENERATION_FIELDS))?;
         Ok(with_request_id(response, &registration.id))
     }
 
@@ -122,7 +126,8 @@ impl pb::gateway_server::Gateway for GatewayService {
             tokio::select! {
                 result = generate(&downstream, &metrics, params, deadline, &tx, &registration) => {
                     if let Err(error) = result {
-                        let _ = tx.send(Err(error.into())).await;
+                        let status = public_fields(error.into(), GENERATION_FIELDS);
+                        let _ = tx.send(Err(status)).await;
                     }
                 }
                 () = tx.closed() => {
@@ -202,7 +207,8 @@ impl pb::gateway_server::Gateway for GatewayService {
         let registration = self.register(params.generation.request_id.take())?;
         let response = self
             .collected(params.generation, deadline, &registration)
-            .await?;
+            .await
+            .map_err(|s| public_fields(s, GENERATION_FIELDS))?;
         let mut completions = response.completions.into_iter();
         let groups = params
             .groups

@@ -355,3 +355,29 @@ async fn a_gateway_started_before_its_services_says_which_one_is_missing() {
     );
     server.abort();
 }
+
+/// A field the decoder refuses (here because it allows fewer alternatives than the gateway)
+/// reaches the client under the public request's name, in the message and as a `BadRequest`
+/// field violation, not as the internal `steps[0].sampling.report.top_n`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_downstream_refusal_names_the_public_field() {
+    use tonic_types::StatusExt;
+    let cluster = oneword_e2e::Cluster::start_with(oneword_e2e::tiny_model(), |c| {
+        c.max_top_n = 2;
+    })
+    .await;
+    let r = oneword_proto::gateway::v1::GenerateRequest {
+        logprobs: Some(3),
+        ..oneword_e2e::greedy("Hello", 2)
+    };
+    let status = cluster.gateway().await.generate(r).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+    assert!(
+        status.message().contains("`logprobs`"),
+        "{}",
+        status.message()
+    );
+    assert!(!status.message().contains("steps["), "{}", status.message());
+    let violations = status.get_details_bad_request().unwrap().field_violations;
+    assert_eq!(violations[0].field, "logprobs");
+}

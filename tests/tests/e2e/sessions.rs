@@ -4,9 +4,11 @@
 use oneword_e2e::{tiny_model, Cluster};
 use oneword_proto::decoder::v1 as dec;
 use oneword_proto::decoder::v1::decoder_client::DecoderClient;
+use oneword_proto::gateway::v1 as pb;
 use oneword_proto::tensor::f32_to_wire;
 use tonic::transport::Channel;
 use tonic::Code;
+use tonic_types::StatusExt;
 
 /// A step of `n` zero embeddings (width 64, the tiny model's) for `session` at `start`.
 fn step(session: &str, create: bool, start: u32, n: usize, sample: bool) -> dec::SessionStep {
@@ -198,7 +200,7 @@ async fn the_session_cap_is_resource_exhausted_until_sessions_go() {
         ]))
         .await
         .unwrap_err();
-    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert_eq!(status.code(), Code::FailedPrecondition);
     assert!(
         status.message().contains("2 sessions"),
         "{}",
@@ -269,16 +271,45 @@ async fn steps_wait_in_order_for_room_in_the_kv_budget() {
         "positions × K,V × layers × width × f32"
     );
 
-    // More than the whole budget: refused at once, naming the limit.
+    // More than the whole budget: refused at once as FAILED_PRECONDITION (no wait can help,
+    // unlike RESOURCE_EXHAUSTED), naming the limit; through the gateway too, details kept.
     let status = decoder
         .step(steps(vec![step("huge", true, 0, 65, false)]))
         .await
         .unwrap_err();
-    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert_eq!(status.code(), Code::FailedPrecondition);
     assert!(
         status.message().contains("64 positions"),
         "{}",
         status.message()
+    );
+    let long_prompt = pb::GenerateRequest {
+        prompt: "hello ".repeat(80),
+        max_new_tokens: Some(2),
+        ..Default::default()
+    };
+    let status = cluster
+        .gateway()
+        .await
+        .generate(long_prompt)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        status.code(),
+        Code::FailedPrecondition,
+        "{}",
+        status.message()
+    );
+    assert!(
+        status.message().contains("64 positions"),
+        "{}",
+        status.message()
+    );
+    let reason = status.get_details_error_info().map(|i| i.reason);
+    assert_eq!(reason.as_deref(), Some("EXCEEDS_CAPACITY"));
+    assert!(
+        status.get_details_retry_info().is_none(),
+        "waiting cannot help"
     );
 
     // `a` holds 48 positions; `b` needs 32 more than the 16 left, so it waits…

@@ -342,17 +342,17 @@ impl Worker {
             let waited = self.clock.since(head.arrived);
             if never || waited >= self.limits.max_queue_wait {
                 let head = self.waiting.pop_front().expect("the head exists");
-                let message = if never {
-                    format!(
-                        "this step needs {tokens} KV-cache positions and {sessions} new sessions; the decoder's limits are {budget} positions and {max_sessions} sessions"
-                    )
+                let error = if never {
+                    Error::ExceedsCapacity(format!(
+                        "this step needs {tokens} KV-cache positions and {sessions} new sessions; the decoder's limits are {budget} positions and {max_sessions} sessions, so it can never run here"
+                    ))
                 } else {
-                    format!(
+                    Error::Overloaded(format!(
                         "no room after waiting {} ms: the KV cache holds {committed} of {budget} positions and {held} of {max_sessions} sessions; this step needs {tokens} more positions and {sessions} more sessions; retry with backoff",
                         waited.as_millis()
-                    )
+                    ))
                 };
-                let _ = head.reply.send(Err(Error::Overloaded(message)));
+                let _ = head.reply.send(Err(error));
                 continue;
             }
             // The head waits for room, and everything behind it waits in order.
@@ -661,8 +661,16 @@ impl Worker {
         let (budget, max_sessions) = (self.limits.kv_budget_tokens, self.limits.max_sessions);
         let tokens = targets.len() * cache.capacity_after(0);
         let committed = self.committed_tokens();
+        // The source and its copies alone over the limits: no amount of waiting helps.
+        let never = (targets.len() + 1) * cache.capacity_after(0) > budget
+            || targets.len() + 1 > max_sessions;
         if committed + tokens > budget || self.sessions.len() + targets.len() > max_sessions {
-            return Err(Error::Overloaded(format!(
+            let refuse = if never {
+                Error::ExceedsCapacity
+            } else {
+                Error::Overloaded
+            };
+            return Err(refuse(format!(
                 "{} forks need {tokens} KV-cache positions and {} sessions; the decoder holds {committed} of {budget} positions and {} of {max_sessions} sessions",
                 targets.len(),
                 targets.len(),

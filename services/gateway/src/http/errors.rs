@@ -111,7 +111,8 @@ impl From<Error> for ApiError {
 impl From<tonic::Status> for ApiError {
     fn from(status: tonic::Status) -> Self {
         let (code, kind) = match status.code() {
-            Code::InvalidArgument | Code::OutOfRange => {
+            // FAILED_PRECONDITION: larger than a service's whole capacity; the request must shrink.
+            Code::InvalidArgument | Code::OutOfRange | Code::FailedPrecondition => {
                 (StatusCode::BAD_REQUEST, "invalid_request_error")
             }
             Code::ResourceExhausted => (StatusCode::TOO_MANY_REQUESTS, "overloaded_error"),
@@ -121,11 +122,15 @@ impl From<tonic::Status> for ApiError {
             Code::Unauthenticated => (StatusCode::UNAUTHORIZED, "invalid_request_error"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         };
+        // The field a downstream named (already the public request's name), as OpenAI's param.
+        let param = tonic_types::StatusExt::get_details_bad_request(&status)
+            .and_then(|bad| bad.field_violations.into_iter().next())
+            .map(|v| Cow::Owned(v.field));
         ApiError {
             status: code,
             message: status.message().to_string(),
             kind,
-            param: None,
+            param,
             code: None,
         }
     }

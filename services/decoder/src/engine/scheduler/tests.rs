@@ -154,8 +154,8 @@ fn a_step_larger_than_the_whole_budget_is_refused_at_once() {
     let (mut w, _) = worker(limits());
     let mut big = send(&mut w, vec![step("big", 0, 49)]);
     turn(&mut w);
-    let Err(Error::Overloaded(message)) = answered(&mut big) else {
-        panic!("refused as overloaded")
+    let Err(Error::ExceedsCapacity(message)) = answered(&mut big) else {
+        panic!("refused as beyond the decoder's capacity")
     };
     assert!(
         message.contains("the decoder's limits are 48 positions"),
@@ -272,14 +272,17 @@ fn a_fork_reserves_what_its_copies_hold_within_the_budget_and_the_session_count(
     let mut a = send(&mut w, vec![step("a", 0, 5)]);
     settle(&mut w);
     answered(&mut a).unwrap();
-    // a holds 16 of 48: two copies fit (48), three do not (64).
+    // a holds 16 of 48: two copies fit (48), three never can (64 with a).
     let refused = w.fork("a", vec!["b".into(), "c".into(), "d".into()]);
     assert!(
-        matches!(refused, Err(Error::Overloaded(m)) if m.contains("need 48 KV-cache positions"))
+        matches!(refused, Err(Error::ExceedsCapacity(m)) if m.contains("need 48 KV-cache positions"))
     );
     assert_eq!(w.usage().sessions, 1, "a refused fork creates nothing");
     w.fork("a", vec!["b".into(), "c".into()]).unwrap();
     assert_eq!((w.usage().sessions, w.committed_tokens()), (3, 48));
+    // One more copy would fit an empty decoder: the budget is full now, not too small.
+    let full = w.fork("a", vec!["e".into()]);
+    assert!(matches!(full, Err(Error::Overloaded(_))));
     assert_eq!(length(&w, "c"), Some(5));
     assert!(matches!(
         w.fork("a", vec!["b".into()]),
@@ -301,8 +304,8 @@ fn new_sessions_count_against_max_sessions_as_positions_count_against_the_budget
     // Two new sessions never fit a limit of one: refused at once.
     let mut two = send(&mut w, vec![step("x", 0, 1), step("y", 0, 1)]);
     turn(&mut w);
-    let Err(Error::Overloaded(message)) = answered(&mut two) else {
-        panic!("refused as overloaded")
+    let Err(Error::ExceedsCapacity(message)) = answered(&mut two) else {
+        panic!("refused as beyond the decoder's capacity")
     };
     assert!(
         message.contains("2 new sessions") && message.contains("1 sessions"),

@@ -48,18 +48,32 @@ pub fn context_length_exceeded(
     Status::with_error_details(Code::InvalidArgument, message, details)
 }
 
-/// How long a caller refused for overload should wait before trying again: gRPC's `RetryInfo`
-/// and HTTP's `Retry-After` say the same. Refusals are immediate and the work in flight turns over
-/// in about this time at the default limits.
+/// How long a caller refused for overload should wait before trying again when nothing better is
+/// known: gRPC's `RetryInfo` and HTTP's `Retry-After` say the same.
 pub const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// The range of a retry delay derived from a queue: not so short that clients hammer, not so long
+/// that they give up on a server about to have room.
+pub const RETRY_RANGE: (Duration, Duration) = (Duration::from_millis(20), Duration::from_secs(30));
 
 /// RESOURCE_EXHAUSTED for work refused because the server is full, not because the request is too
 /// big: the same call can succeed later, and `RetryInfo` says when (clients that honour it, as
 /// gRPC's retry policies do, back off instead of hammering a full server).
 pub fn overloaded(message: impl Into<String>) -> Status {
-    let mut details = ErrorDetails::with_retry_info(Some(RETRY_AFTER));
+    overloaded_for(message, RETRY_AFTER)
+}
+
+/// [`overloaded`] with a delay the server derived from its queue (kept within [`RETRY_RANGE`]).
+pub fn overloaded_for(message: impl Into<String>, retry_after: Duration) -> Status {
+    let retry_after = retry_after.clamp(RETRY_RANGE.0, RETRY_RANGE.1);
+    let mut details = ErrorDetails::with_retry_info(Some(retry_after));
     details.set_error_info("OVERLOADED", "oneword", []);
     Status::with_error_details(Code::ResourceExhausted, message.into(), details)
+}
+
+/// The delay an overload refusal asks for.
+pub fn retry_delay(status: &Status) -> Option<Duration> {
+    status.get_details_retry_info()?.retry_delay
 }
 
 /// FAILED_PRECONDITION for work larger than the server's whole capacity (a KV budget, a session
@@ -116,9 +130,10 @@ pub fn from_downstream(service: &str, status: Status) -> Status {
             ),
         ),
         // Keep the retry hint, so the caller learns that waiting helps.
-        Code::ResourceExhausted if is_overloaded(&status) => {
-            overloaded(format!("{service}: {}", status.message()))
-        }
+        Code::ResourceExhausted if is_overloaded(&status) => overloaded_for(
+            format!("{service}: {}", status.message()),
+            retry_delay(&status).unwrap_or(RETRY_AFTER),
+        ),
         // The details (field violations, error info) stay: a client reads them by machine.
         code => Status::with_details(
             code,

@@ -13,6 +13,10 @@ pub enum Error {
     Session(#[from] oneword_runtime::SessionError),
     #[error("{0}")]
     Overloaded(String),
+    /// No room in the KV cache's waiting line or budget; the delay derived from the queue says
+    /// when to try again.
+    #[error("{0}")]
+    NoRoom(String, std::time::Duration),
     /// Larger than the decoder's whole KV budget or session limit: it can never run here.
     #[error("{0}")]
     ExceedsCapacity(String),
@@ -57,6 +61,9 @@ impl From<Error> for Status {
             }
             Error::Session(e) => e.into(),
             e @ Error::Overloaded(_) => oneword_runtime::status::overloaded(e.to_string()),
+            Error::NoRoom(message, retry_after) => {
+                oneword_runtime::status::overloaded_for(message, retry_after)
+            }
             Error::ExceedsCapacity(message) => oneword_runtime::status::exceeds_capacity(message),
             e @ Error::ShuttingDown => Status::unavailable(e.to_string()),
             Error::Model(e) => oneword_runtime::status::internal("running the model", e),

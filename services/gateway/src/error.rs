@@ -27,9 +27,9 @@ pub enum Error {
     /// No running request has the id a cancel named.
     #[error("{0}")]
     NotFound(String),
-    /// Too much work in flight; the message says which limit.
+    /// Too much work in flight; the message says which limit, the delay when to try again.
     #[error("{0}")]
-    Overloaded(String),
+    Overloaded(String, std::time::Duration),
     #[error("{0}")]
     Internal(String),
 }
@@ -47,9 +47,9 @@ impl From<oneword_sampling::FieldError> for Error {
 }
 
 /// A status whose field violations (in its details and its message) name the public request's
-/// fields rather than a downstream's internal paths: `steps[0].sampling.shaping.top_p` becomes
-/// its last part, `top_p`, and then any name in `renamed` (`top_n`, which Generate calls
-/// `logprobs`) the public one.
+/// fields rather than the decoder's step paths: `steps[0].sampling.shaping.top_p` becomes its
+/// last part, `top_p`, and then any name in `renamed` (`top_n`, which Generate calls `logprobs`)
+/// the public one.
 pub fn public_fields(status: Status, renamed: &[(&str, &str)]) -> Status {
     use tonic_types::StatusExt;
     let mut details = status.get_error_details();
@@ -61,7 +61,13 @@ pub fn public_fields(status: Status, renamed: &[(&str, &str)]) -> Status {
         .field_violations
         .into_iter()
         .map(|v| {
-            let last = v.field.rsplit('.').next().unwrap_or(&v.field);
+            // Only the decoder's step paths are internal; the embedder's and the index's
+            // (`tokens[0].ids[1]`, `filter.must[0]`) are the public request's own.
+            let last = if v.field.starts_with("steps[") {
+                v.field.rsplit('.').next().unwrap_or(&v.field)
+            } else {
+                &v.field
+            };
             let public = renamed
                 .iter()
                 .find(|(from, _)| *from == last)
@@ -98,7 +104,7 @@ impl From<Error> for Status {
             e @ Error::DeadlineExceeded => Status::deadline_exceeded(e.to_string()),
             Error::AlreadyExists(message) => Status::already_exists(message),
             Error::NotFound(message) => Status::not_found(message),
-            Error::Overloaded(message) => status::overloaded(message),
+            Error::Overloaded(message, retry_after) => status::overloaded_for(message, retry_after),
             Error::Internal(detail) => status::internal("generating", detail),
         }
     }

@@ -20,6 +20,7 @@ mod requests;
 pub mod rng;
 mod service;
 pub mod text_stream;
+mod turnover;
 mod words;
 
 use std::future::Future;

@@ -7,7 +7,8 @@ use std::time::Duration;
 use oneword_proto::gateway::v1 as pb;
 use oneword_runtime::deadline::Deadline;
 use oneword_runtime::drain::Drain;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use oneword_runtime::status::RETRY_AFTER;
+use tokio::sync::{mpsc, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
@@ -21,6 +22,7 @@ use crate::error::{public_fields, GENERATION_FIELDS};
 use crate::generate::generate;
 use crate::metrics::GatewayMetrics;
 use crate::requests::{Registration, Running};
+use crate::turnover::{Admitted, Turnover};
 use crate::{Config, Error};
 
 /// Chunks buffered per stream before generation waits for the client to read: enough to absorb
@@ -38,6 +40,8 @@ pub struct GatewayService {
     pub in_flight: Arc<Semaphore>,
     /// The running generations by request id, for Cancel.
     pub running: Arc<Running>,
+    /// How fast permits free, for the delay an overload refusal asks for.
+    pub turnover: Arc<Turnover>,
 }
 
 impl GatewayService {
@@ -55,6 +59,7 @@ impl GatewayService {
             drain,
             in_flight,
             running: Arc::default(),
+            turnover: Arc::default(),
         }
     }
 
@@ -65,13 +70,16 @@ impl GatewayService {
 
     /// A permit to run one more request, or an error at once when the gateway is full:
     /// overload is an answer, not a growing queue.
-    pub fn admit(&self) -> Result<OwnedSemaphorePermit, Error> {
-        self.in_flight.clone().try_acquire_owned().map_err(|_| {
-            Error::Overloaded(format!(
-                "the gateway is running {} requests (its limit); retry with backoff",
-                self.config.max_concurrent_requests
-            ))
-        })
+    /// The refusal asks the client to wait about as long as a permit takes to free.
+    pub fn admit(&self) -> Result<Admitted, Error> {
+        let limit = self.config.max_concurrent_requests;
+        match self.in_flight.clone().try_acquire_owned() {
+            Ok(permit) => Ok(self.turnover.admitted(permit)),
+            Err(_) => Err(Error::Overloaded(
+                format!("the gateway is running {limit} requests (its limit); retry with backoff"),
+                self.turnover.retry_after(limit).unwrap_or(RETRY_AFTER),
+            )),
+        }
     }
 }
 

@@ -381,3 +381,52 @@ async fn a_downstream_refusal_names_the_public_field() {
     let violations = status.get_details_bad_request().unwrap().field_violations;
     assert_eq!(violations[0].field, "logprobs");
 }
+
+/// A full gateway refuses with a retry delay derived from how fast its permits turn over (the
+/// mean time a request held one, over the number of permits), not a fixed second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overload_refusal_asks_for_a_delay_derived_from_the_turnover() {
+    use futures::StreamExt;
+    use tonic_types::StatusExt;
+    let cluster = Cluster::start_configured(
+        tiny_model(),
+        |_| {},
+        |g| {
+            g.max_concurrent_requests = 1;
+        },
+    )
+    .await;
+    let mut gateway = cluster.gateway().await;
+    let started = std::time::Instant::now();
+    gateway
+        .generate(oneword_e2e::greedy("Hello", 2))
+        .await
+        .unwrap();
+    let first_took = started.elapsed();
+    // One long stream holds the only permit.
+    let long = pb::GenerateRequest {
+        ignore_eos: true,
+        ..oneword_e2e::greedy("Hello", 900)
+    };
+    let mut stream = gateway.generate_stream(long).await.unwrap().into_inner();
+    stream.next().await.unwrap().unwrap();
+    let refused = cluster
+        .gateway()
+        .await
+        .generate(oneword_e2e::greedy("Hello", 2))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    let delay = refused
+        .get_details_retry_info()
+        .unwrap()
+        .retry_delay
+        .unwrap();
+    let floor = oneword_runtime::status::RETRY_RANGE.0;
+    assert!(
+        delay >= floor && delay <= first_took.max(floor),
+        "{delay:?}: the one request so far took {first_took:?}"
+    );
+    drop(stream);
+    cluster.decoder_idle().await;
+}

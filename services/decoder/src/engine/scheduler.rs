@@ -207,10 +207,19 @@ impl Worker {
                     self.expected.remove(&input.session_id);
                 }
                 if self.waiting.len() >= self.limits.queue_capacity {
-                    let _ = reply.send(Err(Error::Overloaded(format!(
-                        "{} steps are already waiting for room in the KV cache (the limit); retry with backoff",
-                        self.waiting.len()
-                    ))));
+                    // A place in line frees by the time the head is admitted or refused.
+                    let head_waited = self.waiting.front().map(|h| self.clock.since(h.arrived));
+                    let retry_after = self
+                        .limits
+                        .max_queue_wait
+                        .saturating_sub(head_waited.unwrap_or_default());
+                    let _ = reply.send(Err(Error::NoRoom(
+                        format!(
+                            "{} steps are already waiting for room in the KV cache (the limit); retry with backoff",
+                            self.waiting.len()
+                        ),
+                        retry_after,
+                    )));
                     return;
                 }
                 self.waiting.push_back(Waiting {
@@ -347,10 +356,14 @@ impl Worker {
                         "this step needs {tokens} KV-cache positions and {sessions} new sessions; the decoder's limits are {budget} positions and {max_sessions} sessions, so it can never run here"
                     ))
                 } else {
-                    Error::Overloaded(format!(
-                        "no room after waiting {} ms: the KV cache holds {committed} of {budget} positions and {held} of {max_sessions} sessions; this step needs {tokens} more positions and {sessions} more sessions; retry with backoff",
-                        waited.as_millis()
-                    ))
+                    // Nothing freed room within that wait: the next try had better wait as long.
+                    Error::NoRoom(
+                        format!(
+                            "no room after waiting {} ms: the KV cache holds {committed} of {budget} positions and {held} of {max_sessions} sessions; this step needs {tokens} more positions and {sessions} more sessions; retry with backoff",
+                            waited.as_millis()
+                        ),
+                        waited,
+                    )
                 };
                 let _ = head.reply.send(Err(error));
                 continue;

@@ -136,7 +136,7 @@ fn copy(e: &Error) -> Error {
     match e {
         Error::Downstream(service, status) => Error::Downstream(service, status.clone()),
         Error::DeadlineExceeded => Error::DeadlineExceeded,
-        Error::Overloaded(m) => Error::Overloaded(m.clone()),
+        Error::Overloaded(m, after) => Error::Overloaded(m.clone(), *after),
         other => Error::Internal(other.to_string()),
     }
 }

@@ -111,6 +111,7 @@ pub async fn create(
                 kind: "invalid_request_error",
                 param: Some("model".into()),
                 code: Some("model_not_found"),
+                retry_after: None,
             });
         }
         ngram = asked.to_string();

@@ -19,6 +19,8 @@ pub struct ApiError {
     pub kind: &'static str,
     pub param: Option<Cow<'static, str>>,
     pub code: Option<&'static str>,
+    /// With 429: how long to wait, for `Retry-After`.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl ApiError {
@@ -30,6 +32,7 @@ impl ApiError {
             kind: "invalid_request_error",
             param: Some(param.into()),
             code: None,
+            retry_after: None,
         }
     }
 
@@ -40,6 +43,7 @@ impl ApiError {
             kind: "invalid_request_error",
             param: None,
             code: Some("invalid_api_key"),
+            retry_after: None,
         }
     }
 
@@ -50,6 +54,7 @@ impl ApiError {
             kind: "unavailable",
             param: None,
             code: None,
+            retry_after: None,
         }
     }
 
@@ -68,7 +73,11 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, Json(self.body())).into_response();
         if self.status == StatusCode::TOO_MANY_REQUESTS {
-            let seconds = oneword_runtime::status::RETRY_AFTER.as_secs();
+            // Whole seconds, rounded up: the header has no finer unit.
+            let wait = self
+                .retry_after
+                .unwrap_or(oneword_runtime::status::RETRY_AFTER);
+            let seconds = wait.as_millis().div_ceil(1000).max(1) as u64;
             response
                 .headers_mut()
                 .insert(http::header::RETRY_AFTER, http::HeaderValue::from(seconds));
@@ -95,13 +104,15 @@ impl From<Error> for ApiError {
                 kind: "invalid_request_error",
                 param: Some("prompt".into()),
                 code: Some("context_length_exceeded"),
+                retry_after: None,
             },
-            Error::Overloaded(message) => ApiError {
+            Error::Overloaded(message, retry_after) => ApiError {
                 status: StatusCode::TOO_MANY_REQUESTS,
                 message,
                 kind: "overloaded_error",
                 param: None,
                 code: Some("overloaded"),
+                retry_after: Some(retry_after),
             },
             other => tonic::Status::from(other).into(),
         }
@@ -128,6 +139,7 @@ impl From<tonic::Status> for ApiError {
             .map(|v| Cow::Owned(v.field));
         ApiError {
             status: code,
+            retry_after: oneword_runtime::status::retry_delay(&status),
             message: status.message().to_string(),
             kind,
             param,

@@ -140,13 +140,14 @@ fn a_step_waits_for_room_at_most_max_queue_wait_then_is_refused_with_the_numbers
     assert!(pending(&mut b), "still within --max-queue-wait-ms");
     clock.advance(Duration::from_millis(1));
     turn(&mut w);
-    let Err(Error::Overloaded(message)) = answered(&mut b) else {
+    let Err(Error::NoRoom(message, retry_after)) = answered(&mut b) else {
         panic!("refused as overloaded")
     };
     assert!(
         message.contains("holds 32 of 48 positions") && message.contains("needs 32 more"),
         "{message}"
     );
+    assert_eq!(retry_after, Duration::from_secs(5), "as long as it waited");
 }
 
 #[test]
@@ -354,8 +355,10 @@ fn a_full_waiting_queue_refuses_more_steps_at_once() {
     });
     let _a = send(&mut w, vec![step("a", 0, 1)]);
     let mut b = send(&mut w, vec![step("b", 0, 1)]);
-    let Err(Error::Overloaded(message)) = answered(&mut b) else {
+    let Err(Error::NoRoom(message, retry_after)) = answered(&mut b) else {
         panic!("refused as overloaded")
     };
     assert!(message.contains("already waiting"), "{message}");
+    // The head has waited nothing yet: it is settled within the whole queue wait.
+    assert_eq!(retry_after, limits().max_queue_wait);
 }

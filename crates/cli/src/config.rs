@@ -280,6 +280,12 @@ pub struct GenerateArgs {
     /// corpus, letters-1 ..= letters-6 or tokens-1 ..= tokens-6.
     #[arg(long, value_name = "NAME")]
     pub model: Option<String>,
+    /// Stop when this token id is generated. Repeat for several.
+    #[arg(long, value_name = "ID")]
+    pub stop_token_id: Vec<u32>,
+    /// Keep the stop sequence (or stop token) that ended a completion in its text.
+    #[arg(long)]
+    pub include_stop: bool,
     /// Name the request (1 to 128 letters, digits, '-', '_', '.', ':'), so that `oneword cancel
     /// ID` can end it from elsewhere. Default: the gateway mints one, shown in the summary.
     #[arg(long, value_name = "ID")]

@@ -158,6 +158,7 @@ mod tests {
             }),
             request_id: "r-1".into(),
             prompt_tokens: 9,
+            stop_token_id: None,
         };
         let v = value(&chunk);
         assert_eq!(v["finish_reason"], "FINISH_REASON_STOP_SEQUENCE");

@@ -102,6 +102,10 @@ pub struct GenerateParams {
     pub model: String,
     /// The client's name for the request; `None`: the gateway mints one.
     pub request_id: Option<String>,
+    /// Token ids that end a completion.
+    pub stop_token_ids: Vec<u32>,
+    /// Keep what stopped a completion at the end of its text.
+    pub include_stop_str: bool,
 }
 
 /// A non-empty text within `max_prompt_bytes`; `field` names it in errors.
@@ -195,6 +199,15 @@ impl GenerateParams {
                 ));
             }
         }
+        if r.stop_token_ids.len() > MAX_STOP_TOKEN_IDS {
+            return Err(Error::invalid(
+                "stop_token_ids",
+                format!(
+                    "`stop_token_ids` has {} ids, over the limit of {MAX_STOP_TOKEN_IDS}",
+                    r.stop_token_ids.len()
+                ),
+            ));
+        }
         if let Some(k) = r.logprobs.filter(|&k| k > config.max_top_n) {
             return Err(Error::invalid(
                 "logprobs",
@@ -213,6 +226,8 @@ impl GenerateParams {
             temperatures: Vec::new(),
             model: r.model,
             request_id,
+            stop_token_ids: r.stop_token_ids,
+            include_stop_str: r.include_stop_str_in_output,
         })
     }
 
@@ -235,6 +250,18 @@ impl GenerateParams {
     ) -> Result<(), Error> {
         let biased = self.shaping.logit_bias.keys().copied();
         oneword_sampling::check_logit_bias_ids("", biased, vocab_size)?;
+        let outside = self.stop_token_ids.iter().enumerate();
+        if let Some((i, id)) = outside
+            .into_iter()
+            .find(|(_, &id)| id as usize >= vocab_size)
+        {
+            return Err(Error::invalid(
+                "stop_token_ids",
+                format!(
+                    "`stop_token_ids[{i}]` is {id}, outside the vocabulary of {vocab_size} tokens"
+                ),
+            ));
+        }
         if prompt_tokens == 0 {
             let field = self.prompt.field;
             return Err(Error::invalid(
@@ -252,6 +279,9 @@ impl GenerateParams {
         Ok(())
     }
 }
+
+/// Most token ids one request may stop at.
+const MAX_STOP_TOKEN_IDS: usize = 64;
 
 /// The prompt's fields in Generate, NextTokens and Compare.
 const PROMPT_FIELDS: [&str; 2] = ["prompt", "prompt_token_ids"];

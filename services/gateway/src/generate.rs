@@ -481,6 +481,7 @@ fn finish_label(reason: i32) -> &'static str {
         Ok(pb::FinishReason::EosToken) => "eos_token",
         Ok(pb::FinishReason::StopSequence) => "stop_sequence",
         Ok(pb::FinishReason::Cancelled) => "cancelled",
+        Ok(pb::FinishReason::StopToken) => "stop_token",
         _ => "other",
     }
 }
@@ -525,8 +526,12 @@ fn advance(
     let mut text = String::new();
     let mut finish = None;
     let mut stop_sequence = String::new();
+    let mut stop_token_id = None;
     if token == model.eos && !params.ignore_eos {
         finish = Some(pb::FinishReason::EosToken);
+    } else if params.stop_token_ids.contains(&token) {
+        finish = Some(pb::FinishReason::StopToken);
+        stop_token_id = Some(token);
     } else {
         let delta = c.text.push(piece);
         text.push_str(&delta.text);
@@ -547,6 +552,13 @@ fn advance(
             stop_sequence = stop;
         }
     }
+    if params.include_stop_str {
+        // The text runs to the start of what stopped it; keeping it means adding it back.
+        match stop_token_id {
+            Some(_) => text.push_str(&String::from_utf8_lossy(piece)),
+            None => text.push_str(&stop_sequence),
+        }
+    }
     let details = params.logprobs.map(|_| details(token, piece, pick, model));
     let chunk = pb::GenerateStreamResponse {
         index: c.index,
@@ -556,6 +568,7 @@ fn advance(
         generated_tokens: c.tokens.len() as u32,
         finish_reason: finish.unwrap_or(pb::FinishReason::Unspecified) as i32,
         stop_sequence,
+        stop_token_id,
         ..Default::default()
     };
     Ok((chunk, finish.is_some()))

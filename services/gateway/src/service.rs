@@ -77,7 +77,7 @@ impl GatewayService {
             Ok(permit) => Ok(self.turnover.admitted(permit)),
             Err(_) => Err(Error::Overloaded(
                 format!("the gateway is running {limit} requests (its limit); retry with backoff"),
-                self.turnover.retry_after(limit).unwrap_or(RETRY_AFTER),
+                self.turnover.refused(limit).unwrap_or(RETRY_AFTER),
             )),
         }
     }
@@ -404,6 +404,7 @@ impl GatewayService {
                 if chunk.finish_reason != pb::FinishReason::Unspecified as i32 {
                     c.finish_reason = chunk.finish_reason;
                     c.stop_sequence = chunk.stop_sequence;
+                    c.stop_token_id = chunk.stop_token_id;
                     if let Some(u) = chunk.usage {
                         usage.prompt_tokens = u.prompt_tokens;
                         usage.completion_tokens += u.completion_tokens;

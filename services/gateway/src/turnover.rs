@@ -1,5 +1,7 @@
 //! How fast the requests in flight turn over, for the delay an overload refusal asks a client to
-//! wait: with all N permits taken and requests lasting T on average, one frees about every T / N.
+//! wait: with all N permits taken and requests lasting T on average, one frees about every T / N,
+//! and a client refused now is behind about as many others as were refused lately, so it is asked
+//! to wait that many turns: the hint spreads a crowd out instead of sending it back at once.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,6 +14,8 @@ use tokio::sync::OwnedSemaphorePermit;
 pub struct Turnover {
     /// Nanoseconds; 0 until the first request ends.
     mean_ns: AtomicU64,
+    /// Refusals lately: one more per refusal, an eighth less per request that ends.
+    contenders: AtomicU64,
 }
 
 /// An admitted request's permit; dropping it (the request ended) frees it and records how long
@@ -44,12 +48,18 @@ impl Turnover {
             mean - mean / 8 + held / 8
         };
         self.mean_ns.store(next.max(1), Ordering::Relaxed);
+        let contenders = self.contenders.load(Ordering::Relaxed);
+        self.contenders
+            .store(contenders - contenders / 8, Ordering::Relaxed);
     }
 
-    /// When one of `slots` permits is likely free again; `None` before any request has ended.
-    pub fn retry_after(&self, slots: usize) -> Option<Duration> {
+    /// A refused request's delay: its turn among the recent contenders for the next of `slots`
+    /// permits to free; `None` before any request has ended.
+    pub fn refused(&self, slots: usize) -> Option<Duration> {
+        let contenders = self.contenders.fetch_add(1, Ordering::Relaxed);
         let mean = self.mean_ns.load(Ordering::Relaxed);
-        (mean > 0).then(|| Duration::from_nanos(mean / slots.max(1) as u64))
+        let turn = mean / slots.max(1) as u64;
+        (mean > 0).then(|| Duration::from_nanos(turn.saturating_mul(contenders + 1)))
     }
 }
 
@@ -64,13 +74,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_delay_is_the_mean_hold_shared_among_the_slots() {
+    fn the_delay_is_a_turn_of_the_slots_per_recent_contender() {
         let turnover = Turnover::default();
-        assert_eq!(turnover.retry_after(4), None, "nothing measured yet");
+        assert_eq!(turnover.refused(4), None, "nothing measured yet");
         turnover.record(Duration::from_millis(800));
-        assert_eq!(turnover.retry_after(4), Some(Duration::from_millis(200)));
-        // Faster requests pull the mean down an eighth of the way each.
+        // A turn is 800 / 4 ms; the refusal above is one contender ahead, so the next refused
+        // waits two turns, the one after it three.
+        assert_eq!(turnover.refused(4), Some(Duration::from_millis(400)));
+        assert_eq!(turnover.refused(4), Some(Duration::from_millis(600)));
+        // A request ending pulls the mean an eighth of the way and forgets an eighth of the
+        // contenders (3 refused so far, rounded down: 3 - 0).
         turnover.record(Duration::ZERO);
-        assert_eq!(turnover.retry_after(1), Some(Duration::from_millis(700)));
+        assert_eq!(turnover.refused(1), Some(Duration::from_millis(700 * 4)));
     }
 }

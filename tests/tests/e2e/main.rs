@@ -23,3 +23,4 @@ mod prompts;
 mod requests;
 mod search;
 mod sessions;
+mod stopping;

@@ -37,6 +37,8 @@ pub async fn run(
             logit_bias: args.logit_bias.into_iter().collect(),
             model: args.model.unwrap_or_default(),
             request_id: args.request_id.unwrap_or_default(),
+            stop_token_ids: args.stop_token_id,
+            include_stop_str_in_output: args.include_stop,
         },
         ctx.timeout,
     );

@@ -15,6 +15,7 @@ pub fn finish_text(reason: i32, stop_sequence: &str) -> String {
             format!("stop sequence {}", quote_bytes(stop_sequence.as_bytes()))
         }
         Ok(gw::FinishReason::Cancelled) => "cancelled".into(),
+        Ok(gw::FinishReason::StopToken) => "stop token".into(),
         Ok(gw::FinishReason::Unspecified) => "unfinished".into(),
         Err(_) => format!("finish reason {reason}"),
     }

@@ -103,7 +103,8 @@ pub fn generate(r: pb::GenerateRequest, c: &Config, model: (usize, usize, usize)
             .iter()
             .all(|s| !s.is_empty() && s.len() <= c.max_stop_sequence_bytes as usize)
         && r.logprobs.is_none_or(|k| k <= c.max_top_n)
-        && request_id_ok(&r.request_id);
+        && request_id_ok(&r.request_id)
+        && r.stop_token_ids.len() <= 64;
     let p = match GenerateParams::new(r.clone(), c) {
         Ok(p) => p,
         Err(e) => return refused(valid, &r, &e),
@@ -118,6 +119,10 @@ pub fn generate(r: pb::GenerateRequest, c: &Config, model: (usize, usize, usize)
     assert_eq!(p.logprobs, r.logprobs.map(|k| k as usize));
     assert!(r.seed.is_none_or(|s| s == p.seed) && p.ignore_eos == r.ignore_eos);
     assert_eq!(p.request_id.as_deref().unwrap_or_default(), r.request_id);
+    assert_eq!(
+        (&p.stop_token_ids, p.include_stop_str),
+        (&r.stop_token_ids, r.include_stop_str_in_output)
+    );
     let asked = dec::Shaping {
         temperature: r.temperature,
         top_k: r.top_k,
@@ -129,6 +134,9 @@ pub fn generate(r: pb::GenerateRequest, c: &Config, model: (usize, usize, usize)
 
     let (prompt_tokens, context, vocab_size) = model;
     let fits = r.logit_bias.keys().all(|&id| (id as usize) < vocab_size)
+        && r.stop_token_ids
+            .iter()
+            .all(|&id| (id as usize) < vocab_size)
         && prompt_tokens > 0
         && prompt_tokens + p.max_new_tokens <= context;
     match p.check_against_model(prompt_tokens, context, vocab_size) {

@@ -79,13 +79,22 @@ fn generate() -> impl Strategy<Value = pb::GenerateRequest> {
         any::<bool>(),
         "[a-z0-9:._ -]{0,3}|x{127,130}",
     );
-    (prompt(), ids(), count(), shaping, rest).prop_map(
+    let stop_tokens = (
+        prop_oneof![
+            4 => Just(Vec::new()),
+            2 => prop::collection::vec(prop_oneof![0u32..6, 50250u32..50260], 1..4),
+            1 => prop::collection::vec(0u32..50257, 63..66),
+        ],
+        any::<bool>(),
+    );
+    (prompt(), ids(), count(), shaping, rest, stop_tokens).prop_map(
         |(
             prompt,
             prompt_token_ids,
             max_new_tokens,
             (temperature, top_k, top_p, logit_bias),
             rest,
+            (stop_token_ids, include_stop_str_in_output),
         )| {
             let (stop, n, logprobs, seed, ignore_eos, request_id) = rest;
             pb::GenerateRequest {
@@ -103,6 +112,8 @@ fn generate() -> impl Strategy<Value = pb::GenerateRequest> {
                 model: String::new(),
                 request_id,
                 prompt_token_ids,
+                stop_token_ids,
+                include_stop_str_in_output,
             }
         },
     )

@@ -49,6 +49,11 @@ pub struct CompletionRequest {
     /// An extension of vLLM's.
     #[serde(default)]
     ignore_eos: bool,
+    /// vLLM's extensions, as on gRPC.
+    #[serde(default)]
+    stop_token_ids: Vec<u32>,
+    #[serde(default)]
+    include_stop_str_in_output: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -262,6 +267,8 @@ pub(super) fn to_generate_request(r: CompletionRequest) -> Result<pb::GenerateRe
         n: r.n,
         logprobs: r.logprobs,
         ignore_eos: r.ignore_eos,
+        stop_token_ids: r.stop_token_ids,
+        include_stop_str_in_output: r.include_stop_str_in_output,
         logit_bias,
         // Set by the caller, which knows the served model's name.
         model: String::new(),
@@ -333,7 +340,11 @@ impl Choice {
 fn finish_reason(reason: i32) -> Option<&'static str> {
     match pb::FinishReason::try_from(reason) {
         Ok(pb::FinishReason::Length) => Some("length"),
-        Ok(pb::FinishReason::EosToken | pb::FinishReason::StopSequence) => Some("stop"),
+        Ok(
+            pb::FinishReason::EosToken
+            | pb::FinishReason::StopSequence
+            | pb::FinishReason::StopToken,
+        ) => Some("stop"),
         Ok(pb::FinishReason::Cancelled) => Some("abort"),
         _ => None,
     }

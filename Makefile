@@ -165,6 +165,7 @@ references: $(REF_VENV)/installed minilm
 	$(CARGO) run --release -p oneword-model -- random target/tiny-gpt2-random --tokenizer tests/fixtures/gpt2-tokenizer
 	$(REF) logits --checkpoint target/tiny-gpt2-random --out tests/fixtures/reference/tiny-gpt2-random-logits.safetensors
 	$(REF) tokenizer-cases
+	$(REF) shaping-cases
 	$(SENTENCE_REF) tiny-bert --minilm $(MINILM_DIR)
 	$(SENTENCE_REF) vectors --checkpoint tests/fixtures/tiny-bert-st --out tests/fixtures/tiny-bert-st/reference_vectors.json
 	$(SENTENCE_REF) vectors --checkpoint $(MINILM_DIR) --out tests/fixtures/reference/minilm-vectors.json

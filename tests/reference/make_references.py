@@ -33,6 +33,13 @@ Subcommands (default paths are in the repository, whatever the working directory
       contractions, `<|endoftext|>` with and without special-token handling, ...) as JSON.
       Default FILE: tests/fixtures/tokenizer-cases.json.
 
+  shaping-cases [--out FILE]
+      The sampler's shaping against transformers' logits warpers, in the order `generate` applies
+      them (temperature, top_k, top_p, min_p, typical_p): the first 1,024 logits of the committed
+      tiny model's second prompt (tests/fixtures/reference/tiny-gpt2-random-logits.safetensors),
+      and for each case the ids the warpers keep with their log-probabilities. Default FILE:
+      tests/fixtures/reference/shaping-cases.json.
+
 How to run: `make references`, which creates `.venv-ref` (python3 -m venv, then
 `pip install torch transformers safetensors numpy`, versions pinned in the Makefile) and runs
 the subcommands in the order above. The outputs are committed; rerun only to change them.
@@ -494,6 +501,64 @@ def cmd_tokenizer_cases(args: argparse.Namespace) -> None:
     print(f"wrote {len(cases)} cases to {display(out)}")
 
 
+SHAPING_CASES = [
+    {"temperature": 1.0, "min_p": 0.1},
+    {"temperature": 0.7, "min_p": 0.05},
+    {"temperature": 1.0, "typical_p": 0.5},
+    {"temperature": 0.8, "typical_p": 0.9},
+    {"temperature": 1.3, "typical_p": 0.2},
+    {"temperature": 1.0, "top_k": 200, "top_p": 0.9, "min_p": 0.2, "typical_p": 0.7},
+    {"temperature": 0.9, "top_p": 0.95, "typical_p": 0.95},
+]
+
+
+def cmd_shaping_cases(args: argparse.Namespace) -> None:
+    from transformers.generation.logits_process import (
+        MinPLogitsWarper,
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+        TypicalLogitsWarper,
+    )
+
+    out = resolve(args.out)
+    source = REPO / "tests" / "fixtures" / "reference" / "tiny-gpt2-random-logits.safetensors"
+    logits = load_file(str(source))["prompt_1_logits"][:1024].to(torch.float32)
+    cases = []
+    for case in SHAPING_CASES:
+        warpers = [TemperatureLogitsWarper(case["temperature"])]
+        if "top_k" in case:
+            warpers.append(TopKLogitsWarper(top_k=case["top_k"]))
+        if "top_p" in case:
+            warpers.append(TopPLogitsWarper(top_p=case["top_p"]))
+        if "min_p" in case:
+            warpers.append(MinPLogitsWarper(min_p=case["min_p"]))
+        if "typical_p" in case:
+            warpers.append(TypicalLogitsWarper(mass=case["typical_p"]))
+        scores = logits.clone()[None, :]
+        for warper in warpers:
+            scores = warper(None, scores)
+        logprobs = torch.log_softmax(scores.to(torch.float64), dim=-1)[0]
+        kept = torch.nonzero(torch.isfinite(logprobs)).flatten().tolist()
+        cases.append({
+            "shaping": case,
+            "kept": kept,
+            "logprobs": [round(float(logprobs[i]), 7) for i in kept],
+        })
+    document = {
+        "source": (
+            f"transformers {transformers.__version__} logits warpers (temperature, top_k, "
+            "top_p, min_p, typical_p, in generate's order) over the first 1024 logits of "
+            "prompt_1 in tests/fixtures/reference/tiny-gpt2-random-logits.safetensors"
+        ),
+        "logits": [float(x) for x in logits],
+        "cases": cases,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(document) + "\n", encoding="utf-8")
+    print(f"wrote {len(cases)} cases to {display(out)}")
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -529,6 +594,12 @@ def main() -> None:
     p = sub.add_parser("tokenizer-cases", help="write reference GPT-2 token ids as JSON")
     p.add_argument("--out", default=str(REPO / "tests" / "fixtures" / "tokenizer-cases.json"))
     p.set_defaults(run=cmd_tokenizer_cases)
+
+    p = sub.add_parser("shaping-cases", help="write transformers' warpers on fixed logits as JSON")
+    p.add_argument(
+        "--out", default=str(REPO / "tests" / "fixtures" / "reference" / "shaping-cases.json")
+    )
+    p.set_defaults(run=cmd_shaping_cases)
 
     args = parser.parse_args()
     args.run(args)

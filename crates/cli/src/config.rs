@@ -280,6 +280,12 @@ pub struct GenerateArgs {
     /// corpus, letters-1 ..= letters-6 or tokens-1 ..= tokens-6.
     #[arg(long, value_name = "NAME")]
     pub model: Option<String>,
+    /// Sample only among the tokens at least P times as likely as the most likely one, in [0, 1].
+    #[arg(long, value_name = "P", allow_negative_numbers = true)]
+    pub min_p: Option<f32>,
+    /// Sample only among the locally typical tokens of total probability P, in (0, 1].
+    #[arg(long, value_name = "P", allow_negative_numbers = true)]
+    pub typical_p: Option<f32>,
     /// Stop when this token id is generated. Repeat for several.
     #[arg(long, value_name = "ID")]
     pub stop_token_id: Vec<u32>,

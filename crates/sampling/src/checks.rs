@@ -21,6 +21,8 @@ pub fn shaping_checked(prefix: &str, s: &pb::Shaping, vocab_size: Option<usize>)
     let valid = s.temperature.is_none_or(|t| t.is_finite() && t >= 0.0)
         && s.top_k != Some(0)
         && s.top_p.is_none_or(|p| p > 0.0 && p <= 1.0)
+        && s.min_p.is_none_or(|p| (0.0..=1.0).contains(&p))
+        && s.typical_p.is_none_or(|p| p > 0.0 && p <= 1.0)
         && s.logit_bias.len() <= MAX_LOGIT_BIAS_ENTRIES
         && s.logit_bias.values().all(|b| (-100.0..=100.0).contains(b))
         && vocab_size.is_none_or(|v| s.logit_bias.keys().all(|&id| (id as usize) < v));
@@ -29,7 +31,10 @@ pub fn shaping_checked(prefix: &str, s: &pb::Shaping, vocab_size: Option<usize>)
             assert!(valid, "{s:?} was accepted");
             assert_eq!(v.temperature, s.temperature.unwrap_or(1.0));
             assert_eq!(v.top_k, s.top_k.map(|k| k as usize));
-            assert_eq!(v.top_p, s.top_p);
+            assert_eq!(
+                (v.top_p, v.min_p, v.typical_p),
+                (s.top_p, s.min_p, s.typical_p)
+            );
             assert_eq!(v.logit_bias.len(), s.logit_bias.len());
             assert!(v.logit_bias.windows(2).all(|w| w[0].0 < w[1].0));
             assert!(v.logit_bias.iter().all(|(id, b)| s.logit_bias[id] == *b));

@@ -16,6 +16,10 @@ pub struct Shaping {
     pub top_k: Option<usize>,
     /// Keep the smallest most-likely set whose probability reaches p, in (0, 1].
     pub top_p: Option<f32>,
+    /// Keep the tokens at least this share of the most likely one's probability, in [0, 1].
+    pub min_p: Option<f32>,
+    /// Keep the locally typical set of this mass, in (0, 1].
+    pub typical_p: Option<f32>,
     /// Added to the logits of these ids first (ids below the vocabulary size).
     pub logit_bias: Vec<(u32, f32)>,
 }
@@ -26,6 +30,8 @@ impl Default for Shaping {
             temperature: 1.0,
             top_k: None,
             top_p: None,
+            min_p: None,
+            typical_p: None,
             logit_bias: Vec::new(),
         }
     }
@@ -285,7 +291,9 @@ impl Shaped {
         let inv_t = 1.0 / shaping.temperature;
         let scaled: Vec<f32> = logits.iter().map(|&l| l * inv_t).collect();
         let truncating = shaping.top_k.is_some_and(|k| k < scaled.len())
-            || shaping.top_p.is_some_and(|p| p < 1.0);
+            || shaping.top_p.is_some_and(|p| p < 1.0)
+            || shaping.min_p.is_some_and(|p| p > 0.0)
+            || shaping.typical_p.is_some_and(|p| p < 1.0);
         if !truncating {
             let masses = masses.unwrap_or_else(|| Masses::of(&scaled));
             return Shaped::Sampled {
@@ -319,6 +327,19 @@ impl Shaped {
                 .count()
                 .max(1);
             kept.truncate(keep);
+        }
+        if let Some(min_p) = shaping.min_p.filter(|&p| p > 0.0) {
+            // p_i >= min_p · p_max is scaled_i - max >= ln(min_p), whatever the renormalisation.
+            let floor = (min_p as f64).ln();
+            let keep = kept
+                .iter()
+                .take_while(|&&i| (scaled[i as usize] - max) as f64 >= floor)
+                .count()
+                .max(1);
+            kept.truncate(keep);
+        }
+        if let Some(mass) = shaping.typical_p.filter(|&p| p < 1.0) {
+            kept = typical(&scaled, kept, mass as f64);
         }
         let exps: Vec<f32> = kept
             .iter()
@@ -391,6 +412,37 @@ impl Shaped {
             Shaped::Sampled { entropy, .. } => *entropy,
         }
     }
+}
+
+/// The locally typical set of the `kept` ids (most likely first; the order is kept), as
+/// transformers' `TypicalLogitsWarper` cuts it: ids sorted by how far their surprise −log p is
+/// from the entropy, taken while the mass before them is below `mass`, and every id as close as
+/// the last one taken.
+fn typical(scaled: &[f32], kept: Vec<u32>, mass: f64) -> Vec<u32> {
+    let max = scaled[kept[0] as usize];
+    let lse = log_sum_exp(scaled, &kept, max);
+    let logp: Vec<f64> = kept
+        .iter()
+        .map(|&i| scaled[i as usize] as f64 - lse)
+        .collect();
+    let entropy: f64 = -logp.iter().map(|&l| l.exp() * l).sum::<f64>();
+    let shifted: Vec<f64> = logp.iter().map(|&l| (-l - entropy).abs()).collect();
+    let mut order: Vec<usize> = (0..kept.len()).collect();
+    order.sort_by(|&a, &b| shifted[a].total_cmp(&shifted[b]).then(a.cmp(&b)));
+    let mut cumulative = 0.0;
+    let below = order
+        .iter()
+        .take_while(|&&j| {
+            cumulative += logp[j].exp();
+            cumulative < mass
+        })
+        .count();
+    let threshold = shifted[order[below.min(kept.len() - 1)]];
+    kept.into_iter()
+        .zip(&shifted)
+        .filter(|&(_, &s)| s <= threshold)
+        .map(|(i, _)| i)
+        .collect()
 }
 
 /// The first index whose cumulative mass exceeds `target` (the last one with mass if rounding

@@ -66,6 +66,20 @@ pub fn shaping(
             format!("`{f}` must be in (0, 1], got {p}"),
         ));
     }
+    if let Some(p) = shaping.min_p.filter(|p| !(0.0..=1.0).contains(p)) {
+        let f = field("min_p");
+        return Err(FieldError::new(
+            f.clone(),
+            format!("`{f}` must be in [0, 1], got {p}"),
+        ));
+    }
+    if let Some(p) = shaping.typical_p.filter(|p| !(*p > 0.0 && *p <= 1.0)) {
+        let f = field("typical_p");
+        return Err(FieldError::new(
+            f.clone(),
+            format!("`{f}` must be in (0, 1], got {p}"),
+        ));
+    }
     if shaping.logit_bias.len() > MAX_LOGIT_BIAS_ENTRIES {
         let f = field("logit_bias");
         return Err(FieldError::new(
@@ -99,6 +113,8 @@ pub fn shaping(
         temperature,
         top_k: shaping.top_k.map(|k| k as usize),
         top_p: shaping.top_p,
+        min_p: shaping.min_p,
+        typical_p: shaping.typical_p,
         logit_bias,
     })
 }

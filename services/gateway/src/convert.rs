@@ -1,8 +1,6 @@
 //! Requests validated once into typed values, with errors that name the field, the value and
 //! what is allowed.
 
-use std::collections::HashMap;
-
 use oneword_proto::decoder::v1 as dec;
 use oneword_proto::gateway::v1 as pb;
 
@@ -129,21 +127,10 @@ fn prompt_text(field: &'static str, text: String, config: &Config) -> Result<Str
     Ok(text)
 }
 
-/// Checks the shaping fields shared by Generate and NextTokens, with the rules the backends
-/// apply again (`oneword_sampling`); the ids of `logit_bias` wait for the vocabulary
+/// Checks a request's shaping fields with the rules the backends apply again
+/// (`oneword_sampling`); the ids of `logit_bias` wait for the vocabulary
 /// ([`GenerateParams::check_against_model`]).
-pub(crate) fn shaping(
-    temperature: Option<f32>,
-    top_k: Option<u32>,
-    top_p: Option<f32>,
-    logit_bias: HashMap<u32, f32>,
-) -> Result<dec::Shaping, Error> {
-    let shaping = dec::Shaping {
-        temperature,
-        top_k,
-        top_p,
-        logit_bias,
-    };
+pub(crate) fn shaping(shaping: dec::Shaping) -> Result<dec::Shaping, Error> {
     oneword_sampling::shaping("", &shaping, None)?;
     Ok(shaping)
 }
@@ -163,7 +150,14 @@ impl GenerateParams {
                 ),
             ));
         }
-        let shaping = shaping(r.temperature, r.top_k, r.top_p, r.logit_bias)?;
+        let shaping = shaping(dec::Shaping {
+            temperature: r.temperature,
+            top_k: r.top_k,
+            top_p: r.top_p,
+            min_p: r.min_p,
+            typical_p: r.typical_p,
+            logit_bias: r.logit_bias,
+        })?;
         let n = r.n.unwrap_or(1);
         if n == 0 || n > config.max_n {
             return Err(Error::invalid(
@@ -307,7 +301,12 @@ impl NextTokensParams {
             ));
         }
         let shaped = r.temperature.is_some() || r.top_k.is_some() || r.top_p.is_some();
-        let shaping = shaping(r.temperature, r.top_k, r.top_p, HashMap::new())?;
+        let shaping = shaping(dec::Shaping {
+            temperature: r.temperature,
+            top_k: r.top_k,
+            top_p: r.top_p,
+            ..Default::default()
+        })?;
         Ok(NextTokensParams {
             prompt,
             top_n: top_n as usize,

@@ -21,6 +21,7 @@ mod pictures;
 mod production;
 mod prompts;
 mod requests;
+mod sampling_options;
 mod search;
 mod sessions;
 mod stopping;

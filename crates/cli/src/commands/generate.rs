@@ -38,6 +38,8 @@ pub async fn run(
             model: args.model.unwrap_or_default(),
             request_id: args.request_id.unwrap_or_default(),
             stop_token_ids: args.stop_token_id,
+            min_p: args.min_p,
+            typical_p: args.typical_p,
             include_stop_str_in_output: args.include_stop,
         },
         ctx.timeout,

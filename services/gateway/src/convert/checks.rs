@@ -96,6 +96,8 @@ pub fn generate(r: pb::GenerateRequest, c: &Config, model: (usize, usize, usize)
     let valid = text_or_ids_ok(&r.prompt, &r.prompt_token_ids, c)
         && (1..=c.max_new_tokens).contains(&max_new_tokens)
         && shaping_ok(r.temperature, r.top_k, r.top_p)
+        && r.min_p.is_none_or(|p| (0.0..=1.0).contains(&p))
+        && r.typical_p.is_none_or(|p| p > 0.0 && p <= 1.0)
         && bias_ok(&r.logit_bias)
         && (1..=c.max_n).contains(&n)
         && r.stop.len() <= c.max_stop_sequences as usize
@@ -127,6 +129,8 @@ pub fn generate(r: pb::GenerateRequest, c: &Config, model: (usize, usize, usize)
         temperature: r.temperature,
         top_k: r.top_k,
         top_p: r.top_p,
+        min_p: r.min_p,
+        typical_p: r.typical_p,
         logit_bias: r.logit_bias.clone(),
     };
     assert_eq!(p.shaping, asked);

@@ -101,7 +101,12 @@ impl ScoreParams {
         Ok(ScoreParams {
             text,
             from_start: r.from_start,
-            shaping: shaping(r.temperature, r.top_k, r.top_p, Default::default())?,
+            shaping: shaping(dec::Shaping {
+                temperature: r.temperature,
+                top_k: r.top_k,
+                top_p: r.top_p,
+                ..Default::default()
+            })?,
             top_n: top_n as usize,
         })
     }

@@ -87,36 +87,46 @@ fn generate() -> impl Strategy<Value = pb::GenerateRequest> {
         ],
         any::<bool>(),
     );
-    (prompt(), ids(), count(), shaping, rest, stop_tokens).prop_map(
-        |(
-            prompt,
-            prompt_token_ids,
-            max_new_tokens,
-            (temperature, top_k, top_p, logit_bias),
-            rest,
-            (stop_token_ids, include_stop_str_in_output),
-        )| {
-            let (stop, n, logprobs, seed, ignore_eos, request_id) = rest;
-            pb::GenerateRequest {
-                prompt,
-                max_new_tokens,
-                temperature,
-                top_k,
-                top_p,
-                seed,
-                stop,
-                n,
-                logprobs,
-                ignore_eos,
-                logit_bias,
-                model: String::new(),
-                request_id,
-                prompt_token_ids,
-                stop_token_ids,
-                include_stop_str_in_output,
-            }
-        },
+    (
+        prompt(),
+        ids(),
+        count(),
+        shaping,
+        rest,
+        (stop_tokens, float(), float()),
     )
+        .prop_map(
+            |(
+                prompt,
+                prompt_token_ids,
+                max_new_tokens,
+                (temperature, top_k, top_p, logit_bias),
+                rest,
+                ((stop_token_ids, include_stop_str_in_output), min_p, typical_p),
+            )| {
+                let (stop, n, logprobs, seed, ignore_eos, request_id) = rest;
+                pb::GenerateRequest {
+                    prompt,
+                    max_new_tokens,
+                    temperature,
+                    top_k,
+                    top_p,
+                    seed,
+                    stop,
+                    n,
+                    logprobs,
+                    ignore_eos,
+                    logit_bias,
+                    model: String::new(),
+                    request_id,
+                    prompt_token_ids,
+                    stop_token_ids,
+                    include_stop_str_in_output,
+                    min_p,
+                    typical_p,
+                }
+            },
+        )
 }
 
 proptest! {

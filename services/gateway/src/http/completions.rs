@@ -52,6 +52,8 @@ pub struct CompletionRequest {
     /// vLLM's extensions, as on gRPC.
     #[serde(default)]
     stop_token_ids: Vec<u32>,
+    min_p: Option<f32>,
+    typical_p: Option<f32>,
     #[serde(default)]
     include_stop_str_in_output: bool,
 }
@@ -268,6 +270,8 @@ pub(super) fn to_generate_request(r: CompletionRequest) -> Result<pb::GenerateRe
         logprobs: r.logprobs,
         ignore_eos: r.ignore_eos,
         stop_token_ids: r.stop_token_ids,
+        min_p: r.min_p,
+        typical_p: r.typical_p,
         include_stop_str_in_output: r.include_stop_str_in_output,
         logit_bias,
         // Set by the caller, which knows the served model's name.

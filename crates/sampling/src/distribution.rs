@@ -438,11 +438,20 @@ fn typical(scaled: &[f32], kept: Vec<u32>, mass: f64) -> Vec<u32> {
         })
         .count();
     let threshold = shifted[order[below.min(kept.len() - 1)]];
-    kept.into_iter()
+    let first = kept[0];
+    let typical: Vec<u32> = kept
+        .into_iter()
         .zip(&shifted)
         .filter(|&(_, &s)| s <= threshold)
         .map(|(i, _)| i)
-        .collect()
+        .collect();
+    // A row of NaN logits (a broken checkpoint) compares with nothing: keep the most likely id,
+    // as transformers keeps `min_tokens_to_keep`, rather than nothing to draw from.
+    if typical.is_empty() {
+        vec![first]
+    } else {
+        typical
+    }
 }
 
 /// The first index whose cumulative mass exceeds `target` (the last one with mass if rounding
@@ -470,6 +479,17 @@ mod tests {
         let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let z: f64 = logits.iter().map(|&l| ((l - m) as f64).exp()).sum();
         logits.iter().map(|&l| ((l - m) as f64).exp() / z).collect()
+    }
+
+    #[test]
+    fn typical_p_over_a_broken_row_still_keeps_a_token() {
+        let logits = [f32::NAN, f32::NAN, f32::NAN];
+        let shaping = Shaping {
+            typical_p: Some(0.5),
+            ..Shaping::default()
+        };
+        let picked = pick(&logits, &shaping, 0.3, 0);
+        assert!((picked.token as usize) < logits.len());
     }
 
     #[test]

@@ -286,6 +286,9 @@ pub struct GenerateArgs {
     /// Sample only among the locally typical tokens of total probability P, in (0, 1].
     #[arg(long, value_name = "P", allow_negative_numbers = true)]
     pub typical_p: Option<f32>,
+    /// Generate at least N tokens: until then end-of-text and the stop tokens cannot be picked.
+    #[arg(long, value_name = "N")]
+    pub min_tokens: Option<u32>,
     /// Stop when this token id is generated. Repeat for several.
     #[arg(long, value_name = "ID")]
     pub stop_token_id: Vec<u32>,

@@ -25,7 +25,9 @@ pub fn shaping_checked(prefix: &str, s: &pb::Shaping, vocab_size: Option<usize>)
         && s.typical_p.is_none_or(|p| p > 0.0 && p <= 1.0)
         && s.logit_bias.len() <= MAX_LOGIT_BIAS_ENTRIES
         && s.logit_bias.values().all(|b| (-100.0..=100.0).contains(b))
-        && vocab_size.is_none_or(|v| s.logit_bias.keys().all(|&id| (id as usize) < v));
+        && vocab_size.is_none_or(|v| s.logit_bias.keys().all(|&id| (id as usize) < v))
+        && s.banned_ids.len() <= crate::validate::MAX_BANNED_IDS
+        && vocab_size.is_none_or(|v| s.banned_ids.iter().all(|&id| (id as usize) < v));
     match shaping(prefix, s, vocab_size) {
         Ok(v) => {
             assert!(valid, "{s:?} was accepted");
@@ -35,6 +37,7 @@ pub fn shaping_checked(prefix: &str, s: &pb::Shaping, vocab_size: Option<usize>)
                 (v.top_p, v.min_p, v.typical_p),
                 (s.top_p, s.min_p, s.typical_p)
             );
+            assert_eq!(v.banned, s.banned_ids);
             assert_eq!(v.logit_bias.len(), s.logit_bias.len());
             assert!(v.logit_bias.windows(2).all(|w| w[0].0 < w[1].0));
             assert!(v.logit_bias.iter().all(|(id, b)| s.logit_bias[id] == *b));

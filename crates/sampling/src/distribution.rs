@@ -22,6 +22,8 @@ pub struct Shaping {
     pub typical_p: Option<f32>,
     /// Added to the logits of these ids first (ids below the vocabulary size).
     pub logit_bias: Vec<(u32, f32)>,
+    /// Never picked: their logits become -inf first.
+    pub banned: Vec<u32>,
 }
 
 impl Default for Shaping {
@@ -33,6 +35,7 @@ impl Default for Shaping {
             min_p: None,
             typical_p: None,
             logit_bias: Vec::new(),
+            banned: Vec::new(),
         }
     }
 }
@@ -230,18 +233,23 @@ fn describe(
 
     // The bias is shaping: the raw numbers above describe the model alone.
     let biased;
-    let (shaped_logits, shaped_top_ids) = if shaping.logit_bias.is_empty() {
-        (logits, raw_top_ids.as_slice())
-    } else {
-        let mut row = logits.to_vec();
-        for &(id, bias) in &shaping.logit_bias {
-            row[id as usize] += bias;
-        }
-        biased = (top_ids(&row, top_n), row);
-        (biased.1.as_slice(), biased.0.as_slice())
-    };
+    let (shaped_logits, shaped_top_ids) =
+        if shaping.logit_bias.is_empty() && shaping.banned.is_empty() {
+            (logits, raw_top_ids.as_slice())
+        } else {
+            let mut row = logits.to_vec();
+            for &(id, bias) in &shaping.logit_bias {
+                row[id as usize] += bias;
+            }
+            for &id in &shaping.banned {
+                row[id as usize] = f32::NEG_INFINITY;
+            }
+            biased = (top_ids(&row, top_n), row);
+            (biased.1.as_slice(), biased.0.as_slice())
+        };
     // At temperature 1 with no bias the raw masses are the shaped ones.
-    let unchanged = shaping.temperature == 1.0 && shaping.logit_bias.is_empty();
+    let unchanged =
+        shaping.temperature == 1.0 && shaping.logit_bias.is_empty() && shaping.banned.is_empty();
     let shaped = Shaped::new(shaped_logits, shaping, unchanged.then_some(raw));
     let token = choose(&shaped);
     let t = logits[token as usize];
@@ -479,6 +487,28 @@ mod tests {
         let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let z: f64 = logits.iter().map(|&l| ((l - m) as f64).exp()).sum();
         logits.iter().map(|&l| ((l - m) as f64).exp() / z).collect()
+    }
+
+    #[test]
+    fn a_banned_token_is_never_picked_and_the_rest_renormalise() {
+        let logits = [3.0f32, 1.0, 1.0, -2.0];
+        let shaping = Shaping {
+            banned: vec![0],
+            ..Shaping::default()
+        };
+        let greedy = Shaping {
+            temperature: 0.0,
+            ..shaping.clone()
+        };
+        assert_eq!(pick(&logits, &greedy, 0.0, 0).token, 1);
+        let banned = judge(&logits, &shaping, 0, 0);
+        assert_eq!(banned.shaped_logprob, f32::NEG_INFINITY);
+        // The raw numbers still describe the model: token 0 stays the most likely.
+        assert_eq!(banned.rank, 1);
+        let p: f64 = (1..4)
+            .map(|i| (judge(&logits, &shaping, i, 0).shaped_logprob as f64).exp())
+            .sum();
+        assert!((p - 1.0).abs() < 1e-6, "{p}");
     }
 
     #[test]

@@ -39,16 +39,24 @@ fn shaping() -> impl Strategy<Value = pb::Shaping> {
             prop::collection::hash_map(0u32..20, float(), 0..4),
             prop::collection::hash_map(any::<u32>(), -100.0f32..=100.0, 295..305),
         ],
-        (prop::option::of(float()), prop::option::of(float())),
+        (
+            prop::option::of(float()),
+            prop::option::of(float()),
+            prop_oneof![
+                prop::collection::vec(0u32..30, 0..3),
+                prop::collection::vec(0u32..5, 127..130),
+            ],
+        ),
     )
         .prop_map(
-            |(temperature, top_k, top_p, logit_bias, (min_p, typical_p))| pb::Shaping {
+            |(temperature, top_k, top_p, logit_bias, (min_p, typical_p, banned_ids))| pb::Shaping {
                 temperature,
                 top_k,
                 top_p,
                 min_p,
                 typical_p,
                 logit_bias,
+                banned_ids,
             },
         )
 }

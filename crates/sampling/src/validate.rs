@@ -35,6 +35,9 @@ const MAX_BIAS: f32 = 100.0;
 /// sample, so its size multiplies a request's traffic and work.
 pub const MAX_LOGIT_BIAS_ENTRIES: usize = 300;
 
+/// Entries of `banned_ids`: the end-of-text token and a request's stop tokens, with room.
+pub const MAX_BANNED_IDS: usize = 128;
+
 /// Checks a shaping; `prefix` is the path its fields hang from (`""` at the top of a request,
 /// `"steps[0].sampling.shaping."` inside a step). The ids of `logit_bias` are checked against
 /// `vocab_size` when it is known (the gateway learns it later, see [`check_logit_bias_ids`]).
@@ -106,8 +109,29 @@ pub fn shaping(
             format!("`{f}[{id}]` must be in [-100, 100], got {bias}"),
         ));
     }
+    if shaping.banned_ids.len() > MAX_BANNED_IDS {
+        let f = field("banned_ids");
+        return Err(FieldError::new(
+            f.clone(),
+            format!(
+                "`{f}` has {} ids, over the limit of {MAX_BANNED_IDS}",
+                shaping.banned_ids.len()
+            ),
+        ));
+    }
     if let Some(vocab_size) = vocab_size {
         check_logit_bias_ids(prefix, logit_bias.iter().map(|b| b.0), vocab_size)?;
+        if let Some(&id) = shaping
+            .banned_ids
+            .iter()
+            .find(|&&id| id as usize >= vocab_size)
+        {
+            let f = field("banned_ids");
+            return Err(FieldError::new(
+                f.clone(),
+                format!("`{f}` names token {id}, outside the vocabulary of {vocab_size} tokens"),
+            ));
+        }
     }
     Ok(Shaping {
         temperature,
@@ -116,6 +140,7 @@ pub fn shaping(
         min_p: shaping.min_p,
         typical_p: shaping.typical_p,
         logit_bias,
+        banned: shaping.banned_ids.clone(),
     })
 }
 

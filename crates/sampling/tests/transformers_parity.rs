@@ -30,7 +30,7 @@ fn every_shaping_keeps_what_transformers_keeps_with_its_probabilities() {
             top_p: float("top_p"),
             min_p: float("min_p"),
             typical_p: float("typical_p"),
-            logit_bias: Vec::new(),
+            ..Shaping::default()
         };
         let kept: Vec<u32> = case["kept"]
             .as_array()

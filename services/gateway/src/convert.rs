@@ -104,6 +104,8 @@ pub struct GenerateParams {
     pub stop_token_ids: Vec<u32>,
     /// Keep what stopped a completion at the end of its text.
     pub include_stop_str: bool,
+    /// Before this many tokens, the end-of-text and stop tokens cannot be picked.
+    pub min_new_tokens: usize,
 }
 
 /// A non-empty text within `max_prompt_bytes`; `field` names it in errors.
@@ -157,7 +159,17 @@ impl GenerateParams {
             min_p: r.min_p,
             typical_p: r.typical_p,
             logit_bias: r.logit_bias,
+            banned_ids: Vec::new(),
         })?;
+        let min_new_tokens = r.min_new_tokens.unwrap_or(0);
+        if min_new_tokens > max_new_tokens {
+            return Err(Error::invalid(
+                "min_new_tokens",
+                format!(
+                    "`min_new_tokens` must be at most `max_new_tokens` ({max_new_tokens}), got {min_new_tokens}"
+                ),
+            ));
+        }
         let n = r.n.unwrap_or(1);
         if n == 0 || n > config.max_n {
             return Err(Error::invalid(
@@ -222,7 +234,20 @@ impl GenerateParams {
             request_id,
             stop_token_ids: r.stop_token_ids,
             include_stop_str: r.include_stop_str_in_output,
+            min_new_tokens: min_new_tokens as usize,
         })
+    }
+
+    /// The tokens that cannot be picked after `generated` tokens: until `min_new_tokens`, the
+    /// end-of-text token `eos` (unless EOS is ignored) and the stop tokens.
+    pub fn held_back(&self, generated: usize, eos: u32) -> Vec<u32> {
+        if generated >= self.min_new_tokens {
+            return Vec::new();
+        }
+        let eos = (!self.ignore_eos).then_some(eos);
+        eos.into_iter()
+            .chain(self.stop_token_ids.iter().copied())
+            .collect()
     }
 
     /// The shaping of completion `sample`.

@@ -104,7 +104,10 @@ pub async fn generate(
         full_row: dec::FullRow::None as i32,
     };
     let sampling = |sample: usize, step: usize| dec::Sampling {
-        shaping: Some(params.shaping_of(sample)),
+        shaping: Some(dec::Shaping {
+            banned_ids: params.held_back(step, model.eos),
+            ..params.shaping_of(sample)
+        }),
         u: rng::uniform(params.seed, sample as u32, step as u32),
         report: Some(report),
     };
@@ -207,10 +210,14 @@ pub async fn generate(
                     create: false,
                     start_position: position,
                     input: inputs.rows(row, 1),
-                    // The session keeps the shaping it was built with.
-                    sampling: Some(dec::Sampling {
-                        shaping: None,
-                        ..sampling(c.index as usize, c.tokens.len())
+                    // The session keeps the shaping it was built with, until min_new_tokens
+                    // lifts the hold on the end-of-text and stop tokens.
+                    sampling: Some({
+                        let mut s = sampling(c.index as usize, c.tokens.len());
+                        if c.tokens.len() != params.min_new_tokens {
+                            s.shaping = None;
+                        }
+                        s
                     }),
                     release_after: false,
                     model: String::new(),

@@ -65,3 +65,55 @@ async fn a_cut_to_one_token_samples_what_greedy_picks() {
     }
     cluster.decoder_idle().await;
 }
+
+/// min_new_tokens holds back the end-of-text and the stop tokens until that many tokens are
+/// out, as transformers' MinNewTokensLengthLogitsProcessor bans them (here they are made almost
+/// certain with a bias, so the hold is all that keeps them back), and lifts the hold after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_new_tokens_holds_back_the_end_until_then() {
+    let cluster = Cluster::start(tiny_model()).await;
+    let mut gateway = cluster.gateway().await;
+    let eos = 50256;
+    let forced = |id: u32, min_new_tokens: Option<u32>, stop: Vec<u32>| pb::GenerateRequest {
+        logit_bias: [(id, 100.0)].into(),
+        min_new_tokens,
+        stop_token_ids: stop,
+        n: Some(2),
+        ..greedy("Hello", 16)
+    };
+    for (id, stop, reason) in [
+        (eos, vec![], pb::FinishReason::EosToken),
+        (464, vec![464], pb::FinishReason::StopToken),
+    ] {
+        let at_once = gateway
+            .generate(forced(id, None, stop.clone()))
+            .await
+            .unwrap();
+        let held = gateway.generate(forced(id, Some(5), stop)).await.unwrap();
+        for (a, h) in at_once
+            .into_inner()
+            .completions
+            .iter()
+            .zip(&held.into_inner().completions)
+        {
+            assert_eq!(
+                (a.token_ids.as_slice(), a.finish_reason),
+                (&[id][..], reason as i32)
+            );
+            assert_eq!(h.token_ids.len(), 6, "{h:?}");
+            assert!(!h.token_ids[..5].contains(&id));
+            assert_eq!((h.token_ids[5], h.finish_reason), (id, reason as i32));
+        }
+    }
+    refused(
+        gateway
+            .generate(pb::GenerateRequest {
+                min_new_tokens: Some(9),
+                ..greedy("Hello", 8)
+            })
+            .await,
+        Code::InvalidArgument,
+        "`min_new_tokens` must be at most `max_new_tokens` (8), got 9",
+    );
+    cluster.decoder_idle().await;
+}

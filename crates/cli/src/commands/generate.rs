@@ -40,6 +40,7 @@ pub async fn run(
             stop_token_ids: args.stop_token_id,
             min_p: args.min_p,
             typical_p: args.typical_p,
+            min_new_tokens: args.min_tokens,
             include_stop_str_in_output: args.include_stop,
         },
         ctx.timeout,

@@ -106,7 +106,8 @@ pub fn generate(r: pb::GenerateRequest, c: &Config, model: (usize, usize, usize)
             .all(|s| !s.is_empty() && s.len() <= c.max_stop_sequence_bytes as usize)
         && r.logprobs.is_none_or(|k| k <= c.max_top_n)
         && request_id_ok(&r.request_id)
-        && r.stop_token_ids.len() <= 64;
+        && r.stop_token_ids.len() <= 64
+        && r.min_new_tokens.unwrap_or(0) <= max_new_tokens;
     let p = match GenerateParams::new(r.clone(), c) {
         Ok(p) => p,
         Err(e) => return refused(valid, &r, &e),
@@ -121,6 +122,7 @@ pub fn generate(r: pb::GenerateRequest, c: &Config, model: (usize, usize, usize)
     assert_eq!(p.logprobs, r.logprobs.map(|k| k as usize));
     assert!(r.seed.is_none_or(|s| s == p.seed) && p.ignore_eos == r.ignore_eos);
     assert_eq!(p.request_id.as_deref().unwrap_or_default(), r.request_id);
+    assert_eq!(p.min_new_tokens, r.min_new_tokens.unwrap_or(0) as usize);
     assert_eq!(
         (&p.stop_token_ids, p.include_stop_str),
         (&r.stop_token_ids, r.include_stop_str_in_output)
@@ -132,6 +134,7 @@ pub fn generate(r: pb::GenerateRequest, c: &Config, model: (usize, usize, usize)
         min_p: r.min_p,
         typical_p: r.typical_p,
         logit_bias: r.logit_bias.clone(),
+        banned_ids: Vec::new(),
     };
     assert_eq!(p.shaping, asked);
     assert!(p.temperatures.is_empty() && (0..p.n).all(|i| p.shaping_of(i) == asked));

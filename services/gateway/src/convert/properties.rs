@@ -93,7 +93,7 @@ fn generate() -> impl Strategy<Value = pb::GenerateRequest> {
         count(),
         shaping,
         rest,
-        (stop_tokens, float(), float()),
+        (stop_tokens, float(), float(), count()),
     )
         .prop_map(
             |(
@@ -102,7 +102,7 @@ fn generate() -> impl Strategy<Value = pb::GenerateRequest> {
                 max_new_tokens,
                 (temperature, top_k, top_p, logit_bias),
                 rest,
-                ((stop_token_ids, include_stop_str_in_output), min_p, typical_p),
+                ((stop_token_ids, include_stop_str_in_output), min_p, typical_p, min_new_tokens),
             )| {
                 let (stop, n, logprobs, seed, ignore_eos, request_id) = rest;
                 pb::GenerateRequest {
@@ -124,6 +124,7 @@ fn generate() -> impl Strategy<Value = pb::GenerateRequest> {
                     include_stop_str_in_output,
                     min_p,
                     typical_p,
+                    min_new_tokens,
                 }
             },
         )

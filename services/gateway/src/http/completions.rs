@@ -54,6 +54,7 @@ pub struct CompletionRequest {
     stop_token_ids: Vec<u32>,
     min_p: Option<f32>,
     typical_p: Option<f32>,
+    min_tokens: Option<u32>,
     #[serde(default)]
     include_stop_str_in_output: bool,
 }
@@ -272,6 +273,7 @@ pub(super) fn to_generate_request(r: CompletionRequest) -> Result<pb::GenerateRe
         stop_token_ids: r.stop_token_ids,
         min_p: r.min_p,
         typical_p: r.typical_p,
+        min_new_tokens: r.min_tokens,
         include_stop_str_in_output: r.include_stop_str_in_output,
         logit_bias,
         // Set by the caller, which knows the served model's name.

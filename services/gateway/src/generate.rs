@@ -48,6 +48,10 @@ struct Plan<'a> {
     down: &'a Downstream,
     backend: &'a Backend,
     request_id: &'a str,
+    /// What its session names start with: the request id and a nonce, as a client may reuse an
+    /// id once its request ended, and another gateway replica may run a request by the same id
+    /// on the same decoder (which remembers released names for a while; see its scheduler).
+    sessions: &'a str,
     prompt: &'a [u32],
     sampling: &'a (dyn Fn(usize, usize) -> dec::Sampling + Sync),
     deadline: &'a Deadline,
@@ -111,10 +115,12 @@ pub async fn generate(
         u: rng::uniform(params.seed, sample as u32, step as u32),
         report: Some(report),
     };
+    let sessions = format!("{request_id}/{:016x}", uuid::Uuid::new_v4().as_u64_pair().0);
     let plan = Plan {
         down,
         backend: &backend,
         request_id,
+        sessions: &sessions,
         prompt: &prompt,
         sampling: &sampling,
         deadline: &deadline,
@@ -387,8 +393,8 @@ async fn place(
         // Fresh names on each replica, so that a session left on a failed one is never mixed up.
         for c in running.iter_mut() {
             c.session = match moves.count {
-                0 => format!("{}-{}", plan.request_id, c.index),
-                moves => format!("{}-{}.{moves}", plan.request_id, c.index),
+                0 => format!("{}-{}", plan.sessions, c.index),
+                moves => format!("{}-{}.{moves}", plan.sessions, c.index),
             };
         }
         let sessions = Sessions::new(

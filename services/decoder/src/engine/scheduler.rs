@@ -19,6 +19,7 @@ use rayon::prelude::*;
 use super::job::{Job, Limits, Reply, StepDone, StepInput, StepOutput, Usage};
 use super::metrics::EngineMetrics;
 use super::pace::Pace;
+use super::released::Released;
 use crate::Error;
 
 struct Session {
@@ -74,6 +75,8 @@ pub(crate) struct Worker {
     running: Vec<Running>,
     /// Sessions that got a token in the last pass: their next step is probably on its way.
     expected: HashSet<String>,
+    /// Ids released before a session had them: a call creating one is stale.
+    released: Released,
     last_sweep: Instant,
     /// Set when every engine handle is gone: finish what is running, then stop.
     closing: bool,
@@ -100,6 +103,7 @@ impl Worker {
             waiting: VecDeque::new(),
             running: Vec::new(),
             expected: HashSet::new(),
+            released: Released::default(),
             last_sweep: clock.now(),
             closing: false,
             passes: 0,
@@ -206,6 +210,12 @@ impl Worker {
                 for input in &inputs {
                     self.expected.remove(&input.session_id);
                 }
+                if let Some(stale) =
+                    self.first_released(inputs.iter().filter(|i| i.create).map(|i| &i.session_id))
+                {
+                    let _ = reply.send(Err(Error::Session(SessionError::NotFound(stale))));
+                    return;
+                }
                 if self.waiting.len() >= self.limits.queue_capacity {
                     // A place in line frees by the time the head is admitted or refused.
                     let head_waited = self.waiting.front().map(|h| self.clock.since(h.arrived));
@@ -232,20 +242,54 @@ impl Worker {
                 let _ = reply.send(self.fork(&source, targets));
             }
             Job::Release(ids, reply) => {
-                // A busy session goes too: the request running it notices and is undone.
-                let released = ids
-                    .iter()
-                    .filter(|id| {
-                        self.expected.remove(*id);
-                        self.sessions.remove(*id).is_some()
-                    })
-                    .count();
-                let _ = reply.send(Ok(released));
+                let _ = reply.send(Ok(self.release(&ids)));
             }
             Job::Usage(reply) => {
                 let _ = reply.send(Ok(self.usage()));
             }
         }
+    }
+
+    /// Drops the named sessions and returns how many existed. A busy session goes too: the
+    /// request running it notices and is undone. A waiting request naming one is refused, and
+    /// an id no session has yet is remembered against a call creating it that is still on its
+    /// way (see [`Released`]).
+    fn release(&mut self, ids: &[String]) -> usize {
+        let now = self.clock.now();
+        let mut existed = 0;
+        for id in ids {
+            self.expected.remove(id);
+            if self.sessions.remove(id).is_some() {
+                existed += 1;
+            } else {
+                self.released.note(id, now);
+            }
+        }
+        let names_released = |w: &Waiting| {
+            w.inputs
+                .iter()
+                .map(|i| &i.session_id)
+                .find(|id| ids.contains(id))
+                .cloned()
+        };
+        let (refused, kept): (Vec<_>, Vec<_>) = self
+            .waiting
+            .drain(..)
+            .partition(|w| names_released(w).is_some());
+        self.waiting = kept.into();
+        for w in refused {
+            let id = names_released(&w).expect("partitioned on it");
+            let _ = w
+                .reply
+                .send(Err(Error::Session(SessionError::NotFound(id))));
+        }
+        existed
+    }
+
+    /// The first of `ids` released before it existed, if any: a call creating it is stale.
+    fn first_released<'a>(&mut self, mut ids: impl Iterator<Item = &'a String>) -> Option<String> {
+        let now = self.clock.now();
+        ids.find(|id| self.released.take(id, now)).cloned()
     }
 
     fn usage(&self) -> Usage {
@@ -665,6 +709,9 @@ impl Worker {
             }
             None => return Err(Error::Session(SessionError::NotFound(source.to_string()))),
         };
+        if let Some(stale) = self.first_released(targets.iter()) {
+            return Err(Error::Session(SessionError::NotFound(stale)));
+        }
         let mut unique = HashSet::new();
         for target in &targets {
             if self.sessions.contains_key(target) || !unique.insert(target) {

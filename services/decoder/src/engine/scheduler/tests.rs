@@ -220,6 +220,55 @@ fn a_step_whose_caller_went_away_is_undone() {
     assert_eq!(answered(&mut again).unwrap().outputs[0].length, 4);
 }
 
+fn release(w: &mut Worker, ids: &[&str]) -> usize {
+    let (reply, mut released) = oneshot::channel();
+    w.accept(Job::Release(
+        ids.iter().map(|id| id.to_string()).collect(),
+        reply,
+    ));
+    released.try_recv().unwrap().unwrap()
+}
+
+#[test]
+fn a_release_that_overtakes_the_step_creating_the_session_leaves_no_session() {
+    // A caller gives up on a step and releases its sessions. The step may still wait for its
+    // turn when the release comes, or arrive after it: either way nothing may be left behind.
+    let (mut w, _) = worker(limits());
+    let mut waiting = send(&mut w, vec![step("a", 0, 3)]);
+    assert_eq!(release(&mut w, &["a"]), 0, "a did not exist yet");
+    settle(&mut w);
+    assert!(matches!(
+        answered(&mut waiting),
+        Err(Error::Session(SessionError::NotFound(id))) if id == "a"
+    ));
+    assert_eq!(release(&mut w, &["b", "c"]), 0);
+    let mut late = send(&mut w, vec![step("b", 0, 3)]);
+    settle(&mut w);
+    assert!(matches!(
+        answered(&mut late),
+        Err(Error::Session(SessionError::NotFound(_)))
+    ));
+    let mut source = send(&mut w, vec![step("s", 0, 3)]);
+    settle(&mut w);
+    answered(&mut source).unwrap();
+    let (reply, mut forked) = oneshot::channel();
+    w.accept(Job::Fork("s".into(), vec!["c".into()], reply));
+    assert!(matches!(
+        forked.try_recv().unwrap(),
+        Err(Error::Session(SessionError::NotFound(id))) if id == "c"
+    ));
+    assert_eq!(
+        w.usage().sessions,
+        1,
+        "only s: {:?}",
+        w.sessions.keys().collect::<Vec<_>>()
+    );
+    // The stale call was what the id was held against: the name is free again.
+    let mut again = send(&mut w, vec![step("b", 0, 1)]);
+    settle(&mut w);
+    answered(&mut again).unwrap();
+}
+
 #[test]
 fn a_step_whose_pass_failed_is_undone_and_answered_with_the_error() {
     let (mut w, _) = worker(limits());

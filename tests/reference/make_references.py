@@ -35,7 +35,8 @@ Subcommands (default paths are in the repository, whatever the working directory
 
   shaping-cases [--out FILE]
       The sampler's shaping against transformers' logits warpers, in the order `generate` applies
-      them (temperature, top_k, top_p, min_p, typical_p): the first 1,024 logits of the committed
+      them (temperature, top_k, top_p, min_p, typical_p), after its repetition penalty and OpenAI's
+      frequency and presence penalties over a fixed history: the first 1,024 logits of the committed
       tiny model's second prompt (tests/fixtures/reference/tiny-gpt2-random-logits.safetensors),
       and for each case the ids the warpers keep with their log-probabilities. Default FILE:
       tests/fixtures/reference/shaping-cases.json.
@@ -509,7 +510,37 @@ SHAPING_CASES = [
     {"temperature": 1.3, "typical_p": 0.2},
     {"temperature": 1.0, "top_k": 200, "top_p": 0.9, "min_p": 0.2, "typical_p": 0.7},
     {"temperature": 0.9, "top_p": 0.95, "typical_p": 0.95},
+    {"temperature": 1.0, "repetition_penalty": 1.3},
+    {"temperature": 0.7, "repetition_penalty": 0.8, "top_k": 50},
+    {"temperature": 1.0, "frequency_penalty": 0.5, "presence_penalty": 0.3},
+    {"temperature": 0.9, "repetition_penalty": 1.2, "frequency_penalty": -1.0,
+     "presence_penalty": 1.5, "top_p": 0.9},
 ]
+
+
+def shaping_history(logits: torch.Tensor) -> dict:
+    """A sequence's tokens for the penalty cases: likely and unlikely ids (positive and negative
+    logits), some in the prompt only, some generated once, some several times."""
+    order = torch.argsort(logits, descending=True).tolist()
+    prompt = [order[0], order[2], order[2], order[-1], order[500]]
+    generated = [order[1], order[1], order[1], order[2], order[3], order[-2], order[-2], order[40]]
+    return {"prompt": prompt, "generated": generated}
+
+
+def apply_penalties(scores: torch.Tensor, case: dict, history: dict) -> torch.Tensor:
+    """transformers' repetition penalty over prompt + generated, then OpenAI's frequency and
+    presence penalties over the generated tokens (its documented formula, vLLM's order)."""
+    from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor
+
+    if "repetition_penalty" in case:
+        input_ids = torch.tensor([history["prompt"] + history["generated"]])
+        scores = RepetitionPenaltyLogitsProcessor(case["repetition_penalty"])(input_ids, scores)
+    counts = torch.zeros_like(scores)
+    for token in history["generated"]:
+        counts[0, token] += 1
+    frequency = case.get("frequency_penalty", 0.0)
+    presence = case.get("presence_penalty", 0.0)
+    return scores - counts * frequency - (counts > 0).to(scores.dtype) * presence
 
 
 def cmd_shaping_cases(args: argparse.Namespace) -> None:
@@ -525,7 +556,9 @@ def cmd_shaping_cases(args: argparse.Namespace) -> None:
     source = REPO / "tests" / "fixtures" / "reference" / "tiny-gpt2-random-logits.safetensors"
     logits = load_file(str(source))["prompt_1_logits"][:1024].to(torch.float32)
     cases = []
+    history = shaping_history(logits)
     for case in SHAPING_CASES:
+        penalized = any(k.endswith("_penalty") for k in case)
         warpers = [TemperatureLogitsWarper(case["temperature"])]
         if "top_k" in case:
             warpers.append(TopKLogitsWarper(top_k=case["top_k"]))
@@ -536,20 +569,25 @@ def cmd_shaping_cases(args: argparse.Namespace) -> None:
         if "typical_p" in case:
             warpers.append(TypicalLogitsWarper(mass=case["typical_p"]))
         scores = logits.clone()[None, :]
+        if penalized:
+            scores = apply_penalties(scores, case, history)
         for warper in warpers:
             scores = warper(None, scores)
         logprobs = torch.log_softmax(scores.to(torch.float64), dim=-1)[0]
         kept = torch.nonzero(torch.isfinite(logprobs)).flatten().tolist()
         cases.append({
             "shaping": case,
+            **({"history": history} if penalized else {}),
             "kept": kept,
             "logprobs": [round(float(logprobs[i]), 7) for i in kept],
         })
     document = {
         "source": (
             f"transformers {transformers.__version__} logits warpers (temperature, top_k, "
-            "top_p, min_p, typical_p, in generate's order) over the first 1024 logits of "
-            "prompt_1 in tests/fixtures/reference/tiny-gpt2-random-logits.safetensors"
+            "top_p, min_p, typical_p, in generate's order) after its repetition penalty and "
+            "OpenAI's frequency and presence penalties (over the case's history) on the first "
+            "1024 logits of prompt_1 in "
+            "tests/fixtures/reference/tiny-gpt2-random-logits.safetensors"
         ),
         "logits": [float(x) for x in logits],
         "cases": cases,

@@ -289,6 +289,18 @@ pub struct GenerateArgs {
     /// Generate at least N tokens: until then end-of-text and the stop tokens cannot be picked.
     #[arg(long, value_name = "N")]
     pub min_tokens: Option<u32>,
+    /// Discourage every token already in the prompt or the completion (transformers'
+    /// repetition penalty, in (0, 10]; 1 is off, 1.2 is a common choice).
+    #[arg(long, value_name = "P")]
+    pub repetition_penalty: Option<f32>,
+    /// Subtract P from a token's logit for each time the completion generated it (OpenAI's
+    /// frequency penalty, in [-2, 2]).
+    #[arg(long, value_name = "P", allow_negative_numbers = true)]
+    pub frequency_penalty: Option<f32>,
+    /// Subtract P once from the logit of every token the completion generated (OpenAI's
+    /// presence penalty, in [-2, 2]).
+    #[arg(long, value_name = "P", allow_negative_numbers = true)]
+    pub presence_penalty: Option<f32>,
     /// Stop when this token id is generated. Repeat for several.
     #[arg(long, value_name = "ID")]
     pub stop_token_id: Vec<u32>,

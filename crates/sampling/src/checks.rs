@@ -23,6 +23,10 @@ pub fn shaping_checked(prefix: &str, s: &pb::Shaping, vocab_size: Option<usize>)
         && s.top_p.is_none_or(|p| p > 0.0 && p <= 1.0)
         && s.min_p.is_none_or(|p| (0.0..=1.0).contains(&p))
         && s.typical_p.is_none_or(|p| p > 0.0 && p <= 1.0)
+        && s.repetition_penalty.is_none_or(|p| p > 0.0 && p <= 10.0)
+        && s.frequency_penalty
+            .is_none_or(|p| (-2.0..=2.0).contains(&p))
+        && s.presence_penalty.is_none_or(|p| (-2.0..=2.0).contains(&p))
         && s.logit_bias.len() <= MAX_LOGIT_BIAS_ENTRIES
         && s.logit_bias.values().all(|b| (-100.0..=100.0).contains(b))
         && vocab_size.is_none_or(|v| s.logit_bias.keys().all(|&id| (id as usize) < v))
@@ -38,6 +42,18 @@ pub fn shaping_checked(prefix: &str, s: &pb::Shaping, vocab_size: Option<usize>)
                 (s.top_p, s.min_p, s.typical_p)
             );
             assert_eq!(v.banned, s.banned_ids);
+            assert_eq!(
+                (
+                    v.repetition_penalty,
+                    v.frequency_penalty,
+                    v.presence_penalty
+                ),
+                (
+                    s.repetition_penalty.unwrap_or(1.0),
+                    s.frequency_penalty.unwrap_or(0.0),
+                    s.presence_penalty.unwrap_or(0.0)
+                )
+            );
             assert_eq!(v.logit_bias.len(), s.logit_bias.len());
             assert!(v.logit_bias.windows(2).all(|w| w[0].0 < w[1].0));
             assert!(v.logit_bias.iter().all(|(id, b)| s.logit_bias[id] == *b));

@@ -7,6 +7,8 @@
 
 use std::cmp::Ordering;
 
+use crate::penalties::{penalize, Seen};
+
 /// How to shape the distribution before picking.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Shaping {
@@ -24,6 +26,12 @@ pub struct Shaping {
     pub logit_bias: Vec<(u32, f32)>,
     /// Never picked: their logits become -inf first.
     pub banned: Vec<u32>,
+    /// transformers' repetition penalty over every token seen, > 0; 1 = off (see [`Seen`]).
+    pub repetition_penalty: f32,
+    /// OpenAI's, per time a token was generated, in [-2, 2]; 0 = off.
+    pub frequency_penalty: f32,
+    /// OpenAI's, once for every token generated at all, in [-2, 2]; 0 = off.
+    pub presence_penalty: f32,
 }
 
 impl Default for Shaping {
@@ -36,6 +44,9 @@ impl Default for Shaping {
             typical_p: None,
             logit_bias: Vec::new(),
             banned: Vec::new(),
+            repetition_penalty: 1.0,
+            frequency_penalty: 0.0,
+            presence_penalty: 0.0,
         }
     }
 }
@@ -203,22 +214,23 @@ impl Masses {
 /// `u` in [0, 1) is the caller's uniform draw. The shaped distribution is walked in a fixed order
 /// (by token id when nothing is cut away, else by probability, highest first) and the token whose
 /// cumulative mass first exceeds `u` is taken. At temperature 0 the most likely token is taken and
-/// `u` is unused.
-pub fn pick(logits: &[f32], shaping: &Shaping, u: f64, top_n: usize) -> Pick {
-    describe(logits, shaping, |shaped| shaped.draw(u), top_n)
+/// `u` is unused. `seen` is what the penalties count (the sequence's tokens so far).
+pub fn pick(logits: &[f32], shaping: &Shaping, seen: &Seen, u: f64, top_n: usize) -> Pick {
+    describe(logits, shaping, seen, |shaped| shaped.draw(u), top_n)
 }
 
 /// What the distribution says about a token that is given rather than drawn (teacher forcing,
 /// scoring a text): the same numbers [`pick`] reports, for `token`. Its shaped log-probability
 /// is `-inf` when the shaping cut it away.
-pub fn judge(logits: &[f32], shaping: &Shaping, token: u32, top_n: usize) -> Pick {
-    describe(logits, shaping, |_| token, top_n)
+pub fn judge(logits: &[f32], shaping: &Shaping, seen: &Seen, token: u32, top_n: usize) -> Pick {
+    describe(logits, shaping, seen, |_| token, top_n)
 }
 
 /// The raw distribution's numbers, the shaped distribution, and the token `choose` takes in it.
 fn describe(
     logits: &[f32],
     shaping: &Shaping,
+    seen: &Seen,
     choose: impl FnOnce(&Shaped) -> u32,
     top_n: usize,
 ) -> Pick {
@@ -231,25 +243,29 @@ fn describe(
     let raw_top_ids = top_ids(logits, top_n);
     let raw_top = raw_top_ids.iter().map(|&i| (i, raw_logprob(i))).collect();
 
-    // The bias is shaping: the raw numbers above describe the model alone.
+    // Bias, penalties and bans are shaping: the raw numbers above describe the model alone.
+    // They come in transformers' order: the bias, the repetition penalty, then the bans.
+    let penalized = shaping.penalizes() && !seen.is_empty();
+    let as_raw = shaping.logit_bias.is_empty() && shaping.banned.is_empty() && !penalized;
     let biased;
-    let (shaped_logits, shaped_top_ids) =
-        if shaping.logit_bias.is_empty() && shaping.banned.is_empty() {
-            (logits, raw_top_ids.as_slice())
-        } else {
-            let mut row = logits.to_vec();
-            for &(id, bias) in &shaping.logit_bias {
-                row[id as usize] += bias;
-            }
-            for &id in &shaping.banned {
-                row[id as usize] = f32::NEG_INFINITY;
-            }
-            biased = (top_ids(&row, top_n), row);
-            (biased.1.as_slice(), biased.0.as_slice())
-        };
-    // At temperature 1 with no bias the raw masses are the shaped ones.
-    let unchanged =
-        shaping.temperature == 1.0 && shaping.logit_bias.is_empty() && shaping.banned.is_empty();
+    let (shaped_logits, shaped_top_ids) = if as_raw {
+        (logits, raw_top_ids.as_slice())
+    } else {
+        let mut row = logits.to_vec();
+        for &(id, bias) in &shaping.logit_bias {
+            row[id as usize] += bias;
+        }
+        if penalized {
+            penalize(&mut row, shaping, seen);
+        }
+        for &id in &shaping.banned {
+            row[id as usize] = f32::NEG_INFINITY;
+        }
+        biased = (top_ids(&row, top_n), row);
+        (biased.1.as_slice(), biased.0.as_slice())
+    };
+    // At temperature 1 with the row as it came the raw masses are the shaped ones.
+    let unchanged = shaping.temperature == 1.0 && as_raw;
     let shaped = Shaped::new(shaped_logits, shaping, unchanged.then_some(raw));
     let token = choose(&shaped);
     let t = logits[token as usize];
@@ -500,13 +516,13 @@ mod tests {
             temperature: 0.0,
             ..shaping.clone()
         };
-        assert_eq!(pick(&logits, &greedy, 0.0, 0).token, 1);
-        let banned = judge(&logits, &shaping, 0, 0);
+        assert_eq!(pick(&logits, &greedy, &Seen::default(), 0.0, 0).token, 1);
+        let banned = judge(&logits, &shaping, &Seen::default(), 0, 0);
         assert_eq!(banned.shaped_logprob, f32::NEG_INFINITY);
         // The raw numbers still describe the model: token 0 stays the most likely.
         assert_eq!(banned.rank, 1);
         let p: f64 = (1..4)
-            .map(|i| (judge(&logits, &shaping, i, 0).shaped_logprob as f64).exp())
+            .map(|i| (judge(&logits, &shaping, &Seen::default(), i, 0).shaped_logprob as f64).exp())
             .sum();
         assert!((p - 1.0).abs() < 1e-6, "{p}");
     }
@@ -518,7 +534,7 @@ mod tests {
             typical_p: Some(0.5),
             ..Shaping::default()
         };
-        let picked = pick(&logits, &shaping, 0.3, 0);
+        let picked = pick(&logits, &shaping, &Seen::default(), 0.3, 0);
         assert!((picked.token as usize) < logits.len());
     }
 
@@ -560,7 +576,7 @@ mod tests {
             ..Shaping::default()
         };
         for u in [0.0, 0.5, 0.999] {
-            let p = pick(&logits, &greedy, u, 3);
+            let p = pick(&logits, &greedy, &Seen::default(), u, 3);
             assert_eq!(p.token, 1, "ties go to the lower id");
             assert_eq!(p.rank, 1);
             assert_eq!(p.shaped_top, vec![(1, 0.0)]);
@@ -570,7 +586,7 @@ mod tests {
     #[test]
     fn raw_numbers_are_the_softmax() {
         let logits = [1.0, 3.0, 0.0, 2.0];
-        let p = pick(&logits, &Shaping::default(), 0.0, 4);
+        let p = pick(&logits, &Shaping::default(), &Seen::default(), 0.0, 4);
         let expected = probs(&logits);
         let ids: Vec<u32> = p.raw_top.iter().map(|t| t.0).collect();
         assert_eq!(ids, vec![1, 3, 0, 2]);
@@ -586,7 +602,7 @@ mod tests {
         // probabilities 0.1, 0.2, 0.3, 0.4 over ids 0..4
         let logits: Vec<f32> = [0.1f32, 0.2, 0.3, 0.4].iter().map(|p| p.ln()).collect();
         let s = Shaping::default();
-        let at = |u| pick(&logits, &s, u, 0).token;
+        let at = |u| pick(&logits, &s, &Seen::default(), u, 0).token;
         assert_eq!(at(0.0), 0);
         assert_eq!(at(0.099), 0);
         assert_eq!(at(0.101), 1);
@@ -609,7 +625,14 @@ mod tests {
         let n = 20_000;
         let mut counts = [0usize; 5];
         for k in 0..n {
-            counts[pick(&logits, &s, (k as f64 + 0.5) / n as f64, 0).token as usize] += 1;
+            counts[pick(
+                &logits,
+                &s,
+                &Seen::default(),
+                (k as f64 + 0.5) / n as f64,
+                0,
+            )
+            .token as usize] += 1;
         }
         for (c, e) in counts.iter().zip(&expected) {
             assert!(
@@ -627,7 +650,7 @@ mod tests {
             top_k: Some(2),
             ..Shaping::default()
         };
-        let p = pick(&logits, &top_k, 0.99, 4);
+        let p = pick(&logits, &top_k, &Seen::default(), 0.99, 4);
         assert_eq!(p.token, 1);
         assert_eq!(p.shaped_top.len(), 2);
         assert!((p.shaped_top[0].1.exp() - 0.625).abs() < 1e-6);
@@ -636,7 +659,7 @@ mod tests {
             top_p: Some(0.7),
             ..Shaping::default()
         };
-        let p = pick(&logits, &top_p, 0.99, 4);
+        let p = pick(&logits, &top_p, &Seen::default(), 0.99, 4);
         assert_eq!(
             p.shaped_top.iter().map(|t| t.0).collect::<Vec<_>>(),
             vec![0, 1]
@@ -649,7 +672,7 @@ mod tests {
             top_p: Some(1e-6),
             ..Shaping::default()
         };
-        assert_eq!(pick(&logits, &tiny, 0.7, 1).token, 0);
+        assert_eq!(pick(&logits, &tiny, &Seen::default(), 0.7, 1).token, 0);
     }
 
     #[test]
@@ -660,7 +683,7 @@ mod tests {
             logit_bias: vec![(2, 5.0)],
             ..Shaping::default()
         };
-        let p = pick(&logits, &s, 0.0, 3);
+        let p = pick(&logits, &s, &Seen::default(), 0.0, 3);
         assert_eq!(p.token, 2);
         assert_eq!(p.rank, 3, "rank is in the raw distribution");
         assert_eq!(p.raw_top[0].0, 0);
@@ -669,7 +692,17 @@ mod tests {
             ..Shaping::default()
         };
         for k in 0..10 {
-            assert_eq!(pick(&logits, &banned, (k as f64 + 0.5) / 10.0, 0).token, 2);
+            assert_eq!(
+                pick(
+                    &logits,
+                    &banned,
+                    &Seen::default(),
+                    (k as f64 + 0.5) / 10.0,
+                    0
+                )
+                .token,
+                2
+            );
         }
     }
 
@@ -681,7 +714,7 @@ mod tests {
             ..Shaping::default()
         };
         // u near 1 walks to the least likely token of the kept, sorted set: id 3 (tie with 1, higher id).
-        let p = pick(&logits, &s, 0.999999, 0);
+        let p = pick(&logits, &s, &Seen::default(), 0.999999, 0);
         assert_eq!(p.token, 3);
         assert_eq!(p.rank, 4);
     }
@@ -693,18 +726,24 @@ mod tests {
             top_k: Some(2),
             ..Shaping::default()
         };
-        let drawn = pick(&logits, &top_k, 0.99, 2);
-        assert_eq!(judge(&logits, &top_k, drawn.token, 2), drawn);
-        let cut = judge(&logits, &top_k, 3, 0);
+        let drawn = pick(&logits, &top_k, &Seen::default(), 0.99, 2);
+        assert_eq!(
+            judge(&logits, &top_k, &Seen::default(), drawn.token, 2),
+            drawn
+        );
+        let cut = judge(&logits, &top_k, &Seen::default(), 3, 0);
         assert_eq!((cut.rank, cut.shaped_logprob), (4, f32::NEG_INFINITY));
         assert!((cut.logprob.exp() - 0.05).abs() < 1e-6);
         let greedy = Shaping {
             temperature: 0.0,
             ..Shaping::default()
         };
-        assert_eq!(judge(&logits, &greedy, 0, 0).shaped_logprob, 0.0);
         assert_eq!(
-            judge(&logits, &greedy, 1, 0).shaped_logprob,
+            judge(&logits, &greedy, &Seen::default(), 0, 0).shaped_logprob,
+            0.0
+        );
+        assert_eq!(
+            judge(&logits, &greedy, &Seen::default(), 1, 0).shaped_logprob,
             f32::NEG_INFINITY
         );
     }
@@ -712,7 +751,7 @@ mod tests {
     #[test]
     fn shaped_entropy_follows_the_shaping() {
         let logits: Vec<f32> = [0.5f32, 0.3, 0.15, 0.05].iter().map(|p| p.ln()).collect();
-        let plain = pick(&logits, &Shaping::default(), 0.5, 0);
+        let plain = pick(&logits, &Shaping::default(), &Seen::default(), 0.5, 0);
         assert!((plain.shaped_entropy - plain.entropy).abs() < 1e-6);
         let two = pick(
             &logits,
@@ -720,6 +759,7 @@ mod tests {
                 top_k: Some(2),
                 ..Shaping::default()
             },
+            &Seen::default(),
             0.5,
             0,
         );
@@ -729,6 +769,9 @@ mod tests {
             temperature: 0.0,
             ..Shaping::default()
         };
-        assert_eq!(pick(&logits, &cold, 0.5, 0).shaped_entropy, 0.0);
+        assert_eq!(
+            pick(&logits, &cold, &Seen::default(), 0.5, 0).shaped_entropy,
+            0.0
+        );
     }
 }

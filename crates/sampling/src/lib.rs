@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod distribution;
+mod penalties;
 mod validate;
 
 /// Properties shared by the property tests and the fuzz targets (`make fuzz`); not an API.
@@ -15,7 +16,8 @@ pub mod checks;
 mod properties;
 
 pub use distribution::{judge, pick, Pick, Shaping};
-pub use validate::{check_logit_bias_ids, sampling, shaping, FieldError};
+pub use penalties::{History, Seen};
+pub use validate::{check_logit_bias_ids, history, sampling, shaping, FieldError};
 
 use oneword_proto::common::v1 as common;
 use oneword_proto::decoder::v1 as pb;
@@ -66,8 +68,9 @@ impl SessionShaping {
 }
 
 impl Sampling {
-    /// Picks from `row` as asked, keeping the row when it is to be returned.
-    pub fn pick(&self, row: Vec<f32>) -> Picked {
+    /// Picks from `row` as asked, keeping the row when it is to be returned. `seen` is what the
+    /// penalties count: the session's tokens so far.
+    pub fn pick(&self, row: Vec<f32>, seen: &Seen) -> Picked {
         let default;
         let shaping = match &self.shaping {
             Some(shaping) => shaping,
@@ -76,7 +79,7 @@ impl Sampling {
                 &default
             }
         };
-        let pick = pick(&row, shaping, self.u, self.top_n);
+        let pick = pick(&row, shaping, seen, self.u, self.top_n);
         Picked {
             pick,
             full_row: self.full_row.map(|precision| (row, precision)),

@@ -24,6 +24,12 @@ fn float() -> impl Strategy<Value = f32> {
             f32::NEG_INFINITY,
             f32::MAX,
             -1.0,
+            2.0,
+            2.001,
+            -2.0,
+            -2.001,
+            10.0,
+            10.001,
         ]),
         any::<f32>(),
         -2.0f32..2.0,
@@ -47,16 +53,23 @@ fn shaping() -> impl Strategy<Value = pb::Shaping> {
                 prop::collection::vec(0u32..5, 127..130),
             ],
         ),
+        prop::array::uniform3(prop::option::of(float())),
     )
         .prop_map(
-            |(temperature, top_k, top_p, logit_bias, (min_p, typical_p, banned_ids))| pb::Shaping {
-                temperature,
-                top_k,
-                top_p,
-                min_p,
-                typical_p,
-                logit_bias,
-                banned_ids,
+            |(temperature, top_k, top_p, logit_bias, (min_p, typical_p, banned_ids), penalties)| {
+                let [repetition_penalty, frequency_penalty, presence_penalty] = penalties;
+                pb::Shaping {
+                    temperature,
+                    top_k,
+                    top_p,
+                    min_p,
+                    typical_p,
+                    logit_bias,
+                    banned_ids,
+                    repetition_penalty,
+                    frequency_penalty,
+                    presence_penalty,
+                }
             },
         )
 }

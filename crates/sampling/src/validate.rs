@@ -5,7 +5,7 @@
 
 use oneword_proto::decoder::v1 as pb;
 
-use crate::{RowPrecision, Sampling, Shaping};
+use crate::{History, RowPrecision, Sampling, Shaping};
 
 /// A field out of its range: its path, and a message naming it, the value and what is allowed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,6 +34,12 @@ const MAX_BIAS: f32 = 100.0;
 /// Entries of `logit_bias`, as OpenAI bounds them: the map goes with every step of every
 /// sample, so its size multiplies a request's traffic and work.
 pub const MAX_LOGIT_BIAS_ENTRIES: usize = 300;
+
+/// The strongest repetition penalty: 10 already all but bans every token seen.
+pub const MAX_REPETITION_PENALTY: f32 = 10.0;
+
+/// Frequency and presence penalties, as OpenAI bounds them.
+pub const MAX_PENALTY: f32 = 2.0;
 
 /// Entries of `banned_ids`: the end-of-text token and a request's stop tokens, with room.
 pub const MAX_BANNED_IDS: usize = 128;
@@ -82,6 +88,28 @@ pub fn shaping(
             f.clone(),
             format!("`{f}` must be in (0, 1], got {p}"),
         ));
+    }
+    if let Some(p) = shaping
+        .repetition_penalty
+        .filter(|p| !(*p > 0.0 && *p <= MAX_REPETITION_PENALTY))
+    {
+        let f = field("repetition_penalty");
+        return Err(FieldError::new(
+            f.clone(),
+            format!("`{f}` must be in (0, {MAX_REPETITION_PENALTY}], got {p}"),
+        ));
+    }
+    for (name, value) in [
+        ("frequency_penalty", shaping.frequency_penalty),
+        ("presence_penalty", shaping.presence_penalty),
+    ] {
+        if let Some(v) = value.filter(|v| !(-MAX_PENALTY..=MAX_PENALTY).contains(v)) {
+            let f = field(name);
+            return Err(FieldError::new(
+                f.clone(),
+                format!("`{f}` must be in [-{MAX_PENALTY}, {MAX_PENALTY}], got {v}"),
+            ));
+        }
     }
     if shaping.logit_bias.len() > MAX_LOGIT_BIAS_ENTRIES {
         let f = field("logit_bias");
@@ -141,6 +169,9 @@ pub fn shaping(
         typical_p: shaping.typical_p,
         logit_bias,
         banned: shaping.banned_ids.clone(),
+        repetition_penalty: shaping.repetition_penalty.unwrap_or(1.0),
+        frequency_penalty: shaping.frequency_penalty.unwrap_or(0.0),
+        presence_penalty: shaping.presence_penalty.unwrap_or(0.0),
     })
 }
 
@@ -163,6 +194,40 @@ pub fn check_logit_bias_ids(
             ))
         }
     }
+}
+
+/// Checks a step's history (its path is `f`): one id per row of the step, each in the
+/// vocabulary.
+pub fn history(
+    f: &str,
+    h: pb::History,
+    rows: usize,
+    vocab_size: usize,
+) -> Result<History, FieldError> {
+    let given = h.prompt_ids.len() + h.generated_ids.len();
+    if given != rows {
+        return Err(FieldError::new(
+            f.to_string(),
+            format!(
+                "`{f}` names {given} token ids for a step of {rows} rows; it must name one per row"
+            ),
+        ));
+    }
+    if let Some(id) = h
+        .prompt_ids
+        .iter()
+        .chain(&h.generated_ids)
+        .find(|&&id| id as usize >= vocab_size)
+    {
+        return Err(FieldError::new(
+            f.to_string(),
+            format!("`{f}` names token {id}, outside the vocabulary of {vocab_size} tokens"),
+        ));
+    }
+    Ok(History {
+        prompt: h.prompt_ids,
+        generated: h.generated_ids,
+    })
 }
 
 /// Checks a step's sampling; `prefix` is its path (`"steps[0].sampling"`).
@@ -247,6 +312,30 @@ mod tests {
                 },
                 "top_p",
                 "must be in (0, 1], got 1.5",
+            ),
+            (
+                pb::Shaping {
+                    repetition_penalty: Some(0.0),
+                    ..Default::default()
+                },
+                "repetition_penalty",
+                "must be in (0, 10], got 0",
+            ),
+            (
+                pb::Shaping {
+                    frequency_penalty: Some(2.5),
+                    ..Default::default()
+                },
+                "frequency_penalty",
+                "must be in [-2, 2], got 2.5",
+            ),
+            (
+                pb::Shaping {
+                    presence_penalty: Some(f32::NAN),
+                    ..Default::default()
+                },
+                "presence_penalty",
+                "must be in [-2, 2], got NaN",
             ),
             (
                 pb::Shaping {

@@ -63,12 +63,17 @@ pub fn step(
         .sampling
         .map(|s| oneword_sampling::sampling(&field("sampling"), &s, vocab, limits.max_top_n))
         .transpose()?;
+    let history = step
+        .history
+        .map(|h| oneword_sampling::history(&field("history"), h, token_ids.len(), vocab))
+        .transpose()?;
     let ids = StepIds {
         session_id: step.session_id,
         create,
         start_position: step.start_position as usize,
         token_ids,
         release_after: step.release_after,
+        history,
     };
     Ok((ids, sampling))
 }

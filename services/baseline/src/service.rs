@@ -40,15 +40,15 @@ impl State {
         let picks: Result<Vec<_>, Error> = inputs
             .iter()
             .zip(&samplings)
-            .map(|((model, input), sampling)| match sampling {
-                Some(s) => Ok(Some(s.pick(self.models.row(*model, input)?))),
+            .map(|(input, sampling)| match sampling {
+                Some(s) => Ok(Some(
+                    s.pick(self.models.row(input.model, &input.ids)?, &input.seen),
+                )),
                 None => Ok(None),
             })
             .collect();
-        let lengths: Vec<usize> = inputs.iter().map(|i| i.1.len()).collect();
-        let inputs = picks
-            .is_ok()
-            .then(|| inputs.into_iter().map(|i| i.1).collect());
+        let lengths: Vec<usize> = inputs.iter().map(|i| i.ids.len()).collect();
+        let inputs = picks.is_ok().then_some(inputs);
         self.sessions().finish(&ids, inputs, Instant::now())?;
         Ok(ids
             .into_iter()

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use oneword_runtime::SessionError;
-use oneword_sampling::{Sampling, SessionShaping};
+use oneword_sampling::{History, Sampling, Seen, SessionShaping};
 
 use crate::models::ModelName;
 use crate::Error;
@@ -22,6 +22,18 @@ pub struct StepIds {
     pub start_position: usize,
     pub token_ids: Vec<u32>,
     pub release_after: bool,
+    /// The ids as prompt and generated ones, for the penalties; `None`: not counted.
+    pub history: Option<History>,
+}
+
+/// What [`Sessions::begin`] hands the computation for one step.
+#[derive(Debug)]
+pub struct Input {
+    pub model: ModelName,
+    /// The ids so far and the new ones.
+    pub ids: Vec<u32>,
+    /// The penalties' counts after the step.
+    pub seen: Seen,
 }
 
 struct Session {
@@ -29,6 +41,8 @@ struct Session {
     ids: Vec<u32>,
     /// The shaping its steps use when they send none.
     shaping: SessionShaping,
+    /// The tokens its steps' histories named, for the penalties.
+    seen: Seen,
     last_used: Instant,
     /// In a step being computed: not to be stepped, forked or expired by anyone else.
     busy: bool,
@@ -71,13 +85,8 @@ impl Sessions {
     }
 
     /// Checks every step against the sessions as they are and marks them busy; returns each
-    /// step's model and its whole input (the ids so far and the new ones). On an error nothing
-    /// has changed.
-    pub fn begin(
-        &mut self,
-        steps: &[StepIds],
-        now: Instant,
-    ) -> Result<Vec<(ModelName, Vec<u32>)>, Error> {
+    /// step's input. On an error nothing has changed.
+    pub fn begin(&mut self, steps: &[StepIds], now: Instant) -> Result<Vec<Input>, Error> {
         self.expire(now);
         let mut creating = 0;
         for (i, step) in steps.iter().enumerate() {
@@ -138,25 +147,34 @@ impl Sessions {
                             .expect("checked above: a new session is created"),
                         ids: Vec::new(),
                         shaping: SessionShaping::default(),
+                        seen: Seen::default(),
                         last_used: now,
                         busy: false,
                     });
                 session.busy = true;
                 let mut ids = session.ids.clone();
                 ids.extend(&step.token_ids);
-                (session.model, ids)
+                let mut seen = session.seen.clone();
+                if let Some(history) = &step.history {
+                    seen.add(history);
+                }
+                Input {
+                    model: session.model,
+                    ids,
+                    seen,
+                }
             })
             .collect())
     }
 
-    /// Ends what [`Sessions::begin`] started: with `inputs` (each step's whole input) the
-    /// sessions take their new ids, or go when released after the step; with `None` (the
+    /// Ends what [`Sessions::begin`] started: with `inputs` (each step's input) the sessions
+    /// take their new ids and counts, or go when released after the step; with `None` (the
     /// computation failed) every session is as it was before. A session released while its
     /// step ran makes the whole step undone and NOT_FOUND.
     pub fn finish(
         &mut self,
         steps: &[StepIds],
-        inputs: Option<Vec<Vec<u32>>>,
+        inputs: Option<Vec<Input>>,
         now: Instant,
     ) -> Result<(), Error> {
         let lost = steps
@@ -180,11 +198,12 @@ impl Sessions {
                 };
             }
         };
-        for (step, ids) in steps.iter().zip(inputs) {
+        for (step, input) in steps.iter().zip(inputs) {
             if step.release_after {
                 self.sessions.remove(&step.session_id);
             } else if let Some(session) = self.sessions.get_mut(&step.session_id) {
-                session.ids = ids;
+                session.ids = input.ids;
+                session.seen = input.seen;
                 session.busy = false;
                 session.last_used = now;
             }
@@ -195,14 +214,14 @@ impl Sessions {
     /// Copies `source` into each of `targets`.
     pub fn fork(&mut self, source: &str, targets: &[String], now: Instant) -> Result<(), Error> {
         self.expire(now);
-        let (model, ids, shaping) = match self.sessions.get_mut(source) {
+        let (model, ids, shaping, seen) = match self.sessions.get_mut(source) {
             None => return Err(Error::Session(SessionError::NotFound(source.to_string()))),
             Some(s) if s.busy => {
                 return Err(Error::Session(SessionError::Busy(source.to_string())))
             }
             Some(s) => {
                 s.last_used = now;
-                (s.model, s.ids.clone(), s.shaping.clone())
+                (s.model, s.ids.clone(), s.shaping.clone(), s.seen.clone())
             }
         };
         for (i, target) in targets.iter().enumerate() {
@@ -223,6 +242,7 @@ impl Sessions {
                 model,
                 ids: ids.clone(),
                 shaping: shaping.clone(),
+                seen: seen.clone(),
                 last_used: now,
                 busy: false,
             };
@@ -276,14 +296,16 @@ mod tests {
             start_position: start,
             token_ids: ids.to_vec(),
             release_after: false,
+            history: None,
         }
     }
 
-    /// Runs one whole step (begin, then finish with its inputs).
+    /// Runs one whole step (begin, then finish with its inputs); returns each step's ids.
     fn run(s: &mut Sessions, steps: &[StepIds], now: Instant) -> Result<Vec<Vec<u32>>, Error> {
-        let inputs: Vec<Vec<u32>> = s.begin(steps, now)?.into_iter().map(|i| i.1).collect();
-        s.finish(steps, Some(inputs.clone()), now)?;
-        Ok(inputs)
+        let inputs = s.begin(steps, now)?;
+        let ids = inputs.iter().map(|i| i.ids.clone()).collect();
+        s.finish(steps, Some(inputs), now)?;
+        Ok(ids)
     }
 
     #[test]
@@ -324,7 +346,7 @@ mod tests {
         let (mut s, t0) = (store(), Instant::now());
         run(&mut s, &[step("a", true, 0, &[1])], t0).unwrap();
         let first = [step("a", false, 1, &[2])];
-        s.begin(&first, t0).unwrap();
+        let inputs = s.begin(&first, t0).unwrap();
         assert!(matches!(
             s.begin(&first, t0),
             Err(Error::Session(SessionError::Busy(_)))
@@ -333,12 +355,36 @@ mod tests {
             s.fork("a", &["b".into()], t0),
             Err(Error::Session(SessionError::Busy(_)))
         ));
-        s.finish(&first, Some(vec![vec![1, 2]]), t0).unwrap();
+        s.finish(&first, Some(inputs), t0).unwrap();
         s.fork("a", &["b".into()], t0).unwrap();
         assert_eq!(
             run(&mut s, &[step("b", false, 2, &[9])], t0).unwrap(),
             [vec![1, 2, 9]]
         );
+    }
+
+    #[test]
+    fn a_session_counts_its_history_and_a_fork_copies_the_counts() {
+        let (mut s, t0) = (store(), Instant::now());
+        let mut first = step("a", true, 0, &[1, 2, 3]);
+        first.history = Some(History {
+            prompt: vec![1, 2],
+            generated: vec![3],
+        });
+        let inputs = s.begin(std::slice::from_ref(&first), t0).unwrap();
+        let expected = inputs[0].seen.clone();
+        assert!(!expected.is_empty());
+        s.finish(&[first], Some(inputs), t0).unwrap();
+        s.fork("a", &["b".into()], t0).unwrap();
+        let failed = [step("b", false, 3, &[4])];
+        let mut counted = s.begin(&failed, t0).unwrap();
+        assert_eq!(
+            counted.pop().unwrap().seen,
+            expected,
+            "b starts from a's counts"
+        );
+        s.finish(&failed, None, t0).unwrap();
+        assert_eq!(s.sessions["b"].seen, expected);
     }
 
     #[test]
@@ -355,12 +401,7 @@ mod tests {
         );
 
         let steps = [step("a", false, 2, &[4]), step("new", true, 0, &[5])];
-        let inputs = s
-            .begin(&steps, t0)
-            .unwrap()
-            .into_iter()
-            .map(|i| i.1)
-            .collect();
+        let inputs = s.begin(&steps, t0).unwrap();
         assert_eq!(s.release(&["a".into()]), 1);
         assert!(
             matches!(s.finish(&steps, Some(inputs), t0), Err(Error::Session(SessionError::NotFound(id))) if id == "a")
@@ -418,19 +459,15 @@ mod tests {
         .unwrap();
         let later = t0 + Duration::from_secs(5);
         let running = [step("busy", false, 1, &[2])];
-        s.begin(&running, later).unwrap();
+        let inputs = s.begin(&running, later).unwrap();
         assert_eq!(s.len(t0 + Duration::from_secs(9)), 2);
         assert_eq!(
             s.len(t0 + Duration::from_secs(10)),
             1,
             "idle went at its TTL"
         );
-        s.finish(
-            &running,
-            Some(vec![vec![1, 2]]),
-            t0 + Duration::from_secs(11),
-        )
-        .unwrap();
+        s.finish(&running, Some(inputs), t0 + Duration::from_secs(11))
+            .unwrap();
         assert_eq!(
             s.len(t0 + Duration::from_secs(20)),
             1,

@@ -70,6 +70,13 @@ pub fn step_input(i: usize, step: pb::SessionStep, limits: &Limits) -> Result<St
             oneword_sampling::sampling(&field("sampling"), &s, limits.vocab_size, limits.max_top_n)
         })
         .transpose()?;
+    let history = step
+        .history
+        .map(|h| {
+            let rows = embeddings.dims()[0];
+            oneword_sampling::history(&field("history"), h, rows, limits.vocab_size)
+        })
+        .transpose()?;
     Ok(StepInput {
         session_id: step.session_id,
         create: step.create,
@@ -77,6 +84,7 @@ pub fn step_input(i: usize, step: pb::SessionStep, limits: &Limits) -> Result<St
         embeddings,
         sampling,
         release_after: step.release_after,
+        history,
     })
 }
 

@@ -9,7 +9,7 @@ use candle_core::{DType, Tensor};
 use oneword_model::{Transformer, BLOCK_MATRICES};
 
 use crate::Error;
-use oneword_sampling::{self as distribution, Pick, Shaping};
+use oneword_sampling::{self as distribution, Pick, Seen, Shaping};
 
 /// Rows of the LM head computed at once while scoring: a 1,024-token text would otherwise hold
 /// 1,024 × 50,257 f32 logits (200 MB) at the same time.
@@ -93,6 +93,7 @@ pub fn score(model: &Transformer, input: &ScoreInput) -> Result<(Vec<Pick>, Dura
             picks.push(distribution::judge(
                 row,
                 &input.shaping,
+                &Seen::default(),
                 target,
                 input.top_n,
             ));
@@ -109,7 +110,16 @@ pub fn inspect(model: &Transformer, input: &InspectInput) -> Result<InspectOutpu
     let lens = if input.lens_top_n > 0 {
         let rows = model.logit_lens(&seen.hidden_states)?.to_vec2::<f32>()?;
         rows.iter()
-            .map(|row| distribution::pick(row, &Shaping::default(), 0.0, input.lens_top_n).raw_top)
+            .map(|row| {
+                distribution::pick(
+                    row,
+                    &Shaping::default(),
+                    &Seen::default(),
+                    0.0,
+                    input.lens_top_n,
+                )
+                .raw_top
+            })
             .collect()
     } else {
         Vec::new()

@@ -160,6 +160,9 @@ impl GenerateParams {
             typical_p: r.typical_p,
             logit_bias: r.logit_bias,
             banned_ids: Vec::new(),
+            repetition_penalty: r.repetition_penalty,
+            frequency_penalty: r.frequency_penalty,
+            presence_penalty: r.presence_penalty,
         })?;
         let min_new_tokens = r.min_new_tokens.unwrap_or(0);
         if min_new_tokens > max_new_tokens {
@@ -248,6 +251,14 @@ impl GenerateParams {
         eos.into_iter()
             .chain(self.stop_token_ids.iter().copied())
             .collect()
+    }
+
+    /// Whether a penalty is on, so the decoder must be told which tokens each step feeds.
+    pub fn penalizes(&self) -> bool {
+        let s = &self.shaping;
+        s.repetition_penalty.is_some_and(|p| p != 1.0)
+            || s.frequency_penalty.is_some_and(|p| p != 0.0)
+            || s.presence_penalty.is_some_and(|p| p != 0.0)
     }
 
     /// The shaping of completion `sample`.

@@ -54,7 +54,17 @@ struct Plan<'a> {
     sessions: &'a str,
     prompt: &'a [u32],
     sampling: &'a (dyn Fn(usize, usize) -> dec::Sampling + Sync),
+    /// Whether the steps name their tokens for the decoder's penalties.
+    penalized: bool,
     deadline: &'a Deadline,
+}
+
+/// A step's rows as the penalties count them, when they count at all.
+fn history(penalized: bool, prompt: &[u32], generated: &[u32]) -> Option<dec::History> {
+    penalized.then(|| dec::History {
+        prompt_ids: prompt.to_vec(),
+        generated_ids: generated.to_vec(),
+    })
 }
 
 /// The replica a generation's sessions live on, and the guard that frees them there.
@@ -123,6 +133,7 @@ pub async fn generate(
         sessions: &sessions,
         prompt: &prompt,
         sampling: &sampling,
+        penalized: params.penalizes(),
         deadline: &deadline,
     };
     let mut running: Vec<Completion> = (0..params.n)
@@ -227,6 +238,7 @@ pub async fn generate(
                     }),
                     release_after: false,
                     model: String::new(),
+                    history: history(plan.penalized, &[], &[last_token(c)]),
                 }
             })
             .collect();
@@ -451,6 +463,7 @@ async fn build(
             sampling: None,
             release_after: false,
             model: model.clone(),
+            history: history(plan.penalized, &prompt[..shared], &[]),
         };
         decoder.step_watched(vec![prefill], deadline, stall).await?;
         let forks = running[1..].iter().map(|c| c.session.clone()).collect();
@@ -471,6 +484,7 @@ async fn build(
             } else {
                 String::new()
             },
+            history: history(plan.penalized, &prompt[shared..], &c.tokens),
         })
         .collect();
     decoder.step_watched(steps, deadline, stall).await

@@ -62,6 +62,7 @@ impl GatewayService {
             dec::FullRow::None
         };
         let step = dec::SessionStep {
+            history: None,
             session_id: format!("next-{}", uuid::Uuid::new_v4().simple()),
             create: true,
             start_position: 0,

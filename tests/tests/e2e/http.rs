@@ -125,6 +125,37 @@ async fn samples_and_logprobs_follow_openai() {
     assert_eq!(body["choices"], again["choices"], "a seed reproduces");
 }
 
+/// OpenAI's frequency and presence penalties and vLLM's repetition_penalty reach the sampler
+/// as on gRPC: the same text, and each out of range refused by name.
+#[tokio::test]
+async fn penalties_are_those_of_grpc() {
+    let cluster = Cluster::start(tiny_model()).await;
+    let grpc = cluster
+        .gateway()
+        .await
+        .generate(pb::GenerateRequest {
+            prompt: "Hello".into(),
+            max_new_tokens: Some(8),
+            temperature: Some(0.7),
+            seed: Some(3),
+            frequency_penalty: Some(1.5),
+            presence_penalty: Some(-0.5),
+            repetition_penalty: Some(1.3),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let request = json!({"prompt": "Hello", "max_tokens": 8, "temperature": 0.7, "seed": 3,
+        "frequency_penalty": 1.5, "presence_penalty": -0.5, "repetition_penalty": 1.3});
+    let (status, body) = post(&cluster, request).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["choices"][0]["text"], grpc.completions[0].text);
+    let (status, body) = post(&cluster, json!({"prompt": "Hi", "frequency_penalty": 3})).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["param"], "frequency_penalty", "{body}");
+}
+
 #[tokio::test]
 async fn models_lists_the_served_model_and_the_ngram_baselines() {
     let cluster = Cluster::start(tiny_model()).await;

@@ -1,6 +1,7 @@
-//! min_p and typical_p through the gateway, shaped in the decoder next to the logits (their
-//! parity with transformers' warpers is the sampling crate's test): a cut that keeps one token
-//! samples what greedy picks, reported as a shaped log-probability of 0.
+//! min_p, typical_p, min_new_tokens and the penalties through the gateway, shaped in the
+//! decoder next to the logits (their parity with transformers is the sampling crate's test): a
+//! cut that keeps one token samples what greedy picks, reported as a shaped log-probability of
+//! 0; the penalties count the prompt and the completion so far, across forks.
 
 use oneword_e2e::{greedy, refused, tiny_model, Cluster};
 use oneword_proto::gateway::v1 as pb;
@@ -115,5 +116,73 @@ async fn min_new_tokens_holds_back_the_end_until_then() {
         Code::InvalidArgument,
         "`min_new_tokens` must be at most `max_new_tokens` (8), got 9",
     );
+    cluster.decoder_idle().await;
+}
+
+/// The repetition penalty counts the prompt and the completion (through the shared prefill and
+/// the forks of n = 2); the presence penalty counts only the completion. The tiny model's
+/// greedy text loops, so without a penalty the checks below would fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn penalties_count_the_prompt_and_the_completion_so_far() {
+    let cluster = Cluster::start(tiny_model()).await;
+    let mut gateway = cluster.gateway().await;
+    let generated = |r: pb::GenerateRequest| {
+        let mut gateway = gateway.clone();
+        async move {
+            let answer = gateway.generate(r).await.unwrap().into_inner();
+            let ids: Vec<Vec<u32>> = answer
+                .completions
+                .into_iter()
+                .map(|c| c.token_ids)
+                .collect();
+            ids
+        }
+    };
+    let looping = generated(pb::GenerateRequest {
+        ignore_eos: true,
+        ..greedy("Hello", 12)
+    })
+    .await
+    .remove(0);
+    let repeats = |ids: &[u32]| (1..ids.len()).any(|i| ids[..i].contains(&ids[i]));
+    assert!(
+        repeats(&looping),
+        "the plain greedy text repeats: {looping:?}"
+    );
+
+    // The prompt is the looping text itself: its next greedy token is one of the prompt's.
+    let prompt: Vec<u32> = [15496].into_iter().chain(looping.iter().copied()).collect();
+    let penalized =
+        |repetition_penalty: Option<f32>, presence_penalty: Option<f32>| pb::GenerateRequest {
+            prompt: String::new(),
+            prompt_token_ids: prompt.clone(),
+            n: Some(2),
+            ignore_eos: true,
+            repetition_penalty,
+            presence_penalty,
+            ..greedy("", 10)
+        };
+    for ids in generated(penalized(Some(10.0), None)).await {
+        let new = |(i, id): (usize, &u32)| !prompt.contains(id) && !ids[..i].contains(id);
+        assert!(
+            ids.iter().enumerate().all(new),
+            "{ids:?} repeats {prompt:?}"
+        );
+    }
+    for ids in generated(penalized(None, Some(2.0))).await {
+        assert!(!repeats(&ids), "{ids:?} repeats itself");
+    }
+    for (r, says) in [
+        (
+            penalized(Some(0.0), None),
+            "`repetition_penalty` must be in (0, 10], got 0",
+        ),
+        (
+            penalized(None, Some(-2.5)),
+            "`presence_penalty` must be in [-2, 2], got -2.5",
+        ),
+    ] {
+        refused(gateway.generate(r).await, Code::InvalidArgument, says);
+    }
     cluster.decoder_idle().await;
 }

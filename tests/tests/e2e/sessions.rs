@@ -422,3 +422,32 @@ async fn a_session_keeps_its_shaping_for_steps_that_send_none() {
         "{shaped} vs {raw}: the plain softmax"
     );
 }
+
+/// A step's history names one token per row, each in the vocabulary; else it is refused by
+/// its path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_history_names_one_token_per_row() {
+    let cluster = Cluster::start(tiny_model()).await;
+    let mut decoder = cluster.decoder().await;
+    let with = |prompt_ids: Vec<u32>, generated_ids: Vec<u32>| {
+        let mut s = step("h", true, 0, 2, true);
+        s.history = Some(dec::History {
+            prompt_ids,
+            generated_ids,
+        });
+        steps(vec![s])
+    };
+    for (request, says) in [
+        (
+            with(vec![1], vec![]),
+            "`steps[0].history` names 1 token ids for a step of 2 rows",
+        ),
+        (
+            with(vec![1], vec![50257]),
+            "`steps[0].history` names token 50257, outside the vocabulary",
+        ),
+    ] {
+        oneword_e2e::refused(decoder.step(request).await, Code::InvalidArgument, says);
+    }
+    decoder.step(with(vec![1], vec![2])).await.unwrap();
+}

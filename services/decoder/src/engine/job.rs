@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use candle_core::Tensor;
-use oneword_sampling::{Picked, Sampling};
+use oneword_sampling::{History, Picked, Sampling};
 use tokio::sync::oneshot;
 
 use crate::Error;
@@ -18,6 +18,8 @@ pub struct StepInput {
     pub embeddings: Tensor,
     pub sampling: Option<Sampling>,
     pub release_after: bool,
+    /// The rows' token ids, for the penalties; `None`: not counted.
+    pub history: Option<History>,
 }
 
 /// One session's result.

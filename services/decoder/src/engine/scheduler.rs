@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use oneword_model::{KvCache, LogitsAt, ModelError, Sequence, Transformer};
 use oneword_runtime::{Clock, SessionError};
-use oneword_sampling::{Picked, SessionShaping};
+use oneword_sampling::{Picked, Seen, SessionShaping};
 use rayon::prelude::*;
 
 use super::job::{Job, Limits, Reply, StepDone, StepInput, StepOutput, Usage};
@@ -26,6 +26,8 @@ struct Session {
     cache: KvCache,
     /// The shaping its steps use when they send none.
     shaping: SessionShaping,
+    /// The tokens its steps' histories named, for the penalties.
+    seen: Seen,
     last_used: Instant,
     /// In a running request: not to be stepped, forked or expired by anyone else.
     busy: bool,
@@ -368,6 +370,9 @@ impl Worker {
                     self.sessions.remove(id);
                     continue;
                 }
+                if let Some(history) = &part.input.history {
+                    session.seen.remove(history);
+                }
                 session.busy = false;
             }
         }
@@ -489,10 +494,14 @@ impl Worker {
                     .or_insert_with(|| Session {
                         cache: self.model.new_cache(),
                         shaping: SessionShaping::default(),
+                        seen: Seen::default(),
                         last_used: now,
                         busy: false,
                     });
                 session.busy = true;
+                if let Some(history) = &input.history {
+                    session.seen.add(history);
+                }
                 if let Some(sampling) = &mut input.sampling {
                     session.shaping.settle(sampling);
                 }
@@ -629,7 +638,8 @@ impl Worker {
                     return Ok(None);
                 };
                 let row = logits.to_vec1::<f32>().map_err(ModelError::from)?;
-                Ok(Some(sampling.pick(row)))
+                let seen = &self.sessions[&part.input.session_id].seen;
+                Ok(Some(sampling.pick(row, seen)))
             })
             .collect();
         let mut failed = HashSet::new();
@@ -699,13 +709,17 @@ impl Worker {
     }
 
     fn fork(&mut self, source: &str, targets: Vec<String>) -> Result<(), Error> {
-        let (cache, shaping) = match self.sessions.get_mut(source) {
+        let (cache, shaping, seen) = match self.sessions.get_mut(source) {
             Some(session) if session.busy => {
                 return Err(Error::Session(SessionError::Busy(source.to_string())))
             }
             Some(session) => {
                 session.last_used = self.clock.now();
-                (session.cache.clone(), session.shaping.clone())
+                (
+                    session.cache.clone(),
+                    session.shaping.clone(),
+                    session.seen.clone(),
+                )
             }
             None => return Err(Error::Session(SessionError::NotFound(source.to_string()))),
         };
@@ -744,6 +758,7 @@ impl Worker {
                 Session {
                     cache: cache.clone(),
                     shaping: shaping.clone(),
+                    seen: seen.clone(),
                     last_used: now,
                     busy: false,
                 },

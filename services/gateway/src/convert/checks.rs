@@ -98,6 +98,10 @@ pub fn generate(r: pb::GenerateRequest, c: &Config, model: (usize, usize, usize)
         && shaping_ok(r.temperature, r.top_k, r.top_p)
         && r.min_p.is_none_or(|p| (0.0..=1.0).contains(&p))
         && r.typical_p.is_none_or(|p| p > 0.0 && p <= 1.0)
+        && r.repetition_penalty.is_none_or(|p| p > 0.0 && p <= 10.0)
+        && r.frequency_penalty
+            .is_none_or(|p| (-2.0..=2.0).contains(&p))
+        && r.presence_penalty.is_none_or(|p| (-2.0..=2.0).contains(&p))
         && bias_ok(&r.logit_bias)
         && (1..=c.max_n).contains(&n)
         && r.stop.len() <= c.max_stop_sequences as usize
@@ -135,6 +139,9 @@ pub fn generate(r: pb::GenerateRequest, c: &Config, model: (usize, usize, usize)
         typical_p: r.typical_p,
         logit_bias: r.logit_bias.clone(),
         banned_ids: Vec::new(),
+        repetition_penalty: r.repetition_penalty,
+        frequency_penalty: r.frequency_penalty,
+        presence_penalty: r.presence_penalty,
     };
     assert_eq!(p.shaping, asked);
     assert!(p.temperatures.is_empty() && (0..p.n).all(|i| p.shaping_of(i) == asked));

@@ -50,6 +50,11 @@ fn float() -> impl Strategy<Value = Option<f32>> {
         f32::NAN,
         f32::INFINITY,
         f32::MIN_POSITIVE,
+        2.0,
+        2.0000002,
+        -2.0,
+        10.0,
+        10.000001,
     ]);
     prop::option::of(prop_oneof![4 => 0.01f32..1.0, 2 => special, 1 => any::<f32>()])
 }
@@ -94,6 +99,7 @@ fn generate() -> impl Strategy<Value = pb::GenerateRequest> {
         shaping,
         rest,
         (stop_tokens, float(), float(), count()),
+        (float(), float(), float()),
     )
         .prop_map(
             |(
@@ -103,6 +109,7 @@ fn generate() -> impl Strategy<Value = pb::GenerateRequest> {
                 (temperature, top_k, top_p, logit_bias),
                 rest,
                 ((stop_token_ids, include_stop_str_in_output), min_p, typical_p, min_new_tokens),
+                (repetition_penalty, frequency_penalty, presence_penalty),
             )| {
                 let (stop, n, logprobs, seed, ignore_eos, request_id) = rest;
                 pb::GenerateRequest {
@@ -125,6 +132,9 @@ fn generate() -> impl Strategy<Value = pb::GenerateRequest> {
                     min_p,
                     typical_p,
                     min_new_tokens,
+                    repetition_penalty,
+                    frequency_penalty,
+                    presence_penalty,
                 }
             },
         )

@@ -71,6 +71,19 @@ pub fn completion_body(body: &[u8], config: &Config) {
         assert_eq!(r.seed, json["seed"].as_u64());
         let biased = json["logit_bias"].as_object().map_or(0, |m| m.len());
         assert_eq!(r.logit_bias.len(), biased);
+        let float = |key: &str| json[key].as_f64().map(|v| v as f32);
+        assert_eq!(
+            (
+                r.repetition_penalty,
+                r.frequency_penalty,
+                r.presence_penalty
+            ),
+            (
+                float("repetition_penalty"),
+                float("frequency_penalty"),
+                float("presence_penalty")
+            )
+        );
     }
     crate::convert::checks::generate(r, config, (1, 1024, 50257));
 }

@@ -55,6 +55,7 @@ pub struct CompletionRequest {
     min_p: Option<f32>,
     typical_p: Option<f32>,
     min_tokens: Option<u32>,
+    repetition_penalty: Option<f32>,
     #[serde(default)]
     include_stop_str_in_output: bool,
 }
@@ -227,17 +228,6 @@ pub(super) fn to_generate_request(r: CompletionRequest) -> Result<pb::GenerateRe
             format!("`best_of` must equal `n` (no re-ranking here), got {best_of}"),
         ));
     }
-    for (name, value) in [
-        ("presence_penalty", r.presence_penalty),
-        ("frequency_penalty", r.frequency_penalty),
-    ] {
-        if let Some(v) = value.filter(|v| *v != 0.0) {
-            return Err(ApiError::invalid(
-                name,
-                format!("`{name}` is not supported; only 0 is accepted, got {v}"),
-            ));
-        }
-    }
     let mut logit_bias = HashMap::new();
     for (key, bias) in r.logit_bias.unwrap_or_default() {
         let id = key.parse::<u32>().map_err(|_| {
@@ -274,6 +264,9 @@ pub(super) fn to_generate_request(r: CompletionRequest) -> Result<pb::GenerateRe
         min_p: r.min_p,
         typical_p: r.typical_p,
         min_new_tokens: r.min_tokens,
+        repetition_penalty: r.repetition_penalty,
+        frequency_penalty: r.frequency_penalty,
+        presence_penalty: r.presence_penalty,
         include_stop_str_in_output: r.include_stop_str_in_output,
         logit_bias,
         // Set by the caller, which knows the served model's name.

@@ -53,6 +53,7 @@ fn key() -> impl Strategy<Value = String> {
         "best_of",
         "presence_penalty",
         "frequency_penalty",
+        "repetition_penalty",
         "logit_bias",
         "ignore_eos",
         "stream",

@@ -9,6 +9,7 @@ use std::time::Duration;
 use candle_core::{DType, Device, Tensor};
 use oneword_model::{Checkpoint, Transformer};
 use oneword_runtime::{Clock, SessionError};
+use oneword_sampling::{History, Sampling, Seen, Shaping};
 use tokio::sync::oneshot::{self, error::TryRecvError};
 
 use super::Worker;
@@ -62,6 +63,7 @@ fn step(id: &str, start: usize, rows: usize) -> StepInput {
         embeddings: Tensor::zeros((rows, 64), DType::F32, &Device::Cpu).unwrap(),
         sampling: None,
         release_after: false,
+        history: None,
     }
 }
 
@@ -267,6 +269,67 @@ fn a_release_that_overtakes_the_step_creating_the_session_leaves_no_session() {
     let mut again = send(&mut w, vec![step("b", 0, 1)]);
     settle(&mut w);
     answered(&mut again).unwrap();
+}
+
+/// `input` with its rows named as generated `ids`, picking greedily under `frequency_penalty`.
+fn penalized(mut input: StepInput, ids: &[u32], frequency_penalty: f32) -> StepInput {
+    input.history = Some(History {
+        prompt: Vec::new(),
+        generated: ids.to_vec(),
+    });
+    input.sampling = Some(Sampling {
+        shaping: Some(Shaping {
+            temperature: 0.0,
+            frequency_penalty,
+            ..Shaping::default()
+        }),
+        u: 0.0,
+        top_n: 0,
+        full_row: None,
+    });
+    input
+}
+
+#[test]
+fn a_session_counts_its_history_for_the_penalties_forks_copy_it_and_undo_takes_it_back() {
+    let (mut w, _) = worker(limits());
+    // The same input twice: without a penalty the greedy pick is `best`...
+    let mut plain = send(&mut w, vec![penalized(step("q", 0, 3), &[1, 2, 3], 0.0)]);
+    settle(&mut w);
+    let best = answered(&mut plain).unwrap().outputs[0]
+        .picked
+        .as_ref()
+        .unwrap()
+        .pick
+        .token;
+    // ... and once the session has generated it three times, 2 per time takes it out of reach
+    // (the tiny model's logits span far less than 6).
+    let mut p = send(&mut w, vec![penalized(step("p", 0, 3), &[best; 3], 2.0)]);
+    settle(&mut w);
+    let picked = answered(&mut p).unwrap().outputs[0].picked.clone().unwrap();
+    assert_ne!(picked.pick.token, best);
+    let mut expected = Seen::default();
+    expected.add(&History {
+        prompt: Vec::new(),
+        generated: vec![best; 3],
+    });
+    assert_eq!(w.sessions["p"].seen, expected);
+    let (reply, mut forked) = oneshot::channel();
+    w.accept(Job::Fork("p".into(), vec!["r".into()], reply));
+    forked.try_recv().unwrap().unwrap();
+    assert_eq!(
+        w.sessions["r"].seen, expected,
+        "a fork starts with its source's counts"
+    );
+    // A 20-row step on p whose caller goes half-way: its ids are taken back with its rows.
+    assert_eq!(release(&mut w, &["q", "r"]), 2, "room for p's growth");
+    let gone = send(&mut w, vec![penalized(step("p", 3, 20), &[7; 20], 2.0)]);
+    turn(&mut w);
+    assert!(length(&w, "p").unwrap() > 3, "the step had started");
+    drop(gone);
+    turn(&mut w);
+    assert_eq!(length(&w, "p"), Some(3));
+    assert_eq!(w.sessions["p"].seen, expected);
 }
 
 #[test]

@@ -58,8 +58,13 @@ picture() { printf '\n![%s](%s)\n' "$1" "$2" >>"$report"; }
   printf 'and what it printed; the pictures are its `--png` output.\n'
 } >"$report"
 
-section "The next-token table" next "$prompt" --top 5
+# The prompt is prefilled once and kept as a client session: the table and the branches continue
+# it instead of prefilling it again.
+session=$("$cli" session create "$prompt")
+section "The next-token table" next --session "$session" --top 5
 section "Temperature 0 and 0.8" compare "$prompt" --temperatures 0,0.8 --samples 5 --max-tokens 60 --seed 1
+section "What-if branches of the kept prompt" generate --session "$session" -n 3 --temperature 0.8 --max-tokens 30 --seed 2
+"$cli" session release "$session" >/dev/null 2>&1 || true
 section "Rank and probability" ranks "$prompt" --png "ranks.png"
 picture "rank/probability" ranks.png
 section "A text scored" score "The best thing about AI is its ability to learn from experience." --top 3

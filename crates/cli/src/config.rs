@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod instruments;
 mod search;
+mod sessions;
 
 pub use instruments::{
     AttentionArgs, CompareArgs, CorpusArgs, EmbeddingModuleArgs, LensArgs, NearestArgs,
@@ -15,6 +16,7 @@ pub use search::{
     CollectionAction, CollectionArgs, CreateArgs, EmbedArgs, IndexArg, MetricArg, PoolingArg,
     SearchArgs, SimilarityArgs, UpsertArgs,
 };
+pub use sessions::{BranchArgs, SessionAction, SessionArgs};
 
 /// Help heading of the flags every command takes.
 const GLOBAL: &str = "Global options";
@@ -117,6 +119,14 @@ pub enum Command {
     /// End a running generation by its request id, from any connection: its completions finish
     /// as "cancelled" with what they had.
     Cancel(CancelArgs),
+    /// What-if branches: prefill a prompt once as a client session and continue it at several
+    /// temperatures, the branches side by side; none of them prefills the prompt again.
+    #[command(after_long_help = JSON_HELP)]
+    Branch(BranchArgs),
+    /// Client sessions: create (prefill a prompt and keep it), fork, release. `generate` and
+    /// `next` continue one with `--session`.
+    #[command(after_long_help = JSON_HELP)]
+    Session(SessionArgs),
     /// Split text into GPT-2 tokens: index, id, the token's exact bytes, and its byte range.
     #[command(after_long_help = JSON_HELP)]
     Tokenize(TokenizeArgs),
@@ -202,8 +212,13 @@ the raw distribution, probability in the shaped one, and the most likely alterna
 /// Flags of `oneword next`.
 #[derive(Debug, Args)]
 pub struct NextArgs {
-    /// The text whose next token to show ("-" reads stdin).
+    /// The text whose next token to show ("-" reads stdin); with --session, what follows the
+    /// session's tokens (may be left out).
+    #[arg(default_value = "", hide_default_value = true)]
     pub prompt: String,
+    /// The next tokens after this client session's tokens (and then the prompt).
+    #[arg(long, value_name = "ID")]
+    pub session: Option<String>,
     /// Read the prompt as GPT-2 token ids separated by spaces or commas (as `oneword tokenize`
     /// lists them) instead of text.
     #[arg(long)]
@@ -232,8 +247,18 @@ pub struct NextArgs {
 /// Flags of `oneword generate`.
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
-    /// The text to continue ("-" reads stdin).
+    /// The text to continue ("-" reads stdin); with --session, what follows the session's
+    /// tokens (may be left out).
+    #[arg(default_value = "", hide_default_value = true)]
     pub prompt: String,
+    /// Continue this client session (`oneword session create`) instead of prefilling the
+    /// prompt from scratch.
+    #[arg(long, value_name = "ID")]
+    pub session: Option<String>,
+    /// With --session and -n 1: the session takes the prompt and the completion, so the next
+    /// call continues after them.
+    #[arg(long, requires = "session")]
+    pub append: bool,
     /// Read the prompt as GPT-2 token ids separated by spaces or commas (as `oneword tokenize`
     /// lists them) instead of text.
     #[arg(long)]

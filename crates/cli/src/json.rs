@@ -34,6 +34,8 @@ named! {
     gw::CancelResponse => "oneword.gateway.v1.CancelResponse",
     gw::InfoResponse => "oneword.gateway.v1.InfoResponse",
     gw::CompareResponse => "oneword.gateway.v1.CompareResponse",
+    gw::Session => "oneword.gateway.v1.Session",
+    gw::ReleaseSessionResponse => "oneword.gateway.v1.ReleaseSessionResponse",
     gw::ScoreResponse => "oneword.gateway.v1.ScoreResponse",
     gw::InspectResponse => "oneword.gateway.v1.InspectResponse",
     gw::WordsResponse => "oneword.gateway.v1.WordsResponse",

@@ -141,6 +141,20 @@ pub struct Config {
     /// Largest prompt accepted, in bytes (tokens are checked against the context window after).
     #[arg(long, env = "ONEWORD_GATEWAY_MAX_PROMPT_BYTES", default_value_t = 1 << 20)]
     pub max_prompt_bytes: usize,
+    /// Client sessions (CreateSession, ForkSession) this gateway keeps at once; more are
+    /// refused with RESOURCE_EXHAUSTED. Each holds a decoder session in a KV budget.
+    #[arg(long, env = "ONEWORD_GATEWAY_MAX_SESSIONS", default_value_t = 256)]
+    pub max_sessions: usize,
+    /// Client sessions one client (one peer address) may keep at once.
+    #[arg(
+        long,
+        env = "ONEWORD_GATEWAY_MAX_SESSIONS_PER_CLIENT",
+        default_value_t = 16
+    )]
+    pub max_sessions_per_client: usize,
+    /// Seconds a client session may stay unused before it is dropped (and its KV cache freed).
+    #[arg(long, env = "ONEWORD_GATEWAY_SESSION_TTL_SECS", default_value_t = 300)]
+    pub session_ttl_secs: u64,
     /// HTTP connections open at once; more are closed as soon as they are accepted.
     #[arg(
         long,

@@ -73,6 +73,24 @@ impl Prompt {
         }
     }
 
+    /// As [`Prompt::new`], but with a client session (`session_id` not empty) both may be
+    /// empty: the session's tokens are the prompt then.
+    pub fn after_session(
+        session_id: &str,
+        text: String,
+        ids: Vec<u32>,
+        fields: [&'static str; 2],
+        config: &Config,
+    ) -> Result<Self, Error> {
+        if !session_id.is_empty() && text.is_empty() && ids.is_empty() {
+            return Ok(Prompt {
+                field: fields[0],
+                given: Given::Ids(Vec::new()),
+            });
+        }
+        Prompt::new(text, ids, fields, config)
+    }
+
     /// A text prompt, for requests that take no ids.
     pub fn text(field: &'static str, text: String, config: &Config) -> Result<Self, Error> {
         Ok(Prompt {
@@ -106,6 +124,23 @@ pub struct GenerateParams {
     pub include_stop_str: bool,
     /// Before this many tokens, the end-of-text and stop tokens cannot be picked.
     pub min_new_tokens: usize,
+    /// The client session continued (its tokens come before the prompt); empty: none.
+    pub session_id: String,
+    /// The session takes the prompt and the completion when it ends.
+    pub append_to_session: bool,
+}
+
+/// A session continues with the model it was created with: `model` must be empty then.
+pub fn check_session(session_id: &str, model: &str) -> Result<(), Error> {
+    if !session_id.is_empty() && !model.is_empty() {
+        return Err(Error::invalid(
+            "model",
+            format!(
+                "`model` is {model:?} with `session_id`; leave it empty: the session runs the model it was created with"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A non-empty text within `max_prompt_bytes`; `field` names it in errors.
@@ -140,7 +175,13 @@ pub(crate) fn shaping(shaping: dec::Shaping) -> Result<dec::Shaping, Error> {
 impl GenerateParams {
     /// Validates everything that does not need the prompt's tokens.
     pub fn new(r: pb::GenerateRequest, config: &Config) -> Result<Self, Error> {
-        let prompt = Prompt::new(r.prompt, r.prompt_token_ids, PROMPT_FIELDS, config)?;
+        let prompt = Prompt::after_session(
+            &r.session_id,
+            r.prompt,
+            r.prompt_token_ids,
+            PROMPT_FIELDS,
+            config,
+        )?;
         let request_id = crate::requests::valid_id("request_id", r.request_id)?;
         let max_new_tokens = r.max_new_tokens.unwrap_or(config.default_max_new_tokens);
         if max_new_tokens == 0 || max_new_tokens > config.max_new_tokens {
@@ -223,6 +264,16 @@ impl GenerateParams {
                 format!("`logprobs` must be in 0..={}, got {k}", config.max_top_n),
             ));
         }
+        check_session(&r.session_id, &r.model)?;
+        if r.append_to_session && (r.session_id.is_empty() || n != 1) {
+            return Err(Error::invalid(
+                "append_to_session",
+                format!(
+                    "`append_to_session` needs a `session_id` and `n` = 1 (one completion to append), got n = {n}{}",
+                    if r.session_id.is_empty() { " and no session_id" } else { "" }
+                ),
+            ));
+        }
         Ok(GenerateParams {
             prompt,
             max_new_tokens: max_new_tokens as usize,
@@ -238,6 +289,8 @@ impl GenerateParams {
             stop_token_ids: r.stop_token_ids,
             include_stop_str: r.include_stop_str_in_output,
             min_new_tokens: min_new_tokens as usize,
+            session_id: r.session_id,
+            append_to_session: r.append_to_session,
         })
     }
 
@@ -314,7 +367,7 @@ impl GenerateParams {
 const MAX_STOP_TOKEN_IDS: usize = 64;
 
 /// The prompt's fields in Generate, NextTokens and Compare.
-const PROMPT_FIELDS: [&str; 2] = ["prompt", "prompt_token_ids"];
+pub const PROMPT_FIELDS: [&str; 2] = ["prompt", "prompt_token_ids"];
 
 /// A valid next-token-table request.
 pub struct NextTokensParams {
@@ -324,11 +377,20 @@ pub struct NextTokensParams {
     pub shaping: Option<dec::Shaping>,
     pub full_row: bool,
     pub model: String,
+    /// The client session whose next tokens are asked (then the prompt's); empty: none.
+    pub session_id: String,
 }
 
 impl NextTokensParams {
     pub fn new(r: pb::NextTokensRequest, config: &Config) -> Result<Self, Error> {
-        let prompt = Prompt::new(r.prompt, r.prompt_token_ids, PROMPT_FIELDS, config)?;
+        let prompt = Prompt::after_session(
+            &r.session_id,
+            r.prompt,
+            r.prompt_token_ids,
+            PROMPT_FIELDS,
+            config,
+        )?;
+        check_session(&r.session_id, &r.model)?;
         let top_n = r.top_n.unwrap_or(5);
         if top_n == 0 || top_n > config.max_top_n {
             return Err(Error::invalid(
@@ -349,6 +411,7 @@ impl NextTokensParams {
             shaping: shaped.then_some(shaping),
             full_row: r.full_row,
             model: r.model,
+            session_id: r.session_id,
         })
     }
 }

@@ -23,6 +23,7 @@ use oneword_runtime::deadline::Deadline;
 use tokio::sync::mpsc;
 use tonic::Status;
 
+use crate::client_sessions::{continued, Kept};
 use crate::convert::GenerateParams;
 use crate::downstream::{Backend, Decoder, Downstream, Inputs, Model, Sessions};
 use crate::metrics::GatewayMetrics;
@@ -56,6 +57,9 @@ struct Plan<'a> {
     sampling: &'a (dyn Fn(usize, usize) -> dec::Sampling + Sync),
     /// Whether the steps name their tokens for the decoder's penalties.
     penalized: bool,
+    /// The client session it continues: the prompt starts with its tokens, which a decoder
+    /// holds already.
+    base: Option<&'a Kept>,
     deadline: &'a Deadline,
 }
 
@@ -75,7 +79,8 @@ struct Placement {
 
 /// Runs the generation, sending each completion's chunks to `out` as they are ready. Returns
 /// early, releasing everything, when the client goes away; when `request` is cancelled, the
-/// running completions end with FINISH_REASON_CANCELLED and what they had.
+/// running completions end with FINISH_REASON_CANCELLED and what they had. With `base`, it
+/// continues that client session (whose prefill is not run again).
 #[tracing::instrument(
     name = "generate",
     skip_all,
@@ -90,6 +95,7 @@ pub async fn generate(
     deadline: Deadline,
     out: &ChunkSender,
     request: &Registration,
+    base: Option<&Kept>,
 ) -> Result<(), Error> {
     let started = Instant::now();
     let cancelled = request.cancelled();
@@ -97,9 +103,8 @@ pub async fn generate(
     let mut progress = metrics.start();
     let span = tracing::Span::current();
     let model = down.model(&deadline).await?;
-    let prompt = down
-        .prompt_ids(&params.prompt, model.pieces.len(), &deadline)
-        .await?;
+    let vocab_size = model.pieces.len();
+    let prompt = continued(base, &params.prompt, down, vocab_size, &deadline).await?;
     let tokenized = Instant::now();
     params.check_against_model(prompt.len(), model.context, model.pieces.len())?;
     span.record("prompt_tokens", prompt.len());
@@ -108,7 +113,10 @@ pub async fn generate(
 
     let request_id = request.id.as_str();
     span.record("request_id", request_id);
-    let backend = down.backend(&params.model, &model, &deadline).await?;
+    let backend = match base {
+        Some(base) => base.backend.clone(),
+        None => down.backend(&params.model, &model, &deadline).await?,
+    };
     let mut generated = Generated {
         span: span.clone(),
         tokens: 0,
@@ -133,7 +141,9 @@ pub async fn generate(
         sessions: &sessions,
         prompt: &prompt,
         sampling: &sampling,
-        penalized: params.penalizes(),
+        // An appended completion's tokens must be counted for whatever continues it.
+        penalized: params.penalizes() || params.append_to_session,
+        base,
         deadline: &deadline,
     };
     let mut running: Vec<Completion> = (0..params.n)
@@ -194,7 +204,17 @@ pub async fn generate(
                     completion_tokens: completion.tokens.len() as u32,
                 });
                 chunk.timings = Some(timings([started, tokenized, prefilled, now], queued));
-                done.push(completion.session.clone());
+                match base.filter(|_| params.append_to_session) {
+                    // Its decoder session holds the prompt and all but its last token: what the
+                    // client session holds from now on.
+                    Some(base) => {
+                        let session = completion.session.clone();
+                        placement.sessions.keep(std::slice::from_ref(&session));
+                        let tokens = [prompt.as_slice(), &completion.tokens].concat();
+                        base.adopt(tokens, placement.decoder.clone(), session).await;
+                    }
+                    None => done.push(completion.session.clone()),
+                }
             } else {
                 still_running.push(completion);
             }
@@ -398,10 +418,6 @@ async fn place(
     moves: &mut Moves,
 ) -> Result<(Placement, dec::StepResponse), Error> {
     loop {
-        let decoder = plan
-            .down
-            .decoder_excluding(plan.backend, &moves.excluded)
-            .await?;
         // Fresh names on each replica, so that a session left on a failed one is never mixed up.
         for c in running.iter_mut() {
             c.session = match moves.count {
@@ -409,11 +425,25 @@ async fn place(
                 moves => format!("{}-{}.{moves}", plan.sessions, c.index),
             };
         }
-        let sessions = Sessions::new(
-            &decoder,
-            running.iter().map(|c| c.session.clone()).collect(),
-        );
-        match build(plan, &decoder, running).await {
+        let names: Vec<String> = running.iter().map(|c| c.session.clone()).collect();
+        // A client session is forked where it lives (it finds itself a replica when it lives
+        // nowhere); after a move, the generation is prefilled whole like any other.
+        let forked = match plan.base.filter(|_| moves.count == 0) {
+            Some(base) => {
+                base.fork_into(plan.down, names.clone(), plan.deadline)
+                    .await?
+            }
+            None => None,
+        };
+        let (decoder, prefilled) = match forked {
+            Some(forked) => forked,
+            None => {
+                let decoder = plan.down.decoder_excluding(plan.backend, &moves.excluded);
+                (decoder.await?, 0)
+            }
+        };
+        let sessions = Sessions::new(&decoder, names);
+        match build(plan, &decoder, running, prefilled).await {
             Ok(response) => return Ok((Placement { decoder, sessions }, response)),
             Err(e) if decoder.failed_by(&e) => {
                 tracing::warn!(
@@ -431,22 +461,26 @@ async fn place(
 
 /// The sessions of `running` on `decoder`, fed prompt + tokens so far. With several
 /// completions the prompt but its last token is prefilled once and forked, and each fork
-/// then feeds the rest (the last prompt token and its own tokens) with its own draw.
+/// then feeds the rest (the last prompt token and its own tokens) with its own draw. When the
+/// sessions hold the first `prefilled` positions already (forks of a client session), only the
+/// rest is fed.
 async fn build(
     plan: &Plan<'_>,
     decoder: &Decoder,
     running: &[Completion],
+    prefilled: usize,
 ) -> Result<dec::StepResponse, Error> {
     let (prompt, deadline, stall) = (plan.prompt, plan.deadline, plan.down.stall);
     let fed = prompt.len() + running[0].tokens.len();
-    let shared = if running.len() > 1 {
-        prompt.len() - 1
-    } else {
-        0
+    let shared = match prefilled {
+        0 if running.len() > 1 => prompt.len() - 1,
+        held => held,
     };
+    // The shared part still to prefill here.
+    let prefix = if prefilled > 0 { 0 } else { shared };
     let own = fed - shared;
-    let mut ids = prompt[..shared].to_vec();
-    let mut positions: Vec<u32> = (0..shared as u32).collect();
+    let mut ids = prompt[..prefix].to_vec();
+    let mut positions: Vec<u32> = (0..prefix as u32).collect();
     for c in running {
         ids.extend_from_slice(&prompt[shared..]);
         ids.extend_from_slice(&c.tokens);
@@ -454,16 +488,16 @@ async fn build(
     }
     let inputs = Inputs::of(plan.down, plan.backend, ids, positions, deadline).await?;
     let model = plan.backend.model_field();
-    if shared > 0 {
+    if prefix > 0 {
         let prefill = dec::SessionStep {
             session_id: running[0].session.clone(),
             create: true,
             start_position: 0,
-            input: inputs.rows(0, shared),
+            input: inputs.rows(0, prefix),
             sampling: None,
             release_after: false,
             model: model.clone(),
-            history: history(plan.penalized, &prompt[..shared], &[]),
+            history: history(plan.penalized, &prompt[..prefix], &[]),
         };
         decoder.step_watched(vec![prefill], deadline, stall).await?;
         let forks = running[1..].iter().map(|c| c.session.clone()).collect();
@@ -476,7 +510,7 @@ async fn build(
             session_id: c.session.clone(),
             create: shared == 0,
             start_position: shared as u32,
-            input: inputs.rows(shared + i * own, own),
+            input: inputs.rows(prefix + i * own, own),
             sampling: Some((plan.sampling)(c.index as usize, c.tokens.len())),
             release_after: false,
             model: if shared == 0 {

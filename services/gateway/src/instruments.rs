@@ -7,8 +7,9 @@ use oneword_proto::gateway::v1 as pb;
 use oneword_runtime::deadline::Deadline;
 use tonic::Status;
 
+use crate::client_sessions::continued;
 use crate::convert::{InspectParams, NextTokensParams, Prompt, ScoreParams};
-use crate::downstream::{Inputs, Model, DECODER};
+use crate::downstream::{Inputs, Model, Sessions, DECODER};
 use crate::service::GatewayService;
 use crate::Error;
 
@@ -38,7 +39,8 @@ fn pieces(model: &Model, ids: &[u32]) -> Vec<Vec<u8>> {
 }
 
 impl GatewayService {
-    /// The next-token table: one decoder step on a session dropped right after it.
+    /// The next-token table: one decoder step on a session dropped right after it (a fork of
+    /// the client session it continues, if any).
     pub async fn next_token_table(
         &self,
         params: NextTokensParams,
@@ -46,11 +48,27 @@ impl GatewayService {
     ) -> Result<pb::NextTokensResponse, Status> {
         let down = &self.downstream;
         let model = down.model(&deadline).await?;
-        let ids = self.prompt_ids(&params.prompt, &model, &deadline).await?;
+        let base = self.base_of(&params.session_id)?;
+        let vocab_size = model.pieces.len();
+        let ids = continued(base.as_deref(), &params.prompt, down, vocab_size, &deadline).await?;
+        self.within_context(ids.len(), &model)?;
         let prompt_tokens = ids.len() as u32;
-        let positions = (0..prompt_tokens).collect();
-        let backend = down.backend(&params.model, &model, &deadline).await?;
-        let inputs = Inputs::of(down, &backend, ids, positions, &deadline).await?;
+        let backend = match &base {
+            Some(base) => base.backend.clone(),
+            None => down.backend(&params.model, &model, &deadline).await?,
+        };
+        let session_id = format!("next-{}", uuid::Uuid::new_v4().simple());
+        let forked = match &base {
+            Some(base) => {
+                base.fork_into(down, vec![session_id.clone()], &deadline)
+                    .await?
+            }
+            None => None,
+        };
+        // What the fork holds already is not fed again.
+        let held = forked.as_ref().map_or(0, |f| f.1);
+        let positions = (held as u32..prompt_tokens).collect();
+        let inputs = Inputs::of(down, &backend, ids[held..].to_vec(), positions, &deadline).await?;
         let shaped = params.shaping.is_some();
         let shaping = params.shaping.unwrap_or(dec::Shaping {
             temperature: Some(0.0),
@@ -63,10 +81,10 @@ impl GatewayService {
         };
         let step = dec::SessionStep {
             history: None,
-            session_id: format!("next-{}", uuid::Uuid::new_v4().simple()),
-            create: true,
-            start_position: 0,
-            input: inputs.rows(0, prompt_tokens as usize),
+            session_id: session_id.clone(),
+            create: held == 0,
+            start_position: held as u32,
+            input: inputs.rows(0, prompt_tokens as usize - held),
             sampling: Some(dec::Sampling {
                 shaping: Some(shaping),
                 u: 0.5,
@@ -76,18 +94,32 @@ impl GatewayService {
                 }),
             }),
             release_after: true,
-            model: backend.model_field(),
+            model: if held == 0 {
+                backend.model_field()
+            } else {
+                String::new()
+            },
         };
-        let result = down
-            .one_shot(backend.service(), &deadline, |mut d| {
-                let request = deadline.request(dec::StepRequest {
-                    steps: vec![step.clone()],
-                });
-                async move { d.step(request).await }
-            })
-            .await?
-            .results
-            .pop();
+        let mut answer = match forked {
+            Some((decoder, _)) => {
+                // Released by the step itself; by the guard if the step never completes.
+                let mut guard = Sessions::new(&decoder, vec![session_id.clone()]);
+                let answer = decoder.step(vec![step], &deadline).await?;
+                guard.keep(&[session_id]);
+                answer
+            }
+            None => {
+                let service = backend.service();
+                down.one_shot(service, &deadline, |mut d| {
+                    let request = deadline.request(dec::StepRequest {
+                        steps: vec![step.clone()],
+                    });
+                    async move { d.step(request).await }
+                })
+                .await?
+            }
+        };
+        let result = answer.results.pop();
         let pick = result.and_then(|r| r.pick).ok_or_else(|| {
             Status::from(Error::Internal(
                 "the decoder returned no distribution".into(),
@@ -105,7 +137,7 @@ impl GatewayService {
     }
 
     /// A prompt's ids: at least one token, within the context.
-    async fn prompt_ids(
+    pub(crate) async fn prompt_ids(
         &self,
         prompt: &Prompt,
         model: &Model,
@@ -116,14 +148,19 @@ impl GatewayService {
             .downstream
             .prompt_ids(prompt, vocab_size, deadline)
             .await?;
-        if ids.len() > model.context {
+        self.within_context(ids.len(), model)?;
+        Ok(ids)
+    }
+
+    fn within_context(&self, tokens: usize, model: &Model) -> Result<(), Error> {
+        if tokens > model.context {
             return Err(Error::ContextLength {
-                prompt_tokens: ids.len(),
+                prompt_tokens: tokens,
                 max_new_tokens: 0,
                 context: model.context,
             });
         }
-        Ok(ids)
+        Ok(())
     }
 
     /// Each token's log-probability given those before it, from one pass.

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+mod client_sessions;
 mod collections;
 pub mod config;
 mod convert;
@@ -77,6 +78,7 @@ pub async fn run(
         metrics::GatewayMetrics::new(&metrics),
         drain.clone(),
     ));
+    tokio::spawn(expire_sessions(Arc::downgrade(&gateway.sessions)));
     let api = http::api(gateway.clone());
     let collections = InterceptedService::new(
         CollectionsServer::new(collections::CollectionsFront::new(gateway.clone()))
@@ -110,4 +112,19 @@ pub async fn run(
         )
         .await?;
     Ok(())
+}
+
+/// Drops client sessions idle past their TTL (freeing their decoder sessions) every quarter of
+/// it, until the gateway is gone.
+async fn expire_sessions(sessions: std::sync::Weak<client_sessions::ClientSessions>) {
+    loop {
+        let Some(every) = sessions.upgrade().map(|s| s.limits.ttl / 4) else {
+            return;
+        };
+        tokio::time::sleep(every.max(Duration::from_millis(100))).await;
+        match sessions.upgrade() {
+            Some(s) => s.expire(),
+            None => return,
+        }
+    }
 }

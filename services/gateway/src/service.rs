@@ -14,8 +14,10 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
+use crate::client_sessions::{self, ClientSessions, Kept};
 use crate::convert::{
-    self, CompareParams, GenerateParams, InspectParams, NextTokensParams, ScoreParams,
+    self, CompareParams, GenerateParams, InspectParams, NextTokensParams, Prompt, ScoreParams,
+    PROMPT_FIELDS,
 };
 use crate::downstream::{Downstream, BASELINE, DECODER};
 use crate::error::{public_fields, GENERATION_FIELDS};
@@ -42,6 +44,8 @@ pub struct GatewayService {
     pub running: Arc<Running>,
     /// How fast permits free, for the delay an overload refusal asks for.
     pub turnover: Arc<Turnover>,
+    /// The client sessions, by handle.
+    pub sessions: Arc<ClientSessions>,
 }
 
 impl GatewayService {
@@ -52,7 +56,13 @@ impl GatewayService {
         drain: Drain,
     ) -> Self {
         let in_flight = Arc::new(Semaphore::new(config.max_concurrent_requests));
+        let sessions = Arc::new(ClientSessions::new(client_sessions::Limits {
+            max: config.max_sessions,
+            per_client: config.max_sessions_per_client,
+            ttl: Duration::from_secs(config.session_ttl_secs.max(1)),
+        }));
         GatewayService {
+            sessions,
             config,
             downstream,
             metrics,
@@ -61,6 +71,14 @@ impl GatewayService {
             running: Arc::default(),
             turnover: Arc::default(),
         }
+    }
+
+    /// The client session a request continues, when it names one (NOT_FOUND when none has
+    /// the handle).
+    pub fn base_of(&self, session_id: &str) -> Result<Option<Arc<Kept>>, Error> {
+        (!session_id.is_empty())
+            .then(|| self.sessions.get("session_id", session_id))
+            .transpose()
     }
 
     /// Enters a generation under its request id (minted when `None`) so that Cancel can find it.
@@ -101,10 +119,11 @@ impl pb::gateway_server::Gateway for GatewayService {
     ) -> Result<Response<pb::GenerateResponse>, Status> {
         let deadline = Deadline::of(&request);
         let mut params = GenerateParams::new(request.into_inner(), &self.config)?;
+        let base = self.base_of(&params.session_id)?;
         let _permit = self.admit().map_err(Status::from)?;
         let registration = self.register(params.request_id.take())?;
         let response = self
-            .collected(params, deadline, &registration)
+            .collected(params, deadline, &registration, base.as_deref())
             .await
             .map_err(|s| public_fields(s, GENERATION_FIELDS))?;
         Ok(with_request_id(response, &registration.id))
@@ -119,6 +138,7 @@ impl pb::gateway_server::Gateway for GatewayService {
         let deadline = Deadline::of(&request);
         // Bad requests fail the call itself rather than the first message of a stream.
         let mut params = GenerateParams::new(request.into_inner(), &self.config)?;
+        let base = self.base_of(&params.session_id)?;
         let permit = self.admit().map_err(Status::from)?;
         let registration = self.register(params.request_id.take())?;
         let request_id = registration.id.clone();
@@ -132,7 +152,7 @@ impl pb::gateway_server::Gateway for GatewayService {
             // middle of a decoder call. Dropping the generation drops its decoder call (the
             // decoder undoes that step) and its session guard (which releases the sessions).
             tokio::select! {
-                result = generate(&downstream, &metrics, params, deadline, &tx, &registration) => {
+                result = generate(&downstream, &metrics, params, deadline, &tx, &registration, base.as_deref()) => {
                     if let Err(error) = result {
                         let status = public_fields(error.into(), GENERATION_FIELDS);
                         let _ = tx.send(Err(status)).await;
@@ -214,7 +234,7 @@ impl pb::gateway_server::Gateway for GatewayService {
         let _permit = self.admit()?;
         let registration = self.register(params.generation.request_id.take())?;
         let response = self
-            .collected(params.generation, deadline, &registration)
+            .collected(params.generation, deadline, &registration, None)
             .await
             .map_err(|s| public_fields(s, GENERATION_FIELDS))?;
         let mut completions = response.completions.into_iter();
@@ -234,6 +254,71 @@ impl pb::gateway_server::Gateway for GatewayService {
             request_id: response.request_id,
         };
         Ok(with_request_id(compared, &registration.id))
+    }
+
+    async fn create_session(
+        &self,
+        request: Request<pb::CreateSessionRequest>,
+    ) -> Result<Response<pb::CreateSessionResponse>, Status> {
+        let deadline = Deadline::of(&request);
+        let owner = client_of(&request);
+        let r = request.into_inner();
+        let prompt = Prompt::new(r.prompt, r.prompt_token_ids, PROMPT_FIELDS, &self.config)?;
+        let _permit = self.admit()?;
+        let create = async {
+            let down = &self.downstream;
+            let model = down.model(&deadline).await?;
+            let tokens = self.prompt_ids(&prompt, &model, &deadline).await?;
+            if tokens.len() >= model.context {
+                // Room for at least the next token.
+                return Err(Error::ContextLength {
+                    prompt_tokens: tokens.len(),
+                    max_new_tokens: 1,
+                    context: model.context,
+                }
+                .into());
+            }
+            let backend = down.backend(&r.model, &model, &deadline).await?;
+            let kept = self
+                .sessions
+                .create(owner, backend, tokens, down, &deadline)
+                .await?;
+            Ok(self.sessions.describe(&kept).await)
+        };
+        let session = deadline.within(create).await?;
+        Ok(Response::new(pb::CreateSessionResponse {
+            session: Some(session),
+        }))
+    }
+
+    async fn fork_session(
+        &self,
+        request: Request<pb::ForkSessionRequest>,
+    ) -> Result<Response<pb::ForkSessionResponse>, Status> {
+        let deadline = Deadline::of(&request);
+        let owner = client_of(&request);
+        let source = self
+            .sessions
+            .get("session_id", &request.into_inner().session_id)?;
+        let fork = async {
+            let copy = self
+                .sessions
+                .fork(&source, owner, &self.downstream, &deadline)
+                .await?;
+            Ok(self.sessions.describe(&copy).await)
+        };
+        let session = deadline.within(fork).await?;
+        Ok(Response::new(pb::ForkSessionResponse {
+            session: Some(session),
+        }))
+    }
+
+    async fn release_session(
+        &self,
+        request: Request<pb::ReleaseSessionRequest>,
+    ) -> Result<Response<pb::ReleaseSessionResponse>, Status> {
+        self.sessions.release(&request.into_inner().session_id)?;
+        Ok(Response::new(pb::ReleaseSessionResponse {}))
     }
 
     async fn score(
@@ -372,12 +457,13 @@ impl GatewayService {
         params: GenerateParams,
         deadline: Deadline,
         request: &Registration,
+        base: Option<&Kept>,
     ) -> Result<pb::GenerateResponse, Status> {
         let (seed, n) = (params.seed, params.n);
         let (tx, mut rx) = mpsc::channel(STREAM_BUFFER);
         let run = async move {
             let (down, metrics) = (&self.downstream, &self.metrics);
-            let result = generate(down, metrics, params, deadline, &tx, request).await;
+            let result = generate(down, metrics, params, deadline, &tx, request, base).await;
             drop(tx);
             result
         };
@@ -431,4 +517,12 @@ fn with_request_id<T>(message: T, id: &str) -> Response<T> {
         response.metadata_mut().insert("x-request-id", value);
     }
     response
+}
+
+/// Who a client session belongs to, for the per-client cap: the peer's address.
+fn client_of<T>(request: &Request<T>) -> String {
+    request
+        .remote_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default()
 }

@@ -328,3 +328,73 @@ async fn the_cli_sends_the_api_key_the_gateway_asks_for() {
     .ok();
     assert!(!out.is_empty());
 }
+
+/// `branch` prefills once and continues the session at each temperature: the same tokens as
+/// Generate from scratch with the seed it reports; `session create` and `generate --session`
+/// do the same by hand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn branch_and_session_continue_one_prefill() {
+    let cluster = Cluster::start(tiny_model()).await;
+    let gateway = &cluster.gateway.address;
+    let args = [
+        "--json",
+        "branch",
+        PROMPT,
+        "--temperatures",
+        "0,0.8",
+        "--samples",
+        "2",
+        "--seed",
+        "3",
+        "--max-tokens",
+        "5",
+    ];
+    let lines = oneword(gateway, &args).await.json_lines();
+    assert_eq!(
+        lines[0]["token_ids"].as_array().unwrap().len(),
+        9,
+        "{}",
+        lines[0]
+    );
+    let groups = lines[1]["groups"].as_array().unwrap();
+    for (group, (temperature, n)) in groups.iter().zip([(0.0, 1), (0.8, 2)]) {
+        let r = pb::GenerateRequest {
+            prompt: PROMPT.into(),
+            temperature: Some(temperature),
+            n: Some(n),
+            seed: Some(3),
+            max_new_tokens: Some(5),
+            ..Default::default()
+        };
+        let expected = generate(&cluster, r).await.completions;
+        let texts: Vec<&str> = group["completions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["text"].as_str().unwrap())
+            .collect();
+        let expected: Vec<&str> = expected.iter().map(|c| c.text.as_str()).collect();
+        assert_eq!(texts, expected, "temperature {temperature}");
+    }
+    let (_, err) = oneword(gateway, &args[1..]).await.ok();
+    assert!(
+        err.contains("3 branches from one prefill of 9 tokens"),
+        "{err}"
+    );
+
+    let (out, _) = oneword(gateway, &["session", "create", PROMPT]).await.ok();
+    let id = out.trim();
+    let greedy = ["--temperature", "0", "--max-tokens", "5"];
+    let (kept, _) = oneword(
+        gateway,
+        &[&["generate", "--session", id], &greedy[..]].concat(),
+    )
+    .await
+    .ok();
+    let (fresh, _) = oneword(gateway, &[&["generate", PROMPT], &greedy[..]].concat())
+        .await
+        .ok();
+    assert_eq!(kept, fresh);
+    oneword(gateway, &["session", "release", id]).await.ok();
+    cluster.decoder_idle().await;
+}

@@ -5,6 +5,7 @@
 //! real SIGTERM) and `tracing` (a global subscriber).
 
 mod cli;
+mod client_sessions;
 mod compatibility;
 mod concurrency;
 mod docs;

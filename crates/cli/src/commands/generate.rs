@@ -44,6 +44,8 @@ pub async fn run(
             repetition_penalty: args.repetition_penalty,
             frequency_penalty: args.frequency_penalty,
             presence_penalty: args.presence_penalty,
+            session_id: args.session.unwrap_or_default(),
+            append_to_session: args.append,
             include_stop_str_in_output: args.include_stop,
         },
         ctx.timeout,

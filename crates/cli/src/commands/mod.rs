@@ -16,6 +16,7 @@ mod corpus;
 mod generate;
 mod instruments;
 mod search;
+mod sessions;
 
 /// Where a command writes: stdout for the answer, stderr for what is about it.
 pub struct Output<'a> {
@@ -51,6 +52,8 @@ pub async fn run(cli: Cli, io: &mut Output<'_>) -> Result<(), Error> {
         Command::Cancel(args) => cancel(&mut gateway, ctx, args, io).await,
         Command::Info => info(&mut gateway, ctx, io).await,
         Command::Compare(args) => instruments::compare(&mut gateway, ctx, args, io).await,
+        Command::Branch(args) => sessions::branch(&mut gateway, ctx, args, io).await,
+        Command::Session(args) => sessions::session(&mut gateway, ctx, args, io).await,
         Command::Ranks(args) => instruments::ranks(&mut gateway, ctx, args, io).await,
         Command::Score(args) => instruments::score(&mut gateway, ctx, args, io).await,
         Command::Lens(args) => instruments::lens(&mut gateway, ctx, args, io).await,
@@ -152,6 +155,7 @@ async fn next(
         top_p: args.top_p,
         full_row: args.full_row,
         model: args.model.unwrap_or_default(),
+        session_id: args.session.unwrap_or_default(),
     };
     let resp = gateway
         .next_tokens(request(message, ctx.timeout))

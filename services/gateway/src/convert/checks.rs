@@ -63,6 +63,11 @@ fn text_or_ids_ok(text: &str, ids: &[u32], c: &Config) -> bool {
     }
 }
 
+/// As [`text_or_ids_ok`], but after a client session both may be empty.
+fn continued_ok(session_id: &str, text: &str, ids: &[u32], c: &Config) -> bool {
+    text_or_ids_ok(text, ids, c) || (!session_id.is_empty() && text.is_empty() && ids.is_empty())
+}
+
 /// The prompt kept is the one given.
 fn kept(p: &Prompt, text: &str, ids: &[u32]) {
     match &p.given {
@@ -93,9 +98,11 @@ fn request_id_ok(id: &str) -> bool {
 pub fn generate(r: pb::GenerateRequest, c: &Config, model: (usize, usize, usize)) {
     let max_new_tokens = r.max_new_tokens.unwrap_or(c.default_max_new_tokens);
     let n = r.n.unwrap_or(1);
-    let valid = text_or_ids_ok(&r.prompt, &r.prompt_token_ids, c)
+    let valid = continued_ok(&r.session_id, &r.prompt, &r.prompt_token_ids, c)
         && (1..=c.max_new_tokens).contains(&max_new_tokens)
         && shaping_ok(r.temperature, r.top_k, r.top_p)
+        && (r.session_id.is_empty() || r.model.is_empty())
+        && (!r.append_to_session || (!r.session_id.is_empty() && n == 1))
         && r.min_p.is_none_or(|p| (0.0..=1.0).contains(&p))
         && r.typical_p.is_none_or(|p| p > 0.0 && p <= 1.0)
         && r.repetition_penalty.is_none_or(|p| p > 0.0 && p <= 10.0)
@@ -127,6 +134,10 @@ pub fn generate(r: pb::GenerateRequest, c: &Config, model: (usize, usize, usize)
     assert!(r.seed.is_none_or(|s| s == p.seed) && p.ignore_eos == r.ignore_eos);
     assert_eq!(p.request_id.as_deref().unwrap_or_default(), r.request_id);
     assert_eq!(p.min_new_tokens, r.min_new_tokens.unwrap_or(0) as usize);
+    assert_eq!(
+        (p.session_id.as_str(), p.append_to_session),
+        (r.session_id.as_str(), r.append_to_session)
+    );
     assert_eq!(
         (&p.stop_token_ids, p.include_stop_str),
         (&r.stop_token_ids, r.include_stop_str_in_output)
@@ -169,7 +180,8 @@ pub fn generate(r: pb::GenerateRequest, c: &Config, model: (usize, usize, usize)
 
 pub fn next_tokens(r: pb::NextTokensRequest, c: &Config) {
     let top_n = r.top_n.unwrap_or(5);
-    let valid = text_or_ids_ok(&r.prompt, &r.prompt_token_ids, c)
+    let valid = continued_ok(&r.session_id, &r.prompt, &r.prompt_token_ids, c)
+        && (r.session_id.is_empty() || r.model.is_empty())
         && (1..=c.max_top_n).contains(&top_n)
         && shaping_ok(r.temperature, r.top_k, r.top_p);
     match NextTokensParams::new(r.clone(), c) {

@@ -74,6 +74,11 @@ fn bias() -> impl Strategy<Value = std::collections::HashMap<u32, f32>> {
     ]
 }
 
+/// No client session, or one (the handle is checked when the request runs, not here).
+fn session() -> impl Strategy<Value = String> {
+    prop::sample::select(vec!["", "sess-1"]).prop_map(String::from)
+}
+
 fn generate() -> impl Strategy<Value = pb::GenerateRequest> {
     let shaping = (float(), count(), float(), bias());
     let rest = (
@@ -100,6 +105,7 @@ fn generate() -> impl Strategy<Value = pb::GenerateRequest> {
         rest,
         (stop_tokens, float(), float(), count()),
         (float(), float(), float()),
+        (session(), any::<bool>()),
     )
         .prop_map(
             |(
@@ -110,6 +116,7 @@ fn generate() -> impl Strategy<Value = pb::GenerateRequest> {
                 rest,
                 ((stop_token_ids, include_stop_str_in_output), min_p, typical_p, min_new_tokens),
                 (repetition_penalty, frequency_penalty, presence_penalty),
+                (session_id, append_to_session),
             )| {
                 let (stop, n, logprobs, seed, ignore_eos, request_id) = rest;
                 pb::GenerateRequest {
@@ -135,6 +142,8 @@ fn generate() -> impl Strategy<Value = pb::GenerateRequest> {
                     repetition_penalty,
                     frequency_penalty,
                     presence_penalty,
+                    session_id,
+                    append_to_session,
                 }
             },
         )
@@ -156,8 +165,10 @@ proptest! {
         prompt_token_ids in ids(),
         full_row: bool,
         small: bool,
+        (session_id, model) in (session(), prop::sample::select(vec!["", "tokens-2"])),
     ) {
-        let r = pb::NextTokensRequest { prompt, top_n, temperature, top_k, top_p, full_row, model: String::new(), prompt_token_ids };
+        let model = model.to_string();
+        let r = pb::NextTokensRequest { prompt, top_n, temperature, top_k, top_p, full_row, model, prompt_token_ids, session_id };
         checks::next_tokens(r, &checks::config(small));
     }
 

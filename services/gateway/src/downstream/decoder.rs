@@ -184,6 +184,11 @@ impl Sessions {
         }
     }
 
+    /// Stops tracking `ids` without releasing them: someone else holds them now.
+    pub fn keep(&mut self, ids: &[String]) {
+        self.ids.retain(|id| !ids.contains(id));
+    }
+
     /// Releases `ids` now (they are done) and stops tracking them.
     pub fn release(&mut self, ids: &[String]) {
         self.ids.retain(|id| !ids.contains(id));

@@ -154,7 +154,7 @@ pub async fn create(
         async move {
             let _permit = permit;
             let (down, metrics) = (&gateway.downstream, &gateway.metrics);
-            generate(down, metrics, params, deadline, &tx, &registration).await
+            generate(down, metrics, params, deadline, &tx, &registration, None).await
         }
     };
     if stream {
@@ -273,6 +273,9 @@ pub(super) fn to_generate_request(r: CompletionRequest) -> Result<pb::GenerateRe
         model: String::new(),
         // Its OpenAI id becomes its request id.
         request_id: String::new(),
+        // OpenAI has no sessions.
+        session_id: String::new(),
+        append_to_session: false,
     })
 }
 

@@ -85,6 +85,14 @@ impl Sampling {
             full_row: self.full_row.map(|precision| (row, precision)),
         }
     }
+
+    /// What `row` gives the given `token` under this shaping (teacher forcing), with the
+    /// `top_n` most likely alternatives.
+    pub fn judge(&self, row: &[f32], seen: &Seen, token: u32) -> Pick {
+        let default = Shaping::default();
+        let shaping = self.shaping.as_ref().unwrap_or(&default);
+        judge(row, shaping, seen, token, self.top_n)
+    }
 }
 
 /// A top-N list as a struct of arrays.

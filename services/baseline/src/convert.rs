@@ -63,6 +63,13 @@ pub fn step(
         .sampling
         .map(|s| oneword_sampling::sampling(&field("sampling"), &s, vocab, limits.max_top_n))
         .transpose()?;
+    if !step.judge_ids.is_empty() {
+        let f = field("judge_ids");
+        return Err(Error::invalid(
+            &f,
+            format!("`{f}`: the n-gram baseline does not judge given tokens; the decoder does"),
+        ));
+    }
     let history = step
         .history
         .map(|h| oneword_sampling::history(&field("history"), h, token_ids.len(), vocab))
@@ -84,6 +91,7 @@ pub fn step_result(session_id: String, length: usize, picked: Option<Picked>) ->
         session_id,
         length: length as u32,
         pick: picked.map(pb::Pick::from),
+        judged: Vec::new(),
     }
 }
 

@@ -77,6 +77,33 @@ pub fn step_input(i: usize, step: pb::SessionStep, limits: &Limits) -> Result<St
             oneword_sampling::history(&field("history"), h, rows, limits.vocab_size)
         })
         .transpose()?;
+    let rows = embeddings.dims()[0];
+    if !step.judge_ids.is_empty() {
+        let f = field("judge_ids");
+        if step.judge_ids.len() != rows || sampling.is_none() {
+            return Err(Error::invalid(
+                &f,
+                format!(
+                    "`{f}` names {} tokens for a step of {rows} rows{}; it must name one per row, with `sampling`",
+                    step.judge_ids.len(),
+                    if sampling.is_none() { " and no sampling" } else { "" }
+                ),
+            ));
+        }
+        if let Some(id) = step
+            .judge_ids
+            .iter()
+            .find(|&&id| id as usize >= limits.vocab_size)
+        {
+            return Err(Error::invalid(
+                &f,
+                format!(
+                    "`{f}` names token {id}, outside the vocabulary of {} tokens",
+                    limits.vocab_size
+                ),
+            ));
+        }
+    }
     Ok(StepInput {
         session_id: step.session_id,
         create: step.create,
@@ -85,6 +112,7 @@ pub fn step_input(i: usize, step: pb::SessionStep, limits: &Limits) -> Result<St
         sampling,
         release_after: step.release_after,
         history,
+        judge_ids: step.judge_ids,
     })
 }
 
@@ -157,5 +185,15 @@ pub fn step_result(out: StepOutput) -> pb::StepResult {
         session_id: out.session_id,
         length: out.length as u32,
         pick: out.picked.map(pb::Pick::from),
+        judged: out
+            .judged
+            .into_iter()
+            .map(|pick| {
+                pb::Pick::from(oneword_sampling::Picked {
+                    pick,
+                    full_row: None,
+                })
+            })
+            .collect(),
     }
 }

@@ -322,6 +322,7 @@ impl Kept {
                 prompt_ids: ids,
                 generated_ids: Vec::new(),
             }),
+            judge_ids: Vec::new(),
         };
         decoder
             .step_watched(vec![prefill], deadline, down.stall)

@@ -259,6 +259,7 @@ pub async fn generate(
                     release_after: false,
                     model: String::new(),
                     history: history(plan.penalized, &[], &[last_token(c)]),
+                    judge_ids: Vec::new(),
                 }
             })
             .collect();
@@ -498,6 +499,7 @@ async fn build(
             release_after: false,
             model: model.clone(),
             history: history(plan.penalized, &prompt[..prefix], &[]),
+            judge_ids: Vec::new(),
         };
         decoder.step_watched(vec![prefill], deadline, stall).await?;
         let forks = running[1..].iter().map(|c| c.session.clone()).collect();
@@ -519,6 +521,7 @@ async fn build(
                 String::new()
             },
             history: history(plan.penalized, &prompt[shared..], &c.tokens),
+            judge_ids: Vec::new(),
         })
         .collect();
     decoder.step_watched(steps, deadline, stall).await

@@ -7,7 +7,7 @@ use oneword_proto::gateway::v1 as pb;
 use oneword_runtime::deadline::Deadline;
 use tonic::Status;
 
-use crate::client_sessions::continued;
+use crate::client_sessions::{continued, Kept};
 use crate::convert::{InspectParams, NextTokensParams, Prompt, ScoreParams};
 use crate::downstream::{Inputs, Model, Sessions, DECODER};
 use crate::service::GatewayService;
@@ -99,6 +99,7 @@ impl GatewayService {
             } else {
                 String::new()
             },
+            judge_ids: Vec::new(),
         };
         let mut answer = match forked {
             Some((decoder, _)) => {
@@ -173,6 +174,9 @@ impl GatewayService {
         let model = down.model(deadline).await?;
         let field = params.text.field;
         let ids = self.prompt_ids(&params.text, &model, deadline).await?;
+        if let Some(base) = self.base_of(&params.session_id)? {
+            return self.score_after(&base, ids, params, &model, deadline).await;
+        }
         // Position i's output predicts token i + 1; from the start, <|endoftext|> comes first.
         let (inputs, targets) = if params.from_start {
             let mut inputs = vec![model.eos];
@@ -240,6 +244,90 @@ impl GatewayService {
             total_logprob: total,
             perplexity: (-total / count).exp(),
             forward_ns: scored.forward_ns,
+        })
+    }
+
+    /// Scores `ids` as they continue client session `base`: a fork of it is fed the session's
+    /// last token and the text but its last, and each row judges the token after it.
+    async fn score_after(
+        &self,
+        base: &Kept,
+        ids: Vec<u32>,
+        params: ScoreParams,
+        model: &Model,
+        deadline: &Deadline,
+    ) -> Result<pb::ScoreResponse, Status> {
+        let down = &self.downstream;
+        let kept = base.tokens().await;
+        let fed = kept.len() + ids.len() - 1;
+        self.within_context(fed, model)?;
+        let session_id = format!("score-{}", uuid::Uuid::new_v4().simple());
+        let forked = base
+            .fork_into(down, vec![session_id.clone()], deadline)
+            .await?;
+        let (decoder, held) = match forked {
+            Some(forked) => forked,
+            None => (down.decoder_excluding(&base.backend, &[]).await?, 0),
+        };
+        let whole: Vec<u32> = kept.iter().chain(&ids).copied().collect();
+        let rows = whole[held..fed].to_vec();
+        let positions = (held as u32..fed as u32).collect();
+        let inputs = Inputs::of(down, &base.backend, rows, positions, deadline).await?;
+        let step = dec::SessionStep {
+            session_id: session_id.clone(),
+            create: held == 0,
+            start_position: held as u32,
+            input: inputs.rows(0, fed - held),
+            sampling: Some(dec::Sampling {
+                shaping: Some(params.shaping),
+                u: 0.5,
+                report: Some(dec::Report {
+                    top_n: params.top_n as u32,
+                    full_row: dec::FullRow::None as i32,
+                }),
+            }),
+            release_after: true,
+            model: String::new(),
+            history: None,
+            judge_ids: whole[held + 1..].to_vec(),
+        };
+        let mut guard = Sessions::new(&decoder, vec![session_id.clone()]);
+        let answer = decoder.step(vec![step], deadline).await?;
+        guard.keep(&[session_id]);
+        let judged = answer
+            .results
+            .into_iter()
+            .next()
+            .map(|r| r.judged)
+            .unwrap_or_default();
+        // The session's own tokens were judged too (when the fork held fewer); not asked for.
+        let scored = &judged[judged.len().saturating_sub(ids.len())..];
+        let logprobs: Vec<f32> = scored.iter().map(|p| p.logprob).collect();
+        let total: f64 = logprobs.iter().map(|&l| l as f64).sum();
+        let top = scored
+            .iter()
+            .filter(|_| params.top_n > 0)
+            .map(|p| {
+                let t = p.raw_top.clone().unwrap_or_default();
+                pb::Alternatives {
+                    pieces: pieces(model, &t.ids),
+                    ids: t.ids,
+                    logprobs: t.logprobs,
+                }
+            })
+            .collect();
+        Ok(pb::ScoreResponse {
+            pieces: pieces(model, &ids),
+            ids,
+            first_scored: 0,
+            ranks: scored.iter().map(|p| p.rank).collect(),
+            shaped_logprobs: scored.iter().map(|p| p.shaped_logprob).collect(),
+            entropies: scored.iter().map(|p| p.entropy).collect(),
+            top,
+            perplexity: (-total / logprobs.len().max(1) as f64).exp(),
+            total_logprob: total,
+            logprobs,
+            forward_ns: answer.forward_ns,
         })
     }
 

@@ -202,3 +202,57 @@ async fn sessions_are_capped_and_outlive_their_decoder_session() {
     let again = token_ids(&mut gateway, sampled(&first.session_id, "")).await;
     assert_eq!(again, token_ids(&mut gateway, sampled("", PROMPT)).await);
 }
+
+/// Score with a session judges the text as it continues the session, running only the text's
+/// rows: the numbers Score gives the same tokens in the whole text from scratch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_scored_after_a_session_scores_as_in_the_whole_text() {
+    let cluster = Cluster::start(tiny_model()).await;
+    let mut gateway = cluster.gateway().await;
+    let session = create(&mut gateway, PROMPT).await;
+    let score = |text: &str, session_id: &str| pb::ScoreRequest {
+        text: text.into(),
+        session_id: session_id.into(),
+        temperature: Some(0.7),
+        top_n: Some(3),
+        ..Default::default()
+    };
+    let before = rows(&cluster).await;
+    let after = gateway
+        .score(score(" learn from experience", &session.session_id))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rows(&cluster).await - before, after.ids.len() as u64);
+    let whole = gateway
+        .score(score(&format!("{PROMPT} learn from experience"), ""))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(after.first_scored, 0);
+    let tail = whole.ids.len() - after.ids.len();
+    assert_eq!(&whole.ids[tail..], after.ids.as_slice());
+    // Whole-text logprobs start at its second token.
+    let from = tail - 1;
+    assert_eq!(&whole.ranks[from..], after.ranks.as_slice());
+    for (a, b) in [
+        (&whole.logprobs[from..], &after.logprobs),
+        (&whole.shaped_logprobs[from..], &after.shaped_logprobs),
+    ] {
+        for (x, y) in a.iter().zip(b.iter()) {
+            assert!((x - y).abs() < 1e-4, "{x} vs {y}");
+        }
+    }
+    assert_eq!(after.top.len(), after.ids.len());
+    assert_eq!(after.top[0].ids, whole.top[from].ids);
+    refused(
+        gateway
+            .score(pb::ScoreRequest {
+                from_start: true,
+                ..score(" learn", &session.session_id)
+            })
+            .await,
+        Code::InvalidArgument,
+        "`from_start` does not apply with `session_id`",
+    );
+}

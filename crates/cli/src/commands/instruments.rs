@@ -141,6 +141,7 @@ pub async fn score(
         top_k: args.top_k,
         top_p: args.top_p,
         top_n: args.top,
+        session_id: args.session.unwrap_or_default(),
         ..Default::default()
     };
     let resp = gateway

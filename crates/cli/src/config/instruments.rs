@@ -155,6 +155,9 @@ pub struct ScoreArgs {
     /// List this many most likely alternatives at each position.
     #[arg(long, value_name = "N")]
     pub top: Option<u32>,
+    /// Score the text as it continues this client session (`oneword session create`).
+    #[arg(long, value_name = "ID", conflicts_with = "from_start")]
+    pub session: Option<String>,
 }
 
 /// Flags of `oneword lens`.

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use candle_core::Tensor;
-use oneword_sampling::{History, Picked, Sampling};
+use oneword_sampling::{History, Pick, Picked, Sampling};
 use tokio::sync::oneshot;
 
 use crate::Error;
@@ -20,6 +20,8 @@ pub struct StepInput {
     pub release_after: bool,
     /// The rows' token ids, for the penalties; `None`: not counted.
     pub history: Option<History>,
+    /// Per row, the token that follows it, to judge (teacher forcing); empty: none.
+    pub judge_ids: Vec<u32>,
 }
 
 /// One session's result.
@@ -28,6 +30,8 @@ pub struct StepOutput {
     pub length: usize,
     /// The picked token (and the raw row, when asked for), when sampling was asked for.
     pub picked: Option<Picked>,
+    /// What the distribution after each row gives its judged token.
+    pub judged: Vec<Pick>,
 }
 
 /// What the sessions occupy and what is queued.

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use oneword_model::{KvCache, LogitsAt, ModelError, Sequence, Transformer};
 use oneword_runtime::{Clock, SessionError};
-use oneword_sampling::{Picked, Seen, SessionShaping};
+use oneword_sampling::{Pick, Picked, Seen, SessionShaping};
 use rayon::prelude::*;
 
 use super::job::{Job, Limits, Reply, StepDone, StepInput, StepOutput, Usage};
@@ -56,6 +56,8 @@ struct Part {
     done: usize,
     /// The cache's length before the request: what undoing it restores.
     start_len: usize,
+    /// The judgments of the rows run so far (teacher forcing).
+    judged: Vec<Pick>,
     output: Option<StepOutput>,
 }
 
@@ -68,6 +70,10 @@ impl Part {
         self.rows() - self.done
     }
 }
+
+/// What one pass read from a part's logits: the pick after its last row, the judgments of its
+/// rows.
+type RowsRead = (Option<Picked>, Vec<Pick>);
 
 pub(crate) struct Worker {
     model: Arc<Transformer>,
@@ -509,6 +515,7 @@ impl Worker {
                     start_len: session.cache.len(),
                     input,
                     done: 0,
+                    judged: Vec::new(),
                     output: None,
                 }
             })
@@ -562,7 +569,9 @@ impl Worker {
                 .remove(&part.input.session_id)
                 .expect("running sessions were checked to exist, this is a bug");
             let last = part.done + rows == part.rows();
-            logits_at.push(if last && part.input.sampling.is_some() {
+            logits_at.push(if !part.input.judge_ids.is_empty() {
+                LogitsAt::All
+            } else if last && part.input.sampling.is_some() {
                 LogitsAt::Last
             } else {
                 LogitsAt::None
@@ -629,23 +638,43 @@ impl Worker {
         }
 
         // Picks are independent per sequence: spread them over the cores.
-        let picks: Vec<Result<Option<Picked>, Error>> = plan
+        let picks: Vec<Result<RowsRead, Error>> = plan
             .par_iter()
             .zip(logits)
-            .map(|(&(r, p, _), logits)| {
+            .map(|(&(r, p, rows), logits)| {
                 let part = &self.running[r].parts[p];
                 let (Some(sampling), Some(logits)) = (&part.input.sampling, logits) else {
-                    return Ok(None);
+                    return Ok((None, Vec::new()));
                 };
-                let row = logits.to_vec1::<f32>().map_err(ModelError::from)?;
                 let seen = &self.sessions[&part.input.session_id].seen;
-                Ok(Some(sampling.pick(row, seen)))
+                if part.input.judge_ids.is_empty() {
+                    let row = logits.to_vec1::<f32>().map_err(ModelError::from)?;
+                    return Ok((Some(sampling.pick(row, seen)), Vec::new()));
+                }
+                // Teacher forcing: every row judges the token given after it.
+                let mut matrix = logits.to_vec2::<f32>().map_err(ModelError::from)?;
+                let given = &part.input.judge_ids[part.done..part.done + rows];
+                let judged = matrix
+                    .iter()
+                    .zip(given)
+                    .map(|(row, &token)| sampling.judge(row, seen, token))
+                    .collect();
+                let last = part.done + rows == part.rows();
+                let picked = last
+                    .then(|| matrix.pop())
+                    .flatten()
+                    .map(|row| sampling.pick(row, seen));
+                Ok((picked, judged))
             })
             .collect();
         let mut failed = HashSet::new();
         for (&(r, p, rows), pick) in plan.iter().zip(picks) {
             let part = &mut self.running[r].parts[p];
             part.done += rows;
+            let pick = pick.map(|(pick, judged)| {
+                part.judged.extend(judged);
+                pick
+            });
             match pick {
                 Err(_) => {
                     failed.insert(r);
@@ -659,6 +688,7 @@ impl Worker {
                         length: self.sessions[&id].cache.len(),
                         session_id: id,
                         picked: pick,
+                        judged: std::mem::take(&mut part.judged),
                     });
                 }
                 Ok(_) => {}

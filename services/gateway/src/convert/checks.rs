@@ -232,11 +232,13 @@ pub fn compare(r: pb::CompareRequest, c: &Config) {
 pub fn score(r: pb::ScoreRequest, c: &Config) {
     let valid = text_or_ids_ok(&r.text, &r.token_ids, c)
         && r.top_n.unwrap_or(0) <= c.max_top_n
-        && shaping_ok(r.temperature, r.top_k, r.top_p);
+        && shaping_ok(r.temperature, r.top_k, r.top_p)
+        && (r.session_id.is_empty() || !r.from_start);
     match ScoreParams::new(r.clone(), c) {
         Ok(p) => {
             assert!(valid, "{r:?} accepted");
             assert_eq!(p.top_n, r.top_n.unwrap_or(0) as usize);
+            assert_eq!(p.session_id, r.session_id);
             kept(&p.text, &r.text, &r.token_ids);
         }
         Err(e) => refused(valid, &r, &e),

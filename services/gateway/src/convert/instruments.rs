@@ -86,6 +86,8 @@ pub struct ScoreParams {
     pub from_start: bool,
     pub shaping: dec::Shaping,
     pub top_n: usize,
+    /// The client session the text continues; empty: none.
+    pub session_id: String,
 }
 
 impl ScoreParams {
@@ -98,7 +100,14 @@ impl ScoreParams {
                 format!("`top_n` must be in 0..={}, got {top_n}", config.max_top_n),
             ));
         }
+        if r.from_start && !r.session_id.is_empty() {
+            return Err(Error::invalid(
+                "from_start",
+                "`from_start` does not apply with `session_id`: every token is scored after the session's",
+            ));
+        }
         Ok(ScoreParams {
+            session_id: r.session_id,
             text,
             from_start: r.from_start,
             shaping: shaping(dec::Shaping {

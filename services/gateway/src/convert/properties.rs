@@ -194,8 +194,9 @@ proptest! {
         (temperature, top_k, top_p) in (float(), count(), float()),
         from_start: bool,
         small: bool,
+        session_id in session(),
     ) {
-        let r = pb::ScoreRequest { text, token_ids, from_start, temperature, top_k, top_p, top_n };
+        let r = pb::ScoreRequest { text, token_ids, from_start, temperature, top_k, top_p, top_n, session_id };
         checks::score(r, &checks::config(small));
     }
 

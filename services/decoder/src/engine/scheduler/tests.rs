@@ -64,6 +64,7 @@ fn step(id: &str, start: usize, rows: usize) -> StepInput {
         sampling: None,
         release_after: false,
         history: None,
+        judge_ids: Vec::new(),
     }
 }
 
@@ -330,6 +331,24 @@ fn a_session_counts_its_history_for_the_penalties_forks_copy_it_and_undo_takes_i
     turn(&mut w);
     assert_eq!(length(&w, "p"), Some(3));
     assert_eq!(w.sessions["p"].seen, expected);
+}
+
+#[test]
+fn a_judging_step_judges_every_row_across_its_chunks() {
+    let (mut w, _) = worker(limits());
+    // 20 rows in passes of at most 8: each chunk's rows are judged, in order.
+    let mut judging = penalized(step("j", 0, 20), &[], 0.0);
+    judging.history = None;
+    judging.judge_ids = (0..20).collect();
+    let mut answer = send(&mut w, vec![judging]);
+    settle(&mut w);
+    let out = answered(&mut answer).unwrap().outputs.remove(0);
+    let tokens: Vec<u32> = out.judged.iter().map(|p| p.token).collect();
+    assert_eq!(tokens, (0..20).collect::<Vec<u32>>());
+    // The last row's distribution is the one the pick came from.
+    let picked = out.picked.unwrap().pick;
+    assert_eq!(out.judged[19].entropy, picked.entropy);
+    assert!(out.judged.iter().all(|p| p.logprob < 0.0 && p.rank >= 1));
 }
 
 #[test]

@@ -21,17 +21,18 @@ pub fn invalid_argument(field: &str, description: impl Display) -> Status {
 /// INVALID_ARGUMENT for a prompt that, with what is to be generated, does not fit the context
 /// window; carries `ErrorInfo{reason: CONTEXT_LENGTH_EXCEEDED}` with the counts.
 pub fn context_length_exceeded(
+    field: &str,
     prompt_tokens: usize,
     max_new_tokens: usize,
     context: usize,
 ) -> Status {
     let message = if prompt_tokens >= context {
         format!(
-            "`prompt` has {prompt_tokens} tokens but the context window is {context} tokens (the prompt must leave room for at least one new token)"
+            "`{field}` has {prompt_tokens} tokens but the context window is {context} tokens (the prompt must leave room for at least one new token)"
         )
     } else {
         format!(
-            "`prompt` has {prompt_tokens} tokens and `max_new_tokens` is {max_new_tokens}: {} in all, over the context window of {context} tokens",
+            "`{field}` has {prompt_tokens} tokens and `max_new_tokens` is {max_new_tokens}: {} in all, over the context window of {context} tokens",
             prompt_tokens + max_new_tokens
         )
     };
@@ -44,7 +45,7 @@ pub fn context_length_exceeded(
             ("context_length".to_string(), context.to_string()),
         ],
     );
-    details.add_bad_request_violation("prompt", message.clone());
+    details.add_bad_request_violation(field, message.clone());
     Status::with_error_details(Code::InvalidArgument, message, details)
 }
 

@@ -354,6 +354,7 @@ impl GenerateParams {
         }
         if prompt_tokens + self.max_new_tokens > context {
             return Err(Error::ContextLength {
+                field: self.prompt.field,
                 prompt_tokens,
                 max_new_tokens: self.max_new_tokens,
                 context,
@@ -537,6 +538,7 @@ mod tests {
         assert!(matches!(
             e,
             Error::ContextLength {
+                field: "prompt",
                 prompt_tokens: 925,
                 max_new_tokens: 100,
                 context: 1024

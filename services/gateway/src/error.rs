@@ -12,6 +12,8 @@ pub enum Error {
     InvalidArgument(Cow<'static, str>, String),
     #[error("prompt of {prompt_tokens} tokens with max_new_tokens {max_new_tokens} exceeds the context of {context}")]
     ContextLength {
+        /// The field the prompt came in (with a client session, its tokens count too).
+        field: &'static str,
         prompt_tokens: usize,
         max_new_tokens: usize,
         context: usize,
@@ -94,10 +96,11 @@ impl From<Error> for Status {
         match error {
             Error::InvalidArgument(field, message) => status::invalid_argument(&field, message),
             Error::ContextLength {
+                field,
                 prompt_tokens,
                 max_new_tokens,
                 context,
-            } => status::context_length_exceeded(prompt_tokens, max_new_tokens, context),
+            } => status::context_length_exceeded(field, prompt_tokens, max_new_tokens, context),
             Error::Downstream(service, s) => {
                 public_fields(status::from_downstream(service, s), &[])
             }

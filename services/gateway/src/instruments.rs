@@ -51,7 +51,7 @@ impl GatewayService {
         let base = self.base_of(&params.session_id)?;
         let vocab_size = model.pieces.len();
         let ids = continued(base.as_deref(), &params.prompt, down, vocab_size, &deadline).await?;
-        self.within_context(ids.len(), &model)?;
+        self.within_context(params.prompt.field, ids.len(), &model)?;
         let prompt_tokens = ids.len() as u32;
         let backend = match &base {
             Some(base) => base.backend.clone(),
@@ -149,13 +149,19 @@ impl GatewayService {
             .downstream
             .prompt_ids(prompt, vocab_size, deadline)
             .await?;
-        self.within_context(ids.len(), model)?;
+        self.within_context(prompt.field, ids.len(), model)?;
         Ok(ids)
     }
 
-    fn within_context(&self, tokens: usize, model: &Model) -> Result<(), Error> {
+    fn within_context(
+        &self,
+        field: &'static str,
+        tokens: usize,
+        model: &Model,
+    ) -> Result<(), Error> {
         if tokens > model.context {
             return Err(Error::ContextLength {
+                field,
                 prompt_tokens: tokens,
                 max_new_tokens: 0,
                 context: model.context,
@@ -197,6 +203,7 @@ impl GatewayService {
         }
         if inputs.len() > model.context {
             return Err(Error::ContextLength {
+                field,
                 prompt_tokens: inputs.len(),
                 max_new_tokens: 0,
                 context: model.context,
@@ -260,7 +267,7 @@ impl GatewayService {
         let down = &self.downstream;
         let kept = base.tokens().await;
         let fed = kept.len() + ids.len() - 1;
-        self.within_context(fed, model)?;
+        self.within_context(params.text.field, fed, model)?;
         let session_id = format!("score-{}", uuid::Uuid::new_v4().simple());
         let forked = base
             .fork_into(down, vec![session_id.clone()], deadline)

@@ -272,6 +272,7 @@ impl pb::gateway_server::Gateway for GatewayService {
             if tokens.len() >= model.context {
                 // Room for at least the next token.
                 return Err(Error::ContextLength {
+                    field: prompt.field,
                     prompt_tokens: tokens.len(),
                     max_new_tokens: 1,
                     context: model.context,

@@ -94,7 +94,7 @@ async fn token_ids_are_checked_against_the_vocabulary_and_the_context() {
     refused(
         gateway.generate(with_ids("", vec![464; 1020], 8)).await,
         Code::InvalidArgument,
-        "1020",
+        "`prompt_token_ids` has 1020 tokens and `max_new_tokens` is 8",
     );
     let table = pb::NextTokensRequest {
         prompt_token_ids: vec![70_000],

@@ -167,10 +167,12 @@ pub fn generate(r: pb::GenerateRequest, c: &Config, model: (usize, usize, usize)
     match p.check_against_model(prompt_tokens, context, vocab_size) {
         Ok(()) => assert!(fits, "{r:?} fits {model:?}"),
         Err(Error::ContextLength {
+            field,
             prompt_tokens: t,
             max_new_tokens: m,
             context: x,
         }) => {
+            assert_eq!(field, p.prompt.field);
             assert_eq!((t, m, x), (prompt_tokens, p.max_new_tokens, context));
             assert!(t + m > x);
         }

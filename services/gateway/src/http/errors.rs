@@ -95,6 +95,7 @@ impl From<Error> for ApiError {
                 prompt_tokens,
                 max_new_tokens,
                 context,
+                ..
             } => ApiError {
                 status: StatusCode::BAD_REQUEST,
                 message: format!(

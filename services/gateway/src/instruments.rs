@@ -9,7 +9,7 @@ use tonic::Status;
 
 use crate::client_sessions::{continued, Kept};
 use crate::convert::{InspectParams, NextTokensParams, Prompt, ScoreParams};
-use crate::downstream::{Inputs, Model, Sessions, DECODER};
+use crate::downstream::{Backend, Inputs, Model, Sessions, DECODER};
 use crate::service::GatewayService;
 use crate::Error;
 
@@ -181,6 +181,14 @@ impl GatewayService {
         let field = params.text.field;
         let ids = self.prompt_ids(&params.text, &model, deadline).await?;
         if let Some(base) = self.base_of(&params.session_id)? {
+            if base.backend != Backend::Transformer {
+                let model = base.backend.model_field();
+                return Err(Error::invalid(
+                    "session_id",
+                    format!("`session_id` is a session of the n-gram model {model}; Score runs the transformer"),
+                )
+                .into());
+            }
             return self.score_after(&base, ids, params, &model, deadline).await;
         }
         // Position i's output predicts token i + 1; from the start, <|endoftext|> comes first.

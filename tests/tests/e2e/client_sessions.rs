@@ -172,6 +172,34 @@ async fn appending_moves_the_session_on() {
         Code::InvalidArgument,
         "`model` is \"tokens-2\" with `session_id`",
     );
+
+    // An n-gram session continues through the same loop; Score is the transformer's.
+    let ngram = gateway
+        .create_session(pb::CreateSessionRequest {
+            prompt: "Hello world".into(),
+            model: "tokens-2".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .session
+        .unwrap();
+    assert_eq!(ngram.model, "tokens-2");
+    let continued = token_ids(&mut gateway, greedy(&ngram.session_id, "", false)).await;
+    assert_eq!(continued[0].len(), 4);
+    let scored = gateway
+        .score(pb::ScoreRequest {
+            text: " again".into(),
+            session_id: ngram.session_id.clone(),
+            ..Default::default()
+        })
+        .await;
+    refused(
+        scored,
+        Code::InvalidArgument,
+        "n-gram model tokens-2; Score runs the transformer",
+    );
 }
 
 /// The caps refuse more sessions with RESOURCE_EXHAUSTED naming the flag; a session whose

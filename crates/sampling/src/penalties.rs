@@ -54,6 +54,17 @@ impl Seen {
     pub fn is_empty(&self) -> bool {
         self.counts.is_empty()
     }
+
+    /// The same tokens, every one counted as a prompt token (what was generated before is the
+    /// prompt of what continues it).
+    pub fn as_prompt(&self) -> Seen {
+        let counts = self
+            .counts
+            .iter()
+            .map(|(&id, &(prompt, generated))| (id, (prompt + generated, 0)))
+            .collect();
+        Seen { counts }
+    }
 }
 
 impl Shaping {
@@ -113,6 +124,15 @@ mod tests {
         penalize(&mut row, &shaping, &seen);
         // 0: prompt only, positive; 1: generated once, negative; 2: generated twice; 3: unseen.
         assert_eq!(row, [2.0, -8.0 - 0.75, 0.5 - 1.25, 3.0]);
+    }
+
+    #[test]
+    fn as_prompt_keeps_the_counts_and_drops_the_generated_label() {
+        let mut seen = Seen::default();
+        seen.add(&history(&[1], &[1, 2]));
+        let mut expected = Seen::default();
+        expected.add(&history(&[1, 1, 2], &[]));
+        assert_eq!(seen.as_prompt(), expected);
     }
 
     #[test]

@@ -121,6 +121,7 @@ impl pb::decoder_server::Decoder for BaselineService {
         self.state.sessions().fork(
             &request.source_session_id,
             &request.new_session_ids,
+            request.seen_as_prompt,
             Instant::now(),
         )?;
         Ok(Response::new(pb::ForkResponse {}))

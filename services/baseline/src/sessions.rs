@@ -211,8 +211,15 @@ impl Sessions {
         Ok(())
     }
 
-    /// Copies `source` into each of `targets`.
-    pub fn fork(&mut self, source: &str, targets: &[String], now: Instant) -> Result<(), Error> {
+    /// Copies `source` into each of `targets` (counting every token it has seen as prompt, for
+    /// the penalties, when `seen_as_prompt`).
+    pub fn fork(
+        &mut self,
+        source: &str,
+        targets: &[String],
+        seen_as_prompt: bool,
+        now: Instant,
+    ) -> Result<(), Error> {
         self.expire(now);
         let (model, ids, shaping, seen) = match self.sessions.get_mut(source) {
             None => return Err(Error::Session(SessionError::NotFound(source.to_string()))),
@@ -221,7 +228,11 @@ impl Sessions {
             }
             Some(s) => {
                 s.last_used = now;
-                (s.model, s.ids.clone(), s.shaping.clone(), s.seen.clone())
+                let seen = match seen_as_prompt {
+                    true => s.seen.as_prompt(),
+                    false => s.seen.clone(),
+                };
+                (s.model, s.ids.clone(), s.shaping.clone(), seen)
             }
         };
         for (i, target) in targets.iter().enumerate() {
@@ -352,11 +363,11 @@ mod tests {
             Err(Error::Session(SessionError::Busy(_)))
         ));
         assert!(matches!(
-            s.fork("a", &["b".into()], t0),
+            s.fork("a", &["b".into()], false, t0),
             Err(Error::Session(SessionError::Busy(_)))
         ));
         s.finish(&first, Some(inputs), t0).unwrap();
-        s.fork("a", &["b".into()], t0).unwrap();
+        s.fork("a", &["b".into()], false, t0).unwrap();
         assert_eq!(
             run(&mut s, &[step("b", false, 2, &[9])], t0).unwrap(),
             [vec![1, 2, 9]]
@@ -375,7 +386,7 @@ mod tests {
         let expected = inputs[0].seen.clone();
         assert!(!expected.is_empty());
         s.finish(&[first], Some(inputs), t0).unwrap();
-        s.fork("a", &["b".into()], t0).unwrap();
+        s.fork("a", &["b".into()], false, t0).unwrap();
         let failed = [step("b", false, 3, &[4])];
         let mut counted = s.begin(&failed, t0).unwrap();
         assert_eq!(
@@ -442,10 +453,10 @@ mod tests {
         );
         assert!(matches!(e, Err(Error::Overloaded(_))));
         assert!(matches!(
-            s.fork("a", &["c".into(), "d".into()], t0),
+            s.fork("a", &["c".into(), "d".into()], false, t0),
             Err(Error::Overloaded(_))
         ));
-        s.fork("a", &["c".into()], t0).unwrap();
+        s.fork("a", &["c".into()], false, t0).unwrap();
     }
 
     #[test]

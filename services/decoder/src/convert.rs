@@ -80,6 +80,16 @@ pub fn step_input(i: usize, step: pb::SessionStep, limits: &Limits) -> Result<St
     let rows = embeddings.dims()[0];
     if !step.judge_ids.is_empty() {
         let f = field("judge_ids");
+        if history.is_some() {
+            // A step's history is counted before its rows run; judged rows would see the later ones.
+            return Err(Error::invalid(
+                &f,
+                format!(
+                    "`{f}` cannot be given with `{}`: a judging step counts no history",
+                    field("history")
+                ),
+            ));
+        }
         if step.judge_ids.len() != rows || sampling.is_none() {
             return Err(Error::invalid(
                 &f,

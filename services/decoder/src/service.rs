@@ -112,7 +112,11 @@ impl pb::decoder_server::Decoder for DecoderService {
             ));
         }
         self.engine
-            .fork(request.source_session_id, request.new_session_ids)
+            .fork(
+                request.source_session_id,
+                request.new_session_ids,
+                request.seen_as_prompt,
+            )
             .await?;
         Ok(Response::new(pb::ForkResponse {}))
     }

@@ -60,15 +60,40 @@ struct State {
 }
 
 /// A decoder session holding a kept session's tokens but the last.
-struct Placed {
+pub struct Placed {
     decoder: Decoder,
     name: String,
     /// Releases `name` when the placement goes (replaced, expired, released).
     _guard: Sessions,
 }
 
+/// Decoder sessions copied from a client session: where they live, how many positions they
+/// hold, and the guard that releases them unless the caller keeps them.
+pub struct Forked {
+    pub decoder: Decoder,
+    pub held: usize,
+    pub sessions: Sessions,
+}
+
+/// A session entered in the table for a call that has not finished: if the call fails or is
+/// dropped (its deadline, its client gone), the entry goes, so it holds no slot of a cap.
+struct Entered<'a> {
+    sessions: &'a ClientSessions,
+    id: String,
+    done: bool,
+}
+
+impl Drop for Entered<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.sessions.table().remove(&self.id);
+        }
+    }
+}
+
 impl Placed {
-    fn new(decoder: Decoder, name: String) -> Self {
+    /// Takes over decoder session `name` on `decoder` (it is released when this goes).
+    pub fn new(decoder: Decoder, name: String) -> Self {
         let guard = Sessions::new(&decoder, vec![name.clone()]);
         Placed {
             decoder,
@@ -102,15 +127,21 @@ impl ClientSessions {
         deadline: &Deadline,
     ) -> Result<Arc<Kept>, Error> {
         let kept = self.insert(owner, backend, tokens)?;
-        let placed = {
+        let mut entered = self.entered(&kept);
+        {
             let mut state = kept.state.lock().await;
-            kept.ensure_placed(&mut state, down, &[], deadline).await
-        };
-        if let Err(e) = placed {
-            self.table().remove(&kept.id);
-            return Err(e);
+            kept.ensure_placed(&mut state, down, &[], deadline).await?;
         }
+        entered.done = true;
         Ok(kept)
+    }
+
+    fn entered(&self, kept: &Kept) -> Entered<'_> {
+        Entered {
+            sessions: self,
+            id: kept.id.clone(),
+            done: false,
+        }
     }
 
     /// A copy of `source` for `owner`, forked in the decoder.
@@ -123,21 +154,18 @@ impl ClientSessions {
     ) -> Result<Arc<Kept>, Error> {
         let mut state = source.state.lock().await;
         let copy = self.insert(owner, source.backend.clone(), state.tokens.clone())?;
+        let mut entered = self.entered(&copy);
         let name = copy.fresh_name();
         let forked = source
             .fork_locked(&mut state, down, vec![name.clone()], deadline)
-            .await;
-        match forked {
-            Ok(placed) => {
-                copy.state.lock().await.placed =
-                    placed.map(|(decoder, _)| Placed::new(decoder, name));
-                Ok(copy)
-            }
-            Err(e) => {
-                self.table().remove(&copy.id);
-                Err(e)
-            }
+            .await?;
+        if let Some(mut forked) = forked {
+            let placed = Placed::new(forked.decoder, name.clone());
+            forked.sessions.keep(&[name]);
+            copy.state.lock().await.placed = Some(placed);
         }
+        entered.done = true;
+        Ok(copy)
     }
 
     /// Enters a session, within the caps (after dropping the expired).
@@ -241,15 +269,20 @@ impl Kept {
     }
 
     /// Copies the session into decoder sessions named `targets`, which then hold its tokens but
-    /// the last; returns their decoder and how many positions they hold, or `None` when the
-    /// session is a single token (nothing to copy: the caller prefills that one token).
+    /// the last, provided its tokens are still `expected` (the ones the caller read and built
+    /// on: an append may have moved it on since). `None` when they are not, or when the session
+    /// is a single token (nothing to copy): the caller prefills its own tokens then.
     pub async fn fork_into(
         &self,
         down: &Downstream,
         targets: Vec<String>,
+        expected: &[u32],
         deadline: &Deadline,
-    ) -> Result<Option<(Decoder, usize)>, Error> {
+    ) -> Result<Option<Forked>, Error> {
         let mut state = self.state.lock().await;
+        if state.tokens != expected {
+            return Ok(None);
+        }
         self.fork_locked(&mut state, down, targets, deadline).await
     }
 
@@ -259,7 +292,7 @@ impl Kept {
         down: &Downstream,
         targets: Vec<String>,
         deadline: &Deadline,
-    ) -> Result<Option<(Decoder, usize)>, Error> {
+    ) -> Result<Option<Forked>, Error> {
         let mut failed: Vec<SocketAddr> = Vec::new();
         for _ in 0..MAX_PLACEMENTS {
             if !self.ensure_placed(state, down, &failed, deadline).await? {
@@ -267,12 +300,26 @@ impl Kept {
             }
             let placed = state.placed.as_ref().expect("just placed");
             let decoder = placed.decoder.clone();
-            match decoder.fork(&placed.name, targets.clone(), deadline).await {
-                Ok(()) => return Ok(Some((decoder, state.tokens.len() - 1))),
+            // Guarded before the call: a caller dropped mid-fork leaves nothing behind.
+            let mut sessions = Sessions::new(&decoder, targets.clone());
+            // The session's past completions are prompt to whatever continues it.
+            let fork = decoder.fork(&placed.name, targets.clone(), true, deadline);
+            match fork.await {
+                Ok(()) => {
+                    let held = state.tokens.len() - 1;
+                    return Ok(Some(Forked {
+                        decoder,
+                        held,
+                        sessions,
+                    }));
+                }
                 Err(e) if gone(&e) || decoder.failed_by(&e) => {
                     tracing::warn!(session = %self.id, error = %e, "a client session's decoder session is gone; prefilling it again");
                     if decoder.failed_by(&e) {
                         failed.push(decoder.address());
+                    } else {
+                        // Nothing was made; a release would bar the names from the next try.
+                        sessions.keep(&targets);
                     }
                     state.placed = None;
                 }
@@ -331,30 +378,31 @@ impl Kept {
         Ok(true)
     }
 
-    /// Makes `tokens` the session's, held but the last by decoder session `name` on `decoder`
-    /// (a generation's, which `append_to_session` hands over); the old one is released.
-    pub async fn adopt(&self, tokens: Vec<u32>, decoder: Decoder, name: String) {
+    /// Makes `tokens` the session's, held but the last by `placed` (a generation's decoder
+    /// session, which `append_to_session` hands over); the old one is released.
+    pub async fn adopt(&self, tokens: Vec<u32>, placed: Placed) {
         let mut state = self.state.lock().await;
         state.tokens = tokens;
-        state.placed = Some(Placed::new(decoder, name));
+        state.placed = Some(placed);
     }
 }
 
-/// The tokens a request starts from: its session's (when it continues one), then its prompt's,
-/// which may be empty after a session.
+/// The tokens a request starts from, and how many of them are its session's: the session's
+/// (when it continues one), then its prompt's, which may be empty after a session.
 pub async fn continued(
     base: Option<&Kept>,
     prompt: &Prompt,
     down: &Downstream,
     vocab_size: usize,
     deadline: &Deadline,
-) -> Result<Vec<u32>, Error> {
+) -> Result<(Vec<u32>, usize), Error> {
     let Some(base) = base else {
-        return down.prompt_ids(prompt, vocab_size, deadline).await;
+        return Ok((down.prompt_ids(prompt, vocab_size, deadline).await?, 0));
     };
     let mut tokens = base.tokens().await;
+    let from_session = tokens.len();
     if !matches!(&prompt.given, Given::Ids(ids) if ids.is_empty()) {
         tokens.extend(down.prompt_ids(prompt, vocab_size, deadline).await?);
     }
-    Ok(tokens)
+    Ok((tokens, from_session))
 }

@@ -83,8 +83,9 @@ impl Prompt {
         config: &Config,
     ) -> Result<Self, Error> {
         if !session_id.is_empty() && text.is_empty() && ids.is_empty() {
+            // The session's tokens are the whole prompt: errors about its length name it.
             return Ok(Prompt {
-                field: fields[0],
+                field: "session_id",
                 given: Given::Ids(Vec::new()),
             });
         }

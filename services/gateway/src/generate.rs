@@ -23,7 +23,7 @@ use oneword_runtime::deadline::Deadline;
 use tokio::sync::mpsc;
 use tonic::Status;
 
-use crate::client_sessions::{continued, Kept};
+use crate::client_sessions::{continued, Kept, Placed};
 use crate::convert::GenerateParams;
 use crate::downstream::{Backend, Decoder, Downstream, Inputs, Model, Sessions};
 use crate::metrics::GatewayMetrics;
@@ -57,9 +57,9 @@ struct Plan<'a> {
     sampling: &'a (dyn Fn(usize, usize) -> dec::Sampling + Sync),
     /// Whether the steps name their tokens for the decoder's penalties.
     penalized: bool,
-    /// The client session it continues: the prompt starts with its tokens, which a decoder
-    /// holds already.
-    base: Option<&'a Kept>,
+    /// The client session it continues and the tokens of it the prompt starts with (which a
+    /// decoder holds already, unless an append moved the session on since).
+    base: Option<(&'a Kept, &'a [u32])>,
     deadline: &'a Deadline,
 }
 
@@ -104,7 +104,8 @@ pub async fn generate(
     let span = tracing::Span::current();
     let model = down.model(&deadline).await?;
     let vocab_size = model.pieces.len();
-    let prompt = continued(base, &params.prompt, down, vocab_size, &deadline).await?;
+    let (prompt, from_session) =
+        continued(base, &params.prompt, down, vocab_size, &deadline).await?;
     let tokenized = Instant::now();
     params.check_against_model(prompt.len(), model.context, model.pieces.len())?;
     span.record("prompt_tokens", prompt.len());
@@ -143,7 +144,7 @@ pub async fn generate(
         sampling: &sampling,
         // An appended completion's tokens must be counted for whatever continues it.
         penalized: params.penalizes() || params.append_to_session,
-        base,
+        base: base.map(|base| (base, &prompt[..from_session])),
         deadline: &deadline,
     };
     let mut running: Vec<Completion> = (0..params.n)
@@ -209,9 +210,11 @@ pub async fn generate(
                     // client session holds from now on.
                     Some(base) => {
                         let session = completion.session.clone();
-                        placement.sessions.keep(std::slice::from_ref(&session));
+                        // Guarded anew before the guard lets go, across the wait for the lock.
+                        let placed = Placed::new(placement.decoder.clone(), session.clone());
+                        placement.sessions.keep(&[session]);
                         let tokens = [prompt.as_slice(), &completion.tokens].concat();
-                        base.adopt(tokens, placement.decoder.clone(), session).await;
+                        base.adopt(tokens, placed).await;
                     }
                     None => done.push(completion.session.clone()),
                 }
@@ -430,20 +433,21 @@ async fn place(
         // A client session is forked where it lives (it finds itself a replica when it lives
         // nowhere); after a move, the generation is prefilled whole like any other.
         let forked = match plan.base.filter(|_| moves.count == 0) {
-            Some(base) => {
-                base.fork_into(plan.down, names.clone(), plan.deadline)
-                    .await?
+            Some((base, tokens)) => {
+                let forking = base.fork_into(plan.down, names.clone(), tokens, plan.deadline);
+                forking.await?
             }
             None => None,
         };
-        let (decoder, prefilled) = match forked {
-            Some(forked) => forked,
+        let (decoder, prefilled, sessions) = match forked {
+            Some(f) => (f.decoder, f.held, f.sessions),
             None => {
                 let decoder = plan.down.decoder_excluding(plan.backend, &moves.excluded);
-                (decoder.await?, 0)
+                let decoder = decoder.await?;
+                let sessions = Sessions::new(&decoder, names);
+                (decoder, 0, sessions)
             }
         };
-        let sessions = Sessions::new(&decoder, names);
         match build(plan, &decoder, running, prefilled).await {
             Ok(response) => return Ok((Placement { decoder, sessions }, response)),
             Err(e) if decoder.failed_by(&e) => {
@@ -503,7 +507,9 @@ async fn build(
         };
         decoder.step_watched(vec![prefill], deadline, stall).await?;
         let forks = running[1..].iter().map(|c| c.session.clone()).collect();
-        decoder.fork(&running[0].session, forks, deadline).await?;
+        decoder
+            .fork(&running[0].session, forks, false, deadline)
+            .await?;
     }
     let steps = running
         .iter()

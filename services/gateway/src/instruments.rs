@@ -50,7 +50,8 @@ impl GatewayService {
         let model = down.model(&deadline).await?;
         let base = self.base_of(&params.session_id)?;
         let vocab_size = model.pieces.len();
-        let ids = continued(base.as_deref(), &params.prompt, down, vocab_size, &deadline).await?;
+        let (ids, from_session) =
+            continued(base.as_deref(), &params.prompt, down, vocab_size, &deadline).await?;
         self.within_context(params.prompt.field, ids.len(), &model)?;
         let prompt_tokens = ids.len() as u32;
         let backend = match &base {
@@ -60,13 +61,13 @@ impl GatewayService {
         let session_id = format!("next-{}", uuid::Uuid::new_v4().simple());
         let forked = match &base {
             Some(base) => {
-                base.fork_into(down, vec![session_id.clone()], &deadline)
-                    .await?
+                let (targets, kept) = (vec![session_id.clone()], &ids[..from_session]);
+                base.fork_into(down, targets, kept, &deadline).await?
             }
             None => None,
         };
         // What the fork holds already is not fed again.
-        let held = forked.as_ref().map_or(0, |f| f.1);
+        let held = forked.as_ref().map_or(0, |f| f.held);
         let positions = (held as u32..prompt_tokens).collect();
         let inputs = Inputs::of(down, &backend, ids[held..].to_vec(), positions, &deadline).await?;
         let shaped = params.shaping.is_some();
@@ -102,11 +103,10 @@ impl GatewayService {
             judge_ids: Vec::new(),
         };
         let mut answer = match forked {
-            Some((decoder, _)) => {
-                // Released by the step itself; by the guard if the step never completes.
-                let mut guard = Sessions::new(&decoder, vec![session_id.clone()]);
-                let answer = decoder.step(vec![step], &deadline).await?;
-                guard.keep(&[session_id]);
+            Some(mut forked) => {
+                let answer = forked.decoder.step(vec![step], &deadline).await?;
+                // Released by the step itself; by the guard if the step never completed.
+                forked.sessions.keep(&[session_id]);
                 answer
             }
             None => {
@@ -278,11 +278,15 @@ impl GatewayService {
         self.within_context(params.text.field, fed, model)?;
         let session_id = format!("score-{}", uuid::Uuid::new_v4().simple());
         let forked = base
-            .fork_into(down, vec![session_id.clone()], deadline)
+            .fork_into(down, vec![session_id.clone()], &kept, deadline)
             .await?;
-        let (decoder, held) = match forked {
-            Some(forked) => forked,
-            None => (down.decoder_excluding(&base.backend, &[]).await?, 0),
+        let (decoder, held, mut guard) = match forked {
+            Some(f) => (f.decoder, f.held, f.sessions),
+            None => {
+                let decoder = down.decoder_excluding(&base.backend, &[]).await?;
+                let guard = Sessions::new(&decoder, vec![session_id.clone()]);
+                (decoder, 0, guard)
+            }
         };
         let whole: Vec<u32> = kept.iter().chain(&ids).copied().collect();
         let rows = whole[held..fed].to_vec();
@@ -306,8 +310,8 @@ impl GatewayService {
             history: None,
             judge_ids: whole[held + 1..].to_vec(),
         };
-        let mut guard = Sessions::new(&decoder, vec![session_id.clone()]);
         let answer = decoder.step(vec![step], deadline).await?;
+        // Released by the step itself; by the guard if the step never completed.
         guard.keep(&[session_id]);
         let judged = answer
             .results

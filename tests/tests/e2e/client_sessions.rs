@@ -151,6 +151,37 @@ async fn appending_moves_the_session_on() {
     )
     .await;
     assert_eq!([first[0].clone(), second[0].clone()].concat(), whole[0]);
+    // What was appended is prompt now: the penalties over the completion do not count it, as
+    // from scratch. A bias makes an appended token the pick unless it is (wrongly) penalized.
+    let appended = whole[0][0];
+    let penalized = |r: pb::GenerateRequest| pb::GenerateRequest {
+        presence_penalty: Some(2.0),
+        frequency_penalty: Some(1.0),
+        logit_bias: [(appended, 5.0)].into(),
+        ..r
+    };
+    let kept = token_ids(
+        &mut gateway,
+        penalized(greedy(&session.session_id, "", false)),
+    )
+    .await;
+    let tokens = gateway
+        .tokenize(pb::TokenizeRequest {
+            text: "Hello world".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .encoding
+        .unwrap()
+        .ids;
+    let all = [tokens, whole[0].clone()].concat();
+    let scratch = pb::GenerateRequest {
+        prompt_token_ids: all,
+        ..greedy("", "", false)
+    };
+    assert_eq!(kept, token_ids(&mut gateway, penalized(scratch)).await);
 
     refused(
         gateway

@@ -96,6 +96,7 @@ async fn sessions_fork_release_and_guard_their_positions() {
         .fork(dec::ForkRequest {
             source_session_id: "a".into(),
             new_session_ids: vec!["b".into()],
+            seen_as_prompt: false,
         })
         .await
         .unwrap();
@@ -103,6 +104,7 @@ async fn sessions_fork_release_and_guard_their_positions() {
         .fork(dec::ForkRequest {
             source_session_id: "a".into(),
             new_session_ids: vec!["b".into()],
+            seen_as_prompt: false,
         })
         .await
         .unwrap_err();
@@ -111,6 +113,7 @@ async fn sessions_fork_release_and_guard_their_positions() {
         .fork(dec::ForkRequest {
             source_session_id: "zzz".into(),
             new_session_ids: vec!["c".into()],
+            seen_as_prompt: false,
         })
         .await
         .unwrap_err();
@@ -398,6 +401,7 @@ async fn a_session_keeps_its_shaping_for_steps_that_send_none() {
         .fork(dec::ForkRequest {
             source_session_id: "kept".into(),
             new_session_ids: vec!["forked".into()],
+            seen_as_prompt: false,
         })
         .await
         .unwrap();

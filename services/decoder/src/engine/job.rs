@@ -83,7 +83,8 @@ pub struct StepDone {
 
 pub(crate) enum Job {
     Step(Vec<StepInput>, Reply<StepDone>),
-    Fork(String, Vec<String>, Reply<()>),
+    /// Source, targets, whether the copies count every seen token as prompt.
+    Fork(String, Vec<String>, bool, Reply<()>),
     Release(Vec<String>, Reply<usize>),
     Usage(Reply<Usage>),
 }

@@ -90,9 +90,16 @@ impl Engine {
         self.call(|reply| Job::Step(inputs, reply)).await
     }
 
-    /// Copies `source` into each of `targets`.
-    pub async fn fork(&self, source: String, targets: Vec<String>) -> Result<(), Error> {
-        self.call(|reply| Job::Fork(source, targets, reply)).await
+    /// Copies `source` into each of `targets` (counting every token it has seen as prompt,
+    /// for the penalties, when `seen_as_prompt`).
+    pub async fn fork(
+        &self,
+        source: String,
+        targets: Vec<String>,
+        seen_as_prompt: bool,
+    ) -> Result<(), Error> {
+        self.call(|reply| Job::Fork(source, targets, seen_as_prompt, reply))
+            .await
     }
 
     /// Drops the named sessions; returns how many existed.

@@ -8,7 +8,7 @@
 //! (the gateway adds a nonce to every generation's names), so a remembered id is never one a
 //! caller means to create again.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 /// How long a released id is remembered: far longer than a call takes to reach the model
@@ -19,17 +19,18 @@ const MOST: usize = 4096;
 
 #[derive(Default)]
 pub(crate) struct Released {
+    /// In the order noted; an entry whose id was taken (or noted again later) is stale.
     order: VecDeque<(String, Instant)>,
-    ids: HashSet<String>,
+    /// Each remembered id and when it was noted.
+    ids: HashMap<String, Instant>,
 }
 
 impl Released {
     /// Remembers `id`, released at `now` while no session had it.
     pub(crate) fn note(&mut self, id: &str, now: Instant) {
         self.forget_before(now);
-        if self.ids.insert(id.to_string()) {
-            self.order.push_back((id.to_string(), now));
-        }
+        self.ids.insert(id.to_string(), now);
+        self.order.push_back((id.to_string(), now));
         while self.order.len() > MOST {
             self.forget_oldest();
         }
@@ -39,7 +40,7 @@ impl Released {
     /// is forgotten then: the stale call was the one creation it was held against.
     pub(crate) fn take(&mut self, id: &str, now: Instant) -> bool {
         self.forget_before(now);
-        self.ids.remove(id)
+        self.ids.remove(id).is_some()
     }
 
     fn forget_before(&mut self, now: Instant) {
@@ -52,8 +53,11 @@ impl Released {
     }
 
     fn forget_oldest(&mut self) {
-        if let Some((id, _)) = self.order.pop_front() {
-            self.ids.remove(&id);
+        if let Some((id, at)) = self.order.pop_front() {
+            // Only the entry that noted it last forgets it.
+            if self.ids.get(&id) == Some(&at) {
+                self.ids.remove(&id);
+            }
         }
     }
 }
@@ -74,6 +78,18 @@ mod tests {
             "taken once"
         );
         assert!(!released.take("b", start + REMEMBERED_FOR), "forgotten");
+    }
+
+    #[test]
+    fn an_id_noted_again_is_held_from_its_last_note() {
+        let start = Instant::now();
+        let mut released = Released::default();
+        released.note("a", start);
+        assert!(released.take("a", start));
+        let later = start + Duration::from_secs(5);
+        released.note("a", later);
+        // The first note's time is up, the second's is not.
+        assert!(released.take("a", start + REMEMBERED_FOR));
     }
 
     #[test]

@@ -246,8 +246,8 @@ impl Worker {
                     arrived: self.clock.now(),
                 });
             }
-            Job::Fork(source, targets, reply) => {
-                let _ = reply.send(self.fork(&source, targets));
+            Job::Fork(source, targets, seen_as_prompt, reply) => {
+                let _ = reply.send(self.fork(&source, targets, seen_as_prompt));
             }
             Job::Release(ids, reply) => {
                 let _ = reply.send(Ok(self.release(&ids)));
@@ -738,18 +738,23 @@ impl Worker {
         }
     }
 
-    fn fork(&mut self, source: &str, targets: Vec<String>) -> Result<(), Error> {
+    fn fork(
+        &mut self,
+        source: &str,
+        targets: Vec<String>,
+        seen_as_prompt: bool,
+    ) -> Result<(), Error> {
         let (cache, shaping, seen) = match self.sessions.get_mut(source) {
             Some(session) if session.busy => {
                 return Err(Error::Session(SessionError::Busy(source.to_string())))
             }
             Some(session) => {
                 session.last_used = self.clock.now();
-                (
-                    session.cache.clone(),
-                    session.shaping.clone(),
-                    session.seen.clone(),
-                )
+                let seen = match seen_as_prompt {
+                    true => session.seen.as_prompt(),
+                    false => session.seen.clone(),
+                };
+                (session.cache.clone(), session.shaping.clone(), seen)
             }
             None => return Err(Error::Session(SessionError::NotFound(source.to_string()))),
         };

@@ -122,16 +122,19 @@ impl Decoder {
         )
     }
 
-    /// Copies `source` into `targets`.
+    /// Copies `source` into `targets` (which count every token it has seen as prompt, for the
+    /// penalties, when `seen_as_prompt`).
     pub async fn fork(
         &self,
         source: &str,
         targets: Vec<String>,
+        seen_as_prompt: bool,
         deadline: &Deadline,
     ) -> Result<(), Error> {
         let request = dec::ForkRequest {
             source_session_id: source.to_string(),
             new_session_ids: targets,
+            seen_as_prompt,
         };
         let result = self.client().fork(deadline.request(request)).await;
         self.outcome(result, deadline).map(drop)

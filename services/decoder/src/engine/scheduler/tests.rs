@@ -255,7 +255,7 @@ fn a_release_that_overtakes_the_step_creating_the_session_leaves_no_session() {
     settle(&mut w);
     answered(&mut source).unwrap();
     let (reply, mut forked) = oneshot::channel();
-    w.accept(Job::Fork("s".into(), vec!["c".into()], reply));
+    w.accept(Job::Fork("s".into(), vec!["c".into()], false, reply));
     assert!(matches!(
         forked.try_recv().unwrap(),
         Err(Error::Session(SessionError::NotFound(id))) if id == "c"
@@ -316,14 +316,23 @@ fn a_session_counts_its_history_for_the_penalties_forks_copy_it_and_undo_takes_i
     });
     assert_eq!(w.sessions["p"].seen, expected);
     let (reply, mut forked) = oneshot::channel();
-    w.accept(Job::Fork("p".into(), vec!["r".into()], reply));
+    w.accept(Job::Fork("p".into(), vec!["r".into()], false, reply));
     forked.try_recv().unwrap().unwrap();
     assert_eq!(
         w.sessions["r"].seen, expected,
         "a fork starts with its source's counts"
     );
+    assert_eq!(release(&mut w, &["q", "r"]), 2, "room");
+    let (reply, mut forked) = oneshot::channel();
+    w.accept(Job::Fork("p".into(), vec!["pp".into()], true, reply));
+    forked.try_recv().unwrap().unwrap();
+    assert_eq!(
+        w.sessions["pp"].seen,
+        expected.as_prompt(),
+        "its past as prompt"
+    );
+    assert_eq!(release(&mut w, &["pp"]), 1, "room for p's growth");
     // A 20-row step on p whose caller goes half-way: its ids are taken back with its rows.
-    assert_eq!(release(&mut w, &["q", "r"]), 2, "room for p's growth");
     let gone = send(&mut w, vec![penalized(step("p", 3, 20), &[7; 20], 2.0)]);
     turn(&mut w);
     assert!(length(&w, "p").unwrap() > 3, "the step had started");
@@ -393,7 +402,7 @@ fn a_session_in_a_running_step_is_busy_for_steps_and_forks() {
         Err(Error::Session(SessionError::Busy(_)))
     ));
     assert!(matches!(
-        w.fork("a", vec!["b".into()]),
+        w.fork("a", vec!["b".into()], false),
         Err(Error::Session(SessionError::Busy(_)))
     ));
 }
@@ -405,19 +414,19 @@ fn a_fork_reserves_what_its_copies_hold_within_the_budget_and_the_session_count(
     settle(&mut w);
     answered(&mut a).unwrap();
     // a holds 16 of 48: two copies fit (48), three never can (64 with a).
-    let refused = w.fork("a", vec!["b".into(), "c".into(), "d".into()]);
+    let refused = w.fork("a", vec!["b".into(), "c".into(), "d".into()], false);
     assert!(
         matches!(refused, Err(Error::ExceedsCapacity(m)) if m.contains("need 48 KV-cache positions"))
     );
     assert_eq!(w.usage().sessions, 1, "a refused fork creates nothing");
-    w.fork("a", vec!["b".into(), "c".into()]).unwrap();
+    w.fork("a", vec!["b".into(), "c".into()], false).unwrap();
     assert_eq!((w.usage().sessions, w.committed_tokens()), (3, 48));
     // One more copy would fit an empty decoder: the budget is full now, not too small.
-    let full = w.fork("a", vec!["e".into()]);
+    let full = w.fork("a", vec!["e".into()], false);
     assert!(matches!(full, Err(Error::Overloaded(_))));
     assert_eq!(length(&w, "c"), Some(5));
     assert!(matches!(
-        w.fork("a", vec!["b".into()]),
+        w.fork("a", vec!["b".into()], false),
         Err(Error::Session(SessionError::Exists(_)))
     ));
     // The copies are sessions of their own: one grows, the source does not.

@@ -86,7 +86,8 @@ pub struct Config {
     )]
     pub prefill_budget_ms: f64,
     /// Longest a pass waits for sequences that just got a token to send their next step, in
-    /// milliseconds, so that streams share passes (0 = never wait).
+    /// milliseconds, so that streams share passes (0 = never wait). The wait is also at most
+    /// half the recent pass time, so a fast device (a GPU's sub-millisecond step) does not idle.
     #[arg(long, env = "ONEWORD_DECODER_BATCH_WAIT_MS", default_value_t = 5.0)]
     pub batch_wait_ms: f64,
     /// Largest top-N list a step may ask for.

@@ -71,6 +71,12 @@ impl Part {
     }
 }
 
+/// The share of a pass's time the next pass may wait for sequences due to join it.
+const WAIT_SHARE: f64 = 0.5;
+
+/// How much the mean pass time keeps of its past at each pass.
+const PASS_DECAY: f64 = 0.9;
+
 /// What one pass read from a part's logits: the pick after its last row, the judgments of its
 /// rows.
 type RowsRead = (Option<Picked>, Vec<Pick>);
@@ -93,6 +99,8 @@ pub(crate) struct Worker {
     rows: u64,
     /// What rows cost, for the prompt rows of the next pass.
     pace: Pace,
+    /// Seconds a pass took lately (a decayed mean; 0 before the first).
+    pass_seconds: f64,
     metrics: Option<EngineMetrics>,
     /// Where the TTL and the queue's wait are read: the system's, or a test's.
     clock: Clock,
@@ -117,6 +125,7 @@ impl Worker {
             passes: 0,
             rows: 0,
             pace: Pace::new(limits.prefill_budget),
+            pass_seconds: 0.0,
             limits,
             metrics,
             clock,
@@ -188,10 +197,21 @@ impl Worker {
         }
     }
 
-    /// Gives the sequences that just got a token a moment (bounded by `batch_wait`) to send
+    /// How long a pass may wait for the sequences that just got a token: `batch_wait`, but no
+    /// more than a share of what a pass takes, so that a device whose pass is far shorter than
+    /// the flag's milliseconds (a GPU's decode step) does not idle for several passes.
+    fn batch_wait(&self) -> Duration {
+        let cap = self.limits.batch_wait;
+        if self.pass_seconds == 0.0 {
+            return cap;
+        }
+        cap.min(Duration::from_secs_f64(self.pass_seconds * WAIT_SHARE))
+    }
+
+    /// Gives the sequences that just got a token a moment ([`Worker::batch_wait`]) to send
     /// their next step, so that they share the next pass. Returns whether any job came.
     fn wait_for_expected(&mut self, jobs: &mpsc::Receiver<Job>) -> bool {
-        let deadline = Instant::now() + self.limits.batch_wait;
+        let deadline = Instant::now() + self.batch_wait();
         let mut came = false;
         while !self.expected.is_empty() && !self.closing {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -600,8 +620,12 @@ impl Worker {
         let forward = started.elapsed();
         let rows: usize = plan.iter().map(|p| p.2).sum();
         if result.is_ok() {
-            self.pace
-                .observe(decode_rows, rows - decode_rows, forward.as_secs_f64());
+            let seconds = forward.as_secs_f64();
+            self.pace.observe(decode_rows, rows - decode_rows, seconds);
+            self.pass_seconds = match self.pass_seconds {
+                0.0 => seconds,
+                mean => PASS_DECAY * mean + (1.0 - PASS_DECAY) * seconds,
+            };
         }
         self.passes += 1;
         self.rows += rows as u64;

@@ -343,6 +343,28 @@ fn a_session_counts_its_history_for_the_penalties_forks_copy_it_and_undo_takes_i
 }
 
 #[test]
+fn the_batch_wait_is_at_most_half_the_recent_pass_time() {
+    let mut limits = limits();
+    limits.batch_wait = Duration::from_millis(5);
+    let (mut w, _) = worker(limits);
+    assert_eq!(
+        w.batch_wait(),
+        Duration::from_millis(5),
+        "nothing measured yet"
+    );
+    w.pass_seconds = 0.001;
+    assert_eq!(w.batch_wait(), Duration::from_micros(500), "a fast device");
+    w.pass_seconds = 0.040;
+    assert_eq!(w.batch_wait(), Duration::from_millis(5), "the flag caps it");
+    // A pass run measures itself.
+    w.pass_seconds = 0.0;
+    let mut a = send(&mut w, vec![step("a", 0, 3)]);
+    settle(&mut w);
+    answered(&mut a).unwrap();
+    assert!(w.pass_seconds > 0.0);
+}
+
+#[test]
 fn a_judging_step_judges_every_row_across_its_chunks() {
     let (mut w, _) = worker(limits());
     // 20 rows in passes of at most 8: each chunk's rows are judged, in order.

@@ -542,3 +542,81 @@ fn an_f16_kv_cache_holds_twice_the_positions_and_stays_near_f32() {
     assert!(worst < 0.01 * spread, "{worst} of {spread}");
     assert!(agree * 100 >= 97 * positions, "{agree} of {positions}");
 }
+
+/// The tensor path (candle's ops, the path CUDA takes) with the whole model in `dtype`, run on
+/// the CPU: against the f32 model at every position of the reference prompts and against
+/// transformers at their last, within `bound` of the logits' spread, with the greedy pick
+/// agreeing with f32's at `min_agreement` of the positions at least; and decoding token by
+/// token through its cache within the same bound of one pass. Printed for the README.
+fn tensor_path_in(dtype: DType, bound: f32, min_agreement: f64) {
+    let dir = repo().join("tests/fixtures/tiny-gpt2-hf");
+    let (f32_embeddings, f32_model) = load(&dir);
+    let checkpoint = Checkpoint::open(&dir, dtype, &Device::Cpu).unwrap();
+    let (embeddings, model) = (
+        Embeddings::load(&checkpoint).unwrap(),
+        Transformer::load(&checkpoint).unwrap(),
+    );
+    assert_eq!(model.dtype(), dtype);
+    let refs =
+        candle_core::safetensors::load(dir.join("reference_logits.safetensors"), &Device::Cpu)
+            .unwrap();
+    let (mut worst_vs_f32, mut worst_vs_hf, mut spread) = (0f32, 0f32, 0f32);
+    let (mut agree, mut positions) = (0, 0);
+    for i in 0..4 {
+        let (ids, exact_x) = reference_prompt(&refs, i, &f32_embeddings).expect("four prompts");
+        let (_, x) = reference_prompt(&refs, i, &embeddings).expect("four prompts");
+        let mut exact_cache = f32_model.new_cache();
+        let exact = f32_model
+            .forward(&exact_x, &mut exact_cache, LogitsAt::All)
+            .unwrap()
+            .unwrap();
+        let mut cache = model.new_tensor_cache();
+        let narrow = model
+            .forward(&x, &mut cache, LogitsAt::All)
+            .unwrap()
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap();
+        worst_vs_f32 = worst_vs_f32.max(max_abs_diff(&exact, &narrow));
+        let last = narrow.get(ids.len() - 1).unwrap();
+        let mut stepped = model.new_tensor_cache();
+        let mut by_steps = None;
+        for row in 0..ids.len() {
+            let input = x.narrow(0, row, 1).unwrap();
+            by_steps = model.forward(&input, &mut stepped, LogitsAt::Last).unwrap();
+        }
+        let by_steps = by_steps.unwrap().to_dtype(DType::F32).unwrap();
+        let drift = max_abs_diff(&by_steps, &last);
+        assert!(
+            drift < bound * spread_of(&last),
+            "step by step drifts {drift}"
+        );
+        let expected = &refs[&format!("prompt_{i}_logits")];
+        worst_vs_hf = worst_vs_hf.max(max_abs_diff(&last, expected));
+        spread = spread.max(spread_of(expected));
+        agree += same_picks(&exact, &narrow);
+        positions += exact.dim(0).unwrap();
+    }
+    let agreement = agree as f64 / positions as f64;
+    eprintln!(
+        "tensor path in {dtype:?}: max |Δlogit| {worst_vs_f32:.4} against f32, {worst_vs_hf:.4} \
+         against transformers (logits spread over {spread:.2}); greedy picks equal at {agree} of \
+         {positions} positions"
+    );
+    assert!(worst_vs_f32 < bound * spread, "{worst_vs_f32} of {spread}");
+    assert!(worst_vs_hf < bound * spread, "{worst_vs_hf} of {spread}");
+    assert!(
+        agreement >= min_agreement,
+        "greedy picks agree at {agreement:.3}"
+    );
+}
+
+#[test]
+fn the_tensor_path_in_f16_stays_near_f32_and_transformers() {
+    tensor_path_in(DType::F16, 0.005, 0.98);
+}
+
+#[test]
+fn the_tensor_path_in_bf16_stays_near_f32_and_transformers() {
+    tensor_path_in(DType::BF16, 0.015, 0.93);
+}

@@ -11,6 +11,7 @@ pub mod http_port;
 pub mod metrics;
 pub mod observe;
 pub mod reflection;
+pub mod released;
 pub mod serve;
 pub mod service_token;
 pub mod settings;
@@ -23,6 +24,7 @@ pub use http_port::HttpLimits;
 pub use metrics::Metrics;
 /// The metric types services register, so that they need no dependency of their own.
 pub use prometheus;
+pub use released::Released;
 pub use serve::{shutdown_signal, HttpApi, Listeners, More, ServeError, Server};
 pub use service_token::ServiceToken;
 pub use settings::Settings;

@@ -134,7 +134,7 @@ impl pb::decoder_server::Decoder for BaselineService {
         let released = self
             .state
             .sessions()
-            .release(&request.into_inner().session_ids);
+            .release(&request.into_inner().session_ids, Instant::now());
         Ok(Response::new(pb::ReleaseResponse {
             released: released as u32,
         }))

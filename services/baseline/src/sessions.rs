@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use oneword_runtime::SessionError;
+use oneword_runtime::{Released, SessionError};
 use oneword_sampling::{History, Sampling, Seen, SessionShaping};
 
 use crate::models::ModelName;
@@ -60,6 +60,8 @@ pub struct Limits {
 /// See the module documentation.
 pub struct Sessions {
     sessions: HashMap<String, Session>,
+    /// Ids released before a session had them: a call creating one is stale.
+    released: Released,
     limits: Limits,
 }
 
@@ -67,6 +69,7 @@ impl Sessions {
     pub fn new(limits: Limits) -> Self {
         Sessions {
             sessions: HashMap::new(),
+            released: Released::default(),
             limits,
         }
     }
@@ -99,6 +102,9 @@ impl Sessions {
             }
             let length = match (step.create, self.sessions.get(id)) {
                 (Some(_), Some(_)) => return Err(Error::Session(SessionError::Exists(id.clone()))),
+                (Some(_), None) if self.released.take(id, now) => {
+                    return Err(Error::Session(SessionError::NotFound(id.clone())))
+                }
                 (Some(_), None) => {
                     creating += 1;
                     0
@@ -235,6 +241,9 @@ impl Sessions {
                 (s.model, s.ids.clone(), s.shaping.clone(), seen)
             }
         };
+        if let Some(stale) = targets.iter().find(|t| self.released.take(t, now)) {
+            return Err(Error::Session(SessionError::NotFound(stale.clone())));
+        }
         for (i, target) in targets.iter().enumerate() {
             if self.sessions.contains_key(target) || targets[..i].contains(target) {
                 return Err(Error::Session(SessionError::Exists(target.clone())));
@@ -275,11 +284,18 @@ impl Sessions {
     }
 
     /// Drops the named sessions; returns how many existed. A busy one goes too: its step
-    /// notices when it finishes and is undone.
-    pub fn release(&mut self, ids: &[String]) -> usize {
-        ids.iter()
-            .filter(|id| self.sessions.remove(*id).is_some())
-            .count()
+    /// notices when it finishes and is undone. An id no session has yet is remembered against a
+    /// call creating it that is still on its way ([`Released`]).
+    pub fn release(&mut self, ids: &[String], now: Instant) -> usize {
+        let mut existed = 0;
+        for id in ids {
+            if self.sessions.remove(id).is_some() {
+                existed += 1;
+            } else {
+                self.released.note(id, now);
+            }
+        }
+        existed
     }
 }
 
@@ -399,6 +415,20 @@ mod tests {
     }
 
     #[test]
+    fn a_release_that_overtakes_the_step_or_fork_creating_the_session_leaves_none() {
+        let (mut s, t0) = (store(), Instant::now());
+        assert_eq!(s.release(&["late".into(), "copy".into()], t0), 0);
+        let late = run(&mut s, &[step("late", true, 0, &[1])], t0).unwrap_err();
+        assert!(matches!(late, Error::Session(SessionError::NotFound(id)) if id == "late"));
+        run(&mut s, &[step("a", true, 0, &[1])], t0).unwrap();
+        let copy = s.fork("a", &["copy".into()], false, t0).unwrap_err();
+        assert!(matches!(copy, Error::Session(SessionError::NotFound(id)) if id == "copy"));
+        assert_eq!(s.len(t0), 1, "only a");
+        // The stale call was what the name was held against: it is free again.
+        run(&mut s, &[step("late", true, 0, &[1])], t0).unwrap();
+    }
+
+    #[test]
     fn a_failed_or_released_step_leaves_every_session_as_it_was() {
         let (mut s, t0) = (store(), Instant::now());
         run(&mut s, &[step("a", true, 0, &[1])], t0).unwrap();
@@ -413,7 +443,7 @@ mod tests {
 
         let steps = [step("a", false, 2, &[4]), step("new", true, 0, &[5])];
         let inputs = s.begin(&steps, t0).unwrap();
-        assert_eq!(s.release(&["a".into()]), 1);
+        assert_eq!(s.release(&["a".into()], t0), 1);
         assert!(
             matches!(s.finish(&steps, Some(inputs), t0), Err(Error::Session(SessionError::NotFound(id))) if id == "a")
         );

@@ -7,7 +7,6 @@
 mod job;
 pub mod metrics;
 mod pace;
-mod released;
 mod scheduler;
 
 use std::sync::mpsc;

@@ -12,14 +12,13 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use oneword_model::{KvCache, LogitsAt, ModelError, Sequence, Transformer};
-use oneword_runtime::{Clock, SessionError};
+use oneword_runtime::{Clock, Released, SessionError};
 use oneword_sampling::{Pick, Picked, Seen, SessionShaping};
 use rayon::prelude::*;
 
 use super::job::{Job, Limits, Reply, StepDone, StepInput, StepOutput};
 use super::metrics::EngineMetrics;
 use super::pace::Pace;
-use super::released::Released;
 use crate::Error;
 
 struct Session {

@@ -44,7 +44,7 @@ impl Worker {
     /// Drops the named sessions and returns how many existed. A busy session goes too: the
     /// request running it notices and is undone. A waiting request naming one is refused, and
     /// an id no session has yet is remembered against a call creating it that is still on its
-    /// way (see [`Released`]).
+    /// way (see [`oneword_runtime::Released`]).
     pub(super) fn release(&mut self, ids: &[String]) -> usize {
         let now = self.clock.now();
         let mut existed = 0;

@@ -1,12 +1,13 @@
-//! Session ids released before any session had them, remembered for a while.
+//! Session ids released before any session had them, remembered for a while, by the backends
+//! that keep sessions (the decoder and the n-gram baseline).
 //!
 //! A caller that gives up drops its call and releases the sessions the call would have created.
 //! The two travel as separate gRPC calls whose handlers run concurrently, so the release can
-//! reach the model thread first; the step or fork that follows would then create a session that
-//! nobody will ever release (it would hold its KV positions until its TTL). Remembering such
-//! ids lets the late call be refused instead. Callers name sessions afresh for each attempt
-//! (the gateway adds a nonce to every generation's names), so a remembered id is never one a
-//! caller means to create again.
+//! reach the sessions first; the step or fork that follows would then create a session that
+//! nobody will ever release (it would hold its memory until its TTL). Remembering such ids lets
+//! the late call be refused instead. Callers name sessions afresh for each attempt (the gateway
+//! adds a nonce to every generation's names), so a remembered id is never one a caller means to
+//! create again.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -18,7 +19,7 @@ const REMEMBERED_FOR: Duration = Duration::from_secs(10);
 const MOST: usize = 4096;
 
 #[derive(Default)]
-pub(crate) struct Released {
+pub struct Released {
     /// In the order noted; an entry whose id was taken (or noted again later) is stale.
     order: VecDeque<(String, Instant)>,
     /// Each remembered id and when it was noted.
@@ -27,7 +28,7 @@ pub(crate) struct Released {
 
 impl Released {
     /// Remembers `id`, released at `now` while no session had it.
-    pub(crate) fn note(&mut self, id: &str, now: Instant) {
+    pub fn note(&mut self, id: &str, now: Instant) {
         self.forget_before(now);
         self.ids.insert(id.to_string(), now);
         self.order.push_back((id.to_string(), now));
@@ -38,7 +39,7 @@ impl Released {
 
     /// Whether `id` was released lately before it existed; a call creating it is stale. The id
     /// is forgotten then: the stale call was the one creation it was held against.
-    pub(crate) fn take(&mut self, id: &str, now: Instant) -> bool {
+    pub fn take(&mut self, id: &str, now: Instant) -> bool {
         self.forget_before(now);
         self.ids.remove(id).is_some()
     }

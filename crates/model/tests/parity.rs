@@ -447,10 +447,9 @@ fn narrow_weights_stay_near_f32_and_transformers(
     let refs =
         candle_core::safetensors::load(dir.join("reference_logits.safetensors"), &Device::Cpu)
             .unwrap();
-    let (mut worst_vs_f32, mut worst_vs_hf, mut spread) = (0f32, 0f32, 0f32);
-    let (mut agree, mut positions) = (0, 0);
+    let mut closeness = Closeness::default();
     for i in 0..4 {
-        let (ids, x) = reference_prompt(&refs, i, &embeddings).expect("four prompts");
+        let (_, x) = reference_prompt(&refs, i, &embeddings).expect("four prompts");
         let all = |model: &Transformer| {
             let mut cache = model.new_cache();
             model
@@ -458,27 +457,58 @@ fn narrow_weights_stay_near_f32_and_transformers(
                 .unwrap()
                 .unwrap()
         };
-        let (exact, narrow) = (all(&f32_model), all(&narrow_model));
-        worst_vs_f32 = worst_vs_f32.max(max_abs_diff(&exact, &narrow));
-        let last = narrow.get(ids.len() - 1).unwrap();
         let expected = &refs[&format!("prompt_{i}_logits")];
-        worst_vs_hf = worst_vs_hf.max(max_abs_diff(&last, expected));
-        spread = spread.max(spread_of(expected));
-        agree += same_picks(&exact, &narrow);
-        positions += exact.dim(0).unwrap();
+        closeness.add(&all(&f32_model), &all(&narrow_model), expected);
     }
-    let agreement = agree as f64 / positions as f64;
-    eprintln!(
-        "{}: max |Δlogit| {worst_vs_f32:.4} against f32, {worst_vs_hf:.4} against transformers \
-         (logits spread over {spread:.2}); greedy picks equal at {agree} of {positions} positions",
-        format.name()
-    );
-    assert!(worst_vs_f32 < bound * spread, "{worst_vs_f32} of {spread}");
-    assert!(worst_vs_hf < bound * spread, "{worst_vs_hf} of {spread}");
-    assert!(
-        agreement >= min_agreement,
-        "greedy picks agree at {agreement:.3}"
-    );
+    closeness.check(format.name(), bound, min_agreement);
+}
+
+/// How far a model's logits move from the f32 model's (every position) and from transformers'
+/// (the last), over the reference prompts, and how often its greedy pick stays f32's.
+#[derive(Default)]
+struct Closeness {
+    vs_f32: f32,
+    vs_hf: f32,
+    /// The widest spread of transformers' logits, which the bounds are shares of.
+    spread: f32,
+    agree: usize,
+    positions: usize,
+}
+
+impl Closeness {
+    /// One prompt: f32's and the model's logits `[n, vocab]`, transformers' at the last position.
+    fn add(&mut self, exact: &Tensor, narrow: &Tensor, expected: &Tensor) {
+        let n = exact.dim(0).unwrap();
+        self.vs_f32 = self.vs_f32.max(max_abs_diff(exact, narrow));
+        let last = narrow.get(n - 1).unwrap();
+        self.vs_hf = self.vs_hf.max(max_abs_diff(&last, expected));
+        self.spread = self.spread.max(spread_of(expected));
+        self.agree += same_picks(exact, narrow);
+        self.positions += n;
+    }
+
+    /// Prints the numbers (for the README) and checks them: both distances within `bound` of
+    /// the spread, the greedy pick kept at `min_agreement` of the positions at least.
+    fn check(&self, what: &str, bound: f32, min_agreement: f64) {
+        let Closeness {
+            vs_f32,
+            vs_hf,
+            spread,
+            agree,
+            positions,
+        } = *self;
+        eprintln!(
+            "{what}: max |Δlogit| {vs_f32:.4} against f32, {vs_hf:.4} against transformers \
+             (logits spread over {spread:.2}); greedy picks equal at {agree} of {positions} positions"
+        );
+        assert!(vs_f32 < bound * spread, "{vs_f32} of {spread}");
+        assert!(vs_hf < bound * spread, "{vs_hf} of {spread}");
+        let agreement = agree as f64 / positions as f64;
+        assert!(
+            agreement >= min_agreement,
+            "greedy picks agree at {agreement:.3}"
+        );
+    }
 }
 
 #[test]
@@ -560,8 +590,7 @@ fn tensor_path_in(dtype: DType, bound: f32, min_agreement: f64) {
     let refs =
         candle_core::safetensors::load(dir.join("reference_logits.safetensors"), &Device::Cpu)
             .unwrap();
-    let (mut worst_vs_f32, mut worst_vs_hf, mut spread) = (0f32, 0f32, 0f32);
-    let (mut agree, mut positions) = (0, 0);
+    let mut closeness = Closeness::default();
     for i in 0..4 {
         let (ids, exact_x) = reference_prompt(&refs, i, &f32_embeddings).expect("four prompts");
         let (_, x) = reference_prompt(&refs, i, &embeddings).expect("four prompts");
@@ -577,7 +606,6 @@ fn tensor_path_in(dtype: DType, bound: f32, min_agreement: f64) {
             .unwrap()
             .to_dtype(DType::F32)
             .unwrap();
-        worst_vs_f32 = worst_vs_f32.max(max_abs_diff(&exact, &narrow));
         let last = narrow.get(ids.len() - 1).unwrap();
         let mut stepped = model.new_tensor_cache();
         let mut by_steps = None;
@@ -592,23 +620,9 @@ fn tensor_path_in(dtype: DType, bound: f32, min_agreement: f64) {
             "step by step drifts {drift}"
         );
         let expected = &refs[&format!("prompt_{i}_logits")];
-        worst_vs_hf = worst_vs_hf.max(max_abs_diff(&last, expected));
-        spread = spread.max(spread_of(expected));
-        agree += same_picks(&exact, &narrow);
-        positions += exact.dim(0).unwrap();
+        closeness.add(&exact, &narrow, expected);
     }
-    let agreement = agree as f64 / positions as f64;
-    eprintln!(
-        "tensor path in {dtype:?}: max |Δlogit| {worst_vs_f32:.4} against f32, {worst_vs_hf:.4} \
-         against transformers (logits spread over {spread:.2}); greedy picks equal at {agree} of \
-         {positions} positions"
-    );
-    assert!(worst_vs_f32 < bound * spread, "{worst_vs_f32} of {spread}");
-    assert!(worst_vs_hf < bound * spread, "{worst_vs_hf} of {spread}");
-    assert!(
-        agreement >= min_agreement,
-        "greedy picks agree at {agreement:.3}"
-    );
+    closeness.check(&format!("tensor path in {dtype:?}"), bound, min_agreement);
 }
 
 #[test]

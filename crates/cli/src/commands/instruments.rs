@@ -68,10 +68,10 @@ pub async fn compare(
 ) -> Result<(), Error> {
     let message = gw::CompareRequest {
         prompt: input(args.prompt)?,
-        temperatures: args.temperatures,
-        samples: Some(args.samples),
-        max_new_tokens: args.max_tokens,
-        seed: args.seed,
+        temperatures: args.continuations.temperatures,
+        samples: Some(args.continuations.samples),
+        max_new_tokens: args.continuations.max_tokens,
+        seed: args.continuations.seed,
         ..Default::default()
     };
     let resp = gateway

@@ -19,7 +19,7 @@ pub async fn branch(
     args: BranchArgs,
     io: &mut Output<'_>,
 ) -> Result<(), Error> {
-    if args.temperatures.is_empty() {
+    if args.branches.temperatures.is_empty() {
         return Err(Error::Usage("--temperatures: give at least one".into()));
     }
     let created = gw::CreateSessionRequest {
@@ -68,17 +68,21 @@ async fn branches(
     id: &str,
 ) -> Result<gw::CompareResponse, Error> {
     let mut compared = gw::CompareResponse {
-        seed: args.seed.unwrap_or_default(),
+        seed: args.branches.seed.unwrap_or_default(),
         ..Default::default()
     };
-    let mut seed = args.seed;
-    for &temperature in &args.temperatures {
+    let mut seed = args.branches.seed;
+    for &temperature in &args.branches.temperatures {
         let r = gw::GenerateRequest {
             session_id: id.to_string(),
             temperature: Some(temperature),
-            n: Some(if temperature == 0.0 { 1 } else { args.samples }),
+            n: Some(if temperature == 0.0 {
+                1
+            } else {
+                args.branches.samples
+            }),
             seed,
-            max_new_tokens: args.max_tokens,
+            max_new_tokens: args.branches.max_tokens,
             ..Default::default()
         };
         let answer = gateway

@@ -18,6 +18,18 @@ pub struct PictureArgs {
 pub struct CompareArgs {
     /// The text to continue ("-" reads stdin).
     pub prompt: String,
+    #[command(flatten)]
+    pub continuations: ContinuationArgs,
+    /// The model: the served transformer (default), or an n-gram baseline of the decoder's
+    /// corpus, letters-1 ..= letters-6 or tokens-1 ..= tokens-6.
+    #[arg(long, value_name = "NAME")]
+    pub model: Option<String>,
+}
+
+/// Which continuations `compare` and `branch` make: the greedy one at temperature 0, `samples`
+/// at each other temperature, all with one seed.
+#[derive(Debug, Args)]
+pub struct ContinuationArgs {
     /// The temperatures to compare, comma-separated (0 = greedy).
     #[arg(
         long,
@@ -35,10 +47,6 @@ pub struct CompareArgs {
     /// Seed for the random draws. Default: a random seed, shown in the summary.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// The model: the served transformer (default), or an n-gram baseline of the decoder's
-    /// corpus, letters-1 ..= letters-6 or tokens-1 ..= tokens-6.
-    #[arg(long, value_name = "NAME")]
-    pub model: Option<String>,
 }
 
 /// Flags of `oneword words`.

@@ -2,28 +2,15 @@
 
 use clap::{Args, Subcommand};
 
+use super::instruments::ContinuationArgs;
+
 /// Flags of `oneword branch`.
 #[derive(Debug, Args)]
 pub struct BranchArgs {
     /// The text to prefill once and branch from ("-" reads stdin).
     pub prompt: String,
-    /// The temperatures of the branches, comma-separated (0 = greedy).
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "0,0.8",
-        allow_negative_numbers = true
-    )]
-    pub temperatures: Vec<f32>,
-    /// Branches at each temperature above 0.
-    #[arg(long, default_value_t = 3)]
-    pub samples: u32,
-    /// Most tokens per branch. Default (the gateway's): 16.
-    #[arg(long, visible_alias = "max-new-tokens", value_name = "N")]
-    pub max_tokens: Option<u32>,
-    /// Seed for the random draws. Default: a random seed, shown in the summary.
-    #[arg(long)]
-    pub seed: Option<u64>,
+    #[command(flatten)]
+    pub branches: ContinuationArgs,
     /// Keep the session afterwards (its handle is printed) instead of releasing it.
     #[arg(long)]
     pub keep: bool,

@@ -15,7 +15,8 @@ use candle_core::{Device, Tensor};
 use clap::Parser;
 use oneword_model::narrow::{Bf16, Format, Q8_0};
 use oneword_model::packed::{Layout, Matrix};
-use oneword_model::{HostMatrix, Packed, PackedNarrow};
+use oneword_model::gpt2::host_matrix;
+use oneword_model::{HostMatrix, Packed, PackedNarrow, WeightFormat};
 use pulp::{Simd, WithSimd};
 use rayon::prelude::*;
 use serde_json::json;
@@ -62,6 +63,8 @@ fn main() -> anyhow::Result<()> {
             .collect();
         let q8 = narrow::<Q8_0>(&weights, k, n)?;
         let bf16 = narrow::<Bf16>(&weights, k, n)?;
+        let q8_dot = dot(&weights, k, n, WeightFormat::Q8_0)?;
+        let bf16_dot = dot(&weights, k, n, WeightFormat::Bf16)?;
         let tensors = weights
             .iter()
             .map(|w| {
@@ -83,18 +86,25 @@ fn main() -> anyhow::Result<()> {
             let ours_bf16 = rate(flops, args.seconds, |i| {
                 std::hint::black_box(bf16[i % copies].product(&x, rows, None));
             });
+            let ours_q8_dot = rate(flops, args.seconds, |i| {
+                std::hint::black_box(q8_dot[i % copies].product(&x, rows, None));
+            });
+            let ours_bf16_dot = rate(flops, args.seconds, |i| {
+                std::hint::black_box(bf16_dot[i % copies].product(&x, rows, None));
+            });
             let xt = Tensor::from_slice(&x, (rows, k), &Device::Cpu)?;
             let gemm = rate(flops, args.seconds, |i| {
                 let y = xt.matmul(&tensors[i % copies].t().expect("a 2-D tensor"));
                 std::hint::black_box(y.expect("shapes that match"));
             });
             eprintln!(
-                "{name} [{k}, {n}] × {rows} rows: packed {ours:.1} GFLOP/s ({:.0}% of peak), q8_0 {ours_q8:.1}, bf16 {ours_bf16:.1}, candle/gemm {gemm:.1}",
+                "{name} [{k}, {n}] × {rows} rows: packed {ours:.1} GFLOP/s ({:.0}% of peak), q8_0 {ours_q8:.1} (as run {ours_q8_dot:.1}), bf16 {ours_bf16:.1} (as run {ours_bf16_dot:.1}), candle/gemm {gemm:.1}",
                 100.0 * ours / peak_all
             );
             results.push(json!({
                 "matrix": name, "k": k, "n": n, "rows": rows,
-                "packed_gflops": ours, "q8_0_gflops": ours_q8, "bf16_gflops": ours_bf16, "gemm_gflops": gemm,
+                "packed_gflops": ours, "q8_0_widening_gflops": ours_q8, "bf16_widening_gflops": ours_bf16,
+                "q8_0_gflops": ours_q8_dot, "bf16_gflops": ours_bf16_dot, "gemm_gflops": gemm,
                 "packed_fraction_of_peak": ours / peak_all,
             }));
         }
@@ -166,7 +176,21 @@ fn peak_gflops(threads: usize) -> f64 {
     per_thread * threads as f64 / elapsed / 1e9
 }
 
-/// Copies of the weights in a narrow format.
+/// Copies of the weights as the decoder packs them in `format` on this CPU (on the dot-product
+/// instructions where it has them).
+fn dot(
+    weights: &[Vec<f32>],
+    k: usize,
+    n: usize,
+    format: WeightFormat,
+) -> anyhow::Result<Vec<Box<dyn HostMatrix>>> {
+    Ok(weights
+        .iter()
+        .map(|w| host_matrix(format, Matrix::new(w, k, n, Layout::InOut)))
+        .collect::<Result<_, _>>()?)
+}
+
+/// Copies of the weights in a narrow format, widened to f32 in registers.
 fn narrow<F: Format>(
     weights: &[Vec<f32>],
     k: usize,

@@ -39,6 +39,30 @@ pub(crate) enum Weight {
     Tensor(Tensor),
 }
 
+/// `w` packed in `format` for the fastest kernel this CPU has: q8_0 and bf16 on AVX-512's
+/// dot-product instructions where it has them ([`crate::dot`]), else widened to f32 in registers
+/// ([`crate::narrow`]).
+pub fn host_matrix(format: WeightFormat, w: Matrix) -> Result<Box<dyn HostMatrix>> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use crate::dot::{DotBf16, DotQ8};
+        let dot: Option<Box<dyn HostMatrix>> = match format {
+            WeightFormat::Q8_0 => DotQ8::new(w).map(|m| Box::new(m) as _),
+            WeightFormat::Bf16 => DotBf16::new(w).map(|m| Box::new(m) as _),
+            _ => None,
+        };
+        if let Some(dot) = dot {
+            return Ok(dot);
+        }
+    }
+    Ok(match format {
+        WeightFormat::F32 => Box::new(Packed::new(w)),
+        WeightFormat::Q8_0 => Box::new(PackedNarrow::<Q8_0>::new(w)?),
+        WeightFormat::Bf16 => Box::new(PackedNarrow::<Bf16>::new(w)?),
+        WeightFormat::F16 => Box::new(PackedNarrow::<F16>::new(w)?),
+    })
+}
+
 impl Weight {
     /// From `w` stored in `layout`: packed in `format` when it is CPU f32, else kept `[out, in]`
     /// for candle.
@@ -54,12 +78,7 @@ impl Weight {
         }
         let values = host_rows(&w)?;
         let matrix = Matrix::new(&values, k, n, layout);
-        Ok(Weight::Host(match format {
-            WeightFormat::F32 => Box::new(Packed::new(matrix)),
-            WeightFormat::Q8_0 => Box::new(PackedNarrow::<Q8_0>::new(matrix)?),
-            WeightFormat::Bf16 => Box::new(PackedNarrow::<Bf16>::new(matrix)?),
-            WeightFormat::F16 => Box::new(PackedNarrow::<F16>::new(matrix)?),
-        }))
+        Ok(Weight::Host(host_matrix(format, matrix)?))
     }
 
     /// Whether the CPU path's products can run on it.

@@ -7,6 +7,8 @@
 mod attention;
 mod bert;
 pub mod checkpoint;
+#[cfg(target_arch = "x86_64")]
+pub mod dot;
 pub mod embeddings;
 mod flash;
 pub mod gpt2;

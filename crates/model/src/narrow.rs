@@ -17,7 +17,9 @@ use std::marker::PhantomData;
 use pulp::Simd;
 use rayon::prelude::*;
 
-use crate::packed::{by_panels, panel_width, tile_rows, with_tile_rows, HostMatrix, Matrix, Shape};
+use crate::packed::{
+    by_panels, f32_tiles, panel_width, tile_rows, with_tile_rows, HostMatrix, Matrix, Shape,
+};
 use crate::ModelError;
 
 /// How a narrow format stores a weight and widens it back to f32.
@@ -284,7 +286,7 @@ impl<F: Format> HostMatrix for PackedNarrow<F> {
             n: self.n,
             width,
         };
-        by_panels(x, rows, shape, bias, |tiles, p, out| {
+        by_panels(x, rows, shape, bias, f32_tiles(x, k), |tiles, p, out| {
             on_widest::<F>(NarrowPanel {
                 tiles,
                 k,

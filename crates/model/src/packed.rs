@@ -218,14 +218,21 @@ impl HostMatrix for Packed {
             n: self.n,
             width: self.width,
         };
-        by_panels(x, rows, shape, bias, |tiles, p, out| {
-            arch.dispatch(PanelProduct {
-                tiles,
-                k: self.k,
-                panel: &self.panels[p * panel_len..][..panel_len],
-                out,
-            })
-        })
+        by_panels(
+            x,
+            rows,
+            shape,
+            bias,
+            f32_tiles(x, self.k),
+            |tiles, p, out| {
+                arch.dispatch(PanelProduct {
+                    tiles,
+                    k: self.k,
+                    panel: &self.panels[p * panel_len..][..panel_len],
+                    out,
+                })
+            },
+        )
     }
 }
 
@@ -240,7 +247,22 @@ pub(crate) struct Shape {
 /// Bytes of scratch a thread keeps between products; a larger product's is freed after it.
 const SCRATCH_KEPT: usize = 64 << 20;
 
-/// What every packed product shares: `x`'s `rows` packed into tiles ([`PackRows`]), `panel(tiles,
+/// How a product lays out its rows before the panels read them: `len` words of scratch, filled by
+/// `pack`.
+pub(crate) struct Tiles<P: FnOnce(&mut [f32])> {
+    pub(crate) len: usize,
+    pub(crate) pack: P,
+}
+
+/// The f32 products' tiles: `x`'s rows of `k` packed by [`PackRows`].
+pub(crate) fn f32_tiles(x: &[f32], k: usize) -> Tiles<impl FnOnce(&mut [f32]) + '_> {
+    Tiles {
+        len: x.len(),
+        pack: move |out: &mut [f32]| pulp::Arch::new().dispatch(PackRows { x, k, out }),
+    }
+}
+
+/// What every packed product shares: `x`'s `rows` packed into tiles (by `tiles`), `panel(tiles,
 /// p, out)` run for each panel `p` into its results `[rows][width]` (spread over the cores when the
 /// work is large enough; threads take whole panels), and the results unpacked to `[rows, n]` with
 /// the bias.
@@ -253,6 +275,7 @@ pub(crate) fn by_panels(
     rows: usize,
     shape: Shape,
     bias: Option<&[f32]>,
+    tiles: Tiles<impl FnOnce(&mut [f32])>,
     panel: impl Fn(&[f32], usize, &mut [f32]) + Sync,
 ) -> Vec<f32> {
     thread_local! {
@@ -263,11 +286,11 @@ pub(crate) fn by_panels(
     if rows == 0 {
         return Vec::new();
     }
-    let (tiles_len, results_len) = (rows * k, n.div_ceil(width) * width * rows);
+    let (tiles_len, results_len) = (tiles.len, n.div_ceil(width) * width * rows);
     let run = |scratch: &mut [f32]| {
-        let (tiles, by_panel) = scratch.split_at_mut(tiles_len);
-        pulp::Arch::new().dispatch(PackRows { x, k, out: tiles });
-        let tiles = &*tiles;
+        let (packed, by_panel) = scratch.split_at_mut(tiles_len);
+        (tiles.pack)(packed);
+        let tiles = &*packed;
         let task = |(p, out): (usize, &mut [f32])| panel(tiles, p, out);
         let parallel = rows * k * n >= PARALLEL_MIN_WORK;
         if parallel {

@@ -13,9 +13,9 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use clap::Parser;
+use oneword_model::gpt2::host_matrix;
 use oneword_model::narrow::{Bf16, Format, Q8_0};
 use oneword_model::packed::{Layout, Matrix};
-use oneword_model::gpt2::host_matrix;
 use oneword_model::{HostMatrix, Packed, PackedNarrow, WeightFormat};
 use pulp::{Simd, WithSimd};
 use rayon::prelude::*;

@@ -44,9 +44,10 @@ struct Args {
     /// are named after it (`oneword q8_0`, `oneword-q8_0.json`).
     #[arg(long, default_value = "f32")]
     dtype: String,
-    /// The decoder's `--kv-cache-dtype` (f32 or f16); results with f16 are named after it too
-    /// (`oneword kv-f16`, `oneword-kv-f16.json`).
-    #[arg(long, default_value = "f32")]
+    /// The decoder's `--kv-cache-dtype` (auto, f32 or f16: auto is f16 beside narrow weights, as
+    /// the decoder's default); results with f16 are named after it too (`oneword kv-f16`,
+    /// `oneword-kv-f16.json`).
+    #[arg(long, default_value = "auto")]
     kv_cache_dtype: String,
 }
 
@@ -79,7 +80,7 @@ async fn main() -> anyhow::Result<()> {
     let mut weight_bytes = load::decode_weight_bytes(&model);
     let (mut name, mut file) = ("oneword".to_string(), "oneword".to_string());
     for (setting, prefix) in [(&args.dtype, ""), (&args.kv_cache_dtype, "kv-")] {
-        if setting != "f32" {
+        if setting != "f32" && setting != "auto" {
             name += &format!(" {prefix}{setting}");
             file += &format!("-{prefix}{setting}");
         }

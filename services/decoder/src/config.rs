@@ -53,8 +53,10 @@ pub struct Config {
     )]
     pub kv_cache_memory_fraction: f64,
     /// What the KV cache holds on the CPU: f32, or f16 (twice the positions in the same bytes,
-    /// each key and value rounded to f16). On a GPU the cache takes the model's dtype.
-    #[arg(long, env = "ONEWORD_DECODER_KV_CACHE_DTYPE", default_value = "f32")]
+    /// each key and value rounded to f16, and less memory to read per step); auto is f32 beside
+    /// f32 weights and f16 beside narrower ones (`--dtype` bf16, f16 or q8_0), whose rounding
+    /// is already larger. On a GPU the cache takes the model's dtype.
+    #[arg(long, env = "ONEWORD_DECODER_KV_CACHE_DTYPE", default_value = "auto")]
     pub kv_cache_dtype: String,
     /// Most steps waiting for room in the KV cache; more are refused with RESOURCE_EXHAUSTED.
     /// (It also bounds the queue in front of the model thread, with room for 16 small jobs more.)
@@ -76,15 +78,20 @@ pub struct Config {
     #[arg(long, env = "ONEWORD_DECODER_MAX_BATCH_TOKENS", default_value_t = 256)]
     pub max_batch_tokens: usize,
     /// While streams are decoding, prompt chunks may add at most this many milliseconds to a
-    /// pass (what a row costs is measured as passes run; at least 16 rows go), so a burst of new
-    /// prompts delays each running stream's next token by about that much; with no stream
-    /// decoding, prompts fill `--max-batch-tokens`.
+    /// pass, and at most what the pass's decode rows take (what a row costs is measured as passes
+    /// run; at least 16 rows go), so a burst of new prompts delays each running stream's next
+    /// token by at most that much; with no stream decoding, prompts fill `--max-batch-tokens`.
     #[arg(
         long,
         env = "ONEWORD_DECODER_PREFILL_BUDGET_MS",
         default_value_t = 100.0
     )]
     pub prefill_budget_ms: f64,
+    /// While streams are decoding, prompt chunks may also add at most this multiple of what a
+    /// pass of the decode rows alone takes: 1 keeps a running stream's time between tokens within
+    /// about twice its usual; more shortens a burst's time to first token at that tail's cost.
+    #[arg(long, env = "ONEWORD_DECODER_PREFILL_STRETCH", default_value_t = 1.0)]
+    pub prefill_stretch: f64,
     /// Longest a pass waits for sequences that just got a token to send their next step, in
     /// milliseconds, so that streams share passes (0 = never wait). The wait is also at most
     /// half the recent pass time, so a fast device (a GPU's sub-millisecond step) does not idle.

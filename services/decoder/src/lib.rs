@@ -58,13 +58,18 @@ pub async fn run(
 fn load(config: &Config, metrics: &Metrics) -> anyhow::Result<service::DecoderService> {
     let mut checkpoint = Checkpoint::load_transformer(&config.model, &config.device, &config.dtype)
         .with_context(|| format!("loading `{}`", config.model))?;
+    let narrow_weights = checkpoint.weights != oneword_model::WeightFormat::F32;
     checkpoint.kv_cache = match (config.kv_cache_dtype.as_str(), checkpoint.device.is_cpu()) {
-        ("f32", _) => oneword_model::KvFormat::F32,
+        ("f32", _) | ("auto", false) => oneword_model::KvFormat::F32,
+        ("auto", true) if narrow_weights => oneword_model::KvFormat::F16,
+        ("auto", true) => oneword_model::KvFormat::F32,
         ("f16", true) => oneword_model::KvFormat::F16,
         ("f16", false) => anyhow::bail!(
             "`--kv-cache-dtype` f16 is for the CPU path; on a GPU the cache takes the model's dtype (`--dtype`)"
         ),
-        (other, _) => anyhow::bail!("`--kv-cache-dtype` must be f32 or f16, got {other:?}"),
+        (other, _) => {
+            anyhow::bail!("`--kv-cache-dtype` must be auto, f32 or f16, got {other:?}")
+        }
     };
     let model = Transformer::load(&checkpoint)
         .with_context(|| format!("loading {}", checkpoint.dir.display()))?;
@@ -101,6 +106,7 @@ fn load(config: &Config, metrics: &Metrics) -> anyhow::Result<service::DecoderSe
             kv_budget_tokens,
             max_batch_tokens: config.max_batch_tokens,
             prefill_budget: millis(config.prefill_budget_ms, "--prefill-budget-ms")?,
+            prefill_stretch: stretch(config.prefill_stretch)?,
             batch_wait: millis(config.batch_wait_ms, "--batch-wait-ms")?,
         },
         Some(engine_metrics),
@@ -164,6 +170,14 @@ fn kv_budget(
 }
 
 /// A flag in milliseconds as a duration: from 0 to an hour, anything else refused by name.
+fn stretch(value: f64) -> anyhow::Result<f64> {
+    anyhow::ensure!(
+        (0.1..=100.0).contains(&value),
+        "`--prefill-stretch` must be in [0.1, 100], got {value}"
+    );
+    Ok(value)
+}
+
 fn millis(value: f64, flag: &str) -> anyhow::Result<Duration> {
     anyhow::ensure!(
         (0.0..=3.6e6).contains(&value),

@@ -64,6 +64,8 @@ pub struct Limits {
     pub max_batch_tokens: usize,
     /// While streams are decoding, the time prompt chunks may add to a pass (see `pace`).
     pub prefill_budget: Duration,
+    /// The most prompt chunks may add to a pass, as a multiple of the decode rows' own time.
+    pub prefill_stretch: f64,
     /// How long a pass may wait for sequences that just got a token to send their next one, so
     /// that streams stepping in lockstep share passes instead of drifting into alternate ones.
     pub batch_wait: Duration,

@@ -123,7 +123,7 @@ impl Worker {
             closing: false,
             passes: 0,
             rows: 0,
-            pace: Pace::new(limits.prefill_budget),
+            pace: Pace::new(limits.prefill_budget, limits.prefill_stretch),
             pass_seconds: 0.0,
             limits,
             metrics,
@@ -473,7 +473,9 @@ impl Worker {
         for decode in [true, false] {
             if !decode {
                 decode_rows = max - budget;
-                budget = budget.min(self.pace.prompt_rows(decode_rows, max));
+                let sequences = self.running.iter().flat_map(|run| &run.parts);
+                let sequences = sequences.filter(|part| part.remaining() > 0).count();
+                budget = budget.min(self.pace.prompt_rows(decode_rows, sequences, max));
             }
             for (r, run) in self.running.iter().enumerate() {
                 for (p, part) in run.parts.iter().enumerate() {

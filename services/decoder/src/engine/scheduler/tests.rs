@@ -46,6 +46,7 @@ fn limits() -> Limits {
         max_batch_tokens: 8,
         batch_wait: Duration::ZERO,
         prefill_budget: Duration::from_millis(50),
+        prefill_stretch: 1.0,
     }
 }
 

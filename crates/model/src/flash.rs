@@ -126,6 +126,10 @@ impl<T: Element> WithSimd for Head<'_, T> {
         let mut packed_scores = vec![0f32; KEY_BLOCK * tile];
         let scratch = if T::WIDENS { hd * KEY_BLOCK } else { 0 };
         let (mut key_scratch, mut value_scratch) = (vec![0f32; scratch], vec![0f32; scratch]);
+        // A decode step's one query: every score first, several key blocks at a time.
+        let decode_scores = (n == 1)
+            .then(|| one_query_scores(simd, self.queries, self.keys, self.past / KEY_BLOCK + 1, hd))
+            .flatten();
         for (t0, out) in (0..n).step_by(tile).zip(out.chunks_mut(tile * hd)) {
             let r = tile.min(n - t0);
             // `[head_dim][r]`: the values one step of a score's sum needs, side by side.
@@ -142,15 +146,19 @@ impl<T: Element> WithSimd for Head<'_, T> {
             let last = self.past + t0 + r - 1;
             for block in 0..=last / KEY_BLOCK {
                 let first_key = block * KEY_BLOCK;
-                let keys = T::widened(
-                    &self.keys[block * hd * KEY_BLOCK..][..hd * KEY_BLOCK],
-                    &mut key_scratch,
-                );
                 let scores = &mut scores[..r * KEY_BLOCK];
-                let keys = S::as_simd_f32s(keys).0;
-                with_tile_rows!(r, R => with_registers!(score_regs, C => {
-                    product_tile::<S, R, C>(simd, queries, keys, scores, false)
-                }, unreachable!("a key block is whole registers, this is a bug")));
+                if let Some(all) = &decode_scores {
+                    scores.copy_from_slice(&all[first_key..][..KEY_BLOCK]);
+                } else {
+                    let keys = T::widened(
+                        &self.keys[block * hd * KEY_BLOCK..][..hd * KEY_BLOCK],
+                        &mut key_scratch,
+                    );
+                    let keys = S::as_simd_f32s(keys).0;
+                    with_tile_rows!(r, R => with_registers!(score_regs, C => {
+                        product_tile::<S, R, C>(simd, queries, keys, scores, false)
+                    }, unreachable!("a key block is whole registers, this is a bug")));
+                }
                 for (i, row) in scores.chunks_exact_mut(KEY_BLOCK).enumerate() {
                     let visible = (self.past + t0 + i + 1).saturating_sub(first_key);
                     let row_max = row[..visible.min(KEY_BLOCK)]
@@ -189,6 +197,79 @@ impl<T: Element> WithSimd for Head<'_, T> {
             }
         }
         out
+    }
+}
+
+/// Registers of sums [`one_query_scores`] keeps side by side.
+const SIDE_BY_SIDE: usize = 4;
+
+/// One query's raw scores `q · k` against the keys of `blocks` blocks, `[blocks][KEY_BLOCK]`;
+/// `None` where a key block is more registers than [`SIDE_BY_SIDE`].
+///
+/// Each score is the chain of multiply-adds over the head's dimensions that [`product_tile`]
+/// computes for a tile of one row, so the bits are a prefill's; but a tile of one row has one
+/// register of sums per key block, and each multiply-add waits on the one before. Here the
+/// blocks go [`SIDE_BY_SIDE`] registers at a time, their chains interleaved, and the keys of
+/// those blocks are widened (from an f16 cache) in one call.
+#[inline(always)]
+fn one_query_scores<S: Simd, T: Element>(
+    simd: S,
+    query: &[f32],
+    keys: &[T],
+    blocks: usize,
+    hd: usize,
+) -> Option<Vec<f32>> {
+    let regs = KEY_BLOCK / S::F32_LANES;
+    if regs > SIDE_BY_SIDE {
+        return None;
+    }
+    let group = SIDE_BY_SIDE / regs;
+    let mut scratch = vec![0f32; if T::WIDENS { group * hd * KEY_BLOCK } else { 0 }];
+    let mut scores = vec![0f32; blocks * KEY_BLOCK];
+    for (g, out) in scores.chunks_mut(group * KEY_BLOCK).enumerate() {
+        let stored = &keys[g * group * hd * KEY_BLOCK..][..out.len() * hd];
+        let keys = S::as_simd_f32s(T::widened(stored, &mut scratch)).0;
+        let out = S::as_mut_simd_f32s(out).0;
+        macro_rules! sums {
+            ($g:literal, $c:literal) => {
+                side_by_side::<S, $g, $c>(simd, query, keys, hd, out)
+            };
+        }
+        match (out.len() / regs, regs) {
+            (1, 1) => sums!(1, 1),
+            (2, 1) => sums!(2, 1),
+            (3, 1) => sums!(3, 1),
+            (4, 1) => sums!(4, 1),
+            (1, 2) => sums!(1, 2),
+            (2, 2) => sums!(2, 2),
+            (1, 4) => sums!(1, 4),
+            _ => unreachable!("blocks of whole registers, at most {SIDE_BY_SIDE}, this is a bug"),
+        }
+    }
+    Some(scores)
+}
+
+/// `G` key blocks of `C` registers each (`keys` `[G][hd][C]` registers) against one query: the
+/// `G × C` registers of sums into `out`, `[G][C]`.
+#[inline(always)]
+fn side_by_side<S: Simd, const G: usize, const C: usize>(
+    simd: S,
+    query: &[f32],
+    keys: &[S::f32s],
+    hd: usize,
+    out: &mut [S::f32s],
+) {
+    let mut sums = [[simd.splat_f32s(0.0); C]; G];
+    for (d, &q) in query[..hd].iter().enumerate() {
+        let q = simd.splat_f32s(q);
+        for (b, sums) in sums.iter_mut().enumerate() {
+            for (c, sum) in sums.iter_mut().enumerate() {
+                *sum = simd.mul_add_e_f32s(q, keys[(b * hd + d) * C + c], *sum);
+            }
+        }
+    }
+    for (out, sum) in out.iter_mut().zip(sums.iter().flatten()) {
+        *out = *sum;
     }
 }
 

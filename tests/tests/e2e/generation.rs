@@ -444,8 +444,10 @@ async fn a_passed_deadline_ends_the_request_and_frees_its_session() {
 }
 
 /// Decoders started with `--dtype q8_0` or `bf16` on the CPU convert the same checkpoint's
-/// linear layers at load and serve it: greedy runs are deterministic and start with what the f32
-/// decoder picks (the model's own parity tests measure how far the logits move).
+/// linear layers at load and serve it: greedy runs are deterministic and start with one of the
+/// f32 decoder's five likeliest tokens (the random model's distributions are flat, and on CPUs
+/// with dot-product instructions the activations are rounded too; the model's own parity tests
+/// measure how far the logits move).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn narrow_weight_decoders_serve_the_same_checkpoint() {
     let prompt = "The best thing about AI is its ability to";
@@ -454,11 +456,13 @@ async fn narrow_weight_decoders_serve_the_same_checkpoint() {
         ..greedy(prompt, 16)
     };
     let exact = Cluster::start(tiny_model()).await;
-    let f32_ids = text(&exact, r.clone())
-        .await
-        .completions
-        .remove(0)
-        .token_ids;
+    let table = pb::NextTokensRequest {
+        prompt: prompt.into(),
+        top_n: Some(5),
+        ..Default::default()
+    };
+    let table = exact.gateway().await.next_tokens(table).await.unwrap();
+    let f32_top = table.into_inner().raw.unwrap().ids;
     drop(exact);
     for dtype in ["q8_0", "bf16"] {
         let narrow = Cluster::start_with(tiny_model(), |c| c.dtype = dtype.into()).await;
@@ -467,9 +471,9 @@ async fn narrow_weight_decoders_serve_the_same_checkpoint() {
         assert_eq!(a.token_ids.len(), 16);
         assert_eq!(a.token_ids, b.token_ids, "{dtype}");
         // The first pick follows the prompt alone; later ones follow each run's own earlier picks.
-        assert_eq!(
-            a.token_ids[0], f32_ids[0],
-            "{dtype} {:?}, f32 {f32_ids:?}",
+        assert!(
+            f32_top.contains(&a.token_ids[0]),
+            "{dtype} {:?}, f32's top five {f32_top:?}",
             a.token_ids
         );
     }

@@ -149,12 +149,14 @@ fn solve<const N: usize>(m: [[f64; N]; N], y: [f64; N]) -> Option<[f64; N]> {
         if det.abs() <= 1e-3 {
             return None;
         }
-        for r in col + 1..N {
-            let f = a[r][col] / a[col][col];
-            for c in col..N {
-                a[r][c] -= f * a[col][c];
+        let (above, below) = a.split_at_mut(col + 1);
+        let pivot_row = &above[col];
+        for (r, row) in below.iter_mut().enumerate() {
+            let f = row[col] / pivot_row[col];
+            for (v, p) in row[col..].iter_mut().zip(&pivot_row[col..]) {
+                *v -= f * p;
             }
-            b[r] -= f * b[col];
+            b[col + 1 + r] -= f * b[col];
         }
     }
     let mut x = [0.0; N];

@@ -46,12 +46,13 @@ impl Element for u16 {
 }
 
 /// One head's attention for the `n` queries `[n][head_dim]` at positions `past..past + n`, over
-/// `keys` `[block][head_dim][KEY_BLOCK]` and `values` `[position][head_dim]` (whole blocks) that
-/// cover at least `past + n` positions: `[n][head_dim]`.
+/// key blocks `keys[block]` `[head_dim][KEY_BLOCK]` and value blocks `values[block]`
+/// `[KEY_BLOCK][head_dim]` that cover at least `past + n` positions: `[n][head_dim]`. The blocks
+/// may lie anywhere (a cache's blocks are shared between forks).
 pub(crate) fn attend<T: Element>(
     queries: &[f32],
-    keys: &[T],
-    values: &[T],
+    keys: &[&[T]],
+    values: &[&[T]],
     past: usize,
     head_dim: usize,
     scale: f32,
@@ -68,8 +69,8 @@ pub(crate) fn attend<T: Element>(
 
 struct Head<'a, T> {
     queries: &'a [f32],
-    keys: &'a [T],
-    values: &'a [T],
+    keys: &'a [&'a [T]],
+    values: &'a [&'a [T]],
     past: usize,
     head_dim: usize,
     scale: f32,
@@ -150,10 +151,7 @@ impl<T: Element> WithSimd for Head<'_, T> {
                 if let Some(all) = &decode_scores {
                     scores.copy_from_slice(&all[first_key..][..KEY_BLOCK]);
                 } else {
-                    let keys = T::widened(
-                        &self.keys[block * hd * KEY_BLOCK..][..hd * KEY_BLOCK],
-                        &mut key_scratch,
-                    );
+                    let keys = T::widened(self.keys[block], &mut key_scratch);
                     let keys = S::as_simd_f32s(keys).0;
                     with_tile_rows!(r, R => with_registers!(score_regs, C => {
                         product_tile::<S, R, C>(simd, queries, keys, scores, false)
@@ -185,10 +183,7 @@ impl<T: Element> WithSimd for Head<'_, T> {
                         probs[j * r + i] = p;
                     }
                 }
-                let values = T::widened(
-                    &self.values[first_key * hd..][..KEY_BLOCK * hd],
-                    &mut value_scratch,
-                );
+                let values = T::widened(self.values[block], &mut value_scratch);
                 add_weighted_values(simd, probs, values, out, r, out_regs);
             }
             for (i, out) in out.chunks_exact_mut(hd).enumerate() {
@@ -203,8 +198,8 @@ impl<T: Element> WithSimd for Head<'_, T> {
 /// Registers of sums [`one_query_scores`] keeps side by side.
 const SIDE_BY_SIDE: usize = 4;
 
-/// One query's raw scores `q · k` against the keys of `blocks` blocks, `[blocks][KEY_BLOCK]`;
-/// `None` where a key block is more registers than [`SIDE_BY_SIDE`].
+/// One query's raw scores `q · k` against the first `blocks` key blocks of `keys`,
+/// `[blocks][KEY_BLOCK]`; `None` where a key block is more registers than [`SIDE_BY_SIDE`].
 ///
 /// Each score is the chain of multiply-adds over the head's dimensions that [`product_tile`]
 /// computes for a tile of one row, so the bits are a prefill's; but a tile of one row has one
@@ -215,7 +210,7 @@ const SIDE_BY_SIDE: usize = 4;
 fn one_query_scores<S: Simd, T: Element>(
     simd: S,
     query: &[f32],
-    keys: &[T],
+    keys: &[&[T]],
     blocks: usize,
     hd: usize,
 ) -> Option<Vec<f32>> {
@@ -224,11 +219,17 @@ fn one_query_scores<S: Simd, T: Element>(
         return None;
     }
     let group = SIDE_BY_SIDE / regs;
-    let mut scratch = vec![0f32; if T::WIDENS { group * hd * KEY_BLOCK } else { 0 }];
+    let block_len = hd * KEY_BLOCK;
+    let mut scratch = vec![0f32; if T::WIDENS { group * block_len } else { 0 }];
     let mut scores = vec![0f32; blocks * KEY_BLOCK];
     for (g, out) in scores.chunks_mut(group * KEY_BLOCK).enumerate() {
-        let stored = &keys[g * group * hd * KEY_BLOCK..][..out.len() * hd];
-        let keys = S::as_simd_f32s(T::widened(stored, &mut scratch)).0;
+        let stored = &keys[g * group..][..out.len() / KEY_BLOCK];
+        let mut widened = [&[][..]; SIDE_BY_SIDE];
+        let mut room = scratch.chunks_mut(block_len.max(1));
+        for (w, stored) in widened.iter_mut().zip(stored) {
+            *w = S::as_simd_f32s(T::widened(stored, room.next().unwrap_or_default())).0;
+        }
+        let keys = &widened[..stored.len()];
         let out = S::as_mut_simd_f32s(out).0;
         macro_rules! sums {
             ($g:literal, $c:literal) => {
@@ -249,22 +250,23 @@ fn one_query_scores<S: Simd, T: Element>(
     Some(scores)
 }
 
-/// `G` key blocks of `C` registers each (`keys` `[G][hd][C]` registers) against one query: the
+/// `G` key blocks of `C` registers each (`keys[b]` `[hd][C]` registers) against one query: the
 /// `G × C` registers of sums into `out`, `[G][C]`.
 #[inline(always)]
 fn side_by_side<S: Simd, const G: usize, const C: usize>(
     simd: S,
     query: &[f32],
-    keys: &[S::f32s],
+    keys: &[&[S::f32s]],
     hd: usize,
     out: &mut [S::f32s],
 ) {
+    let keys: [&[S::f32s]; G] = std::array::from_fn(|b| &keys[b][..hd * C]);
     let mut sums = [[simd.splat_f32s(0.0); C]; G];
     for (d, &q) in query[..hd].iter().enumerate() {
         let q = simd.splat_f32s(q);
         for (b, sums) in sums.iter_mut().enumerate() {
             for (c, sum) in sums.iter_mut().enumerate() {
-                *sum = simd.mul_add_e_f32s(q, keys[(b * hd + d) * C + c], *sum);
+                *sum = simd.mul_add_e_f32s(q, keys[b][d * C + c], *sum);
             }
         }
     }

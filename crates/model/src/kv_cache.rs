@@ -1,14 +1,18 @@
 //! Each sequence's keys and values, kept outside the immutable model so that one model serves
 //! many sessions.
 //!
-//! On the CPU the cache is plain memory that grows in place, laid out head by head, so that a
-//! head's attention reads its keys and values as contiguous runs: a decode step appends one row
-//! per layer instead of copying the whole past ([`HostLayer`]). Keys are stored transposed in
-//! blocks of [`KEY_BLOCK`] positions, the layout [`crate::flash`] multiplies by. Its elements are
+//! On the CPU the cache is plain memory in blocks of [`KEY_BLOCK`] positions ([`HostLayer`]): a
+//! decode step writes one row per layer into the last block instead of copying the whole past,
+//! and a fork shares every block with its source, each copied only when one side writes into it
+//! (in practice the last, partly filled one), so forking a long session costs a block per layer,
+//! not the whole cache. Keys are stored transposed in their block, the layout [`crate::flash`]
+//! multiplies by. Its elements are
 //! f32, or f16 ([`KvFormat`]) to hold twice the positions in the same memory (and read half the
 //! bytes per decode step), widened block by block as attention reads them. On other devices
 //! it is candle tensors `[n_head, len, head_dim]` that each step replaces, so it works wherever
 //! candle does.
+
+use std::sync::Arc;
 
 use candle_core::Tensor;
 
@@ -43,17 +47,24 @@ enum Elements {
 }
 
 impl Elements {
-    fn new(format: KvFormat) -> Self {
+    fn zeros(format: KvFormat, len: usize) -> Self {
         match format {
-            KvFormat::F32 => Elements::F32(Vec::new()),
-            KvFormat::F16 => Elements::F16(Vec::new()),
+            KvFormat::F32 => Elements::F32(vec![0.0; len]),
+            KvFormat::F16 => Elements::F16(vec![0; len]),
         }
     }
 
-    fn bytes(&self) -> usize {
+    fn f32s(&self) -> Option<&[f32]> {
         match self {
-            Elements::F32(v) => v.len() * 4,
-            Elements::F16(v) => v.len() * 2,
+            Elements::F32(v) => Some(v),
+            Elements::F16(_) => None,
+        }
+    }
+
+    fn f16s(&self) -> Option<&[u16]> {
+        match self {
+            Elements::F16(v) => Some(v),
+            Elements::F32(_) => None,
         }
     }
 
@@ -73,36 +84,11 @@ impl Elements {
                 .for_each(|(e, &x)| *e = F16::store(x, 1.0)),
         }
     }
-
-    /// `heads` runs of `old_run` elements moved into runs of `new_run`, the first `used` of each
-    /// kept.
-    fn relayout(&mut self, heads: usize, old_run: usize, new_run: usize, used: usize) {
-        fn moved<T: Copy + Default>(
-            old: &[T],
-            heads: usize,
-            from: usize,
-            to: usize,
-            used: usize,
-        ) -> Vec<T> {
-            let mut new = vec![T::default(); heads * to];
-            for h in 0..heads {
-                new[h * to..][..used].copy_from_slice(&old[h * from..][..used]);
-            }
-            new
-        }
-        match self {
-            Elements::F32(v) => *v = moved(v, heads, old_run, new_run, used),
-            Elements::F16(v) => *v = moved(v, heads, old_run, new_run, used),
-        }
-    }
 }
 
-/// Host caches grow by this many positions at a time, so that appending a token rarely
-/// reallocates and the memory held is at most this much over what is used. Whole key blocks.
-pub(crate) const HOST_BLOCK: usize = KEY_BLOCK;
-
-/// One sequence's keys and values for every layer. `Clone` copies them (a fork then diverges
-/// from its source without either seeing the other's new positions).
+/// One sequence's keys and values for every layer. `Clone` is a fork: on the CPU it shares the
+/// blocks, and either side copies a shared block before writing into it, so neither sees the
+/// other's new positions.
 #[derive(Clone)]
 pub struct KvCache {
     pub(crate) layers: Vec<LayerCache>,
@@ -134,7 +120,7 @@ impl KvCache {
         self.layers
             .iter()
             .map(|layer| match layer {
-                LayerCache::Host(host) => host.keys.bytes() + host.values.bytes(),
+                LayerCache::Host(host) => host.bytes(),
                 LayerCache::Device(None) => 0,
                 LayerCache::Device(Some((k, v))) => {
                     (k.elem_count() + v.elem_count()) * k.dtype().size_in_bytes()
@@ -148,7 +134,9 @@ impl KvCache {
     pub fn capacity_after(&self, new: usize) -> usize {
         let needed = self.len + new;
         match self.layers.first() {
-            Some(LayerCache::Host(host)) => host.capacity.max(needed.next_multiple_of(HOST_BLOCK)),
+            Some(LayerCache::Host(host)) => {
+                (host.blocks.len() * KEY_BLOCK).max(needed.next_multiple_of(KEY_BLOCK))
+            }
             _ => needed,
         }
     }
@@ -177,28 +165,33 @@ impl KvCache {
     }
 }
 
-/// One layer's keys and values on the CPU for `capacity` positions, of which the first `len` are
-/// in use: keys `[head][position / KEY_BLOCK][head_dim][KEY_BLOCK]`, values
-/// `[head][position][head_dim]`.
+/// One block's keys and values in every head: keys `[head][head_dim][KEY_BLOCK]`, values
+/// `[head][KEY_BLOCK][head_dim]`.
 #[derive(Clone)]
-pub(crate) struct HostLayer {
+struct Block {
     keys: Elements,
     values: Elements,
+}
+
+/// One layer's keys and values on the CPU, in blocks of [`KEY_BLOCK`] positions (shared with
+/// forks), of which the first `len` positions are in use.
+#[derive(Clone)]
+pub(crate) struct HostLayer {
+    blocks: Vec<Arc<Block>>,
     len: usize,
-    capacity: usize,
     heads: usize,
     head_dim: usize,
+    format: KvFormat,
 }
 
 impl HostLayer {
     pub(crate) fn new(heads: usize, head_dim: usize, format: KvFormat) -> Self {
         HostLayer {
-            keys: Elements::new(format),
-            values: Elements::new(format),
+            blocks: Vec::new(),
             len: 0,
-            capacity: 0,
             heads,
             head_dim,
+            format,
         }
     }
 
@@ -206,42 +199,42 @@ impl HostLayer {
         self.len
     }
 
+    /// Bytes of the blocks this layer holds, shared ones included.
+    fn bytes(&self) -> usize {
+        let per_block = 2 * self.heads * self.head_dim * KEY_BLOCK * self.format.size();
+        self.blocks.len() * per_block
+    }
+
     /// Appends the keys and values in rows of `c_attn`'s output `qkv` `[n, 3 · width]`
     /// (queries, then keys, then values; heads side by side in each).
     pub(crate) fn append(&mut self, qkv: &[f32]) {
         let (heads, head_dim) = (self.heads, self.head_dim);
         let width = heads * head_dim;
-        let n = qkv.len() / (3 * width);
-        if self.len + n > self.capacity {
-            self.grow((self.len + n).next_multiple_of(HOST_BLOCK));
-        }
-        let capacity = self.capacity;
         for (t, row) in qkv.chunks_exact(3 * width).enumerate() {
             let position = self.len + t;
-            let (block, slot) = (position / KEY_BLOCK, position % KEY_BLOCK);
+            let (index, slot) = (position / KEY_BLOCK, position % KEY_BLOCK);
+            if index == self.blocks.len() {
+                let len = width * KEY_BLOCK;
+                self.blocks.push(Arc::new(Block {
+                    keys: Elements::zeros(self.format, len),
+                    values: Elements::zeros(self.format, len),
+                }));
+            }
+            // A block a fork shares is copied here, before the first write into it.
+            let block = Arc::make_mut(&mut self.blocks[index]);
             for h in 0..heads {
-                let at = (h * capacity + position) * head_dim;
                 let from = h * head_dim;
-                let keys = (h * capacity + block * KEY_BLOCK) * head_dim;
+                let keys = h * head_dim * KEY_BLOCK;
                 for (d, &k) in row[width + from..][..head_dim].iter().enumerate() {
-                    self.keys.set(keys + d * KEY_BLOCK + slot, k);
+                    block.keys.set(keys + d * KEY_BLOCK + slot, k);
                 }
-                self.values
+                let at = (h * KEY_BLOCK + slot) * head_dim;
+                block
+                    .values
                     .copy_from(at, &row[2 * width + from..][..head_dim]);
             }
         }
-        self.len += n;
-    }
-
-    /// Moves to room for `capacity` positions, keeping each head's run contiguous.
-    fn grow(&mut self, capacity: usize) {
-        let hd = self.head_dim;
-        // Whole key blocks (their layout interleaves positions).
-        let used = self.len.next_multiple_of(KEY_BLOCK) * hd;
-        for elements in [&mut self.keys, &mut self.values] {
-            elements.relayout(self.heads, self.capacity * hd, capacity * hd, used);
-        }
-        self.capacity = capacity;
+        self.len += qkv.len() / (3 * width);
     }
 
     /// Causal attention of `head` for the last `n` positions, whose queries are in `qkv`
@@ -256,16 +249,76 @@ impl HostLayer {
             .flat_map(|row| &row[head * head_dim..][..head_dim])
             .copied()
             .collect();
-        let run = head * self.capacity * head_dim..(head + 1) * self.capacity * head_dim;
         let past = self.len - n;
-        match (&self.keys, &self.values) {
-            (Elements::F32(k), Elements::F32(v)) => {
-                flash::attend(&queries, &k[run.clone()], &v[run], past, head_dim, scale)
+        let used = &self.blocks[..self.len.div_ceil(KEY_BLOCK)];
+        let run = head * head_dim * KEY_BLOCK..(head + 1) * head_dim * KEY_BLOCK;
+        fn head_blocks<'a, T>(
+            used: &'a [Arc<Block>],
+            run: &std::ops::Range<usize>,
+            part: impl Fn(&'a Block) -> Option<&'a [T]>,
+        ) -> Vec<&'a [T]> {
+            used.iter()
+                .map(|b| {
+                    &part(b).expect("keys and values of one format, this is a bug")[run.clone()]
+                })
+                .collect()
+        }
+        match self.format {
+            KvFormat::F32 => {
+                let keys = head_blocks(used, &run, |b| b.keys.f32s());
+                let values = head_blocks(used, &run, |b| b.values.f32s());
+                flash::attend(&queries, &keys, &values, past, head_dim, scale)
             }
-            (Elements::F16(k), Elements::F16(v)) => {
-                flash::attend(&queries, &k[run.clone()], &v[run], past, head_dim, scale)
+            KvFormat::F16 => {
+                let keys = head_blocks(used, &run, |b| b.keys.f16s());
+                let values = head_blocks(used, &run, |b| b.values.f16s());
+                flash::attend(&queries, &keys, &values, past, head_dim, scale)
             }
-            _ => unreachable!("keys and values of one format, this is a bug"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `n` rows of `qkv` for 2 heads of 4, every value distinct.
+    fn rows(n: usize, from: usize) -> Vec<f32> {
+        (0..n * 3 * 8).map(|i| (from * 24 + i) as f32).collect()
+    }
+
+    fn shared(a: &HostLayer, b: &HostLayer) -> Vec<bool> {
+        a.blocks
+            .iter()
+            .zip(&b.blocks)
+            .map(|(a, b)| Arc::ptr_eq(a, b))
+            .collect()
+    }
+
+    /// A fork shares every block; writing copies only the block written into, so the source
+    /// keeps its positions and the fork gets its own.
+    #[test]
+    fn a_fork_shares_blocks_until_one_side_writes_into_them() {
+        for format in [KvFormat::F32, KvFormat::F16] {
+            let mut source = HostLayer::new(2, 4, format);
+            source.append(&rows(40, 0));
+            let before = source.attend(&rows(1, 39), 1, 0.5);
+            let mut fork = source.clone();
+            assert_eq!(shared(&source, &fork), [true, true, true]);
+            fork.append(&rows(1, 100));
+            assert_eq!(
+                shared(&source, &fork),
+                [true, true, false],
+                "the partial block"
+            );
+            assert_eq!(source.attend(&rows(1, 39), 1, 0.5), before);
+            assert_eq!(source.bytes(), fork.bytes());
+
+            // Undoing into a shared full block, then writing: that block is copied too.
+            fork.len = 20;
+            fork.append(&rows(1, 200));
+            assert_eq!(shared(&source, &fork), [true, false, false]);
+            assert_eq!(source.attend(&rows(1, 39), 1, 0.5), before);
         }
     }
 }

@@ -204,9 +204,19 @@ unsafe fn quantize_rows(
         for (r, row) in rows.chunks_exact(k).enumerate() {
             for b in 0..blocks {
                 let [low, high] = load_block(&row[(b * BLOCK).min(k)..((b + 1) * BLOCK).min(k)]);
-                let max =
-                    _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(low), _mm512_abs_ps(high)));
-                let scale = Q8_0::scale(max);
+                let (low_abs, high_abs) = (_mm512_abs_ps(low), _mm512_abs_ps(high));
+                let infinity = _mm512_set1_ps(f32::INFINITY);
+                let not_finite = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(low_abs, infinity)
+                    | _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(high_abs, infinity);
+                // A block holding an infinity or a NaN has a NaN scale and values of zero, so its
+                // outputs are NaN, not finite, as the f32 product's would not be.
+                let (low, high, scale) = if not_finite != 0 {
+                    let zero = _mm512_setzero_ps();
+                    (zero, zero, f32::NAN)
+                } else {
+                    let max = _mm512_reduce_max_ps(_mm512_max_ps(low_abs, high_abs));
+                    (low, high, Q8_0::scale(max))
+                };
                 let inverse = _mm512_set1_ps(if scale > 0.0 { 1.0 / scale } else { 0.0 });
                 let low = _mm512_cvtps_epi32(_mm512_mul_ps(low, inverse));
                 let high = _mm512_cvtps_epi32(_mm512_mul_ps(high, inverse));
@@ -594,6 +604,29 @@ mod tests {
         invariant_in_the_batch(|w, k, n| {
             Box::new(DotQ8::new(Matrix::new(w, k, n, Layout::InOut)).unwrap())
         });
+    }
+
+    /// An infinity or a NaN among a row's activations makes that row's outputs infinite or NaN,
+    /// as in f32, and leaves the other rows alone.
+    #[test]
+    fn non_finite_activations_give_nan_not_a_panic() {
+        let (k, n) = (64, 40);
+        let w = values(k * n, 5);
+        let mut x = values(3 * k, 4);
+        x[k + 7] = f32::INFINITY;
+        x[2 * k + 40] = f32::NAN;
+        let matrices: Vec<Box<dyn HostMatrix>> = [
+            DotQ8::new(Matrix::new(&w, k, n, Layout::InOut)).map(|m| Box::new(m) as _),
+            DotBf16::new(Matrix::new(&w, k, n, Layout::InOut)).map(|m| Box::new(m) as _),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        for m in matrices {
+            let out = m.product(&x, 3, None);
+            assert!(out[..n].iter().all(|v| v.is_finite()));
+            assert!(out[n..].iter().all(|v| !v.is_finite()), "{:?}", &out[n..]);
+        }
     }
 
     #[test]

@@ -267,9 +267,13 @@ pub(crate) fn f32_tiles(x: &[f32], k: usize) -> Tiles<impl FnOnce(&mut [f32]) + 
 /// work is large enough; threads take whole panels), and the results unpacked to `[rows, n]` with
 /// the bias.
 ///
-/// The tiles and the results by panel live in scratch memory the calling thread reuses from one
-/// product to the next: allocating them afresh cost page faults and zeroing on every call, several
-/// percent of a 32-stream step. Every element is written in a call before that call reads it.
+/// The tiles and the results by panel live in scratch memory the process reuses from one product
+/// to the next: allocating them afresh cost page faults and zeroing on every call, several
+/// percent of a 32-stream step. One scratch for the process, not one per thread: a pass runs on
+/// whichever of the pool's threads takes it, and per-thread scratch would keep up to
+/// [`SCRATCH_KEPT`] on each. A product that finds it in use (another running beside it, or one
+/// inside another on this thread while rayon lets it take other work) gets memory of its own.
+/// Every element is written in a call before that call reads it.
 pub(crate) fn by_panels(
     x: &[f32],
     rows: usize,
@@ -278,9 +282,7 @@ pub(crate) fn by_panels(
     tiles: Tiles<impl FnOnce(&mut [f32])>,
     panel: impl Fn(&[f32], usize, &mut [f32]) + Sync,
 ) -> Vec<f32> {
-    thread_local! {
-        static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
+    static SCRATCH: std::sync::Mutex<Vec<f32>> = std::sync::Mutex::new(Vec::new());
     let Shape { k, n, width } = shape;
     assert_eq!(x.len(), rows * k, "rows of {k} inputs, this is a bug");
     if rows == 0 {
@@ -307,21 +309,20 @@ pub(crate) fn by_panels(
         unpack(by_panel, rows, n, width, bias, parallel)
     };
     let needed = tiles_len + results_len;
-    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
-        Ok(mut scratch) => {
-            if scratch.len() < needed {
-                scratch.resize(needed, 0.0);
-            }
-            let out = run(&mut scratch[..needed]);
-            if scratch.len() * 4 > SCRATCH_KEPT {
-                *scratch = Vec::new();
-            }
-            out
-        }
-        // A product run inside another on this thread (rayon lets a waiting thread take other
-        // work): memory of its own.
-        Err(_) => run(&mut vec![0f32; needed]),
-    })
+    let mut scratch = match SCRATCH.try_lock() {
+        Ok(scratch) => scratch,
+        // Scratch holds no invariant a panic could have broken.
+        Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+        Err(std::sync::TryLockError::WouldBlock) => return run(&mut vec![0f32; needed]),
+    };
+    if scratch.len() < needed {
+        scratch.resize(needed, 0.0);
+    }
+    let out = run(&mut scratch[..needed]);
+    if scratch.len() * 4 > SCRATCH_KEPT {
+        *scratch = Vec::new();
+    }
+    out
 }
 
 /// Results `[panels][rows][width]` to `[rows, n]`, adding the bias. The output is written

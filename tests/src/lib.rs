@@ -356,6 +356,21 @@ impl Cluster {
             .expect("connecting to the baseline")
     }
 
+    /// `text`'s token ids, as the gateway's `Tokenize` gives them.
+    pub async fn token_ids(&self, text: &str) -> Vec<u32> {
+        let request = oneword_proto::gateway::v1::TokenizeRequest {
+            text: text.into(),
+            allow_special: false,
+        };
+        let answer = self.gateway().await.tokenize(request).await;
+        answer
+            .expect("tokenizing")
+            .into_inner()
+            .encoding
+            .unwrap()
+            .ids
+    }
+
     /// A client of the tokenizer.
     pub async fn tokenizer(&self) -> TokenizerClient<Channel> {
         TokenizerClient::connect(self.tokenizer.address.clone())

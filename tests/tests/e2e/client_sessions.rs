@@ -165,17 +165,7 @@ async fn appending_moves_the_session_on() {
         penalized(greedy(&session.session_id, "", false)),
     )
     .await;
-    let tokens = gateway
-        .tokenize(pb::TokenizeRequest {
-            text: "Hello world".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .encoding
-        .unwrap()
-        .ids;
+    let tokens = cluster.token_ids("Hello world").await;
     let all = [tokens, whole[0].clone()].concat();
     let scratch = pb::GenerateRequest {
         prompt_token_ids: all,

@@ -280,19 +280,7 @@ async fn a_stopped_decoder_is_503() {
 async fn a_token_array_prompt_continues_as_its_text_does() {
     let cluster = Cluster::start(tiny_model()).await;
     let text = "The best thing about AI is its ability to";
-    let ids = cluster
-        .gateway()
-        .await
-        .tokenize(pb::TokenizeRequest {
-            text: text.into(),
-            allow_special: false,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .encoding
-        .unwrap()
-        .ids;
+    let ids = cluster.token_ids(text).await;
     let body = |prompt: Value| json!({"prompt": prompt, "max_tokens": 6, "temperature": 0});
     let (status, by_text) = post(&cluster, body(json!(text))).await;
     assert_eq!(status, 200, "{by_text}");

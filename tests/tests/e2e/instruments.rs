@@ -153,17 +153,7 @@ async fn a_score_equals_the_logprobs_generation_reported() {
         .into_inner();
     let completion = &generated.completions[0];
     let details = completion.details.as_ref().unwrap();
-    let prompt_ids = gateway
-        .tokenize(pb::TokenizeRequest {
-            text: prompt.into(),
-            allow_special: false,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .encoding
-        .unwrap()
-        .ids;
+    let prompt_ids = cluster.token_ids(prompt).await;
     let mut ids = prompt_ids.clone();
     ids.extend(&completion.token_ids);
     let scored = gateway

@@ -7,24 +7,10 @@ use tonic::Code;
 
 const PROMPT: &str = "The best thing about AI is its ability to";
 
-async fn ids_of(cluster: &Cluster, text: &str) -> Vec<u32> {
-    let tokenized = cluster
-        .gateway()
-        .await
-        .tokenize(pb::TokenizeRequest {
-            text: text.into(),
-            allow_special: false,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    tokenized.encoding.unwrap().ids
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_ids_continue_exactly_as_the_text_they_spell() {
     let cluster = Cluster::start(tiny_model()).await;
-    let ids = ids_of(&cluster, PROMPT).await;
+    let ids = cluster.token_ids(PROMPT).await;
     let mut gateway = cluster.gateway().await;
     let sampled = |prompt: &str, prompt_token_ids: Vec<u32>| pb::GenerateRequest {
         prompt: prompt.into(),

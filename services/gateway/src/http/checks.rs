@@ -50,7 +50,8 @@ pub fn completion_body(body: &[u8], config: &Config) {
             _ => Vec::new(),
         };
         let ids: Vec<u64> = ids_json.iter().filter_map(Value::as_u64).collect();
-        if r.prompt_token_ids.is_empty() {
+        // A text prompt stays text; token ids (even an empty list of them) become ids.
+        if prompt.is_some() {
             assert_eq!(Some(r.prompt.as_str()), prompt);
         } else {
             let given: Vec<u64> = r.prompt_token_ids.iter().map(|&id| u64::from(id)).collect();

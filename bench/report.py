@@ -75,7 +75,8 @@ def main():
     by = {s["system"]: {r["concurrency"]: r for r in s["generation"]} for s in systems}
 
     for metric, title, digits in [
-        ("decode_tokens_per_s", "Decode throughput, tokens/s (all streams, after every prompt is in)", 1),
+        ("decode_tokens_per_s", "Decode throughput, tokens/s (every stream decoding: after the last prompt is in, before the first stream ends)", 1),
+        ("decode_to_end_tokens_per_s", "Decode throughput to the end, tokens/s (after the last prompt is in, until the last stream ends)", 1),
         ("tokens_per_s", "End-to-end throughput, tokens/s (prompt processing included)", 1),
         ("ttft_ms_p50", "Time to first token, ms (p50)", 0),
         ("itl_ms_p50", "Inter-token latency, ms (p50)", 1),

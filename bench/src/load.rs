@@ -109,26 +109,37 @@ impl Bench {
         };
         let wall = started.elapsed();
         let tokens: usize = timelines.iter().map(|t| t.tokens.len()).sum();
-        // Steady decoding: from the moment every stream has its first token (all prompts are
-        // in), the tokens that arrive after it, over the time they took.
+        // Steady decoding, as llama-batched-bench times it: every stream decoding at once. That
+        // is from the moment every stream has its first token (all prompts are in) to the moment
+        // the first stream ends; after it fewer streams share each step. The tokens that arrive
+        // in that window, over its length.
         let all_started = timelines
             .iter()
             .filter_map(|t| t.tokens.first())
             .max()
             .copied();
-        let end = timelines
+        let first_done = timelines
+            .iter()
+            .filter_map(|t| t.tokens.last())
+            .min()
+            .copied();
+        let last_done = timelines
             .iter()
             .filter_map(|t| t.tokens.last())
             .max()
             .copied();
-        let decode_tokens_per_s = all_started.zip(end).and_then(|(from, to)| {
-            let after = timelines
+        let rate = |from: Instant, to: Instant| {
+            let within = timelines
                 .iter()
                 .flat_map(|t| &t.tokens)
-                .filter(|&&at| at > from)
+                .filter(|&&at| at > from && at <= to)
                 .count();
-            (to > from).then(|| after as f64 / (to - from).as_secs_f64())
-        });
+            (to > from).then(|| within as f64 / (to - from).as_secs_f64())
+        };
+        let decode_tokens_per_s = all_started.zip(first_done).and_then(|(f, t)| rate(f, t));
+        // The same from every prompt in to the last token: the streams that started first end
+        // first, so the tail runs fewer of them (this report's decode figure before 2026-12-04).
+        let decode_to_end_tokens_per_s = all_started.zip(last_done).and_then(|(f, t)| rate(f, t));
         let ttft: Vec<Duration> = timelines
             .iter()
             .filter_map(|t| t.tokens.first().map(|&first| first - t.started))
@@ -143,6 +154,7 @@ impl Bench {
             "new_tokens": self.new_tokens,
             "tokens_per_s": tokens as f64 / wall.as_secs_f64(),
             "decode_tokens_per_s": decode_tokens_per_s,
+            "decode_to_end_tokens_per_s": decode_to_end_tokens_per_s,
             "ttft_ms_p50": percentile_ms(ttft.clone(), 0.5),
             "ttft_ms_p99": percentile_ms(ttft, 0.99),
             "itl_ms_p50": percentile_ms(itl.clone(), 0.5),

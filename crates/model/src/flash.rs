@@ -19,12 +19,27 @@ use crate::packed::{product_tile, with_tile_rows};
 /// Positions per key block.
 pub(crate) const KEY_BLOCK: usize = 16;
 
-/// An element of a cache's keys and values: f32, or f16 widened a block at a time.
+/// An element of a cache's keys and values: f32, or f16 widened to f32 as attention reads it.
 pub(crate) trait Element: Copy {
     /// Whether it needs room to be widened into.
     const WIDENS: bool;
     /// `stored` as f32: itself, or widened into `scratch`.
     fn widened<'a>(stored: &'a [Self], scratch: &'a mut [f32]) -> &'a [f32];
+    /// What reads registers of `S`'s f32 lanes straight from stored elements; `None` where `S`
+    /// cannot widen this element in a register (then it is widened into scratch memory).
+    fn reader<S: Simd>() -> Option<Reader>;
+    /// The first `S::F32_LANES` elements of `stored` as f32, with a reader from
+    /// [`Element::reader`] for `S`.
+    fn read<S: Simd>(reader: Reader, stored: &[Self]) -> S::f32s;
+}
+
+/// The instruction set tokens [`Element::read`] widens with.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Reader {
+    #[cfg(target_arch = "x86_64")]
+    v4: Option<pulp::x86::V4>,
+    #[cfg(target_arch = "x86_64")]
+    v3: Option<pulp::x86::V3>,
 }
 
 impl Element for f32 {
@@ -32,6 +47,15 @@ impl Element for f32 {
     #[inline(always)]
     fn widened<'a>(stored: &'a [f32], _: &'a mut [f32]) -> &'a [f32] {
         stored
+    }
+
+    fn reader<S: Simd>() -> Option<Reader> {
+        Some(Reader::default())
+    }
+
+    #[inline(always)]
+    fn read<S: Simd>(_: Reader, stored: &[f32]) -> S::f32s {
+        S::as_simd_f32s(&stored[..S::F32_LANES]).0[0]
     }
 }
 
@@ -42,6 +66,47 @@ impl Element for u16 {
     fn widened<'a>(stored: &'a [u16], scratch: &'a mut [f32]) -> &'a [f32] {
         crate::narrow::widen_f16(stored, scratch);
         &scratch[..stored.len()]
+    }
+
+    fn reader<S: Simd>() -> Option<Reader> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use pulp::x86::{V3, V4};
+            match S::F32_LANES {
+                16 => V4::try_new().map(|v4| Reader {
+                    v4: Some(v4),
+                    v3: None,
+                }),
+                8 => V3::try_new().map(|v3| Reader {
+                    v4: None,
+                    v3: Some(v3),
+                }),
+                _ => None,
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        None
+    }
+
+    #[inline(always)]
+    fn read<S: Simd>(reader: Reader, stored: &[u16]) -> S::f32s {
+        use crate::narrow::{Format, F16};
+        #[cfg(target_arch = "x86_64")]
+        match (S::F32_LANES, reader.v4, reader.v3) {
+            (16, Some(v4), _) => {
+                let (halves, _) = stored.as_chunks::<16>();
+                let wide: [f32; 16] = pulp::cast(F16::widen_v4(v4, &halves[0]));
+                return S::as_simd_f32s(&wide).0[0];
+            }
+            (8, _, Some(v3)) => {
+                let (halves, _) = stored.as_chunks::<8>();
+                let wide: [f32; 8] = pulp::cast(F16::widen_v3(v3, &halves[0]));
+                return S::as_simd_f32s(&wide).0[0];
+            }
+            _ => {}
+        }
+        let _ = reader;
+        unreachable!("an f16 register is read only with a reader for its width, this is a bug")
     }
 }
 
@@ -125,11 +190,22 @@ impl<T: Element> WithSimd for Head<'_, T> {
         let mut packed_queries = vec![0f32; tile * hd];
         let mut scores = vec![0f32; tile * KEY_BLOCK];
         let mut packed_scores = vec![0f32; KEY_BLOCK * tile];
-        let scratch = if T::WIDENS { hd * KEY_BLOCK } else { 0 };
+        // A decode step's one query reads its keys and values straight into registers where
+        // this CPU can widen them there, and scores every key first, several blocks at a time.
+        let reader = (n == 1 && out_regs.is_some())
+            .then(T::reader::<S>)
+            .flatten();
+        let scratch = if T::WIDENS && reader.is_none() {
+            hd * KEY_BLOCK
+        } else {
+            0
+        };
         let (mut key_scratch, mut value_scratch) = (vec![0f32; scratch], vec![0f32; scratch]);
-        // A decode step's one query: every score first, several key blocks at a time.
         let decode_scores = (n == 1)
-            .then(|| one_query_scores(simd, self.queries, self.keys, self.past / KEY_BLOCK + 1, hd))
+            .then(|| {
+                let blocks = self.past / KEY_BLOCK + 1;
+                one_query_scores(simd, self.queries, self.keys, blocks, hd, reader)
+            })
             .flatten();
         for (t0, out) in (0..n).step_by(tile).zip(out.chunks_mut(tile * hd)) {
             let r = tile.min(n - t0);
@@ -183,8 +259,15 @@ impl<T: Element> WithSimd for Head<'_, T> {
                         probs[j * r + i] = p;
                     }
                 }
-                let values = T::widened(self.values[block], &mut value_scratch);
-                add_weighted_values(simd, probs, values, out, r, out_regs);
+                match (reader, out_regs) {
+                    (Some(reader), Some(regs)) => with_registers!(regs, C => {
+                        add_weighted_stored_values::<S, T, C>(simd, probs, self.values[block], out, reader)
+                    }, unreachable!("a head of {regs} registers, this is a bug")),
+                    _ => {
+                        let values = T::widened(self.values[block], &mut value_scratch);
+                        add_weighted_values(simd, probs, values, out, r, out_regs);
+                    }
+                }
             }
             for (i, out) in out.chunks_exact_mut(hd).enumerate() {
                 let inv = 1.0 / sum[i];
@@ -204,8 +287,9 @@ const SIDE_BY_SIDE: usize = 4;
 /// Each score is the chain of multiply-adds over the head's dimensions that [`product_tile`]
 /// computes for a tile of one row, so the bits are a prefill's; but a tile of one row has one
 /// register of sums per key block, and each multiply-add waits on the one before. Here the
-/// blocks go [`SIDE_BY_SIDE`] registers at a time, their chains interleaved, and the keys of
-/// those blocks are widened (from an f16 cache) in one call.
+/// blocks go [`SIDE_BY_SIDE`] registers at a time, their chains interleaved. With a `reader` the
+/// keys are read (from an f16 cache, widened) straight into registers; without, those blocks are
+/// widened into scratch memory first.
 #[inline(always)]
 fn one_query_scores<S: Simd, T: Element>(
     simd: S,
@@ -213,6 +297,7 @@ fn one_query_scores<S: Simd, T: Element>(
     keys: &[&[T]],
     blocks: usize,
     hd: usize,
+    reader: Option<Reader>,
 ) -> Option<Vec<f32>> {
     let regs = KEY_BLOCK / S::F32_LANES;
     if regs > SIDE_BY_SIDE {
@@ -220,59 +305,111 @@ fn one_query_scores<S: Simd, T: Element>(
     }
     let group = SIDE_BY_SIDE / regs;
     let block_len = hd * KEY_BLOCK;
-    let mut scratch = vec![0f32; if T::WIDENS { group * block_len } else { 0 }];
+    let mut scratch = vec![
+        0f32;
+        if reader.is_none() {
+            group * block_len
+        } else {
+            0
+        }
+    ];
     let mut scores = vec![0f32; blocks * KEY_BLOCK];
     for (g, out) in scores.chunks_mut(group * KEY_BLOCK).enumerate() {
         let stored = &keys[g * group..][..out.len() / KEY_BLOCK];
-        let mut widened = [&[][..]; SIDE_BY_SIDE];
-        let mut room = scratch.chunks_mut(block_len.max(1));
-        for (w, stored) in widened.iter_mut().zip(stored) {
-            *w = S::as_simd_f32s(T::widened(stored, room.next().unwrap_or_default())).0;
-        }
-        let keys = &widened[..stored.len()];
         let out = S::as_mut_simd_f32s(out).0;
-        macro_rules! sums {
-            ($g:literal, $c:literal) => {
-                side_by_side::<S, $g, $c>(simd, query, keys, hd, out)
-            };
-        }
-        match (out.len() / regs, regs) {
-            (1, 1) => sums!(1, 1),
-            (2, 1) => sums!(2, 1),
-            (3, 1) => sums!(3, 1),
-            (4, 1) => sums!(4, 1),
-            (1, 2) => sums!(1, 2),
-            (2, 2) => sums!(2, 2),
-            (1, 4) => sums!(1, 4),
-            _ => unreachable!("blocks of whole registers, at most {SIDE_BY_SIDE}, this is a bug"),
+        if let Some(reader) = reader {
+            all_sums(simd, query, stored, hd, out, |x| T::read::<S>(reader, x));
+        } else {
+            let mut widened = [&[][..]; SIDE_BY_SIDE];
+            let mut room = scratch.chunks_mut(block_len.max(1));
+            for (w, stored) in widened.iter_mut().zip(stored) {
+                *w = T::widened(stored, room.next().unwrap_or_default());
+            }
+            let read = |x: &[f32]| f32::read::<S>(Reader::default(), x);
+            all_sums(simd, query, &widened[..stored.len()], hd, out, read);
         }
     }
     Some(scores)
 }
 
-/// `G` key blocks of `C` registers each (`keys[b]` `[hd][C]` registers) against one query: the
-/// `G × C` registers of sums into `out`, `[G][C]`.
+/// [`side_by_side`] for as many key blocks as `out` holds (at most [`SIDE_BY_SIDE`] registers).
 #[inline(always)]
-fn side_by_side<S: Simd, const G: usize, const C: usize>(
+fn all_sums<S: Simd, E>(
     simd: S,
     query: &[f32],
-    keys: &[&[S::f32s]],
+    keys: &[&[E]],
     hd: usize,
     out: &mut [S::f32s],
+    read: impl Fn(&[E]) -> S::f32s + Copy,
 ) {
-    let keys: [&[S::f32s]; G] = std::array::from_fn(|b| &keys[b][..hd * C]);
+    let regs = KEY_BLOCK / S::F32_LANES;
+    macro_rules! sums {
+        ($g:literal, $c:literal) => {
+            side_by_side::<S, E, $g, $c>(simd, query, keys, hd, out, read)
+        };
+    }
+    match (out.len() / regs, regs) {
+        (1, 1) => sums!(1, 1),
+        (2, 1) => sums!(2, 1),
+        (3, 1) => sums!(3, 1),
+        (4, 1) => sums!(4, 1),
+        (1, 2) => sums!(1, 2),
+        (2, 2) => sums!(2, 2),
+        (1, 4) => sums!(1, 4),
+        _ => unreachable!("blocks of whole registers, at most {SIDE_BY_SIDE}, this is a bug"),
+    }
+}
+
+/// `G` key blocks of `C` registers each (`keys[b]` `[hd][C]` registers' worth of elements,
+/// each register as `read` gives it) against one query: the `G × C` registers of sums into
+/// `out`, `[G][C]`.
+#[inline(always)]
+fn side_by_side<S: Simd, E, const G: usize, const C: usize>(
+    simd: S,
+    query: &[f32],
+    keys: &[&[E]],
+    hd: usize,
+    out: &mut [S::f32s],
+    read: impl Fn(&[E]) -> S::f32s,
+) {
+    let width = C * S::F32_LANES;
+    let keys: [&[E]; G] = std::array::from_fn(|b| &keys[b][..hd * width]);
     let mut sums = [[simd.splat_f32s(0.0); C]; G];
     for (d, &q) in query[..hd].iter().enumerate() {
         let q = simd.splat_f32s(q);
         for (b, sums) in sums.iter_mut().enumerate() {
+            let row = &keys[b][d * width..][..width];
             for (c, sum) in sums.iter_mut().enumerate() {
-                *sum = simd.mul_add_e_f32s(q, keys[b][d * C + c], *sum);
+                *sum = simd.mul_add_e_f32s(q, read(&row[c * S::F32_LANES..]), *sum);
             }
         }
     }
     for (out, sum) in out.iter_mut().zip(sums.iter().flatten()) {
         *out = *sum;
     }
+}
+
+/// One query's `out += Σ_j probs[j] · values[j]` over a value block `[KEY_BLOCK][head_dim]`
+/// of `C` registers per row, each register as `reader` reads it: the chain of multiply-adds
+/// [`add_weighted_values`] runs for a tile of one row, without widening the block first.
+#[inline(always)]
+fn add_weighted_stored_values<S: Simd, T: Element, const C: usize>(
+    simd: S,
+    probs: &[f32],
+    values: &[T],
+    out: &mut [f32],
+    reader: Reader,
+) {
+    let width = C * S::F32_LANES;
+    let out = &mut S::as_mut_simd_f32s(out).0[..C];
+    let mut sums: [S::f32s; C] = std::array::from_fn(|c| out[c]);
+    for (&p, row) in probs[..KEY_BLOCK].iter().zip(values.chunks_exact(width)) {
+        let p = simd.splat_f32s(p);
+        for (c, sum) in sums.iter_mut().enumerate() {
+            *sum = simd.mul_add_e_f32s(p, T::read::<S>(reader, &row[c * S::F32_LANES..]), *sum);
+        }
+    }
+    out.copy_from_slice(&sums);
 }
 
 /// `out[i] += Σ_j probs[j][i] · values[j]` for `r` rows of `out` `[r][head_dim]`: a register
@@ -305,4 +442,92 @@ fn add_weighted_values<S: Simd>(
     with_tile_rows!(r, R => with_registers!(regs, C => {
         product_tile::<S, R, C>(simd, probs, panel, out, true)
     }, plain(out)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::narrow::{Format, F16};
+    use crate::packed::tests::values;
+
+    /// `len` positions of one head as key and value blocks, each element stored by `store`.
+    fn blocks<T: Element>(
+        keys: &[f32],
+        vals: &[f32],
+        hd: usize,
+        store: impl Fn(f32) -> T,
+    ) -> (Vec<Vec<T>>, Vec<Vec<T>>) {
+        let len = keys.len() / hd;
+        let count = len.div_ceil(KEY_BLOCK);
+        let mut k = vec![vec![store(0.0); hd * KEY_BLOCK]; count];
+        let mut v = k.clone();
+        for p in 0..len {
+            for d in 0..hd {
+                k[p / KEY_BLOCK][d * KEY_BLOCK + p % KEY_BLOCK] = store(keys[p * hd + d]);
+                v[p / KEY_BLOCK][(p % KEY_BLOCK) * hd + d] = store(vals[p * hd + d]);
+            }
+        }
+        (k, v)
+    }
+
+    /// Causal softmax attention in f64 over keys and values as `load` reads them back.
+    fn naive(q: &[f32], k: &[f32], v: &[f32], hd: usize, scale: f32) -> Vec<f64> {
+        let n = q.len() / hd;
+        let mut out = vec![0f64; n * hd];
+        for i in 0..n {
+            let scores: Vec<f64> = (0..=i)
+                .map(|j| {
+                    let dot: f64 = (0..hd)
+                        .map(|d| q[i * hd + d] as f64 * k[j * hd + d] as f64)
+                        .sum();
+                    dot * scale as f64
+                })
+                .collect();
+            let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+            let total: f64 = weights.iter().sum();
+            for (j, w) in weights.iter().enumerate() {
+                for d in 0..hd {
+                    out[i * hd + d] += w / total * v[j * hd + d] as f64;
+                }
+            }
+        }
+        out
+    }
+
+    /// A whole prompt at once, then every position again alone as a decode step would run it
+    /// (for a head of whole registers, with keys and values read straight into registers):
+    /// the same bits, and near attention computed naively.
+    fn decode_equals_prefill<T: Element>(hd: usize, store: impl Fn(f32) -> T, load: fn(T) -> f32) {
+        let (n, scale) = (70, 1.0 / (hd as f32).sqrt());
+        let q = values(n * hd, 1);
+        let (k, v) = (values(n * hd, 2), values(n * hd, 3));
+        let (kb, vb) = blocks(&k, &v, hd, &store);
+        let keys: Vec<&[T]> = kb.iter().map(|b| &b[..]).collect();
+        let vals: Vec<&[T]> = vb.iter().map(|b| &b[..]).collect();
+        let all = attend(&q, &keys, &vals, 0, hd, scale);
+        let stored = |x: &[f32]| -> Vec<f32> {
+            let (kb, _) = blocks(x, x, hd, &store);
+            (0..n)
+                .flat_map(|p| (0..hd).map(move |d| (p, d)))
+                .map(|(p, d)| load(kb[p / KEY_BLOCK][d * KEY_BLOCK + p % KEY_BLOCK]))
+                .collect()
+        };
+        let expected = naive(&q, &stored(&k), &stored(&v), hd, scale);
+        for p in 0..n {
+            let one = attend(&q[p * hd..][..hd], &keys, &vals, p, hd, scale);
+            assert_eq!(one, all[p * hd..][..hd], "position {p}, head of {hd}");
+        }
+        for (got, want) in all.iter().zip(&expected) {
+            assert!((*got as f64 - want).abs() < 1e-5, "{got} against {want}");
+        }
+    }
+
+    #[test]
+    fn a_decode_step_gives_a_prefill_s_bits_in_f32_and_f16() {
+        for hd in [64, 8] {
+            decode_equals_prefill::<f32>(hd, |x| x, |x| x);
+            decode_equals_prefill::<u16>(hd, |x| F16::store(x, 1.0), F16::load);
+        }
+    }
 }

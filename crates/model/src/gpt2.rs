@@ -9,8 +9,10 @@
 //!
 //! [`Transformer::forward_batch`] runs many sequences of different lengths and positions in one
 //! pass: their rows are stacked for every linear layer (one read of the weights for all of them)
-//! and split again for attention, which each sequence does against its own cache, so a
-//! sequence's result is the same alone or in any batch.
+//! and attention takes each sequence against its own cache, so a sequence's result is the same
+//! alone or in any batch.
+
+use std::sync::Arc;
 
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{LayerNorm, VarBuilder};
@@ -18,9 +20,10 @@ use candle_nn::{LayerNorm, VarBuilder};
 use crate::attention::Attention;
 use crate::host;
 use crate::host::Activation;
-use crate::kv_cache::{HostLayer, KvFormat, LayerCache};
+use crate::kv_cache::{HostLayer, KvFormat, Store};
 use crate::narrow::{Bf16, PackedNarrow, F16, Q8_0};
 use crate::packed::{HostMatrix, Layout, Matrix, Packed};
+use crate::paged::{PagedCache, PassIndex, PassSequence, Pool};
 use crate::{Checkpoint, Gpt2Config, KvCache, ModelError, WeightFormat};
 
 type Result<T> = std::result::Result<T, ModelError>;
@@ -246,13 +249,8 @@ impl Block {
         })
     }
 
-    fn forward(
-        &self,
-        x: &Tensor,
-        rows: &[usize],
-        layers: &mut [&mut LayerCache],
-    ) -> Result<Tensor> {
-        let x = (x + self.attn.forward(&self.ln_1.forward(x)?, rows, layers)?)?;
+    fn forward(&self, x: &Tensor, index: &PassIndex, pool: (Tensor, Tensor)) -> Result<Tensor> {
+        let x = (x + self.attn.forward(&self.ln_1.forward(x)?, index, pool)?)?;
         let mlp = self.mlp.forward(&self.ln_2.forward(&x)?)?;
         Ok((x + mlp)?)
     }
@@ -262,7 +260,7 @@ impl Block {
         &self,
         x: &mut [f32],
         rows: &[usize],
-        layers: &mut [&mut LayerCache],
+        layers: &mut [&mut HostLayer],
     ) -> Result<()> {
         let total: usize = rows.iter().sum();
         let attn = self
@@ -304,6 +302,9 @@ pub struct Transformer {
     dtype: DType,
     /// What host caches store keys and values in.
     kv_format: KvFormat,
+    /// Where tensor caches keep their keys and values.
+    pool: Arc<Pool>,
+    device: Device,
 }
 
 impl Transformer {
@@ -326,6 +327,14 @@ impl Transformer {
             )?,
             dtype: checkpoint.dtype,
             kv_format: checkpoint.kv_cache,
+            pool: Arc::new(Pool::new(
+                c.n_layer,
+                c.n_head,
+                c.head_dim(),
+                checkpoint.dtype,
+                checkpoint.device.clone(),
+            )),
+            device: checkpoint.device.clone(),
         })
     }
 
@@ -352,17 +361,14 @@ impl Transformer {
     }
 
     fn cache_of_kind(&self, host: bool) -> KvCache {
-        let layer = if host {
-            LayerCache::Host(HostLayer::new(
-                self.config.n_head,
-                self.config.head_dim(),
-                self.kv_format,
-            ))
+        let store = if host {
+            let layer = HostLayer::new(self.config.n_head, self.config.head_dim(), self.kv_format);
+            Store::Host(vec![layer; self.blocks.len()])
         } else {
-            LayerCache::Device(None)
+            Store::Paged(PagedCache::new(Arc::clone(&self.pool)))
         };
         KvCache {
-            layers: vec![layer; self.blocks.len()],
+            store,
             len: 0,
             width: self.config.n_embd,
         }
@@ -370,11 +376,28 @@ impl Transformer {
 
     /// Bytes of keys and values one position takes in a cache (all layers).
     pub fn cache_bytes_per_token(&self) -> usize {
-        let element = match self.new_cache().layers.first() {
-            Some(LayerCache::Host(_)) => self.kv_format.size(),
-            _ => self.dtype.size_in_bytes(),
+        let element = if self.lm_head.on_host() {
+            self.kv_format.size()
+        } else {
+            self.dtype.size_in_bytes()
         };
         2 * self.blocks.len() * self.config.n_embd * element
+    }
+
+    /// Sets aside room for `positions` cached positions on the device, so that serving within
+    /// that budget never grows the pool (which copies it). Nothing to do on the CPU path, whose
+    /// caches take memory as they grow.
+    pub fn reserve_cache(&self, positions: usize) -> Result<()> {
+        if self.lm_head.on_host() {
+            return Ok(());
+        }
+        self.pool.reserve(positions / crate::paged::BLOCK)
+    }
+
+    /// Blocks in the device pool, free or not (for tests of its accounting).
+    #[doc(hidden)]
+    pub fn pool_blocks(&self) -> usize {
+        self.pool.blocks()
     }
 
     /// One sequence: see [`Transformer::forward_batch`].
@@ -407,7 +430,7 @@ impl Transformer {
         let result = rayon::scope(|_| self.run(batch));
         if result.is_err() {
             for (s, &len) in batch.iter_mut().zip(&before) {
-                s.cache.truncate(len)?;
+                s.cache.truncate(len);
             }
         }
         result
@@ -433,7 +456,11 @@ impl Transformer {
                 s.cache.len, c.n_positions
             )));
         }
-        if s.cache.layers.len() != self.blocks.len() || s.cache.width != c.n_embd {
+        let ours = match &s.cache.store {
+            Store::Host(layers) => layers.len() == self.blocks.len(),
+            Store::Paged(paged) => Arc::ptr_eq(&paged.pool, &self.pool),
+        };
+        if !ours || s.cache.width != c.n_embd {
             return Err(ModelError::Input(format!(
                 "sequence {i}: the cache was made for another model"
             )));
@@ -443,7 +470,7 @@ impl Transformer {
 
     /// Whether these caches take the CPU path (plain rows, host caches) or the tensor path.
     fn host_path(&self, batch: &[Sequence<'_>]) -> Result<bool> {
-        let host = |s: &Sequence<'_>| matches!(s.cache.layers.first(), Some(LayerCache::Host(_)));
+        let host = |s: &Sequence<'_>| matches!(s.cache.store, Store::Host(_));
         let all_host = batch.iter().all(host);
         if !all_host && batch.iter().any(host) {
             return Err(ModelError::Input(
@@ -470,17 +497,27 @@ impl Transformer {
     }
 
     /// Every block over the batch's rows with candle tensors; returns the final hidden states.
+    /// The rows go to the device in one upload, as do the pass's block tables.
     fn blocks_tensor(&self, batch: &mut [Sequence<'_>], rows: &[usize]) -> Result<Tensor> {
-        let dtype = self.dtype;
-        let inputs: Vec<Tensor> = batch
-            .iter()
-            .map(|s| s.inputs.to_dtype(dtype))
-            .collect::<candle_core::Result<_>>()?;
-        let mut x = Tensor::cat(&inputs, 0)?;
+        let inputs: Vec<&Tensor> = batch.iter().map(|s| s.inputs).collect();
+        let mut x = Tensor::cat(&inputs, 0)?
+            .to_device(&self.device)?
+            .to_dtype(self.dtype)?;
+        let mut caches = Vec::with_capacity(batch.len());
+        for (s, &n) in batch.iter_mut().zip(rows) {
+            let Store::Paged(paged) = &mut s.cache.store else {
+                unreachable!("`host_path` checked that the caches are paged, this is a bug")
+            };
+            paged.prepare(s.cache.len, n)?;
+            caches.push(PassSequence {
+                cache: paged,
+                past: s.cache.len,
+                rows: n,
+            });
+        }
+        let index = PassIndex::new(&caches, &self.pool)?;
         for (l, block) in self.blocks.iter().enumerate() {
-            let mut layers: Vec<&mut LayerCache> =
-                batch.iter_mut().map(|s| &mut s.cache.layers[l]).collect();
-            x = block.forward(&x, rows, &mut layers)?;
+            x = block.forward(&x, &index, self.pool.layer(l))?;
         }
         Ok(x)
     }
@@ -492,8 +529,17 @@ impl Transformer {
             x.extend(host_rows(&s.inputs.to_dtype(DType::F32)?)?);
         }
         for (l, block) in self.blocks.iter().enumerate() {
-            let mut layers: Vec<&mut LayerCache> =
-                batch.iter_mut().map(|s| &mut s.cache.layers[l]).collect();
+            let mut layers: Vec<&mut HostLayer> = batch
+                .iter_mut()
+                .map(|s| match &mut s.cache.store {
+                    Store::Host(layers) => &mut layers[l],
+                    Store::Paged(_) => {
+                        unreachable!(
+                            "`host_path` checked that the caches are host caches, this is a bug"
+                        )
+                    }
+                })
+                .collect();
             block.forward_host(&mut x, rows, &mut layers)?;
         }
         let total = x.len() / self.config.n_embd;
@@ -524,7 +570,10 @@ impl Transformer {
         if wanted.is_empty() {
             return Ok(vec![None; batch.len()]);
         }
-        let logits = self.lm_head(&self.ln_f.forward(&Tensor::cat(&wanted, 0)?)?)?;
+        // One download of every sequence's logits.
+        let logits = self
+            .lm_head(&self.ln_f.forward(&Tensor::cat(&wanted, 0)?)?)?
+            .to_device(&Device::Cpu)?;
         let mut out = Vec::with_capacity(batch.len());
         let mut row = 0;
         for (s, &n) in batch.iter().zip(rows) {

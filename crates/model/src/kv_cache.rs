@@ -8,16 +8,15 @@
 //! not the whole cache. Keys are stored transposed in their block, the layout [`crate::flash`]
 //! multiplies by. Its elements are
 //! f32, or f16 ([`KvFormat`]) to hold twice the positions in the same memory (and read half the
-//! bytes per decode step), widened block by block as attention reads them. On other devices
-//! it is candle tensors `[n_head, len, head_dim]` that each step replaces, so it works wherever
-//! candle does.
+//! bytes per decode step), widened in registers as attention reads them. On other devices it is
+//! a table of blocks in a pool of candle tensors ([`crate::paged`]), written in place the same way,
+//! so it works wherever candle does.
 
 use std::sync::Arc;
 
-use candle_core::Tensor;
-
 use crate::flash::{self, KEY_BLOCK};
 use crate::narrow::{Format, F16};
+use crate::paged::{self, PagedCache};
 
 /// What a host cache stores its keys and values in.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -86,22 +85,23 @@ impl Elements {
     }
 }
 
-/// One sequence's keys and values for every layer. `Clone` is a fork: on the CPU it shares the
-/// blocks, and either side copies a shared block before writing into it, so neither sees the
-/// other's new positions.
+/// One sequence's keys and values for every layer. `Clone` is a fork: it shares the blocks, and
+/// either side copies a shared block before writing into it, so neither sees the other's new
+/// positions.
 #[derive(Clone)]
 pub struct KvCache {
-    pub(crate) layers: Vec<LayerCache>,
+    pub(crate) store: Store,
     pub(crate) len: usize,
     /// Floats per position and layer for keys (and as many for values): `n_embd`.
     pub(crate) width: usize,
 }
 
 #[derive(Clone)]
-pub(crate) enum LayerCache {
-    Host(HostLayer),
-    /// `(keys, values)`, each `[n_head, len, head_dim]`; `None` before the first step.
-    Device(Option<(Tensor, Tensor)>),
+pub(crate) enum Store {
+    /// One per layer, for the CPU path.
+    Host(Vec<HostLayer>),
+    /// A block table into the model's pool, for the tensor path.
+    Paged(PagedCache),
 }
 
 impl KvCache {
@@ -117,51 +117,32 @@ impl KvCache {
 
     /// Bytes the keys and values occupy, counting memory reserved for growth.
     pub fn bytes(&self) -> usize {
-        self.layers
-            .iter()
-            .map(|layer| match layer {
-                LayerCache::Host(host) => host.bytes(),
-                LayerCache::Device(None) => 0,
-                LayerCache::Device(Some((k, v))) => {
-                    (k.elem_count() + v.elem_count()) * k.dtype().size_in_bytes()
-                }
-            })
-            .sum()
+        match &self.store {
+            Store::Host(layers) => layers.iter().map(HostLayer::bytes).sum(),
+            Store::Paged(paged) => paged.bytes(),
+        }
     }
 
     /// Positions this cache will have room for after `new` more are appended: what admission
     /// control has to reserve.
     pub fn capacity_after(&self, new: usize) -> usize {
-        let needed = self.len + new;
-        match self.layers.first() {
-            Some(LayerCache::Host(host)) => {
-                (host.blocks.len() * KEY_BLOCK).max(needed.next_multiple_of(KEY_BLOCK))
-            }
-            _ => needed,
-        }
+        let (blocks, block) = match &self.store {
+            Store::Host(layers) => (layers.first().map_or(0, |l| l.blocks.len()), KEY_BLOCK),
+            Store::Paged(paged) => (paged.blocks(), paged::BLOCK),
+        };
+        (blocks * block).max((self.len + new).next_multiple_of(block))
     }
 
     /// Forgets every position from `len` on: how a step that failed half-way is undone.
-    pub fn truncate(&mut self, len: usize) -> candle_core::Result<()> {
+    pub fn truncate(&mut self, len: usize) {
         if len >= self.len {
-            return Ok(());
+            return;
         }
-        for layer in &mut self.layers {
-            match layer {
-                LayerCache::Host(host) => host.len = host.len.min(len),
-                LayerCache::Device(kv) => {
-                    *kv = match kv.take() {
-                        Some((k, v)) if len > 0 && k.dim(1)? > len => {
-                            Some((k.narrow(1, 0, len)?, v.narrow(1, 0, len)?))
-                        }
-                        Some(kv) if len > 0 => Some(kv),
-                        _ => None,
-                    }
-                }
-            }
+        match &mut self.store {
+            Store::Host(layers) => layers.iter_mut().for_each(|l| l.len = l.len.min(len)),
+            Store::Paged(paged) => paged.truncate(len),
         }
         self.len = len;
-        Ok(())
     }
 }
 

@@ -17,6 +17,7 @@ pub mod inspect;
 pub mod kv_cache;
 pub mod narrow;
 pub mod packed;
+mod paged;
 pub mod sentence;
 pub mod tiny;
 pub mod wire;

@@ -63,7 +63,8 @@ pub fn step_input(i: usize, step: pb::SessionStep, limits: &Limits) -> Result<St
             ),
         ));
     }
-    let embeddings = embeddings(&field("embeddings"), wire, limits)?;
+    // A step's rows stay on the host: the model uploads a whole pass's rows at once.
+    let embeddings = embeddings(&field("embeddings"), wire, &Device::Cpu, limits)?;
     let sampling = step
         .sampling
         .map(|s| {
@@ -126,14 +127,16 @@ pub fn step_input(i: usize, step: pb::SessionStep, limits: &Limits) -> Result<St
     })
 }
 
-/// Validates input embeddings `[n >= 1, hidden_size]`; `f` is their field path.
+/// Validates input embeddings `[n >= 1, hidden_size]`, read onto `device`; `f` is their field
+/// path.
 pub(crate) fn embeddings(
     f: &str,
     wire: Option<common::Tensor>,
+    device: &Device,
     limits: &Limits,
 ) -> Result<Tensor, Error> {
     let wire = wire.ok_or_else(|| Error::invalid(f, format!("`{f}` is required")))?;
-    let embeddings = oneword_model::wire::from_wire(&wire, limits.device)
+    let embeddings = oneword_model::wire::from_wire(&wire, device)
         .map_err(|e| Error::invalid(f, format!("`{f}`: {e}")))?;
     match embeddings.dims() {
         [n, width] if *n > 0 && *width == limits.hidden_size => Ok(embeddings),
@@ -152,7 +155,7 @@ pub(crate) fn whole_sequence(
     wire: Option<common::Tensor>,
     limits: &Limits,
 ) -> Result<Tensor, Error> {
-    let embeddings = embeddings("embeddings", wire, limits)?;
+    let embeddings = embeddings("embeddings", wire, limits.device, limits)?;
     let n = embeddings.dims()[0];
     if n > limits.context {
         return Err(Error::invalid(

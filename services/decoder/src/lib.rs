@@ -89,6 +89,9 @@ fn load(config: &Config, metrics: &Metrics) -> anyhow::Result<service::DecoderSe
     let device = checkpoint.device.clone();
     let kv_budget_tokens = kv_budget(config, &model, &device)?;
     let per_token = model.cache_bytes_per_token();
+    model
+        .reserve_cache(kv_budget_tokens)
+        .context("allocating the KV cache")?;
     tracing::info!(
         kv_budget_tokens,
         kv_budget_mib = (kv_budget_tokens * per_token) >> 20,

@@ -100,7 +100,7 @@ pub fn pool_input(request: pb::PoolRequest, limits: &Limits) -> Result<PoolInput
     let mut sequences = Vec::with_capacity(count);
     for (i, wire) in request.sequences.into_iter().enumerate() {
         let f = format!("sequences[{i}]");
-        let sequence = embeddings(&f, Some(wire), limits)?;
+        let sequence = embeddings(&f, Some(wire), limits.device, limits)?;
         let n = sequence.dims()[0];
         if n == 0 || n > limits.context {
             return Err(Error::invalid(

@@ -306,11 +306,7 @@ impl Worker {
             if part.input.create {
                 self.sessions.remove(id);
             } else if let Some(session) = self.sessions.get_mut(id) {
-                if let Err(e) = session.cache.truncate(part.start_len) {
-                    tracing::error!(session = %id, error = %e, "undoing a step failed; dropping the session");
-                    self.sessions.remove(id);
-                    continue;
-                }
+                session.cache.truncate(part.start_len);
                 if let Some(history) = &part.input.history {
                     session.seen.remove(history);
                 }

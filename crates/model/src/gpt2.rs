@@ -394,12 +394,6 @@ impl Transformer {
         self.pool.reserve(positions / crate::paged::BLOCK)
     }
 
-    /// Blocks in the device pool, free or not (for tests of its accounting).
-    #[doc(hidden)]
-    pub fn pool_blocks(&self) -> usize {
-        self.pool.blocks()
-    }
-
     /// One sequence: see [`Transformer::forward_batch`].
     pub fn forward(
         &self,

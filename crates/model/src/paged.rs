@@ -73,11 +73,6 @@ impl Pool {
         2 * self.layers * self.heads * self.head_dim * BLOCK * self.dtype.size_in_bytes()
     }
 
-    /// Blocks the pool holds, free or not.
-    pub(crate) fn blocks(&self) -> usize {
-        self.lock().blocks
-    }
-
     /// Grows the pool to hold at least `blocks` blocks: done once at start-up with the KV
     /// budget, so that serving never grows it (growing copies every layer's pool).
     pub(crate) fn reserve(&self, blocks: usize) -> Result<()> {

@@ -384,14 +384,23 @@ impl Transformer {
         2 * self.blocks.len() * self.config.n_embd * element
     }
 
-    /// Sets aside room for `positions` cached positions on the device, so that serving within
-    /// that budget never grows the pool (which copies it). Nothing to do on the CPU path, whose
-    /// caches take memory as they grow.
-    pub fn reserve_cache(&self, positions: usize) -> Result<()> {
+    /// Sets aside room for `positions` cached positions over at most `sessions` sessions on the
+    /// device (each holds at most one partly filled block), so that serving within that budget
+    /// never grows the pool (which copies it). Nothing to do on the CPU path, whose caches take
+    /// memory as they grow.
+    pub fn reserve_cache(&self, positions: usize, sessions: usize) -> Result<()> {
         if self.lm_head.on_host() {
             return Ok(());
         }
-        self.pool.reserve(positions / crate::paged::BLOCK)
+        self.pool
+            .reserve(positions.div_ceil(crate::paged::BLOCK) + sessions)
+    }
+
+    /// Blocks of the device pool that caches hold (each counted once, however many forks share
+    /// it); for tests of the pool's accounting.
+    #[doc(hidden)]
+    pub fn cache_blocks_in_use(&self) -> usize {
+        self.pool.in_use()
     }
 
     /// One sequence: see [`Transformer::forward_batch`].
@@ -551,22 +560,31 @@ impl Transformer {
         rows: &[usize],
         x: &Tensor,
     ) -> Result<Vec<Option<Tensor>>> {
-        let mut wanted = Vec::new();
+        let mut wanted: Vec<u32> = Vec::new();
         let mut start = 0;
         for (s, &n) in batch.iter().zip(rows) {
-            match s.logits {
-                LogitsAt::Last => wanted.push(x.narrow(0, start + n - 1, 1)?),
-                LogitsAt::All => wanted.push(x.narrow(0, start, n)?),
-                LogitsAt::None => {}
-            }
+            let first = match s.logits {
+                LogitsAt::Last => start + n - 1,
+                LogitsAt::All => start,
+                LogitsAt::None => start + n,
+            };
+            wanted.extend(first as u32..(start + n) as u32);
             start += n;
         }
         if wanted.is_empty() {
             return Ok(vec![None; batch.len()]);
         }
+        // The rows wanted, gathered in one operation (none when that is every row, as in a pass
+        // of decode steps), whatever the number of sequences.
+        let x = if wanted.len() == start {
+            x.clone()
+        } else {
+            let n = wanted.len();
+            x.index_select(&Tensor::from_vec(wanted, n, x.device())?, 0)?
+        };
         // One download of every sequence's logits.
         let logits = self
-            .lm_head(&self.ln_f.forward(&Tensor::cat(&wanted, 0)?)?)?
+            .lm_head(&self.ln_f.forward(&x)?)?
             .to_device(&Device::Cpu)?;
         let mut out = Vec::with_capacity(batch.len());
         let mut row = 0;

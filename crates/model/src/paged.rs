@@ -126,6 +126,12 @@ impl Pool {
             .collect())
     }
 
+    /// Blocks that caches hold.
+    pub(crate) fn in_use(&self) -> usize {
+        let state = self.lock();
+        state.blocks - state.free.len()
+    }
+
     /// Layer `l`'s keys and values.
     pub(crate) fn layer(&self, l: usize) -> (Tensor, Tensor) {
         let state = self.lock();
@@ -361,5 +367,130 @@ impl PassIndex {
             groups,
             order: (!in_order).then(|| part(order_at, total)).transpose()?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LAYERS: usize = 2;
+    const HEADS: usize = 2;
+    const HEAD_DIM: usize = 4;
+
+    fn pool() -> Arc<Pool> {
+        Arc::new(Pool::new(LAYERS, HEADS, HEAD_DIM, DType::F32, Device::Cpu))
+    }
+
+    /// Writes `value` into `position`'s slot in every layer, keys and values, as a pass does.
+    fn write(cache: &PagedCache, position: usize, value: f32) {
+        let shape = (HEADS, 1, HEAD_DIM);
+        let slot = Tensor::from_vec(
+            vec![cache.slot(position); HEADS * HEAD_DIM],
+            shape,
+            &Device::Cpu,
+        )
+        .unwrap();
+        let row = Tensor::full(value, shape, &Device::Cpu).unwrap();
+        for l in 0..LAYERS {
+            let (keys, values) = cache.pool.layer(l);
+            keys.scatter_set(&slot, &row, 1).unwrap();
+            values.scatter_set(&slot, &row, 1).unwrap();
+        }
+    }
+
+    /// What `position` holds in the last layer's values.
+    fn read(cache: &PagedCache, position: usize) -> f32 {
+        let (_, values) = cache.pool.layer(LAYERS - 1);
+        let slot = cache.slot(position) as usize;
+        values
+            .get(HEADS - 1)
+            .unwrap()
+            .get(slot)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()[0]
+    }
+
+    /// A cache of `len` positions, each holding its position.
+    fn filled(pool: &Arc<Pool>, len: usize) -> PagedCache {
+        let mut cache = PagedCache::new(Arc::clone(pool));
+        cache.prepare(0, len).unwrap();
+        for p in 0..len {
+            write(&cache, p, p as f32);
+        }
+        cache
+    }
+
+    #[test]
+    fn a_cache_holds_a_block_per_sixteen_positions_and_gives_them_back() {
+        let pool = pool();
+        let mut cache = filled(&pool, 20);
+        assert_eq!((cache.blocks(), pool.in_use()), (2, 2));
+        cache.prepare(20, 12).unwrap();
+        assert_eq!(pool.in_use(), 2, "32 positions fit in two blocks");
+        cache.prepare(32, 1).unwrap();
+        assert_eq!(pool.in_use(), 3);
+        cache.truncate(17);
+        assert_eq!(
+            (cache.blocks(), pool.in_use()),
+            (2, 2),
+            "undo gives blocks back"
+        );
+        drop(cache);
+        assert_eq!(pool.in_use(), 0);
+    }
+
+    #[test]
+    fn a_fork_shares_every_block_and_copies_only_the_one_it_writes_into() {
+        let pool = pool();
+        let mut source = filled(&pool, 20);
+        let mut fork = source.clone();
+        assert_eq!(pool.in_use(), 2, "a fork copies nothing");
+        fork.prepare(20, 1).unwrap();
+        assert_eq!(pool.in_use(), 3, "the partly filled block, copied once");
+        assert!(Arc::ptr_eq(&source.blocks[0], &fork.blocks[0]));
+        assert!(!Arc::ptr_eq(&source.blocks[1], &fork.blocks[1]));
+        assert_eq!((read(&fork, 17), read(&fork, 19)), (17.0, 19.0), "the copy");
+        write(&fork, 20, -1.0);
+        write(&fork, 19, -1.0);
+        assert_eq!(
+            read(&source, 19),
+            19.0,
+            "the source does not see the fork's writes"
+        );
+        source.prepare(20, 1).unwrap();
+        assert_eq!(
+            pool.in_use(),
+            3,
+            "the source's block 1 is its own now: nothing copied"
+        );
+        drop(fork);
+        assert_eq!(pool.in_use(), 2);
+        assert_eq!(read(&source, 19), 19.0);
+    }
+
+    #[test]
+    fn a_fork_at_a_block_boundary_copies_nothing() {
+        let pool = pool();
+        let source = filled(&pool, 32);
+        let mut fork = source.clone();
+        fork.prepare(32, 1).unwrap();
+        assert_eq!(pool.in_use(), 3, "two shared blocks and one new");
+        assert!(fork.blocks[..2]
+            .iter()
+            .zip(&source.blocks)
+            .all(|(a, b)| Arc::ptr_eq(a, b)));
+    }
+
+    #[test]
+    fn growing_the_pool_keeps_what_caches_hold() {
+        let pool = pool();
+        pool.reserve(2).unwrap();
+        let mut cache = filled(&pool, 32);
+        let fork = cache.clone();
+        cache.prepare(32, 40).unwrap();
+        assert!(pool.lock().blocks >= 5);
+        assert_eq!((read(&cache, 5), read(&fork, 31)), (5.0, 31.0));
     }
 }

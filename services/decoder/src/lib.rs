@@ -90,7 +90,7 @@ fn load(config: &Config, metrics: &Metrics) -> anyhow::Result<service::DecoderSe
     let kv_budget_tokens = kv_budget(config, &model, &device)?;
     let per_token = model.cache_bytes_per_token();
     model
-        .reserve_cache(kv_budget_tokens)
+        .reserve_cache(kv_budget_tokens, config.max_sessions)
         .context("allocating the KV cache")?;
     tracing::info!(
         kv_budget_tokens,

@@ -1,0 +1,122 @@
+//! How many candle operations a decode pass on the tensor path (what a GPU runs) makes, counted
+//! through candle's tensor ids: every operation that makes a tensor takes the next id from one
+//! global counter. A kernel launch is an operation that makes a tensor (a few ops, such as
+//! reshapes of contiguous tensors, are views and launch nothing), so a count that does not grow
+//! with the batch means launches that do not either: a per-sequence loop cannot come back
+//! unnoticed. One test in its own binary, so that no other test makes tensors meanwhile.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use oneword_model::tiny::RandomCheckpoint;
+use oneword_model::{Checkpoint, Embeddings, KvCache, LogitsAt, Sequence, Transformer};
+
+/// Operations per layer of a decode pass, whatever the number of sequences: layer norms,
+/// products and biases, the scatter of the new keys and values into the pool, and the batched
+/// attention (query gather, scale, key and value gathers, products, mask, softmax, casts).
+const PER_LAYER: usize = 55;
+
+/// Tensors made outside the layers per sequence: its logits row split off on the host after the
+/// pass's one download (a narrow and a squeeze: views of host memory, no device operation).
+const PER_SEQUENCE_ON_HOST: usize = 2;
+
+/// The next id candle hands out (ids are not public; their `Debug` is `TensorId(n)`).
+fn next_id() -> usize {
+    let probe = Tensor::zeros(1, DType::F32, &Device::Cpu).unwrap();
+    let text = format!("{:?}", probe.id());
+    text.trim_start_matches("TensorId(")
+        .trim_end_matches(')')
+        .parse()
+        .expect("candle's TensorId prints as TensorId(n)")
+}
+
+struct Model {
+    embeddings: Embeddings,
+    transformer: Transformer,
+}
+
+impl Model {
+    /// A tiny random model with `layers` layers in f16, so that the linear layers take candle's
+    /// products as on a GPU rather than the CPU path's packed kernels.
+    fn new(layers: usize, dir: &Path) -> Self {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let shape = RandomCheckpoint {
+            n_layer: layers,
+            ..RandomCheckpoint::tiny()
+        };
+        shape
+            .write(dir, &repo.join("tests/fixtures/gpt2-tokenizer"))
+            .unwrap();
+        let checkpoint = Checkpoint::open(dir, DType::F16, &Device::Cpu).unwrap();
+        Model {
+            embeddings: Embeddings::load(&checkpoint).unwrap(),
+            transformer: Transformer::load(&checkpoint).unwrap(),
+        }
+    }
+
+    /// Tensors made by one decode pass of `sequences` sequences with prompts of different
+    /// lengths (so their block tables differ, some past one block).
+    fn decode_pass_ops(&self, sequences: usize) -> usize {
+        let mut caches: Vec<KvCache> = Vec::new();
+        let mut steps = Vec::new();
+        for s in 0..sequences {
+            let len = 3 + 7 * s % 29;
+            let ids: Vec<u32> = (0..len as u32)
+                .map(|i| (i * 131 + s as u32) % 50257)
+                .collect();
+            let positions: Vec<u32> = (0..len as u32).collect();
+            let x = self.embeddings.embed(&ids, &positions).unwrap();
+            let mut cache = self.transformer.new_tensor_cache();
+            self.transformer
+                .forward(&x, &mut cache, LogitsAt::None)
+                .unwrap();
+            caches.push(cache);
+            steps.push(self.embeddings.embed(&[42], &[len as u32]).unwrap());
+        }
+        let mut batch: Vec<Sequence<'_>> = caches
+            .iter_mut()
+            .zip(&steps)
+            .map(|(cache, inputs)| Sequence {
+                inputs,
+                cache,
+                logits: LogitsAt::Last,
+            })
+            .collect();
+        let before = next_id();
+        let logits = self.transformer.forward_batch(&mut batch).unwrap();
+        let made = next_id() - before - 1;
+        assert!(logits.iter().all(Option::is_some));
+        made
+    }
+}
+
+#[test]
+fn a_decode_pass_makes_a_constant_number_of_operations_per_layer() {
+    let (one_dir, three_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let one = Model::new(1, one_dir.path());
+    let three = Model::new(3, three_dir.path());
+    let mut outside = Vec::new();
+    for sequences in [1, 2, 4, 16, 32] {
+        let (a, b) = (
+            one.decode_pass_ops(sequences),
+            three.decode_pass_ops(sequences),
+        );
+        let per_layer = (b - a) / 2;
+        println!("{sequences} sequences: {per_layer} operations per layer, {b} in a 3-layer pass");
+        outside.push((sequences, per_layer, a - per_layer));
+    }
+    // One sequence takes a few fewer: copies of a tensor with a dimension of 1 are views.
+    assert!(outside[0].1 <= PER_LAYER);
+    let (first, _, ops) = outside[1];
+    for &(sequences, per_layer, more) in &outside[1..] {
+        assert_eq!(
+            per_layer, PER_LAYER,
+            "{sequences} sequences: operations per layer changed"
+        );
+        assert_eq!(
+            more - ops,
+            (sequences - first) * PER_SEQUENCE_ON_HOST,
+            "{sequences} sequences: operations outside the layers grow with the batch"
+        );
+    }
+}

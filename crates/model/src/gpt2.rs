@@ -28,6 +28,16 @@ use crate::{Checkpoint, Gpt2Config, KvCache, ModelError, WeightFormat};
 
 type Result<T> = std::result::Result<T, ModelError>;
 
+/// Rows `indices` of `x`: gathered in one operation whatever their number, or `x` itself when
+/// they are all of its rows in order (a pass of decode steps).
+fn select(x: &Tensor, indices: Vec<u32>) -> Result<Tensor> {
+    let n = indices.len();
+    if n == x.dim(0)? && indices.iter().enumerate().all(|(i, &r)| r as usize == i) {
+        return Ok(x.clone());
+    }
+    Ok(x.index_select(&Tensor::from_vec(indices, n, x.device())?, 0)?)
+}
+
 /// Rows of a 2-D f32 CPU tensor as one vector.
 fn host_rows(x: &Tensor) -> Result<Vec<f32>> {
     Ok(x.flatten_all()?.to_vec1::<f32>()?)
@@ -283,6 +293,35 @@ pub enum LogitsAt {
     All,
     /// None: only extend the cache.
     None,
+    /// The last new position's most likely tokens and softmax sums, reduced on the device
+    /// ([`crate::candidates`]): what the decoder picks from on a GPU, instead of a whole row.
+    Candidates,
+}
+
+/// One sequence's logits, as [`Transformer::forward_batch_logits`] returns them.
+pub enum Logits {
+    /// f32 rows on the host, `[vocab]` for [`LogitsAt::Last`], `[n_new, vocab]` for
+    /// [`LogitsAt::All`].
+    Rows(Tensor),
+    /// For [`LogitsAt::Candidates`]; the whole row stays on the device in case the pick needs it.
+    Candidates(oneword_sampling::Candidates, DeviceRow),
+}
+
+/// One row of logits left on the device.
+pub struct DeviceRow {
+    rows: Tensor,
+    index: usize,
+}
+
+impl DeviceRow {
+    /// The row, downloaded.
+    pub fn download(&self) -> Result<Vec<f32>> {
+        Ok(self
+            .rows
+            .get(self.index)?
+            .to_device(&Device::Cpu)?
+            .to_vec1()?)
+    }
 }
 
 /// One sequence's part of a batched forward pass.
@@ -341,6 +380,12 @@ impl Transformer {
     /// The model's configuration.
     pub fn config(&self) -> &Gpt2Config {
         &self.config
+    }
+
+    /// Whether the logits are on a GPU, where the decoder picks from [`LogitsAt::Candidates`]
+    /// reduced there rather than from whole rows downloaded.
+    pub fn logits_on_device(&self) -> bool {
+        !self.device.is_cpu()
     }
 
     /// The dtype the weights are in.
@@ -421,7 +466,25 @@ impl Transformer {
     /// Runs every sequence's new inputs through the blocks in one pass, appending to each cache.
     /// Returns per sequence f32 logits `[vocab]` for [`LogitsAt::Last`], `[n_new, vocab]` for
     /// [`LogitsAt::All`], or `None`. On error every cache is left as it was.
+    /// [`LogitsAt::Candidates`] is [`Transformer::forward_batch_logits`]'s.
     pub fn forward_batch(&self, batch: &mut [Sequence<'_>]) -> Result<Vec<Option<Tensor>>> {
+        if let Some(i) = batch.iter().position(|s| s.logits == LogitsAt::Candidates) {
+            return Err(ModelError::Input(format!(
+                "sequence {i}: candidates come from forward_batch_logits"
+            )));
+        }
+        Ok(self
+            .forward_batch_logits(batch)?
+            .into_iter()
+            .map(|logits| match logits {
+                Some(Logits::Rows(rows)) => Some(rows),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// [`Transformer::forward_batch`], with [`LogitsAt::Candidates`] too.
+    pub fn forward_batch_logits(&self, batch: &mut [Sequence<'_>]) -> Result<Vec<Option<Logits>>> {
         for (i, s) in batch.iter().enumerate() {
             self.check(i, s)?;
         }
@@ -483,7 +546,7 @@ impl Transformer {
         Ok(all_host && self.lm_head.on_host())
     }
 
-    fn run(&self, batch: &mut [Sequence<'_>]) -> Result<Vec<Option<Tensor>>> {
+    fn run(&self, batch: &mut [Sequence<'_>]) -> Result<Vec<Option<Logits>>> {
         let rows: Vec<usize> = batch
             .iter()
             .map(|s| s.inputs.dim(0))
@@ -553,52 +616,66 @@ impl Transformer {
         )?)
     }
 
-    /// The LM head, once, on the rows that need logits for the whole batch; split per sequence.
+    /// The LM head, once, on the rows that need logits for the whole batch; one download of the
+    /// rows asked for whole, one reduction on the device of those asked for as candidates.
     fn logits(
         &self,
         batch: &[Sequence<'_>],
         rows: &[usize],
         x: &Tensor,
-    ) -> Result<Vec<Option<Tensor>>> {
-        let mut wanted: Vec<u32> = Vec::new();
+    ) -> Result<Vec<Option<Logits>>> {
+        // Hidden rows that need logits, and for each sequence where its rows are among them.
+        let (mut wanted, mut spans) = (Vec::new(), Vec::with_capacity(batch.len()));
         let mut start = 0;
         for (s, &n) in batch.iter().zip(rows) {
             let first = match s.logits {
-                LogitsAt::Last => start + n - 1,
+                LogitsAt::Last | LogitsAt::Candidates => start + n - 1,
                 LogitsAt::All => start,
                 LogitsAt::None => start + n,
             };
+            spans.push(wanted.len()..wanted.len() + start + n - first);
             wanted.extend(first as u32..(start + n) as u32);
             start += n;
         }
         if wanted.is_empty() {
-            return Ok(vec![None; batch.len()]);
+            return Ok((0..batch.len()).map(|_| None).collect());
         }
-        // The rows wanted, gathered in one operation (none when that is every row, as in a pass
-        // of decode steps), whatever the number of sequences.
-        let x = if wanted.len() == start {
-            x.clone()
-        } else {
-            let n = wanted.len();
-            x.index_select(&Tensor::from_vec(wanted, n, x.device())?, 0)?
+        let logits = self.lm_head(&self.ln_f.forward(&select(x, wanted)?)?)?;
+        let (mut whole, mut reduced) = (Vec::new(), Vec::new());
+        for (s, span) in batch.iter().zip(&spans) {
+            match s.logits {
+                LogitsAt::Candidates => reduced.push(span.start as u32),
+                _ => whole.extend(span.start as u32..span.end as u32),
+            }
+        }
+        let whole_rows = match whole.is_empty() {
+            true => None,
+            false => Some(select(&logits, whole)?.to_device(&Device::Cpu)?),
         };
-        // One download of every sequence's logits.
-        let logits = self
-            .lm_head(&self.ln_f.forward(&x)?)?
-            .to_device(&Device::Cpu)?;
-        let mut out = Vec::with_capacity(batch.len());
+        let mut candidates = match reduced.is_empty() {
+            true => Vec::new(),
+            false => crate::candidates::reduce(&select(&logits, reduced)?)?,
+        }
+        .into_iter();
         let mut row = 0;
-        for (s, &n) in batch.iter().zip(rows) {
+        let mut out = Vec::with_capacity(batch.len());
+        for (s, span) in batch.iter().zip(spans) {
+            let rows = || whole_rows.as_ref().expect("rows were asked for");
             out.push(match s.logits {
-                LogitsAt::Last => Some(logits.get(row)?),
-                LogitsAt::All => Some(logits.narrow(0, row, n)?),
                 LogitsAt::None => None,
+                LogitsAt::Last => Some(Logits::Rows(rows().get(row)?)),
+                LogitsAt::All => Some(Logits::Rows(rows().narrow(0, row, span.len())?)),
+                LogitsAt::Candidates => Some(Logits::Candidates(
+                    candidates.next().expect("one per sequence asking"),
+                    DeviceRow {
+                        rows: logits.clone(),
+                        index: span.start,
+                    },
+                )),
             });
-            row += match s.logits {
-                LogitsAt::Last => 1,
-                LogitsAt::All => n,
-                LogitsAt::None => 0,
-            };
+            if s.logits != LogitsAt::Candidates {
+                row += span.len();
+            }
         }
         Ok(out)
     }

@@ -6,6 +6,7 @@
 
 mod attention;
 mod bert;
+pub mod candidates;
 pub mod checkpoint;
 #[cfg(target_arch = "x86_64")]
 pub mod dot;
@@ -19,6 +20,7 @@ pub mod narrow;
 pub mod packed;
 mod paged;
 pub mod sentence;
+pub mod speed;
 pub mod tiny;
 pub mod wire;
 
@@ -26,7 +28,7 @@ use std::path::PathBuf;
 
 pub use checkpoint::{free_memory, load_device, Checkpoint, WeightFormat};
 pub use embeddings::Embeddings;
-pub use gpt2::{LogitsAt, Sequence, Transformer};
+pub use gpt2::{DeviceRow, Logits, LogitsAt, Sequence, Transformer};
 pub use inspect::{Inspection, BLOCK_MATRICES};
 pub use kv_cache::{KvCache, KvFormat};
 pub use narrow::{PackedNarrow, PackedQ8};

@@ -1,4 +1,5 @@
-//! `oneword-model`: fetch a model into the Hugging Face cache, or write a random-weight checkpoint.
+//! `oneword-model`: fetch a model into the Hugging Face cache, write a random-weight checkpoint,
+//! or time the transformer alone on a device.
 
 use std::path::PathBuf;
 
@@ -41,6 +42,30 @@ enum Command {
         /// Seed of the weights.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+    },
+    /// Time the transformer alone on a device, driven as the decoder drives it: decode steps of
+    /// many streams at once (ms per step, tokens/s, candle operations per pass) and one-sequence
+    /// prefills. Prints JSON.
+    Speed {
+        /// A checkpoint directory (e.g. one `random --shape gpt2-small` wrote).
+        dir: PathBuf,
+        /// `cpu`, `cuda` or `cuda:N`.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Weights and activations: `auto`, `f32`, `f16` or `bf16`.
+        #[arg(long, default_value = "auto")]
+        dtype: String,
+        /// Concurrent streams, one measurement each.
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64,256")]
+        streams: Vec<usize>,
+        #[arg(long, default_value_t = 128)]
+        prompt_tokens: usize,
+        /// Decode steps timed per measurement.
+        #[arg(long, default_value_t = 64)]
+        new_tokens: usize,
+        /// Prompt lengths whose one-sequence prefill is timed.
+        #[arg(long, value_delimiter = ',', default_value = "512,1024")]
+        prefill: Vec<usize>,
     },
 }
 
@@ -85,6 +110,27 @@ fn run(command: Command) -> anyhow::Result<()> {
                 .write(&dir, &tokenizer)
                 .with_context(|| format!("writing {}", dir.display()))?;
             println!("{}", dir.display());
+        }
+        Command::Speed {
+            dir,
+            device,
+            dtype,
+            streams,
+            prompt_tokens,
+            new_tokens,
+            prefill,
+        } => {
+            let device = oneword_model::load_device(&device)?;
+            let dtype = oneword_model::checkpoint::pick_dtype(&dtype, &device)?;
+            let plan = oneword_model::speed::Plan {
+                streams,
+                prompt_tokens,
+                new_tokens,
+                prefill,
+            };
+            let report = oneword_model::speed::measure(&dir, &device, dtype, &plan)
+                .with_context(|| format!("timing {}", dir.display()))?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
         }
     }
     Ok(())

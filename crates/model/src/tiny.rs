@@ -11,6 +11,13 @@ use candle_core::{Device, Tensor};
 
 use crate::{Gpt2Config, ModelError};
 
+/// The device the model's tests run the tensor path on: `ONEWORD_TEST_DEVICE` (`cpu`, `cuda`,
+/// `cuda:N`; the CPU when unset), so that the same test binaries check a GPU where one is.
+pub fn test_device() -> Device {
+    let spec = std::env::var("ONEWORD_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
+    crate::load_device(&spec).unwrap_or_else(|e| panic!("ONEWORD_TEST_DEVICE: {e}"))
+}
+
 /// Shape and seed of a checkpoint to write.
 #[derive(Clone, Debug)]
 pub struct RandomCheckpoint {

@@ -1,10 +1,12 @@
 //! The model against Hugging Face transformers (references made by
 //! `tests/reference/make_references.py`, committed), and cached decoding against full passes.
+//! On the CPU unless `ONEWORD_TEST_DEVICE` names a GPU: `make gpu-check` runs the tests that hold
+//! on any device (`GPU_TESTS` in bench/gpu/check.sh) there.
 
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use oneword_model::tiny::RandomCheckpoint;
+use oneword_model::tiny::{test_device, RandomCheckpoint};
 use oneword_model::{Checkpoint, Embeddings, KvCache, LogitsAt, Sequence, Transformer};
 
 const TOLERANCE: f32 = 1e-4;
@@ -14,7 +16,7 @@ fn repo() -> PathBuf {
 }
 
 fn load(dir: &Path) -> (Embeddings, Transformer) {
-    let checkpoint = Checkpoint::open(dir, DType::F32, &Device::Cpu).unwrap();
+    let checkpoint = Checkpoint::open(dir, DType::F32, &test_device()).unwrap();
     (
         Embeddings::load(&checkpoint).unwrap(),
         Transformer::load(&checkpoint).unwrap(),
@@ -167,7 +169,12 @@ fn cached_step_by_step_decoding_equals_one_full_pass() {
     // the batch, and a decode step's scores (computed several key blocks at a time) are a
     // prefill's: the same bits. The tensor path's products are candle's, whose sums depend on
     // the shapes: within the parity tolerance.
-    for ((kind, new_cache), bound) in cache_kinds().into_iter().zip([0.0, TOLERANCE]) {
+    let host_bound = if test_device().is_cpu() {
+        0.0
+    } else {
+        TOLERANCE
+    };
+    for ((kind, new_cache), bound) in cache_kinds().into_iter().zip([host_bound, TOLERANCE]) {
         let (stepped, cache) = decode_in_chunks(&model, new_cache, &x, &[10, 5]);
         let diff = max_abs_diff(&full, &stepped);
         assert!(
@@ -602,7 +609,7 @@ fn an_f16_kv_cache_holds_twice_the_positions_and_stays_near_f32() {
 fn tensor_path_in(dtype: DType, bound: f32, min_agreement: f64) {
     let dir = repo().join("tests/fixtures/tiny-gpt2-hf");
     let (f32_embeddings, f32_model) = load(&dir);
-    let checkpoint = Checkpoint::open(&dir, dtype, &Device::Cpu).unwrap();
+    let checkpoint = Checkpoint::open(&dir, dtype, &test_device()).unwrap();
     let (embeddings, model) = (
         Embeddings::load(&checkpoint).unwrap(),
         Transformer::load(&checkpoint).unwrap(),

@@ -87,12 +87,16 @@ const FEW: usize = 64;
 
 /// The `n` highest-logit ids, sorted, in O(V + n log n).
 fn top_ids(logits: &[f32], n: usize) -> Vec<u32> {
-    let n = n.min(logits.len());
+    top_positions(logits.len(), n, by_logit_desc(logits))
+}
+
+/// The first `n` of `len` positions in `order`, sorted, in O(len + n log n).
+fn top_positions(len: usize, n: usize, order: impl Fn(&u32, &u32) -> Ordering) -> Vec<u32> {
+    let n = n.min(len);
     if n <= FEW {
-        return top_few(logits, n);
+        return top_few(len, n, order);
     }
-    let mut ids: Vec<u32> = (0..logits.len() as u32).collect();
-    let order = by_logit_desc(logits);
+    let mut ids: Vec<u32> = (0..len as u32).collect();
     if n < ids.len() {
         ids.select_nth_unstable_by(n - 1, &order);
         ids.truncate(n);
@@ -101,16 +105,15 @@ fn top_ids(logits: &[f32], n: usize) -> Vec<u32> {
     ids
 }
 
-/// [`top_ids`] for a short list: one pass that keeps the best `n` sorted. Almost every id of a
-/// long row loses to the worst kept at once, so a pick (the top few, or just the argmax) costs
-/// one comparison per id instead of a selection over all of them.
-fn top_few(logits: &[f32], n: usize) -> Vec<u32> {
+/// [`top_positions`] for a short list: one pass that keeps the best `n` sorted. Almost every
+/// position of a long row loses to the worst kept at once, so a pick (the top few, or just the
+/// argmax) costs one comparison per id instead of a selection over all of them.
+fn top_few(len: usize, n: usize, order: impl Fn(&u32, &u32) -> Ordering) -> Vec<u32> {
     let mut kept: Vec<u32> = Vec::with_capacity(n + 1);
     if n == 0 {
         return kept;
     }
-    let order = by_logit_desc(logits);
-    for id in 0..logits.len() as u32 {
+    for id in 0..len as u32 {
         if kept.len() == n && order(&id, &kept[n - 1]) != Ordering::Less {
             continue;
         }
@@ -121,12 +124,9 @@ fn top_few(logits: &[f32], n: usize) -> Vec<u32> {
     kept
 }
 
-/// log Σ exp(x_i) over `ids`, in f64.
-fn log_sum_exp(logits: &[f32], ids: &[u32], max: f32) -> f64 {
-    let sum: f64 = ids
-        .iter()
-        .map(|&i| ((logits[i as usize] - max) as f64).exp())
-        .sum();
+/// log Σ exp(x_i) over `values`, in f64.
+fn log_sum_exp(values: &[f32], max: f32) -> f64 {
+    let sum: f64 = values.iter().map(|&l| ((l - max) as f64).exp()).sum();
     max as f64 + sum.ln()
 }
 
@@ -291,17 +291,24 @@ fn describe(
 /// token.
 enum Shaped {
     Greedy(u32),
-    Sampled {
+    /// Nothing cut away: every id, walked in id order (which needs no sort).
+    Whole {
         /// The logits divided by the temperature.
         scaled: Vec<f32>,
-        /// The kept ids, most likely first; `None` when nothing was cut away (the draw then
-        /// walks the ids in order, which needs no sort).
-        kept: Option<Vec<u32>>,
-        /// `exp(scaled - max)` of the kept ids in `kept` order, or of every id.
+        /// `exp(scaled - max)` of every id.
         exps: Vec<f32>,
         total: f64,
         lse: f64,
         /// In nats.
+        entropy: f32,
+    },
+    /// The ids kept, most likely first, with their scaled logits and masses in that order.
+    Kept {
+        kept: Vec<u32>,
+        scaled: Vec<f32>,
+        exps: Vec<f32>,
+        total: f64,
+        lse: f64,
         entropy: f32,
     },
 }
@@ -314,18 +321,13 @@ impl Shaped {
         }
         let inv_t = 1.0 / shaping.temperature;
         let scaled: Vec<f32> = logits.iter().map(|&l| l * inv_t).collect();
-        let truncating = shaping.top_k.is_some_and(|k| k < scaled.len())
-            || shaping.top_p.is_some_and(|p| p < 1.0)
-            || shaping.min_p.is_some_and(|p| p > 0.0)
-            || shaping.typical_p.is_some_and(|p| p < 1.0);
-        if !truncating {
+        if !shaping.truncates(scaled.len()) {
             let masses = masses.unwrap_or_else(|| Masses::of(&scaled));
-            return Shaped::Sampled {
+            return Shaped::Whole {
                 entropy: masses.entropy(),
                 lse: masses.log_sum_exp(),
                 total: masses.total,
                 exps: masses.exps,
-                kept: None,
                 scaled,
             };
         }
@@ -334,55 +336,61 @@ impl Shaped {
             .copied()
             .filter(|l| !l.is_nan())
             .fold(f32::NEG_INFINITY, f32::max);
-        let mut kept = match shaping.top_k {
-            Some(k) => top_ids(&scaled, k),
-            None => top_ids(&scaled, scaled.len()),
-        };
+        let kept = top_ids(&scaled, shaping.top_k.unwrap_or(scaled.len()));
+        let kept_scaled = kept.iter().map(|&i| scaled[i as usize]).collect();
+        Shaped::kept(kept, kept_scaled, max, shaping)
+    }
+
+    /// The ids of a top-k (or of the whole row), most likely first, with their scaled logits,
+    /// cut further by top-p, min-p and typical-p, and weighed. `max` is the row's largest scaled
+    /// logit.
+    fn kept(mut kept: Vec<u32>, mut scaled: Vec<f32>, max: f32, shaping: &Shaping) -> Self {
+        fn keep_first(kept: &mut Vec<u32>, scaled: &mut Vec<f32>, n: usize) {
+            kept.truncate(n.max(1));
+            scaled.truncate(n.max(1));
+        }
         if let Some(p) = shaping.top_p.filter(|&p| p < 1.0) {
-            let lse = log_sum_exp(&scaled, &kept, max);
+            let lse = log_sum_exp(&scaled, max);
             let mut cumulative = 0.0f64;
-            let keep = kept
+            let n = scaled
                 .iter()
-                .take_while(|&&i| {
+                .take_while(|&&s| {
                     let before = cumulative;
-                    cumulative += (scaled[i as usize] as f64 - lse).exp();
+                    cumulative += (s as f64 - lse).exp();
                     before < p as f64
                 })
-                .count()
-                .max(1);
-            kept.truncate(keep);
+                .count();
+            keep_first(&mut kept, &mut scaled, n);
         }
         if let Some(min_p) = shaping.min_p.filter(|&p| p > 0.0) {
             // p_i >= min_p · p_max is scaled_i - max >= ln(min_p), whatever the renormalisation.
             let floor = (min_p as f64).ln();
-            let keep = kept
+            let n = scaled
                 .iter()
-                .take_while(|&&i| (scaled[i as usize] - max) as f64 >= floor)
-                .count()
-                .max(1);
-            kept.truncate(keep);
+                .take_while(|&&s| (s - max) as f64 >= floor)
+                .count();
+            keep_first(&mut kept, &mut scaled, n);
         }
         if let Some(mass) = shaping.typical_p.filter(|&p| p < 1.0) {
-            kept = typical(&scaled, kept, mass as f64);
+            let typical = typical(&scaled, mass as f64);
+            kept = typical.iter().map(|&j| kept[j]).collect();
+            scaled = typical.iter().map(|&j| scaled[j]).collect();
         }
-        let exps: Vec<f32> = kept
-            .iter()
-            .map(|&i| (scaled[i as usize] - max).exp())
-            .collect();
+        let exps: Vec<f32> = scaled.iter().map(|&s| (s - max).exp()).collect();
         let total: f64 = exps.iter().map(|&e| e as f64).sum();
-        let lse = log_sum_exp(&scaled, &kept, max);
+        let lse = log_sum_exp(&scaled, max);
         let weighted: f64 = exps
             .iter()
-            .zip(&kept)
+            .zip(&scaled)
             .filter(|(&e, _)| e > 0.0)
-            .map(|(&e, &i)| e as f64 * scaled[i as usize] as f64)
+            .map(|(&e, &s)| e as f64 * s as f64)
             .sum();
-        Shaped::Sampled {
+        Shaped::Kept {
             entropy: (lse - weighted / total).max(0.0) as f32,
             lse,
             total,
             exps,
-            kept: Some(kept),
+            kept,
             scaled,
         }
     }
@@ -391,12 +399,10 @@ impl Shaped {
     fn draw(&self, u: f64) -> u32 {
         match self {
             Shaped::Greedy(best) => *best,
-            Shaped::Sampled {
+            Shaped::Whole { exps, total, .. } => inverse_cdf(exps, u * total),
+            Shaped::Kept {
                 kept, exps, total, ..
-            } => {
-                let at = inverse_cdf(exps, u * total);
-                kept.as_ref().map_or(at, |kept| kept[at as usize])
-            }
+            } => kept[inverse_cdf(exps, u * total) as usize],
         }
     }
 
@@ -405,14 +411,13 @@ impl Shaped {
         match self {
             Shaped::Greedy(best) if *best == id => 0.0,
             Shaped::Greedy(_) => f32::NEG_INFINITY,
-            Shaped::Sampled {
-                scaled, kept, lse, ..
-            } => {
-                if kept.as_ref().is_some_and(|kept| !kept.contains(&id)) {
-                    return f32::NEG_INFINITY;
-                }
-                (scaled[id as usize] as f64 - lse) as f32
-            }
+            Shaped::Whole { scaled, lse, .. } => (scaled[id as usize] as f64 - lse) as f32,
+            Shaped::Kept {
+                kept, scaled, lse, ..
+            } => match kept.iter().position(|&k| k == id) {
+                Some(j) => (scaled[j] as f64 - lse) as f32,
+                None => f32::NEG_INFINITY,
+            },
         }
     }
 
@@ -421,10 +426,8 @@ impl Shaped {
     fn top(&self, n: usize, top_ids_desc: &[u32]) -> Vec<(u32, f32)> {
         let ids = match self {
             Shaped::Greedy(best) => return (n > 0).then_some((*best, 0.0)).into_iter().collect(),
-            Shaped::Sampled {
-                kept: Some(kept), ..
-            } => kept.as_slice(),
-            Shaped::Sampled { kept: None, .. } => top_ids_desc,
+            Shaped::Kept { kept, .. } => kept.as_slice(),
+            Shaped::Whole { .. } => top_ids_desc,
         };
         ids.iter().take(n).map(|&i| (i, self.logprob(i))).collect()
     }
@@ -433,25 +436,31 @@ impl Shaped {
     fn entropy(&self) -> f32 {
         match self {
             Shaped::Greedy(_) => 0.0,
-            Shaped::Sampled { entropy, .. } => *entropy,
+            Shaped::Whole { entropy, .. } | Shaped::Kept { entropy, .. } => *entropy,
         }
     }
 }
 
-/// The locally typical set of the `kept` ids (most likely first; the order is kept), as
-/// transformers' `TypicalLogitsWarper` cuts it: ids sorted by how far their surprise −log p is
-/// from the entropy, taken while the mass before them is below `mass`, and every id as close as
-/// the last one taken.
-fn typical(scaled: &[f32], kept: Vec<u32>, mass: f64) -> Vec<u32> {
-    let max = scaled[kept[0] as usize];
-    let lse = log_sum_exp(scaled, &kept, max);
-    let logp: Vec<f64> = kept
-        .iter()
-        .map(|&i| scaled[i as usize] as f64 - lse)
-        .collect();
+impl Shaping {
+    /// Whether it cuts tokens away from a row of `vocab` (top-k, top-p, min-p, typical-p).
+    fn truncates(&self, vocab: usize) -> bool {
+        self.top_k.is_some_and(|k| k < vocab)
+            || self.top_p.is_some_and(|p| p < 1.0)
+            || self.min_p.is_some_and(|p| p > 0.0)
+            || self.typical_p.is_some_and(|p| p < 1.0)
+    }
+}
+
+/// The locally typical set of the kept ids (most likely first), as transformers'
+/// `TypicalLogitsWarper` cuts it: ids sorted by how far their surprise −log p is from the
+/// entropy, taken while the mass before them is below `mass`, and every id as close as the last
+/// one taken. Takes their scaled logits, returns the positions kept, in order.
+fn typical(scaled: &[f32], mass: f64) -> Vec<usize> {
+    let lse = log_sum_exp(scaled, scaled[0]);
+    let logp: Vec<f64> = scaled.iter().map(|&s| s as f64 - lse).collect();
     let entropy: f64 = -logp.iter().map(|&l| l.exp() * l).sum::<f64>();
     let shifted: Vec<f64> = logp.iter().map(|&l| (-l - entropy).abs()).collect();
-    let mut order: Vec<usize> = (0..kept.len()).collect();
+    let mut order: Vec<usize> = (0..scaled.len()).collect();
     order.sort_by(|&a, &b| shifted[a].total_cmp(&shifted[b]).then(a.cmp(&b)));
     let mut cumulative = 0.0;
     let below = order
@@ -461,18 +470,14 @@ fn typical(scaled: &[f32], kept: Vec<u32>, mass: f64) -> Vec<u32> {
             cumulative < mass
         })
         .count();
-    let threshold = shifted[order[below.min(kept.len() - 1)]];
-    let first = kept[0];
-    let typical: Vec<u32> = kept
-        .into_iter()
-        .zip(&shifted)
-        .filter(|&(_, &s)| s <= threshold)
-        .map(|(i, _)| i)
+    let threshold = shifted[order[below.min(scaled.len() - 1)]];
+    let typical: Vec<usize> = (0..scaled.len())
+        .filter(|&j| shifted[j] <= threshold)
         .collect();
     // A row of NaN logits (a broken checkpoint) compares with nothing: keep the most likely id,
     // as transformers keeps `min_tokens_to_keep`, rather than nothing to draw from.
     if typical.is_empty() {
-        vec![first]
+        vec![0]
     } else {
         typical
     }
@@ -495,5 +500,8 @@ fn inverse_cdf(masses: &[f32], target: f64) -> u32 {
     last
 }
 
+mod candidates;
 #[cfg(test)]
 mod tests;
+
+pub use candidates::Candidates;

@@ -15,7 +15,7 @@ pub mod checks;
 #[cfg(test)]
 mod properties;
 
-pub use distribution::{judge, pick, Pick, Shaping};
+pub use distribution::{judge, pick, Candidates, Pick, Shaping};
 pub use penalties::{History, Seen};
 pub use validate::{check_logit_bias_ids, history, sampling, shaping, FieldError};
 
@@ -71,18 +71,37 @@ impl Sampling {
     /// Picks from `row` as asked, keeping the row when it is to be returned. `seen` is what the
     /// penalties count: the session's tokens so far.
     pub fn pick(&self, row: Vec<f32>, seen: &Seen) -> Picked {
-        let default;
-        let shaping = match &self.shaping {
-            Some(shaping) => shaping,
-            None => {
-                default = Shaping::default();
-                &default
-            }
-        };
-        let pick = pick(&row, shaping, seen, self.u, self.top_n);
+        let pick = self.with_shaping(|shaping| pick(&row, shaping, seen, self.u, self.top_n));
         Picked {
             pick,
             full_row: self.full_row.map(|precision| (row, precision)),
+        }
+    }
+
+    /// Whether this pick may come from a row's candidates (reduced on a GPU) instead of the
+    /// whole row of `vocab`: no row to return, and a shaping they can tell
+    /// ([`Candidates::may_tell`]).
+    pub fn may_pick_among(&self, seen: &Seen, vocab: usize) -> bool {
+        self.full_row.is_none()
+            && self.with_shaping(|shaping| Candidates::may_tell(shaping, seen, vocab))
+    }
+
+    /// [`Sampling::pick`] from a row's candidates: the same pick, or `None` when they cannot
+    /// tell it exactly and the whole row is needed.
+    pub fn pick_among(&self, candidates: &Candidates, seen: &Seen) -> Option<Picked> {
+        let pick =
+            self.with_shaping(|shaping| candidates.pick(shaping, seen, self.u, self.top_n))?;
+        Some(Picked {
+            pick,
+            full_row: None,
+        })
+    }
+
+    /// `f` of the shaping, the default one when none is set.
+    fn with_shaping<R>(&self, f: impl FnOnce(&Shaping) -> R) -> R {
+        match &self.shaping {
+            Some(shaping) => f(shaping),
+            None => f(&Shaping::default()),
         }
     }
 

@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use oneword_model::{KvCache, LogitsAt, ModelError, Sequence, Transformer};
+use oneword_model::{KvCache, ModelError, Sequence, Transformer};
 use oneword_runtime::{Clock, Released, SessionError};
 use oneword_sampling::{Pick, Picked, Seen, SessionShaping};
 use rayon::prelude::*;
@@ -501,14 +501,7 @@ impl Worker {
                 .sessions
                 .remove(&part.input.session_id)
                 .expect("running sessions were checked to exist, this is a bug");
-            let last = part.done + rows == part.rows();
-            logits_at.push(if !part.input.judge_ids.is_empty() {
-                LogitsAt::All
-            } else if last && part.input.sampling.is_some() {
-                LogitsAt::Last
-            } else {
-                LogitsAt::None
-            });
+            logits_at.push(part.logits_at(rows, &session.seen, &self.model));
             inputs.push(part.input.embeddings.narrow(0, part.done, rows));
             caches.push(session);
         }
@@ -528,7 +521,7 @@ impl Worker {
                         logits,
                     })
                     .collect();
-                self.model.forward_batch(&mut batch)
+                self.model.forward_batch_logits(&mut batch)
             });
         let forward = started.elapsed();
         let rows: usize = plan.iter().map(|p| p.2).sum();
@@ -580,28 +573,7 @@ impl Worker {
             .zip(logits)
             .map(|(&(r, p, rows), logits)| {
                 let part = &self.running[r].parts[p];
-                let (Some(sampling), Some(logits)) = (&part.input.sampling, logits) else {
-                    return Ok((None, Vec::new()));
-                };
-                let seen = &self.sessions[&part.input.session_id].seen;
-                if part.input.judge_ids.is_empty() {
-                    let row = logits.to_vec1::<f32>().map_err(ModelError::from)?;
-                    return Ok((Some(sampling.pick(row, seen)), Vec::new()));
-                }
-                // Teacher forcing: every row judges the token given after it.
-                let mut matrix = logits.to_vec2::<f32>().map_err(ModelError::from)?;
-                let given = &part.input.judge_ids[part.done..part.done + rows];
-                let judged = matrix
-                    .iter()
-                    .zip(given)
-                    .map(|(row, &token)| sampling.judge(row, seen, token))
-                    .collect();
-                let last = part.done + rows == part.rows();
-                let picked = last
-                    .then(|| matrix.pop())
-                    .flatten()
-                    .map(|row| sampling.pick(row, seen));
-                Ok((picked, judged))
+                part.read(rows, logits, &self.sessions[&part.input.session_id].seen)
             })
             .collect();
         let mut failed = HashSet::new();
@@ -676,6 +648,7 @@ impl Worker {
     }
 }
 
+mod picks;
 mod sessions;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,187 @@
+//! Logit rows reduced on their device to what an exact pick needs ([`Candidates`]): every token
+//! of the groups of [`GROUP`] tokens with the highest maxima, and the row's softmax sums. A
+//! token among the row's `KEPT_GROUPS` most likely lies in a group whose maximum is at least its
+//! logit, so it is listed; every unlisted token's logit is at most the last kept group's
+//! maximum, the candidates' `bound`. At 256 streams a step then downloads ~4 MB instead of the
+//! 51 MB of GPT-2's whole rows, and the host's pick reads a few thousand values per stream.
+//!
+//! A constant number of operations whatever the number of rows: group maxima, one sort of them
+//! per row (a few hundred values: within what candle's GPU sort handles in one block), a gather
+//! of the kept groups, the sums, and one download.
+
+use candle_core::{DType, Device, Tensor};
+use oneword_sampling::Candidates;
+
+use crate::ModelError;
+
+type Result<T> = std::result::Result<T, ModelError>;
+
+/// Tokens per group, at least: larger for vocabularies of over 64 · 1024 tokens, so that a row's
+/// group maxima stay within what candle's GPU sort takes (1,024 per row).
+const GROUP: usize = 64;
+/// Groups listed per row: their tokens include the row's 64 most likely.
+const KEPT_GROUPS: usize = 64;
+
+/// `rows` `[n, vocab]` f32, on any device, reduced there; one [`Candidates`] per row.
+pub fn reduce(rows: &Tensor) -> Result<Vec<Candidates>> {
+    let rows = rows.to_dtype(DType::F32)?;
+    let (n, vocab) = rows.dims2()?;
+    let device = rows.device();
+    let mut group = GROUP;
+    while vocab.div_ceil(group) > 1024 {
+        group *= 2;
+    }
+    let groups = vocab.div_ceil(group);
+    let kept = KEPT_GROUPS.min(groups);
+    let padded = match groups * group - vocab {
+        0 => rows.clone(),
+        pad => Tensor::cat(
+            &[&rows, &Tensor::full(f32::NEG_INFINITY, (n, pad), device)?],
+            1,
+        )?,
+    };
+    let grouped = padded.reshape((n * groups, group))?;
+    let best = grouped
+        .max(1)?
+        .reshape((n, groups))?
+        .arg_sort_last_dim(false)?
+        .narrow(1, 0, kept)?;
+    let first_group = Tensor::arange(0u32, n as u32, device)?
+        .affine(groups as f64, 0.0)?
+        .reshape((n, 1))?;
+    let values = grouped
+        .index_select(&best.broadcast_add(&first_group)?.flatten_all()?, 0)?
+        .reshape((n, kept * group))?;
+    // The softmax sums, in the host pick's terms: Σ e^(x - max), and Σ e^(x - max) · (x - max)
+    // for the entropy.
+    let max = rows.max_keepdim(1)?;
+    let shifted = rows.broadcast_sub(&max)?;
+    let exps = shifted.exp()?;
+    let sums = [exps.sum_keepdim(1)?, (&exps * &shifted)?.sum_keepdim(1)?];
+    let packed = Tensor::cat(
+        &[
+            &values,
+            &best.to_dtype(DType::F32)?,
+            &max,
+            &sums[0],
+            &sums[1],
+        ],
+        1,
+    )?
+    .to_device(&Device::Cpu)?
+    .to_vec2::<f32>()?;
+    Ok(packed
+        .iter()
+        .map(|row| unpack(row, vocab, group, groups, kept))
+        .collect())
+}
+
+/// One row of the download: `kept` groups of values, the groups' numbers, then max, Σ e and
+/// Σ e · (x - max).
+fn unpack(row: &[f32], vocab: usize, group: usize, groups: usize, kept: usize) -> Candidates {
+    let (values, rest) = row.split_at(kept * group);
+    let (numbers, sums) = rest.split_at(kept);
+    let (mut ids, mut logits) = (Vec::with_capacity(values.len()), Vec::new());
+    for (g, chunk) in numbers.iter().zip(values.chunks(group)) {
+        let first = *g as usize * group;
+        for (id, &logit) in (first..(first + group).min(vocab)).zip(chunk) {
+            ids.push(id as u32);
+            logits.push(logit);
+        }
+    }
+    // The kept groups come by maximum, highest first: the last one's is the bound.
+    let last = &values[(kept - 1) * group..];
+    let bound = if kept == groups {
+        f32::NEG_INFINITY
+    } else {
+        last.iter().copied().fold(f32::NEG_INFINITY, f32::max)
+    };
+    let (max, total, weighted) = (sums[0] as f64, sums[1] as f64, sums[2] as f64);
+    Candidates {
+        ids,
+        logits,
+        bound,
+        vocab,
+        log_sum_exp: max + total.ln(),
+        entropy: (total.ln() - weighted / total).max(0.0) as f32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oneword_sampling::{pick, Seen, Shaping};
+
+    /// Rows of GPT-2's vocabulary: continuous ones, and ones of few values (ties at the bound).
+    fn rows() -> Tensor {
+        let vocab = 50_257u32;
+        let values: Vec<f32> = (0..4u32)
+            .flat_map(|r| {
+                (0..vocab).map(move |i| {
+                    let h = (i ^ (r * 7919)).wrapping_mul(2_654_435_761).rotate_left(11);
+                    match r {
+                        3 => (h % 9) as f32 - 4.0,
+                        _ => (h % 1_000_000) as f32 / 40_000.0 - 12.0,
+                    }
+                })
+            })
+            .collect();
+        Tensor::from_vec(values, (4, vocab as usize), &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn candidates_reduced_with_tensor_ops_give_the_host_pick() {
+        let rows = rows();
+        let reduced = reduce(&rows).unwrap();
+        let seen = Seen::default();
+        let shapings = [
+            Shaping {
+                temperature: 0.0,
+                ..Shaping::default()
+            },
+            Shaping {
+                temperature: 0.8,
+                top_k: Some(40),
+                top_p: Some(0.95),
+                ..Shaping::default()
+            },
+            Shaping {
+                temperature: 1.2,
+                top_k: Some(50),
+                ..Shaping::default()
+            },
+        ];
+        let mut exact = 0;
+        for (r, candidates) in reduced.iter().enumerate() {
+            let row = rows.get(r).unwrap().to_vec1::<f32>().unwrap();
+            assert_eq!(candidates.ids.len(), KEPT_GROUPS * GROUP);
+            for shaping in &shapings {
+                for u in [0.01, 0.5, 0.99] {
+                    let host = pick(&row, shaping, &seen, u, 5);
+                    let Some(got) = candidates.pick(shaping, &seen, u, 5) else {
+                        assert_eq!(r, 3, "row {r}: only ties at the bound may decline");
+                        continue;
+                    };
+                    exact += 1;
+                    assert_eq!(
+                        (got.token, got.rank, &got.shaped_top, got.shaped_logprob),
+                        (host.token, host.rank, &host.shaped_top, host.shaped_logprob),
+                        "row {r}, {shaping:?}, u {u}"
+                    );
+                    let ids = |t: &[(u32, f32)]| t.iter().map(|p| p.0).collect::<Vec<_>>();
+                    assert_eq!(ids(&got.raw_top), ids(&host.raw_top));
+                    // The sums are the device's, in f32.
+                    assert!(
+                        (got.logprob - host.logprob).abs() < 1e-4,
+                        "{got:?} {host:?}"
+                    );
+                    assert!(
+                        (got.entropy - host.entropy).abs() < 1e-4,
+                        "{got:?} {host:?}"
+                    );
+                }
+            }
+        }
+        assert!(exact >= 27, "{exact}");
+    }
+}

@@ -41,6 +41,20 @@ pub fn next_tensor_id() -> usize {
         .expect("candle's TensorId prints as TensorId(n)")
 }
 
+/// A pass of one sequence per cache with its `inputs`, each asking for its last row's
+/// candidates, as the decoder asks on a GPU.
+pub fn candidates_batch<'a>(caches: &'a mut [KvCache], inputs: &'a [Tensor]) -> Vec<Sequence<'a>> {
+    caches
+        .iter_mut()
+        .zip(inputs)
+        .map(|(cache, inputs)| Sequence {
+            inputs,
+            cache,
+            logits: LogitsAt::Candidates,
+        })
+        .collect()
+}
+
 /// The model under test, with its embedding table on the host.
 struct Bench {
     embeddings: Embeddings,
@@ -92,15 +106,7 @@ impl Bench {
                     self.embeddings.embed(&ids, &positions)
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let mut batch: Vec<Sequence<'_>> = group
-                .iter_mut()
-                .zip(&inputs)
-                .map(|(cache, inputs)| Sequence {
-                    inputs,
-                    cache,
-                    logits: LogitsAt::Candidates,
-                })
-                .collect();
+            let mut batch = candidates_batch(group, &inputs);
             next.extend(Self::greedy(self.model.forward_batch_logits(&mut batch)?)?);
         }
         Ok((caches, next))
@@ -113,15 +119,7 @@ impl Bench {
             .zip(next)
             .map(|(cache, &id)| self.embed(id, cache.len()))
             .collect::<Result<Vec<_>>>()?;
-        let mut batch: Vec<Sequence<'_>> = caches
-            .iter_mut()
-            .zip(&inputs)
-            .map(|(cache, inputs)| Sequence {
-                inputs,
-                cache,
-                logits: LogitsAt::Candidates,
-            })
-            .collect();
+        let mut batch = candidates_batch(caches, &inputs);
         let before = next_tensor_id();
         let logits = self.model.forward_batch_logits(&mut batch)?;
         let ops = next_tensor_id() - before - 1;

@@ -8,9 +8,9 @@
 use std::path::Path;
 
 use candle_core::{DType, Device};
-use oneword_model::speed::next_tensor_id;
+use oneword_model::speed::{candidates_batch, next_tensor_id};
 use oneword_model::tiny::{test_device, RandomCheckpoint};
-use oneword_model::{Checkpoint, Embeddings, KvCache, LogitsAt, Sequence, Transformer};
+use oneword_model::{Checkpoint, Embeddings, KvCache, LogitsAt, Transformer};
 
 /// Operations per layer of a decode pass, whatever the number of sequences: layer norms,
 /// products and biases, the scatter of the new keys and values into the pool, and the batched
@@ -68,15 +68,7 @@ impl Model {
             caches.push(cache);
             steps.push(self.embeddings.embed(&[42], &[len as u32]).unwrap());
         }
-        let mut batch: Vec<Sequence<'_>> = caches
-            .iter_mut()
-            .zip(&steps)
-            .map(|(cache, inputs)| Sequence {
-                inputs,
-                cache,
-                logits: LogitsAt::Candidates,
-            })
-            .collect();
+        let mut batch = candidates_batch(&mut caches, &steps);
         let before = next_tensor_id();
         let logits = self.transformer.forward_batch_logits(&mut batch).unwrap();
         let made = next_tensor_id() - before - 1;

@@ -30,6 +30,34 @@ pub struct Plan {
     pub prefill: Vec<usize>,
 }
 
+impl Plan {
+    /// Every count at least 1, and every sequence within the context `window`, before the model
+    /// is loaded.
+    fn check(&self, window: usize) -> Result<()> {
+        let bad = |field: &str, value: usize| {
+            Err(ModelError::Input(format!(
+                "`{field}` must be in [1, {window}] (the context window; prompt and new tokens \
+                 together), got {value}"
+            )))
+        };
+        if let Some(&s) = self.streams.iter().find(|&&s| s == 0) {
+            return Err(ModelError::Input(format!(
+                "`streams` must be at least 1, got {s}"
+            )));
+        }
+        if self.prompt_tokens == 0 || self.prompt_tokens + self.new_tokens > window {
+            return bad("prompt_tokens", self.prompt_tokens);
+        }
+        if self.new_tokens == 0 {
+            return bad("new_tokens", self.new_tokens);
+        }
+        match self.prefill.iter().find(|&&p| p == 0 || p > window) {
+            Some(&p) => bad("prefill", p),
+            None => Ok(()),
+        }
+    }
+}
+
 /// The id the next tensor candle makes will get: every candle operation that makes a tensor
 /// takes one from a global counter, so the difference around a pass counts its operations.
 pub fn next_tensor_id() -> usize {
@@ -166,18 +194,13 @@ impl Bench {
 /// Measures `plan` on the checkpoint in `dir`, with weights in `dtype` on `device`.
 pub fn measure(dir: &Path, device: &Device, dtype: DType, plan: &Plan) -> Result<Value> {
     let checkpoint = Checkpoint::open(dir, dtype, device)?;
+    plan.check(checkpoint.config.n_positions)?;
     let host = Checkpoint::open(dir, DType::F32, &Device::Cpu)?;
     let bench = Bench {
         embeddings: Embeddings::load(&host)?,
         model: Transformer::load(&checkpoint)?,
         vocab: checkpoint.config.vocab_size as u32,
     };
-    let window = checkpoint.config.n_positions;
-    if plan.prompt_tokens + plan.new_tokens > window || plan.prefill.iter().any(|&p| p > window) {
-        return Err(ModelError::Input(format!(
-            "prompts and steps must fit the context window of {window} positions"
-        )));
-    }
     // Warm-up: kernels loaded, libraries' handles made.
     let warm_up = Plan {
         streams: vec![1],
@@ -240,5 +263,13 @@ mod tests {
         };
         let err = measure(dir.path(), &Device::Cpu, DType::F16, &too_long).unwrap_err();
         assert!(err.to_string().contains("1024"), "{err}");
+        let no_steps = Plan {
+            streams: vec![1],
+            prompt_tokens: 5,
+            new_tokens: 0,
+            prefill: vec![],
+        };
+        let err = measure(dir.path(), &Device::Cpu, DType::F16, &no_steps).unwrap_err();
+        assert!(err.to_string().contains("new_tokens"), "{err}");
     }
 }

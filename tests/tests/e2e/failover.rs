@@ -358,12 +358,23 @@ async fn ten_thousand_cancellations_on_one_connection_do_not_trip_the_reset_limi
         });
         futures::future::join_all(calls).await;
         link.thaw();
+        // The burst's requests reach the decoder before their resets do, so for a moment they
+        // fill its request queue and the next call may be told to back off: that is the queue
+        // doing its job. Only a connection the decoder closed fails the test.
         let mut decoder = decoder.clone();
-        if let Err(status) = decoder.info(dec::InfoRequest {}).await {
-            panic!(
-                "after {} cancellations the connection failed: {status:?}",
-                (round + 1) * 500
-            );
+        let mut tries = 0;
+        loop {
+            match decoder.info(dec::InfoRequest {}).await {
+                Ok(_) => break,
+                Err(status) if status.code() == tonic::Code::ResourceExhausted && tries < 50 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(status) => panic!(
+                    "after {} cancellations the connection failed: {status:?}",
+                    (round + 1) * 500
+                ),
+            }
         }
     }
 }

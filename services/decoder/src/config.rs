@@ -88,9 +88,10 @@ pub struct Config {
     )]
     pub prefill_budget_ms: f64,
     /// While streams are decoding, prompt chunks may also add at most this multiple of what a
-    /// pass of the decode rows alone takes: 1 keeps a running stream's time between tokens within
-    /// about twice its usual; more shortens a burst's time to first token at that tail's cost.
-    #[arg(long, env = "ONEWORD_DECODER_PREFILL_STRETCH", default_value_t = 1.0)]
+    /// pass of the decode rows alone takes: 0.75 keeps a running stream's time between tokens
+    /// within about 1.75 times its usual (room under twice it for the hops and the machine's
+    /// noise); more shortens a burst's time to first token at that tail's cost.
+    #[arg(long, env = "ONEWORD_DECODER_PREFILL_STRETCH", default_value_t = 0.75)]
     pub prefill_stretch: f64,
     /// Longest a pass waits for sequences that just got a token to send their next step, in
     /// milliseconds, so that streams share passes (0 = never wait). The wait is also at most

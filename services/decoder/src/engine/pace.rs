@@ -6,10 +6,11 @@
 //!
 //! The budget is the smaller of a fixed one (`--prefill-budget-ms`) and what a decode pass of
 //! every running sequence (those being prefilled too: they decode next) would take, times
-//! `--prefill-stretch` (1 by default). A burst of prompts then makes a running stream wait for
-//! its next token at most about twice what it will wait once the burst decodes too, so the tail
-//! of that time stays within about twice its median however fast the model runs (a fixed
-//! 100 ms beside a 50 ms step had made it three times). Counting the sequences being prefilled
+//! `--prefill-stretch` (0.75 by default). A burst of prompts then makes a running stream wait for
+//! its next token at most about 1.75 times what it will wait once the burst decodes too, so the
+//! tail of that time stays under twice its median however fast the model runs, with room for
+//! the gateway's hops and a noisy machine (a fixed 100 ms beside a 50 ms step had made it three
+//! times; a stretch of 1 put the tail right at twice, and the hops over it). Counting the sequences being prefilled
 //! rather than only those decoding keeps a burst's first tokens from waiting on the few streams
 //! that got theirs first. A larger stretch trades that tail for sooner first tokens.
 //!

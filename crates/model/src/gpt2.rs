@@ -344,6 +344,9 @@ pub struct Transformer {
     /// Where tensor caches keep their keys and values.
     pool: Arc<Pool>,
     device: Device,
+    /// Whether the decoder is to take the GPU's paths (tensor caches, picks from candidates
+    /// reduced with the logits) on the CPU too: see [`Transformer::as_on_a_gpu`].
+    gpu_paths: bool,
 }
 
 impl Transformer {
@@ -374,7 +377,22 @@ impl Transformer {
                 checkpoint.device.clone(),
             )),
             device: checkpoint.device.clone(),
+            gpu_paths: false,
         })
+    }
+
+    /// This model with the paths a GPU takes (tensor caches from the block pool, picks from
+    /// [`LogitsAt::Candidates`]) on whatever device it is: for tests that run the decoder's GPU
+    /// code on the CPU, against the CPU path's answers.
+    #[doc(hidden)]
+    pub fn as_on_a_gpu(mut self) -> Self {
+        self.gpu_paths = true;
+        self
+    }
+
+    /// Whether new caches are host caches (the CPU path).
+    fn host_caches(&self) -> bool {
+        self.lm_head.on_host() && !self.gpu_paths
     }
 
     /// The model's configuration.
@@ -385,7 +403,7 @@ impl Transformer {
     /// Whether the logits are on a GPU, where the decoder picks from [`LogitsAt::Candidates`]
     /// reduced there rather than from whole rows downloaded.
     pub fn logits_on_device(&self) -> bool {
-        !self.device.is_cpu()
+        !self.device.is_cpu() || self.gpu_paths
     }
 
     /// The dtype the weights are in.
@@ -395,7 +413,7 @@ impl Transformer {
 
     /// An empty cache for a new sequence, of the kind this model's device uses.
     pub fn new_cache(&self) -> KvCache {
-        self.cache_of_kind(self.lm_head.on_host())
+        self.cache_of_kind(self.host_caches())
     }
 
     /// An empty cache of candle tensors, the kind GPUs use, whatever the device: for tests that
@@ -421,7 +439,7 @@ impl Transformer {
 
     /// Bytes of keys and values one position takes in a cache (all layers).
     pub fn cache_bytes_per_token(&self) -> usize {
-        let element = if self.lm_head.on_host() {
+        let element = if self.host_caches() {
             self.kv_format.size()
         } else {
             self.dtype.size_in_bytes()
@@ -434,7 +452,7 @@ impl Transformer {
     /// never grows the pool (which copies it). Nothing to do on the CPU path, whose caches take
     /// memory as they grow.
     pub fn reserve_cache(&self, positions: usize, sessions: usize) -> Result<()> {
-        if self.lm_head.on_host() {
+        if self.host_caches() {
             return Ok(());
         }
         self.pool

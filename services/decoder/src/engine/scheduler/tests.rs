@@ -16,10 +16,12 @@ use super::Worker;
 use crate::engine::job::{Job, Limits, StepDone, StepInput};
 use crate::Error;
 
-/// The tiny random GPT-2 (2 layers, width 64), written and loaded once per test process.
-fn model() -> Arc<Transformer> {
-    static MODEL: OnceLock<(tempfile::TempDir, Arc<Transformer>)> = OnceLock::new();
-    MODEL
+/// The tiny random GPT-2 (2 layers, width 64), written and loaded once per test process: as the
+/// CPU runs it, and as a GPU would (tensor caches, picks from candidates; see
+/// [`Transformer::as_on_a_gpu`]).
+fn models() -> &'static [Arc<Transformer>; 2] {
+    static MODELS: OnceLock<(tempfile::TempDir, [Arc<Transformer>; 2])> = OnceLock::new();
+    &MODELS
         .get_or_init(|| {
             let dir = tempfile::tempdir().unwrap();
             let tokenizer =
@@ -27,12 +29,18 @@ fn model() -> Arc<Transformer> {
             oneword_model::tiny::RandomCheckpoint::tiny()
                 .write(dir.path(), &tokenizer)
                 .unwrap();
-            let checkpoint = Checkpoint::open(dir.path(), DType::F32, &Device::Cpu).unwrap();
-            let model = Transformer::load(&checkpoint).unwrap();
-            (dir, Arc::new(model))
+            let load = || {
+                let checkpoint = Checkpoint::open(dir.path(), DType::F32, &Device::Cpu).unwrap();
+                Transformer::load(&checkpoint).unwrap()
+            };
+            let models = [Arc::new(load()), Arc::new(load().as_on_a_gpu())];
+            (dir, models)
         })
         .1
-        .clone()
+}
+
+fn model() -> Arc<Transformer> {
+    models()[0].clone()
 }
 
 /// Limits small enough to reach: KV-cache positions are reserved in blocks of 16 on the CPU.
@@ -524,4 +532,87 @@ fn a_full_waiting_queue_refuses_more_steps_at_once() {
     assert!(message.contains("already waiting"), "{message}");
     // The head has waited nothing yet: it is settled within the whole queue wait.
     assert_eq!(retry_after, limits().max_queue_wait);
+}
+
+/// The GPU's way through passes (caches from the block pool, each pick made from the candidates
+/// reduced with the logits, the whole row fetched only when they cannot tell) picks what the
+/// CPU's way picks from whole rows: same token, rank and top list, log-probabilities within
+/// the two paths' float differences. Both run here, on the CPU.
+#[test]
+fn the_gpu_path_picks_from_candidates_what_the_cpu_path_picks_from_rows() {
+    let shaped = |temperature, top_k, top_p, frequency_penalty| Shaping {
+        temperature,
+        top_k,
+        top_p,
+        frequency_penalty,
+        ..Shaping::default()
+    };
+    let cases = [
+        ("greedy", shaped(0.0, None, None, 0.0), 0.0),
+        ("top-k at 0.8", shaped(0.8, Some(40), None, 0.0), 0.37),
+        (
+            "top-p alone (the row decides)",
+            shaped(0.8, None, Some(0.9), 0.0),
+            0.61,
+        ),
+        (
+            "a penalty (the row decides)",
+            shaped(0.0, None, None, 0.5),
+            0.0,
+        ),
+    ];
+    let embeddings = |start: usize, rows: usize| {
+        let values = (start * 64..(start + rows) * 64).map(|i| (i as f32 * 0.37).sin());
+        Tensor::from_iter(values, &Device::Cpu)
+            .and_then(|t| t.reshape((rows, 64)))
+            .unwrap()
+    };
+    for (case, shaping, u) in cases {
+        let picks = models().clone().map(|model| {
+            let gpu = model.logits_on_device();
+            let mut w = Worker::new(model.clone(), limits(), Clock::manual(), None);
+            // A prompt of 5, then 3 steps of one row.
+            let mut picks = Vec::new();
+            for (start, rows) in [(0, 5), (5, 1), (6, 1), (7, 1)] {
+                let mut input = penalized(step("s", start, rows), &[1, 2, 3], 0.0);
+                if start > 0 {
+                    input.history = None;
+                }
+                input.embeddings = embeddings(start, rows);
+                let sampling = input.sampling.as_mut().unwrap();
+                (sampling.shaping, sampling.u, sampling.top_n) = (Some(shaping.clone()), u, 5);
+                let mut answer = send(&mut w, vec![input]);
+                settle(&mut w);
+                picks.push(answered(&mut answer).unwrap().outputs.remove(0).picked);
+            }
+            assert_eq!(
+                model.cache_blocks_in_use() > 0,
+                gpu,
+                "{case}: the cache's kind"
+            );
+            assert_eq!(release(&mut w, &["s"]), 1);
+            assert_eq!(
+                model.cache_blocks_in_use(),
+                0,
+                "{case}: blocks left in the pool"
+            );
+            picks
+        });
+        for (step, (cpu, gpu)) in picks[0].iter().zip(&picks[1]).enumerate() {
+            let (cpu, gpu) = (&cpu.as_ref().unwrap().pick, &gpu.as_ref().unwrap().pick);
+            let ids = |top: &[(u32, f32)]| top.iter().map(|&(id, _)| id).collect::<Vec<_>>();
+            assert_eq!(
+                (cpu.token, cpu.rank, ids(&cpu.raw_top), ids(&cpu.shaped_top)),
+                (gpu.token, gpu.rank, ids(&gpu.raw_top), ids(&gpu.shaped_top)),
+                "{case}, step {step}"
+            );
+            for (a, b) in [
+                (cpu.logprob, gpu.logprob),
+                (cpu.shaped_logprob, gpu.shaped_logprob),
+                (cpu.entropy, gpu.entropy),
+            ] {
+                assert!((a - b).abs() < 1e-3, "{case}, step {step}: {a} against {b}");
+            }
+        }
+    }
 }

@@ -14,6 +14,33 @@ use oneword_sampling::Candidates;
 
 use crate::ModelError;
 
+/// One sequence's logits, as [`crate::Transformer::forward_batch_logits`] returns them.
+pub enum Logits {
+    /// f32 rows on the host, `[vocab]` for [`crate::LogitsAt::Last`], `[n_new, vocab]` for
+    /// [`crate::LogitsAt::All`].
+    Rows(Tensor),
+    /// For [`crate::LogitsAt::Candidates`]; the whole row stays on the device in case the pick
+    /// needs it.
+    Candidates(Candidates, DeviceRow),
+}
+
+/// One row of logits left on the device.
+pub struct DeviceRow {
+    pub(crate) rows: Tensor,
+    pub(crate) index: usize,
+}
+
+impl DeviceRow {
+    /// The row, downloaded.
+    pub fn download(&self) -> Result<Vec<f32>> {
+        Ok(self
+            .rows
+            .get(self.index)?
+            .to_device(&Device::Cpu)?
+            .to_vec1()?)
+    }
+}
+
 type Result<T> = std::result::Result<T, ModelError>;
 
 /// Tokens per group, at least: larger for vocabularies of over 64 · 1024 tokens, so that a row's

@@ -18,6 +18,7 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{LayerNorm, VarBuilder};
 
 use crate::attention::Attention;
+use crate::candidates::{DeviceRow, Logits};
 use crate::host;
 use crate::host::Activation;
 use crate::kv_cache::{HostLayer, KvFormat, Store};
@@ -296,32 +297,6 @@ pub enum LogitsAt {
     /// The last new position's most likely tokens and softmax sums, reduced on the device
     /// ([`crate::candidates`]): what the decoder picks from on a GPU, instead of a whole row.
     Candidates,
-}
-
-/// One sequence's logits, as [`Transformer::forward_batch_logits`] returns them.
-pub enum Logits {
-    /// f32 rows on the host, `[vocab]` for [`LogitsAt::Last`], `[n_new, vocab]` for
-    /// [`LogitsAt::All`].
-    Rows(Tensor),
-    /// For [`LogitsAt::Candidates`]; the whole row stays on the device in case the pick needs it.
-    Candidates(oneword_sampling::Candidates, DeviceRow),
-}
-
-/// One row of logits left on the device.
-pub struct DeviceRow {
-    rows: Tensor,
-    index: usize,
-}
-
-impl DeviceRow {
-    /// The row, downloaded.
-    pub fn download(&self) -> Result<Vec<f32>> {
-        Ok(self
-            .rows
-            .get(self.index)?
-            .to_device(&Device::Cpu)?
-            .to_vec1()?)
-    }
 }
 
 /// One sequence's part of a batched forward pass.

@@ -26,9 +26,10 @@ pub mod wire;
 
 use std::path::PathBuf;
 
+pub use candidates::{DeviceRow, Logits};
 pub use checkpoint::{free_memory, load_device, Checkpoint, WeightFormat};
 pub use embeddings::Embeddings;
-pub use gpt2::{DeviceRow, Logits, LogitsAt, Sequence, Transformer};
+pub use gpt2::{LogitsAt, Sequence, Transformer};
 pub use inspect::{Inspection, BLOCK_MATRICES};
 pub use kv_cache::{KvCache, KvFormat};
 pub use narrow::{PackedNarrow, PackedQ8};

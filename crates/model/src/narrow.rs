@@ -18,7 +18,8 @@ use pulp::Simd;
 use rayon::prelude::*;
 
 use crate::packed::{
-    by_panels, f32_tiles, panel_width, tile_rows, with_tile_rows, HostMatrix, Matrix, Shape,
+    by_panels, f32_tiles, panel_width, tile_rows, with_tile_rows, Aligned, HostMatrix, Matrix,
+    Shape,
 };
 use crate::ModelError;
 
@@ -201,7 +202,7 @@ pub struct PackedNarrow<F: Format> {
     n: usize,
     width: usize,
     /// `[panel][k][width]`.
-    stored: Vec<F::Stored>,
+    stored: Aligned<F::Stored>,
     /// `[panel][k.div_ceil(F::BLOCK)][width]`.
     scales: Vec<f32>,
     format: PhantomData<F>,
@@ -215,7 +216,7 @@ impl<F: Format> PackedNarrow<F> {
     pub fn new(w: Matrix) -> Result<Self, ModelError> {
         let (k, n, width) = (w.inputs(), w.outputs(), panel_width());
         let (panels, blocks) = (n.div_ceil(width), k.div_ceil(F::BLOCK));
-        let mut stored = vec![F::Stored::default(); panels * k * width];
+        let mut stored = Aligned::zeroed(panels * k * width);
         let mut scales = vec![0f32; panels * blocks * width];
         stored
             .par_chunks_mut(k * width)

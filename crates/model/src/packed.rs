@@ -16,6 +16,10 @@
 //! on AVX-512. Threads take whole panels, so at one row both cores stream disjoint bands of the
 //! weights, and at 32 rows they share the arithmetic.
 
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+
+use pulp::bytemuck::{Pod, Zeroable};
 use pulp::{Simd, WithSimd};
 use rayon::prelude::*;
 
@@ -90,7 +94,53 @@ pub struct Packed {
     /// Columns per panel.
     width: usize,
     /// `[n.div_ceil(width)][k][width]`.
-    panels: Vec<f32>,
+    panels: Aligned<f32>,
+}
+
+/// Weights whose first element starts a cache line, so that each of a panel's 64-byte loads
+/// reads one line rather than straddling two: the allocator's large blocks start 16 bytes into
+/// a page. Streaming a 768 × 2304 matrix in panels from memory, two threads, measured 27.0 GB/s
+/// aligned against 24.7 at that offset on the Xeon.
+#[derive(Clone)]
+pub(crate) struct Aligned<T> {
+    lines: Vec<Line>,
+    len: usize,
+    element: PhantomData<T>,
+}
+
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([u8; 64]);
+
+// SAFETY: 64 bytes without padding, and every bit pattern is a valid `Line`.
+unsafe impl Zeroable for Line {}
+// SAFETY: as above; `Line` is `Copy` and `repr(C)`.
+unsafe impl Pod for Line {}
+
+impl<T: Pod> Aligned<T> {
+    /// `len` zeroed elements.
+    pub(crate) fn zeroed(len: usize) -> Self {
+        let lines = (len * std::mem::size_of::<T>()).div_ceil(64);
+        Aligned {
+            lines: vec![Line([0; 64]); lines],
+            len,
+            element: PhantomData,
+        }
+    }
+}
+
+impl<T: Pod> Deref for Aligned<T> {
+    type Target = [T];
+
+    fn deref(&self) -> &[T] {
+        &pulp::bytemuck::cast_slice(&self.lines)[..self.len]
+    }
+}
+
+impl<T: Pod> DerefMut for Aligned<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        &mut pulp::bytemuck::cast_slice_mut(&mut self.lines)[..self.len]
+    }
 }
 
 /// A weight matrix the CPU path multiplies: f32 [`Packed`], or a narrow format
@@ -160,7 +210,7 @@ impl Packed {
     /// Packs `w` into panels.
     pub fn new(w: Matrix) -> Self {
         let (k, n, width) = (w.k, w.n, panel_width());
-        let mut panels = vec![0f32; n.div_ceil(width) * k * width];
+        let mut panels = Aligned::zeroed(n.div_ceil(width) * k * width);
         panels
             .par_chunks_mut(k * width)
             .enumerate()
@@ -519,6 +569,21 @@ pub(crate) mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn weights_start_on_a_cache_line_and_hold_what_was_written() {
+        let mut floats = Aligned::<f32>::zeroed(1001);
+        let bytes = Aligned::<i8>::zeroed(77);
+        let halves = Aligned::<u16>::zeroed(5);
+        assert_eq!(floats.as_ptr() as usize % 64, 0);
+        assert_eq!(bytes.as_ptr() as usize % 64, 0);
+        assert_eq!(halves.as_ptr() as usize % 64, 0);
+        assert_eq!((floats.len(), bytes.len(), halves.len()), (1001, 77, 5));
+        assert!(floats.iter().all(|&v| v == 0.0));
+        floats[1000] = 2.5;
+        let copy = floats.clone();
+        assert_eq!((copy[1000], copy.as_ptr() as usize % 64), (2.5, 0));
     }
 
     #[test]

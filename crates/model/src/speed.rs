@@ -34,10 +34,9 @@ impl Plan {
     /// Every count at least 1, and every sequence within the context `window`, before the model
     /// is loaded.
     fn check(&self, window: usize) -> Result<()> {
-        let bad = |field: &str, value: usize| {
+        let bad = |field: &str, value: usize, most: usize, why: &str| {
             Err(ModelError::Input(format!(
-                "`{field}` must be in [1, {window}] (the context window; prompt and new tokens \
-                 together), got {value}"
+                "`{field}` must be in [1, {most}]{why}, got {value}"
             )))
         };
         if let Some(&s) = self.streams.iter().find(|&&s| s == 0) {
@@ -45,14 +44,18 @@ impl Plan {
                 "`streams` must be at least 1, got {s}"
             )));
         }
-        if self.prompt_tokens == 0 || self.prompt_tokens + self.new_tokens > window {
-            return bad("prompt_tokens", self.prompt_tokens);
+        // Prompt and new tokens share the context window; each leaves at least one to the other.
+        let shared = format!(" (the context window of {window} less the other's tokens)");
+        let most_prompt = window.saturating_sub(self.new_tokens.max(1));
+        if self.prompt_tokens == 0 || self.prompt_tokens > most_prompt {
+            return bad("prompt_tokens", self.prompt_tokens, most_prompt, &shared);
         }
-        if self.new_tokens == 0 {
-            return bad("new_tokens", self.new_tokens);
+        let most_new = window - self.prompt_tokens;
+        if self.new_tokens == 0 || self.new_tokens > most_new {
+            return bad("new_tokens", self.new_tokens, most_new, &shared);
         }
         match self.prefill.iter().find(|&&p| p == 0 || p > window) {
-            Some(&p) => bad("prefill", p),
+            Some(&p) => bad("prefill", p, window, " (the context window)"),
             None => Ok(()),
         }
     }
@@ -271,5 +274,18 @@ mod tests {
         };
         let err = measure(dir.path(), &Device::Cpu, DType::F16, &no_steps).unwrap_err();
         assert!(err.to_string().contains("new_tokens"), "{err}");
+        // A prompt that leaves no room for the steps names the range that would fit.
+        let no_room = Plan {
+            streams: vec![1],
+            prompt_tokens: 1000,
+            new_tokens: 100,
+            prefill: vec![],
+        };
+        let err = measure(dir.path(), &Device::Cpu, DType::F16, &no_room).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("`prompt_tokens` must be in [1, 924]"),
+            "{err}"
+        );
     }
 }

@@ -10,9 +10,10 @@
 //! its next token at most about 1.75 times what it will wait once the burst decodes too, so the
 //! tail of that time stays under twice its median however fast the model runs, with room for
 //! the gateway's hops and a noisy machine (a fixed 100 ms beside a 50 ms step had made it three
-//! times; a stretch of 1 put the tail right at twice, and the hops over it). Counting the sequences being prefilled
-//! rather than only those decoding keeps a burst's first tokens from waiting on the few streams
-//! that got theirs first. A larger stretch trades that tail for sooner first tokens.
+//! times; a stretch of 1 put the tail right at twice, and the hops over it). Counting the
+//! sequences being prefilled rather than only those decoding keeps a burst's first tokens from
+//! waiting on the few streams that got theirs first. A larger stretch trades that tail for sooner
+//! first tokens.
 //!
 //! What a pass costs is fitted to the passes run: `seconds ≈ fixed + decode_rows · a +
 //! prompt_rows · b` by least squares over recent passes (older ones count less). `fixed` is what

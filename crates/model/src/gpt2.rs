@@ -485,8 +485,14 @@ impl Transformer {
         // The pass runs on one of rayon's threads. Called from another thread, each of its ~80
         // parallel loops would be handed to the pool and that thread put to sleep until the loop
         // ends: a futex wake per product, about a tenth of a one-stream step. From inside the
-        // pool the caller takes part in every loop instead, and waits once per pass.
-        let result = rayon::scope(|_| self.run(batch));
+        // pool the caller takes part in every loop instead, and waits once per pass. On the host
+        // the other threads also spin for work between the loops instead of sleeping (`awake`);
+        // a device's pass leaves them asleep while it waits for the device.
+        let host = self.host_path(batch)?;
+        let result = match host {
+            true => crate::awake::with_partners(|| self.run(batch, host)),
+            false => rayon::scope(|_| self.run(batch, host)),
+        };
         if result.is_err() {
             for (s, &len) in batch.iter_mut().zip(&before) {
                 s.cache.truncate(len);
@@ -539,12 +545,12 @@ impl Transformer {
         Ok(all_host && self.lm_head.on_host())
     }
 
-    fn run(&self, batch: &mut [Sequence<'_>]) -> Result<Vec<Option<Logits>>> {
+    fn run(&self, batch: &mut [Sequence<'_>], host: bool) -> Result<Vec<Option<Logits>>> {
         let rows: Vec<usize> = batch
             .iter()
             .map(|s| s.inputs.dim(0))
             .collect::<candle_core::Result<_>>()?;
-        let hidden = if self.host_path(batch)? {
+        let hidden = if host {
             self.blocks_host(batch, &rows)?
         } else {
             self.blocks_tensor(batch, &rows)?

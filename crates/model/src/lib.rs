@@ -5,6 +5,7 @@
 //! (a BERT) whose vectors similarity search uses.
 
 mod attention;
+mod awake;
 mod bert;
 pub mod candidates;
 pub mod checkpoint;

@@ -98,6 +98,18 @@ impl Bench {
         self.embeddings.embed(&[id], &[position as u32])
     }
 
+    /// A pass of one sequence per cache, each asking for its last row's logits as the decoder
+    /// asks on this model's device: as candidates where the device reduces them, else the row.
+    fn batch<'a>(&self, caches: &'a mut [KvCache], inputs: &'a [Tensor]) -> Vec<Sequence<'a>> {
+        let mut batch = candidates_batch(caches, inputs);
+        if !self.model.logits_on_device() {
+            for s in &mut batch {
+                s.logits = LogitsAt::Last;
+            }
+        }
+        batch
+    }
+
     /// Greedy picks from each sequence's candidates, or its whole row where they cannot tell.
     fn greedy(logits: Vec<Option<Logits>>) -> Result<Vec<u32>> {
         let shaping = Shaping {
@@ -137,7 +149,7 @@ impl Bench {
                     self.embeddings.embed(&ids, &positions)
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let mut batch = candidates_batch(group, &inputs);
+            let mut batch = self.batch(group, &inputs);
             next.extend(Self::greedy(self.model.forward_batch_logits(&mut batch)?)?);
         }
         Ok((caches, next))
@@ -150,7 +162,7 @@ impl Bench {
             .zip(next)
             .map(|(cache, &id)| self.embed(id, cache.len()))
             .collect::<Result<Vec<_>>>()?;
-        let mut batch = candidates_batch(caches, &inputs);
+        let mut batch = self.batch(caches, &inputs);
         let before = next_tensor_id();
         let logits = self.model.forward_batch_logits(&mut batch)?;
         let ops = next_tensor_id() - before - 1;

@@ -106,6 +106,24 @@ mod tests {
     }
 
     #[test]
+    fn a_pass_that_panics_passes_the_panic_on_and_the_pool_goes_on() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let caught = pool.install(|| {
+            std::panic::catch_unwind(|| {
+                with_partners(|| -> u64 {
+                    (0..1_000u64).into_par_iter().sum::<u64>();
+                    panic!("a pass that fails")
+                })
+            })
+        });
+        assert!(caught.is_err());
+        assert_eq!(pool.install(|| with_partners(|| work(10))), work(10));
+    }
+
+    #[test]
     fn a_pass_outside_any_pool_runs_and_returns_its_result() {
         assert_eq!(
             with_partners(|| (0..1000u32).into_par_iter().sum::<u32>()),

@@ -28,7 +28,7 @@ use std::arch::x86_64::*;
 use rayon::prelude::*;
 
 use crate::narrow::{Format, Q8_0};
-use crate::packed::{by_panels, prefetch, HostMatrix, Matrix, Shape, Tiles, PREFETCH_AHEAD};
+use crate::packed::{by_panels, prefetch_ahead, HostMatrix, Matrix, Shape, Tiles};
 use pulp::bytemuck::{cast_slice, cast_slice_mut};
 
 /// Outputs per panel: two registers of 16 lanes.
@@ -332,7 +332,7 @@ unsafe fn q8_tile<const R: usize>(rows: RowTile, panel: &Q8Panel, out: &mut [f32
         }
         for q in b * words_per_block..(b + 1) * words_per_block {
             let w = panel.weights.as_ptr().add(q * WIDTH * QUAD);
-            prefetch_pair(w.cast());
+            prefetch_ahead(w.cast(), 128);
             let w = [
                 _mm512_loadu_si512(w.cast()),
                 _mm512_loadu_si512(w.add(64).cast()),
@@ -357,15 +357,6 @@ unsafe fn q8_tile<const R: usize>(rows: RowTile, panel: &Q8Panel, out: &mut [f32
         _mm512_storeu_ps(out.as_mut_ptr().add(r * WIDTH), sums[0]);
         _mm512_storeu_ps(out.as_mut_ptr().add(r * WIDTH + 16), sums[1]);
     }
-}
-
-/// Asks for the two cache lines [`PREFETCH_AHEAD`] bytes past `w`, where a panel's loads of two
-/// registers will be (see there).
-#[inline(always)]
-fn prefetch_pair(w: *const u8) {
-    let ahead = w.wrapping_add(PREFETCH_AHEAD);
-    prefetch(ahead);
-    prefetch(ahead.wrapping_add(64));
 }
 
 /// bf16 weights for `vdpbf16ps`.
@@ -534,7 +525,7 @@ unsafe fn bf16_tile<const R: usize>(pairs: &[u32], weights: &[u16], out: &mut [f
     let mut sums = [[_mm512_setzero_ps(); 2]; R];
     for q in 0..weights.len() / (2 * WIDTH) {
         let w = weights.as_ptr().add(q * 2 * WIDTH);
-        prefetch_pair(w.cast());
+        prefetch_ahead(w.cast(), 128);
         let w: [__m512bh; 2] = [
             as_bf16(_mm512_loadu_si512(w.cast())),
             as_bf16(_mm512_loadu_si512(w.add(WIDTH).cast())),

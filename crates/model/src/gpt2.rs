@@ -489,9 +489,10 @@ impl Transformer {
         // the other threads also spin for work between the loops instead of sleeping (`awake`);
         // a device's pass leaves them asleep while it waits for the device.
         let host = self.host_path(batch)?;
-        let result = match host {
-            true => crate::awake::with_partners(|| self.run(batch, host)),
-            false => rayon::scope(|_| self.run(batch, host)),
+        let result = if host {
+            crate::awake::with_partners(|| self.run(batch, host))
+        } else {
+            rayon::scope(|_| self.run(batch, host))
         };
         if result.is_err() {
             for (s, &len) in batch.iter_mut().zip(&before) {

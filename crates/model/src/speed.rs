@@ -72,16 +72,20 @@ pub fn next_tensor_id() -> usize {
         .expect("candle's TensorId prints as TensorId(n)")
 }
 
-/// A pass of one sequence per cache with its `inputs`, each asking for its last row's
-/// candidates, as the decoder asks on a GPU.
-pub fn candidates_batch<'a>(caches: &'a mut [KvCache], inputs: &'a [Tensor]) -> Vec<Sequence<'a>> {
+/// A pass of one sequence per cache with its `inputs`, each asking for its logits `at` (the
+/// decoder asks for [`LogitsAt::Candidates`] on a GPU, [`LogitsAt::Last`] on the CPU).
+pub fn one_sequence_per_cache<'a>(
+    caches: &'a mut [KvCache],
+    inputs: &'a [Tensor],
+    at: LogitsAt,
+) -> Vec<Sequence<'a>> {
     caches
         .iter_mut()
         .zip(inputs)
         .map(|(cache, inputs)| Sequence {
             inputs,
             cache,
-            logits: LogitsAt::Candidates,
+            logits: at,
         })
         .collect()
 }
@@ -101,13 +105,12 @@ impl Bench {
     /// A pass of one sequence per cache, each asking for its last row's logits as the decoder
     /// asks on this model's device: as candidates where the device reduces them, else the row.
     fn batch<'a>(&self, caches: &'a mut [KvCache], inputs: &'a [Tensor]) -> Vec<Sequence<'a>> {
-        let mut batch = candidates_batch(caches, inputs);
-        if !self.model.logits_on_device() {
-            for s in &mut batch {
-                s.logits = LogitsAt::Last;
-            }
-        }
-        batch
+        let at = if self.model.logits_on_device() {
+            LogitsAt::Candidates
+        } else {
+            LogitsAt::Last
+        };
+        one_sequence_per_cache(caches, inputs, at)
     }
 
     /// Greedy picks from each sequence's candidates, or its whole row where they cannot tell.

@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use candle_core::{DType, Device};
-use oneword_model::speed::{candidates_batch, next_tensor_id};
+use oneword_model::speed::{next_tensor_id, one_sequence_per_cache};
 use oneword_model::tiny::{test_device, RandomCheckpoint};
 use oneword_model::{Checkpoint, Embeddings, KvCache, LogitsAt, Transformer};
 
@@ -68,7 +68,7 @@ impl Model {
             caches.push(cache);
             steps.push(self.embeddings.embed(&[42], &[len as u32]).unwrap());
         }
-        let mut batch = candidates_batch(&mut caches, &steps);
+        let mut batch = one_sequence_per_cache(&mut caches, &steps, LogitsAt::Candidates);
         let before = next_tensor_id();
         let logits = self.transformer.forward_batch_logits(&mut batch).unwrap();
         let made = next_tensor_id() - before - 1;

@@ -7,7 +7,8 @@
 //!
 //! A constant number of operations whatever the number of rows: group maxima, one sort of them
 //! per row (a few hundred values: within what candle's GPU sort handles in one block), a gather
-//! of the kept groups, the sums, and one download.
+//! of the kept groups, the sums, each group's mass at the row's temperature (for a nucleus's
+//! end), and one download.
 
 use candle_core::{DType, Device, Tensor};
 use oneword_sampling::Candidates;
@@ -49,11 +50,16 @@ const GROUP: usize = 64;
 /// Groups listed per row: their tokens include the row's 64 most likely.
 const KEPT_GROUPS: usize = 64;
 
-/// `rows` `[n, vocab]` f32, on any device, reduced there; one [`Candidates`] per row.
-pub fn reduce(rows: &Tensor) -> Result<Vec<Candidates>> {
+/// `rows` `[n, vocab]` f32, on any device, reduced there; one [`Candidates`] per row, with its
+/// masses at its `temperatures` (0, greedy, takes them at 1).
+pub fn reduce(rows: &Tensor, temperatures: &[f32]) -> Result<Vec<Candidates>> {
     let rows = rows.to_dtype(DType::F32)?;
     let (n, vocab) = rows.dims2()?;
     let device = rows.device();
+    let temperatures: Vec<f32> = temperatures
+        .iter()
+        .map(|&t| if t > 0.0 { t } else { 1.0 })
+        .collect();
     let mut group = GROUP;
     while vocab.div_ceil(group) > 1024 {
         group *= 2;
@@ -92,6 +98,7 @@ pub fn reduce(rows: &Tensor) -> Result<Vec<Candidates>> {
             &max,
             &sums[0],
             &sums[1],
+            &masses_at(&padded, &temperatures, group)?,
         ],
         1,
     )?
@@ -99,15 +106,44 @@ pub fn reduce(rows: &Tensor) -> Result<Vec<Candidates>> {
     .to_vec2::<f32>()?;
     Ok(packed
         .iter()
-        .map(|row| unpack(row, vocab, group, groups, kept))
+        .zip(temperatures)
+        .map(|(row, temperature)| unpack(row, vocab, group, groups, kept, temperature))
         .collect())
 }
 
-/// One row of the download: `kept` groups of values, the groups' numbers, then max, Σ e and
-/// Σ e · (x - max).
-fn unpack(row: &[f32], vocab: usize, group: usize, groups: usize, kept: usize) -> Candidates {
+/// Σ exp(s − max) per group of `padded` `[n, groups · group]`, with s = x / t and `max` the
+/// row's largest s, then Σ exp(s − max) · (s − max) over the row: the row's mass at its
+/// temperature in pieces small enough that their f32 rounding is bounded
+/// ([`Candidates::group_masses`]), and what its entropy needs. s − max is computed as the host's
+/// pick computes it (the same f32 product by 1 / t, the same difference), so that only `exp`
+/// and the summation differ.
+fn masses_at(padded: &Tensor, temperatures: &[f32], group: usize) -> Result<Tensor> {
+    let (n, width) = padded.dims2()?;
+    let inverse: Vec<f32> = temperatures.iter().map(|&t| 1.0 / t).collect();
+    let inverse = Tensor::from_vec(inverse, (n, 1), padded.device())?;
+    let scaled = padded.broadcast_mul(&inverse)?;
+    let shifted = scaled.broadcast_sub(&scaled.max_keepdim(1)?)?;
+    let exps = shifted.exp()?;
+    // Padding is -inf: no mass, and no term (0 · -inf would be NaN).
+    let weighted = (&exps * shifted.maximum(f32::MIN)?)?.sum_keepdim(1)?;
+    let groups = exps.reshape((n, width / group, group))?.sum(2)?;
+    Ok(Tensor::cat(&[&groups, &weighted], 1)?)
+}
+
+/// One row of the download: `kept` groups of values, the groups' numbers, then max, Σ e,
+/// Σ e · (x - max), and at `temperature` the groups' masses and Σ e · (s - max).
+fn unpack(
+    row: &[f32],
+    vocab: usize,
+    group: usize,
+    groups: usize,
+    kept: usize,
+    temperature: f32,
+) -> Candidates {
     let (values, rest) = row.split_at(kept * group);
-    let (numbers, sums) = rest.split_at(kept);
+    let (numbers, rest) = rest.split_at(kept);
+    let (sums, rest) = rest.split_at(3);
+    let (group_masses, weighted_mass) = rest.split_at(groups);
     let (mut ids, mut logits) = (Vec::with_capacity(values.len()), Vec::new());
     for (g, chunk) in numbers.iter().zip(values.chunks(group)) {
         let first = *g as usize * group;
@@ -131,6 +167,10 @@ fn unpack(row: &[f32], vocab: usize, group: usize, groups: usize, kept: usize) -
         vocab,
         log_sum_exp: max + total.ln(),
         entropy: (total.ln() - weighted / total).max(0.0) as f32,
+        temperature,
+        group_masses: group_masses.to_vec(),
+        group,
+        weighted_mass: weighted_mass[0],
     }
 }
 
@@ -139,27 +179,29 @@ mod tests {
     use super::*;
     use oneword_sampling::{pick, Seen, Shaping};
 
-    /// Rows of GPT-2's vocabulary: continuous ones, and ones of few values (ties at the bound).
+    /// Rows of GPT-2's vocabulary: continuous ones, one of few values (ties at the bound), and
+    /// one where a few dozen tokens hold most of the mass, as a language model's rows do.
     fn rows() -> Tensor {
         let vocab = 50_257u32;
-        let values: Vec<f32> = (0..4u32)
+        let values: Vec<f32> = (0..5u32)
             .flat_map(|r| {
                 (0..vocab).map(move |i| {
                     let h = (i ^ (r * 7919)).wrapping_mul(2_654_435_761).rotate_left(11);
+                    let spread = (h % 1_000_000) as f32 / 40_000.0 - 12.0;
                     match r {
                         3 => (h % 9) as f32 - 4.0,
-                        _ => (h % 1_000_000) as f32 / 40_000.0 - 12.0,
+                        4 if i % 1_999 == 0 => spread + 20.0,
+                        _ => spread,
                     }
                 })
             })
             .collect();
-        Tensor::from_vec(values, (4, vocab as usize), &Device::Cpu).unwrap()
+        Tensor::from_vec(values, (5, vocab as usize), &Device::Cpu).unwrap()
     }
 
     #[test]
     fn candidates_reduced_with_tensor_ops_give_the_host_pick() {
         let rows = rows();
-        let reduced = reduce(&rows).unwrap();
         let seen = Seen::default();
         let shapings = [
             Shaping {
@@ -177,26 +219,64 @@ mod tests {
                 top_k: Some(50),
                 ..Shaping::default()
             },
+            // Nuclei of the whole row, which end where the device's masses say.
+            Shaping {
+                temperature: 0.005,
+                top_p: Some(0.9),
+                ..Shaping::default()
+            },
+            Shaping {
+                temperature: 1.0,
+                top_p: Some(0.0002),
+                ..Shaping::default()
+            },
+            // The whole row, at the drawn point's group.
+            Shaping::default(),
+            Shaping {
+                temperature: 0.7,
+                ..Shaping::default()
+            },
         ];
-        let mut exact = 0;
-        for (r, candidates) in reduced.iter().enumerate() {
-            let row = rows.get(r).unwrap().to_vec1::<f32>().unwrap();
-            assert_eq!(candidates.ids.len(), KEPT_GROUPS * GROUP);
-            for shaping in &shapings {
+        let (mut exact, mut nuclei, mut whole) = (0, 0, 0);
+        for shaping in &shapings {
+            let sampled_whole =
+                shaping.temperature > 0.0 && shaping.top_p.is_none() && shaping.top_k.is_none();
+            let reduced = reduce(&rows, &[shaping.temperature; 5]).unwrap();
+            for (r, candidates) in reduced.iter().enumerate() {
+                let row = rows.get(r).unwrap().to_vec1::<f32>().unwrap();
+                assert_eq!(candidates.ids.len(), KEPT_GROUPS * GROUP);
                 for u in [0.01, 0.5, 0.99] {
                     let host = pick(&row, shaping, &seen, u, 5);
                     let Some(got) = candidates.pick(shaping, &seen, u, 5) else {
-                        assert_eq!(r, 3, "row {r}: only ties at the bound may decline");
+                        // A token drawn from the whole row may lie among the unlisted.
+                        assert!(
+                            r == 3 || sampled_whole,
+                            "row {r}: only ties at the bound may decline"
+                        );
                         continue;
                     };
                     exact += 1;
+                    nuclei += usize::from(shaping.top_k.is_none() && shaping.temperature > 0.0);
+                    whole += usize::from(sampled_whole);
+                    let ids = |t: &[(u32, f32)]| t.iter().map(|p| p.0).collect::<Vec<_>>();
                     assert_eq!(
-                        (got.token, got.rank, &got.shaped_top, got.shaped_logprob),
-                        (host.token, host.rank, &host.shaped_top, host.shaped_logprob),
+                        (got.token, got.rank, ids(&got.shaped_top)),
+                        (host.token, host.rank, ids(&host.shaped_top)),
                         "row {r}, {shaping:?}, u {u}"
                     );
-                    let ids = |t: &[(u32, f32)]| t.iter().map(|p| p.0).collect::<Vec<_>>();
                     assert_eq!(ids(&got.raw_top), ids(&host.raw_top));
+                    // The whole row's shaped numbers come from the device's masses.
+                    let shaped = |p: &oneword_sampling::Pick| {
+                        let mut all = vec![p.shaped_logprob, p.shaped_entropy];
+                        all.extend(p.shaped_top.iter().map(|t| t.1));
+                        all
+                    };
+                    for (a, b) in shaped(&got).into_iter().zip(shaped(&host)) {
+                        assert!(
+                            (a - b).abs() < 1e-5,
+                            "row {r}, {shaping:?}: {got:?} {host:?}"
+                        );
+                    }
                     // The sums are the device's, in f32.
                     assert!(
                         (got.logprob - host.logprob).abs() < 1e-4,
@@ -209,6 +289,9 @@ mod tests {
                 }
             }
         }
-        assert!(exact >= 27, "{exact}");
+        assert!(
+            exact >= 60 && nuclei >= 24 && whole >= 4,
+            "{exact} exact, {nuclei} nuclei, {whole} from the whole row"
+        );
     }
 }

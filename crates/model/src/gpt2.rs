@@ -285,7 +285,7 @@ impl Block {
 }
 
 /// Which positions to compute logits for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum LogitsAt {
     /// Only the last new position: all the decoder needs to pick the next token, and it skips
     /// the LM head (the largest matrix) for every other prompt position.
@@ -296,7 +296,8 @@ pub enum LogitsAt {
     None,
     /// The last new position's most likely tokens and softmax sums, reduced on the device
     /// ([`crate::candidates`]): what the decoder picks from on a GPU, instead of a whole row.
-    Candidates,
+    /// With the row's masses at the pick's temperature (0 for greedy), where a nucleus ends.
+    Candidates { temperature: f32 },
 }
 
 /// One sequence's part of a batched forward pass.
@@ -461,7 +462,8 @@ impl Transformer {
     /// [`LogitsAt::All`], or `None`. On error every cache is left as it was.
     /// [`LogitsAt::Candidates`] is [`Transformer::forward_batch_logits`]'s.
     pub fn forward_batch(&self, batch: &mut [Sequence<'_>]) -> Result<Vec<Option<Tensor>>> {
-        if let Some(i) = batch.iter().position(|s| s.logits == LogitsAt::Candidates) {
+        let candidates = |s: &Sequence<'_>| matches!(s.logits, LogitsAt::Candidates { .. });
+        if let Some(i) = batch.iter().position(candidates) {
             return Err(ModelError::Input(format!(
                 "sequence {i}: candidates come from forward_batch_logits"
             )));
@@ -629,7 +631,7 @@ impl Transformer {
         let mut start = 0;
         for (s, &n) in batch.iter().zip(rows) {
             let first = match s.logits {
-                LogitsAt::Last | LogitsAt::Candidates => start + n - 1,
+                LogitsAt::Last | LogitsAt::Candidates { .. } => start + n - 1,
                 LogitsAt::All => start,
                 LogitsAt::None => start + n,
             };
@@ -641,10 +643,13 @@ impl Transformer {
             return Ok((0..batch.len()).map(|_| None).collect());
         }
         let logits = self.lm_head(&self.ln_f.forward(&select(x, wanted)?)?)?;
-        let (mut whole, mut reduced) = (Vec::new(), Vec::new());
+        let (mut whole, mut reduced, mut temperatures) = (Vec::new(), Vec::new(), Vec::new());
         for (s, span) in batch.iter().zip(&spans) {
             match s.logits {
-                LogitsAt::Candidates => reduced.push(span.start as u32),
+                LogitsAt::Candidates { temperature } => {
+                    reduced.push(span.start as u32);
+                    temperatures.push(temperature);
+                }
                 _ => whole.extend(span.start as u32..span.end as u32),
             }
         }
@@ -654,7 +659,7 @@ impl Transformer {
         };
         let mut candidates = match reduced.is_empty() {
             true => Vec::new(),
-            false => crate::candidates::reduce(&select(&logits, reduced)?)?,
+            false => crate::candidates::reduce(&select(&logits, reduced)?, &temperatures)?,
         }
         .into_iter();
         let mut row = 0;
@@ -665,7 +670,7 @@ impl Transformer {
                 LogitsAt::None => None,
                 LogitsAt::Last => Some(Logits::Rows(rows().get(row)?)),
                 LogitsAt::All => Some(Logits::Rows(rows().narrow(0, row, span.len())?)),
-                LogitsAt::Candidates => Some(Logits::Candidates(
+                LogitsAt::Candidates { .. } => Some(Logits::Candidates(
                     candidates.next().expect("one per sequence asking"),
                     DeviceRow {
                         rows: logits.clone(),
@@ -673,7 +678,7 @@ impl Transformer {
                     },
                 )),
             });
-            if s.logits != LogitsAt::Candidates {
+            if !matches!(s.logits, LogitsAt::Candidates { .. }) {
                 row += span.len();
             }
         }

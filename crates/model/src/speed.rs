@@ -106,7 +106,7 @@ impl Bench {
     /// asks on this model's device: as candidates where the device reduces them, else the row.
     fn batch<'a>(&self, caches: &'a mut [KvCache], inputs: &'a [Tensor]) -> Vec<Sequence<'a>> {
         let at = if self.model.logits_on_device() {
-            LogitsAt::Candidates
+            LogitsAt::Candidates { temperature: 0.0 }
         } else {
             LogitsAt::Last
         };

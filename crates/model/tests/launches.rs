@@ -68,7 +68,11 @@ impl Model {
             caches.push(cache);
             steps.push(self.embeddings.embed(&[42], &[len as u32]).unwrap());
         }
-        let mut batch = one_sequence_per_cache(&mut caches, &steps, LogitsAt::Candidates);
+        let mut batch = one_sequence_per_cache(
+            &mut caches,
+            &steps,
+            LogitsAt::Candidates { temperature: 0.8 },
+        );
         let before = next_tensor_id();
         let logits = self.transformer.forward_batch_logits(&mut batch).unwrap();
         let made = next_tensor_id() - before - 1;

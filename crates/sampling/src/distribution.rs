@@ -302,6 +302,15 @@ enum Shaped {
         /// In nats.
         entropy: f32,
     },
+    /// The whole row sampled, known from its candidates (a GPU's, see [`Candidates`]): the token
+    /// drawn, the listed ids with their scaled logits, and the row's sums at the temperature.
+    Listed {
+        token: u32,
+        ids: Vec<u32>,
+        scaled: Vec<f32>,
+        lse: f64,
+        entropy: f32,
+    },
     /// The ids kept, most likely first, with their scaled logits and masses in that order.
     Kept {
         kept: Vec<u32>,
@@ -400,6 +409,7 @@ impl Shaped {
         match self {
             Shaped::Greedy(best) => *best,
             Shaped::Whole { exps, total, .. } => inverse_cdf(exps, u * total),
+            Shaped::Listed { token, .. } => *token,
             Shaped::Kept {
                 kept, exps, total, ..
             } => kept[inverse_cdf(exps, u * total) as usize],
@@ -412,6 +422,13 @@ impl Shaped {
             Shaped::Greedy(best) if *best == id => 0.0,
             Shaped::Greedy(_) => f32::NEG_INFINITY,
             Shaped::Whole { scaled, lse, .. } => (scaled[id as usize] as f64 - lse) as f32,
+            // Only listed ids are asked about: the token and the raw top, both above the bound.
+            Shaped::Listed {
+                ids, scaled, lse, ..
+            } => match ids.iter().position(|&k| k == id) {
+                Some(j) => (scaled[j] as f64 - lse) as f32,
+                None => f32::NAN,
+            },
             Shaped::Kept {
                 kept, scaled, lse, ..
             } => match kept.iter().position(|&k| k == id) {
@@ -427,7 +444,7 @@ impl Shaped {
         let ids = match self {
             Shaped::Greedy(best) => return (n > 0).then_some((*best, 0.0)).into_iter().collect(),
             Shaped::Kept { kept, .. } => kept.as_slice(),
-            Shaped::Whole { .. } => top_ids_desc,
+            Shaped::Whole { .. } | Shaped::Listed { .. } => top_ids_desc,
         };
         ids.iter().take(n).map(|&i| (i, self.logprob(i))).collect()
     }
@@ -436,7 +453,9 @@ impl Shaped {
     fn entropy(&self) -> f32 {
         match self {
             Shaped::Greedy(_) => 0.0,
-            Shaped::Whole { entropy, .. } | Shaped::Kept { entropy, .. } => *entropy,
+            Shaped::Whole { entropy, .. }
+            | Shaped::Listed { entropy, .. }
+            | Shaped::Kept { entropy, .. } => *entropy,
         }
     }
 }

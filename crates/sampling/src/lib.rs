@@ -86,6 +86,11 @@ impl Sampling {
             && self.with_shaping(|shaping| Candidates::may_tell(shaping, seen, vocab))
     }
 
+    /// The temperature this pick shapes the row with (0 = greedy).
+    pub fn temperature(&self) -> f32 {
+        self.with_shaping(|shaping| shaping.temperature)
+    }
+
     /// [`Sampling::pick`] from a row's candidates: the same pick, or `None` when they cannot
     /// tell it exactly and the whole row is needed.
     pub fn pick_among(&self, candidates: &Candidates, seen: &Seen) -> Option<Picked> {

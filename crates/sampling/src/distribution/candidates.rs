@@ -7,13 +7,17 @@
 //! in the whole row whenever every token they depend on is known to be listed (its logit above
 //! `bound`, which no unlisted token exceeds), and `None` otherwise, when the caller picks from
 //! the whole row instead. The raw log-probabilities and entropy come from the row's sums as the
-//! device made them, in f32 (within ~1e-6 of the host's f64 sums).
+//! device made them, in f32 (within ~1e-6 of the host's f64 sums). Where a nucleus ends, and
+//! where a draw from the whole row lands (walked in id order, as the host walks it), come from
+//! the row's masses at the pick's temperature in groups of ids, also the device's: a cut or a
+//! draw within [`NEAR`] of a boundary declines rather than guess.
 //!
 //! [`pick`]: super::pick
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 
-use super::{top_positions, Pick, Seen, Shaped, Shaping};
+use super::{exp_to_zero, top_positions, Pick, Seen, Shaped, Shaping};
 
 /// A row's most likely tokens and its softmax sums, without the rest of the row.
 #[derive(Clone, Debug, PartialEq)]
@@ -29,7 +33,25 @@ pub struct Candidates {
     pub log_sum_exp: f64,
     /// The raw distribution's entropy in nats.
     pub entropy: f32,
+    /// The temperature `group_masses` and `weighted_mass` were taken at: the pick's, where it
+    /// samples the whole row or cuts a nucleus from it.
+    pub temperature: f32,
+    /// Σ exp(s − max) over each run of `group` consecutive ids (the last one shorter), with
+    /// s = logit / temperature and `max` the row's largest s, summed on the device in f32: their
+    /// total in f64 is the row's mass at that temperature to within ~4e-6 of itself
+    /// (see [`NEAR`]), and their running total where the host's walk in id order is.
+    pub group_masses: Vec<f32>,
+    pub group: usize,
+    /// Σ exp(s − max) · (s − max) over the row, for the entropy at that temperature.
+    pub weighted_mass: f32,
 }
+
+/// How close, as a share of the row's mass, a cumulative mass may come to where a nucleus ends or
+/// to the sampled point before the candidates decline to tell. The host sums the whole row's mass
+/// in f64 from the same f32 differences; the device's sums differ from it by its `exp` (a few
+/// ulp) and by f32 rounding over runs of 64 (at most 63 ulp), ~4e-6 of the total: this leaves a
+/// factor of five.
+const NEAR: f64 = 2e-5;
 
 impl Candidates {
     /// Positions of the `n` best by `key` (highest first, ties by lower id), or `None` when one
@@ -49,12 +71,127 @@ impl Candidates {
     }
 
     /// Whether candidates can tell a pick under `shaping` from a row of `vocab` at all: greedy,
-    /// or sampling from a top-k, with no logit bias, bans or penalties in effect. Where not, the
+    /// or sampling from the whole row, a top-k, a nucleus (top-p) or a min-p cut, with no logit
+    /// bias, bans, penalties or typical set of the whole row in effect. Where not, the
     /// pick needs the whole row.
     pub fn may_tell(shaping: &Shaping, seen: &Seen, vocab: usize) -> bool {
         let penalized = shaping.penalizes() && !seen.is_empty();
         let reshaped = !shaping.logit_bias.is_empty() || !shaping.banned.is_empty() || penalized;
-        !reshaped && (shaping.temperature == 0.0 || shaping.top_k.is_some_and(|k| k < vocab))
+        let cut = shaping.top_k.is_some_and(|k| k < vocab)
+            || shaping.top_p.is_some_and(|p| p < 1.0)
+            || shaping.min_p.is_some_and(|p| p > 0.0);
+        // A typical set of the whole row is ordered by every token's distance from the entropy.
+        let typical_of_all = shaping.typical_p.is_some_and(|p| p < 1.0) && !cut;
+        !reshaped && (shaping.temperature == 0.0 || !typical_of_all)
+    }
+
+    /// Sampling the whole row: the token the host's walk in id order reaches at `u`, from the
+    /// groups' masses up to the drawn group and that group's listed logits; `None` when that group
+    /// is not listed or the walk passes within [`NEAR`] of the point.
+    fn whole(&self, scaled: &[f32], u: f64, shaping: &Shaping) -> Option<Shaped> {
+        if self.temperature != shaping.temperature || self.group == 0 {
+            return None;
+        }
+        // The row's largest scaled logit is listed (its group has the largest maximum).
+        let max = scaled.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let total: f64 = self.group_masses.iter().map(|&m| m as f64).sum();
+        let (target, near) = (u * total, NEAR * total);
+        let mut before = 0.0f64;
+        let mut drawn = None;
+        for (g, &mass) in self.group_masses.iter().enumerate() {
+            if before + mass as f64 > target {
+                drawn = Some(g);
+                break;
+            }
+            before += mass as f64;
+        }
+        let first = (drawn? * self.group) as u32;
+        let start = self.ids.iter().position(|&id| id == first)?;
+        let mut cumulative = before;
+        let mut token = None;
+        for (&id, &s) in self.ids[start..].iter().zip(&scaled[start..]) {
+            if (cumulative - target).abs() < near || id >= first + self.group as u32 {
+                return None;
+            }
+            let e = exp_to_zero(s - max);
+            if e > 0.0 {
+                cumulative += e as f64;
+                if cumulative > target {
+                    token = Some(id);
+                    break;
+                }
+            }
+        }
+        if (cumulative - target).abs() < near || !total.is_finite() {
+            return None;
+        }
+        let lse = max as f64 + total.ln();
+        Some(Shaped::Listed {
+            token: token?,
+            ids: self.ids.clone(),
+            scaled: scaled.to_vec(),
+            lse,
+            entropy: (total.ln() - self.weighted_mass as f64 / total).max(0.0) as f32,
+        })
+    }
+
+    /// The positions a top-p or min-p cut of the whole row keeps, most likely first, with what
+    /// is left of the shaping to apply to them; `None` unless every kept token is listed above
+    /// `bound` (the scaled one) and the cut is clear of [`NEAR`].
+    fn cut<'s>(
+        &self,
+        scaled: &[f32],
+        bound: f32,
+        shaping: &'s Shaping,
+    ) -> Option<(Vec<u32>, Cow<'s, Shaping>)> {
+        let listed_all = self.bound == f32::NEG_INFINITY;
+        let sure = match listed_all {
+            true => scaled.len(),
+            false => scaled.iter().filter(|&&s| s > bound).count(),
+        };
+        let order = self.top(sure.max(1), scaled, bound)?;
+        let max = scaled[order[0] as usize];
+        let Some(p) = shaping.top_p.filter(|&p| p < 1.0) else {
+            // A min-p cut alone: clear when a listed token falls below its floor, or when
+            // every unlisted one does.
+            let floor = (shaping.min_p? as f64).ln();
+            let falls = |s: f32| ((s - max) as f64) < floor;
+            let ends = order.iter().any(|&i| falls(scaled[i as usize]));
+            return (listed_all || ends || falls(bound)).then_some((order, Cow::Borrowed(shaping)));
+        };
+        // The nucleus, walked as the host walks it over the whole row, with the row's mass at
+        // this temperature from the device.
+        if self.temperature != shaping.temperature || self.group_masses.is_empty() {
+            return None;
+        }
+        let total: f64 = self.group_masses.iter().map(|&m| m as f64).sum();
+        let lse = max as f64 + total.ln();
+        if !lse.is_finite() {
+            return None;
+        }
+        let mut cumulative = 0.0f64;
+        let mut n = None;
+        for (j, &i) in order.iter().enumerate() {
+            if (cumulative - p as f64).abs() < NEAR {
+                return None;
+            }
+            if cumulative >= p as f64 {
+                n = Some(j);
+                break;
+            }
+            cumulative += (scaled[i as usize] as f64 - lse).exp();
+        }
+        // Past the listed tokens before reaching p: the nucleus goes on among the unlisted.
+        let n = match n {
+            Some(n) => n,
+            None if listed_all => order.len(),
+            None => return None,
+        };
+        let rest = Shaping {
+            top_p: None,
+            ..shaping.clone()
+        };
+        Some((order[..n.max(1)].to_vec(), Cow::Owned(rest)))
     }
 
     /// Picks as [`super::pick`] does from the whole row, or `None` when these candidates cannot
@@ -70,22 +207,34 @@ impl Candidates {
         let shaped = if shaping.temperature == 0.0 {
             Shaped::Greedy(self.ids[raw_top[0] as usize])
         } else {
-            // Sampling over every token needs the whole row; over the top k, only the top k.
-            let k = shaping.top_k.filter(|&k| k < self.vocab)?;
+            // Sampling over every token needs the whole row; over a top-k, a nucleus (top-p) or
+            // a min-p cut, only the tokens kept.
             let inv_t = 1.0 / shaping.temperature;
             let scaled: Vec<f32> = self.logits.iter().map(|&l| l * inv_t).collect();
-            let kept = self.top(k, &scaled, self.bound * inv_t)?;
-            Shaped::kept(
-                kept.iter().map(|&p| self.ids[p as usize]).collect(),
-                kept.iter().map(|&p| scaled[p as usize]).collect(),
-                scaled[kept[0] as usize],
-                shaping,
-            )
+            let bound = self.bound * inv_t;
+            if !shaping.truncates(self.vocab) {
+                self.whole(&scaled, u, shaping)?
+            } else {
+                let (kept, shaping) = match shaping.top_k.filter(|&k| k < self.vocab) {
+                    Some(k) => (self.top(k, &scaled, bound)?, Cow::Borrowed(shaping)),
+                    None => self.cut(&scaled, bound, shaping)?,
+                };
+                Shaped::kept(
+                    kept.iter().map(|&p| self.ids[p as usize]).collect(),
+                    kept.iter().map(|&p| scaled[p as usize]).collect(),
+                    scaled[kept[0] as usize],
+                    &shaping,
+                )
+            }
         };
         let token = shaped.draw(u);
         let at = self.ids.iter().position(|&id| id == token)?;
         let t = self.logits[at];
-        // Every token as likely or likelier is listed: the token is in the top-k or the top 1.
+        // Every token likelier is listed when this one is above the bound (kept tokens are; a
+        // token drawn from the whole row may not be, and its rank needs the row).
+        if t <= self.bound {
+            return None;
+        }
         let rank = 1 + self
             .ids
             .iter()
@@ -121,9 +270,9 @@ mod tests {
     use super::*;
 
     /// A row as the device reduces it: every token of the `groups` groups of 64 with the highest
-    /// maxima, and the sums over the whole row (here the host's own, so that every number of
-    /// the two picks must be equal).
-    fn reduce(row: &[f32], groups: usize) -> Candidates {
+    /// maxima, the sums over the whole row (here the host's own, so that every number of the two
+    /// picks must be equal), and the masses at `temperature` in f32 runs of 64.
+    fn reduce(row: &[f32], groups: usize, temperature: f32) -> Candidates {
         let maxima: Vec<(f32, usize)> = row
             .chunks(64)
             .enumerate()
@@ -137,6 +286,12 @@ mod tests {
             .flat_map(|&(_, g)| (g * 64..((g + 1) * 64).min(row.len())).map(|i| i as u32))
             .collect();
         let masses = Masses::of(row);
+        let inv_t = 1.0 / temperature;
+        let shifted: Vec<f32> = {
+            let scaled: Vec<f32> = row.iter().map(|&l| l * inv_t).collect();
+            let max = scaled.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            scaled.iter().map(|&s| s - max).collect()
+        };
         Candidates {
             logits: ids.iter().map(|&i| row[i as usize]).collect(),
             ids,
@@ -148,6 +303,13 @@ mod tests {
             vocab: row.len(),
             log_sum_exp: masses.log_sum_exp(),
             entropy: masses.entropy(),
+            temperature,
+            group_masses: shifted
+                .chunks(64)
+                .map(|c| c.iter().map(|&s| s.exp()).sum())
+                .collect(),
+            group: 64,
+            weighted_mass: shifted.iter().map(|&s| s.exp() * s).sum(),
         }
     }
 
@@ -187,34 +349,87 @@ mod tests {
                     });
                 }
             }
+            // The whole row, and cuts of it: the drawn token, the nucleus or the min-p floor
+            // must be among the listed.
+            for (top_p, min_p, typical_p) in [
+                (None, None, None),
+                (Some(0.01), None, None),
+                (Some(0.3), None, None),
+                (Some(0.9), None, None),
+                (None, Some(0.5), None),
+                (None, Some(0.05), Some(0.9)),
+                (Some(0.2), Some(0.1), Some(0.8)),
+            ] {
+                all.push(Shaping {
+                    temperature,
+                    top_p,
+                    min_p,
+                    typical_p,
+                    ..Shaping::default()
+                });
+            }
         }
         all
+    }
+
+    /// The same pick. Sampled from the whole row, the shaped distribution's numbers come from
+    /// the device's f32 masses, not the host's, and agree to their rounding.
+    fn same(got: &Pick, want: &Pick, shaping: &Shaping) {
+        if shaping.temperature == 0.0 || shaping.truncates(3_000) {
+            return assert_eq!(got, want, "{shaping:?}");
+        }
+        let ids = |t: &[(u32, f32)]| t.iter().map(|p| p.0).collect::<Vec<_>>();
+        assert_eq!(
+            (got.token, got.rank, &got.raw_top, got.logprob, got.entropy),
+            (
+                want.token,
+                want.rank,
+                &want.raw_top,
+                want.logprob,
+                want.entropy
+            ),
+            "{shaping:?}"
+        );
+        assert_eq!(ids(&got.shaped_top), ids(&want.shaped_top), "{shaping:?}");
+        let shaped = |p: &Pick| {
+            let mut all = vec![p.shaped_logprob, p.shaped_entropy];
+            all.extend(p.shaped_top.iter().map(|t| t.1));
+            all
+        };
+        for (a, b) in shaped(got).iter().zip(shaped(want)) {
+            assert!(
+                (a - b).abs() < 1e-5,
+                "{shaping:?}: {got:?} against {want:?}"
+            );
+        }
     }
 
     #[test]
     fn a_pick_among_candidates_is_the_whole_row_s_pick_or_declines() {
         let seen = Seen::default();
-        let (mut exact, mut declined) = (0, 0);
+        let (mut exact, mut declined, mut whole) = (0, 0, 0);
         for seed in 0..12 {
             let levels = [None, Some(40), Some(7)][seed as usize % 3];
             let row = row(3_000, seed, levels);
             for groups in [4, 16, 47] {
-                let candidates = reduce(&row, groups);
                 for shaping in shapings() {
+                    let candidates = reduce(&row, groups, shaping.temperature.max(1e-3));
                     for (u, top_n) in [(0.0, 0), (0.37, 5), (0.999, 20)] {
                         let got = candidates.pick(&shaping, &seen, u, top_n);
                         let want = pick(&row, &shaping, &seen, u, top_n);
                         match &got {
                             Some(got) => {
-                                assert_eq!(got, &want, "{shaping:?}");
+                                same(got, &want, &shaping);
                                 exact += 1;
+                                whole += usize::from(!shaping.truncates(3_000));
                             }
                             None => declined += 1,
                         }
                         // Only the top `groups` tokens are sure to be listed; on a row without
-                        // ties a pick that needs no more is always told.
+                        // ties a pick from a top-k that needs no more is always told.
                         let needed = shaping.top_k.unwrap_or(1).max(top_n);
-                        if levels.is_none() && needed <= groups {
+                        let k_or_greedy = shaping.top_k.is_some() || shaping.temperature == 0.0;
+                        if levels.is_none() && k_or_greedy && needed <= groups {
                             assert!(got.is_some(), "{shaping:?}, top_n {top_n}, {groups} groups");
                         }
                     }
@@ -222,20 +437,23 @@ mod tests {
             }
         }
         assert!(
-            exact > 1_000 && declined > 0,
-            "{exact} exact, {declined} declined"
+            exact > 1_000 && declined > 0 && whole > 20,
+            "{exact} exact ({whole} sampling the whole row), {declined} declined"
         );
     }
 
     #[test]
     fn shaping_over_the_whole_row_declines() {
         let row = row(1_000, 3, None);
-        let candidates = reduce(&row, 4);
+        let candidates = reduce(&row, 4, 1.0);
         let seen = Seen::default();
         let whole = [
-            Shaping::default(),
             Shaping {
                 top_p: Some(0.9),
+                ..Shaping::default()
+            },
+            Shaping {
+                typical_p: Some(0.9),
                 ..Shaping::default()
             },
             Shaping {
@@ -257,7 +475,7 @@ mod tests {
             );
         }
         // Every token listed: even sampling over the whole row is exact.
-        let all = reduce(&row, 1_000);
+        let all = reduce(&row, 1_000, 1.0);
         let shaping = Shaping {
             top_k: Some(999),
             ..Shaping::default()

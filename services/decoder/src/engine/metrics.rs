@@ -1,7 +1,7 @@
 //! The decoder's own metrics, recorded on the model thread: what each forward pass computed and
 //! how long it took, and after each round what the sessions hold and what is queued.
 
-use oneword_runtime::prometheus::{Gauge, Histogram, IntGauge};
+use oneword_runtime::prometheus::{Gauge, Histogram, IntCounter, IntGauge};
 use oneword_runtime::Metrics;
 
 use super::job::Usage;
@@ -23,6 +23,7 @@ pub struct EngineMetrics {
     pub iteration_tokens: Histogram,
     pub batch_sequences: Histogram,
     pub forward_seconds: Histogram,
+    pub logit_rows_downloaded: IntCounter,
     sessions: IntGauge,
     kv_cache_bytes: IntGauge,
     kv_cache_limit_bytes: IntGauge,
@@ -51,6 +52,10 @@ impl EngineMetrics {
                 "forward_duration_seconds",
                 "Time of one forward pass through the blocks and LM head.",
                 FORWARD_SECONDS,
+            ),
+            logit_rows_downloaded: metrics.counter(
+                "logit_rows_downloaded_total",
+                "Picks on a GPU that downloaded their whole logit row: a shaping its candidates cannot tell (bias, bans, penalties, a typical set of the whole row, a full row asked for) or a pick they declined.",
             ),
             sessions: metrics.int_gauge("sessions", "Sessions (KV caches) held."),
             kv_cache_bytes: metrics

@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use oneword_model::{KvCache, ModelError, Sequence, Transformer};
+use oneword_model::{KvCache, LogitsAt, ModelError, Sequence, Transformer};
 use oneword_runtime::{Clock, Released, SessionError};
 use oneword_sampling::{Pick, Picked, Seen, SessionShaping};
 use rayon::prelude::*;
@@ -501,7 +501,14 @@ impl Worker {
                 .sessions
                 .remove(&part.input.session_id)
                 .expect("running sessions were checked to exist, this is a bug");
-            logits_at.push(part.logits_at(rows, &session.seen, &self.model));
+            let at = part.logits_at(rows, &session.seen, &self.model);
+            if at == LogitsAt::Last && self.model.logits_on_device() {
+                // A pick on a GPU that its candidates cannot tell: the row comes down whole.
+                if let Some(metrics) = &self.metrics {
+                    metrics.logit_rows_downloaded.inc();
+                }
+            }
+            logits_at.push(at);
             inputs.push(part.input.embeddings.narrow(0, part.done, rows));
             caches.push(session);
         }
@@ -568,12 +575,14 @@ impl Worker {
         }
 
         // Picks are independent per sequence: spread them over the cores.
+        let downloads = self.metrics.as_ref().map(|m| &m.logit_rows_downloaded);
         let picks: Vec<Result<RowsRead, Error>> = plan
             .par_iter()
             .zip(logits)
             .map(|(&(r, p, rows), logits)| {
                 let part = &self.running[r].parts[p];
-                part.read(rows, logits, &self.sessions[&part.input.session_id].seen)
+                let seen = &self.sessions[&part.input.session_id].seen;
+                part.read(rows, logits, seen, downloads)
             })
             .collect();
         let mut failed = HashSet::new();

@@ -2,6 +2,7 @@
 //! the answer: the pick after its last row, and the judgments of given tokens.
 
 use oneword_model::{Logits, LogitsAt, ModelError, Transformer};
+use oneword_runtime::prometheus::IntCounter;
 use oneword_sampling::Seen;
 
 use super::{Part, RowsRead};
@@ -18,7 +19,9 @@ impl Part {
             _ if !self.input.judge_ids.is_empty() => LogitsAt::All,
             Some(sampling) if last => {
                 if model.logits_on_device() && sampling.may_pick_among(seen, vocab) {
-                    LogitsAt::Candidates
+                    LogitsAt::Candidates {
+                        temperature: sampling.temperature(),
+                    }
                 } else {
                     LogitsAt::Last
                 }
@@ -27,12 +30,14 @@ impl Part {
         }
     }
 
-    /// The pick and judgments from the logits of `rows` of this part's rows.
+    /// The pick and judgments from the logits of `rows` of this part's rows; a whole row
+    /// downloaded for the pick is counted in `downloads`.
     pub(super) fn read(
         &self,
         rows: usize,
         logits: Option<Logits>,
         seen: &Seen,
+        downloads: Option<&IntCounter>,
     ) -> Result<RowsRead, Error> {
         let (Some(sampling), Some(logits)) = (&self.input.sampling, logits) else {
             return Ok((None, Vec::new()));
@@ -42,7 +47,12 @@ impl Part {
                 let picked = match sampling.pick_among(&candidates, seen) {
                     Some(picked) => picked,
                     // Too close to call from the candidates: the whole row decides.
-                    None => sampling.pick(row.download()?, seen),
+                    None => {
+                        if let Some(downloads) = downloads {
+                            downloads.inc();
+                        }
+                        sampling.pick(row.download()?, seen)
+                    }
                 };
                 return Ok((Some(picked), Vec::new()));
             }

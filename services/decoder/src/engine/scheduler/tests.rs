@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use candle_core::{DType, Device, Tensor};
 use oneword_model::{Checkpoint, Transformer};
-use oneword_runtime::{Clock, SessionError};
+use oneword_runtime::{Clock, Metrics, SessionError};
 use oneword_sampling::{History, Sampling, Seen, Shaping};
 use tokio::sync::oneshot::{self, error::TryRecvError};
 
 use super::Worker;
 use crate::engine::job::{Job, Limits, StepDone, StepInput};
+use crate::engine::metrics::EngineMetrics;
 use crate::Error;
 
 /// The tiny random GPT-2 (2 layers, width 64), written and loaded once per test process: as the
@@ -548,17 +549,45 @@ fn the_gpu_path_picks_from_candidates_what_the_cpu_path_picks_from_rows() {
         ..Shaping::default()
     };
     let cases = [
-        ("greedy", shaped(0.0, None, None, 0.0), 0.0),
-        ("top-k at 0.8", shaped(0.8, Some(40), None, 0.0), 0.37),
+        // With how many of the 4 picks on the GPU path downloading their row, where it is sure.
+        ("greedy", shaped(0.0, None, None, 0.0), 0.0, Some(0)),
         (
-            "top-p alone (the row decides)",
-            shaped(0.8, None, Some(0.9), 0.0),
+            "top-k at 0.8",
+            shaped(0.8, Some(40), None, 0.0),
+            0.37,
+            Some(0),
+        ),
+        // The tiny model's rows are flat: at 0.8 the nucleus and the draw may run past the
+        // candidates; at 0.05 they are among them.
+        (
+            "a nucleus at 0.8",
+            shaped(0.8, None, Some(0.5), 0.0),
             0.61,
+            None,
+        ),
+        (
+            "a nucleus at 0.05",
+            shaped(0.05, None, Some(0.5), 0.0),
+            0.61,
+            Some(0),
+        ),
+        (
+            "the whole row at 1.0",
+            shaped(1.0, None, None, 0.0),
+            0.61,
+            None,
+        ),
+        (
+            "the whole row at 0.05",
+            shaped(0.05, None, None, 0.0),
+            0.3,
+            Some(0),
         ),
         (
             "a penalty (the row decides)",
             shaped(0.0, None, None, 0.5),
             0.0,
+            Some(4),
         ),
     ];
     let embeddings = |start: usize, rows: usize| {
@@ -567,10 +596,12 @@ fn the_gpu_path_picks_from_candidates_what_the_cpu_path_picks_from_rows() {
             .and_then(|t| t.reshape((rows, 64)))
             .unwrap()
     };
-    for (case, shaping, u) in cases {
+    for (case, shaping, u, downloaded) in cases {
         let picks = models().clone().map(|model| {
             let gpu = model.logits_on_device();
-            let mut w = Worker::new(model.clone(), limits(), Clock::manual(), None);
+            let metrics = EngineMetrics::new(&Metrics::new("decoder"), 48, 1);
+            let downloads = metrics.logit_rows_downloaded.clone();
+            let mut w = Worker::new(model.clone(), limits(), Clock::manual(), Some(metrics));
             // A prompt of 5, then 3 steps of one row.
             let mut picks = Vec::new();
             for (start, rows) in [(0, 5), (5, 1), (6, 1), (7, 1)] {
@@ -590,6 +621,11 @@ fn the_gpu_path_picks_from_candidates_what_the_cpu_path_picks_from_rows() {
                 gpu,
                 "{case}: the cache's kind"
             );
+            match (gpu, downloaded) {
+                (false, _) => assert_eq!(downloads.get(), 0, "{case}: rows on the host"),
+                (true, Some(n)) => assert_eq!(downloads.get(), n, "{case}: rows downloaded"),
+                (true, None) => {}
+            }
             assert_eq!(release(&mut w, &["s"]), 1);
             assert_eq!(
                 model.cache_blocks_in_use(),

@@ -40,6 +40,24 @@ impl DeviceRow {
             .to_device(&Device::Cpu)?
             .to_vec1()?)
     }
+
+    /// The rows, downloaded: in one gather and one copy where they are rows of the same pass's
+    /// logits (as a pass's are), else one by one.
+    pub fn download_all(rows: &[&DeviceRow]) -> Result<Vec<Vec<f32>>> {
+        let Some(first) = rows.first() else {
+            return Ok(Vec::new());
+        };
+        if rows.iter().any(|row| row.rows.id() != first.rows.id()) {
+            return rows.iter().map(|row| row.download()).collect();
+        }
+        let indices: Vec<u32> = rows.iter().map(|row| row.index as u32).collect();
+        let indices = Tensor::from_vec(indices, rows.len(), first.rows.device())?;
+        Ok(first
+            .rows
+            .index_select(&indices, 0)?
+            .to_device(&Device::Cpu)?
+            .to_vec2()?)
+    }
 }
 
 type Result<T> = std::result::Result<T, ModelError>;
@@ -90,7 +108,11 @@ pub fn reduce(rows: &Tensor, temperatures: &[f32]) -> Result<Vec<Candidates>> {
     let max = rows.max_keepdim(1)?;
     let shifted = rows.broadcast_sub(&max)?;
     let exps = shifted.exp()?;
-    let sums = [exps.sum_keepdim(1)?, (&exps * &shifted)?.sum_keepdim(1)?];
+    // A -inf logit has no mass and no term (0 · -inf would be NaN).
+    let sums = [
+        exps.sum_keepdim(1)?,
+        (&exps * shifted.maximum(f32::MIN)?)?.sum_keepdim(1)?,
+    ];
     let packed = Tensor::cat(
         &[
             &values,
@@ -124,7 +146,7 @@ fn masses_at(padded: &Tensor, temperatures: &[f32], group: usize) -> Result<Tens
     let scaled = padded.broadcast_mul(&inverse)?;
     let shifted = scaled.broadcast_sub(&scaled.max_keepdim(1)?)?;
     let exps = shifted.exp()?;
-    // Padding is -inf: no mass, and no term (0 · -inf would be NaN).
+    // Padding is -inf: no mass, and no term.
     let weighted = (&exps * shifted.maximum(f32::MIN)?)?.sum_keepdim(1)?;
     let groups = exps.reshape((n, width / group, group))?.sum(2)?;
     Ok(Tensor::cat(&[&groups, &weighted], 1)?)
@@ -197,6 +219,22 @@ mod tests {
             })
             .collect();
         Tensor::from_vec(values, (5, vocab as usize), &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn rows_downloaded_together_are_the_rows_downloaded_one_by_one() {
+        let (pass, other) = (rows(), rows().affine(2.0, 1.0).unwrap());
+        let row = |rows: &Tensor, index| DeviceRow {
+            rows: rows.clone(),
+            index,
+        };
+        let one_pass = [row(&pass, 4), row(&pass, 0), row(&pass, 2)];
+        let mixed = [row(&pass, 1), row(&other, 1), row(&pass, 3)];
+        for rows in [&one_pass[..], &mixed[..], &[]] {
+            let together = DeviceRow::download_all(&rows.iter().collect::<Vec<_>>()).unwrap();
+            let one_by_one: Vec<Vec<f32>> = rows.iter().map(|r| r.download().unwrap()).collect();
+            assert_eq!(together, one_by_one);
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! device made them, in f32 (within ~1e-6 of the host's f64 sums). Where a nucleus ends, and
 //! where a draw from the whole row lands (walked in id order, as the host walks it), come from
 //! the row's masses at the pick's temperature in groups of ids, also the device's: a cut or a
-//! draw within [`NEAR`] of a boundary declines rather than guess.
+//! draw within [`near`] a boundary declines rather than guess.
 //!
 //! [`pick`]: super::pick
 
@@ -38,8 +38,8 @@ pub struct Candidates {
     pub temperature: f32,
     /// Σ exp(s − max) over each run of `group` consecutive ids (the last one shorter), with
     /// s = logit / temperature and `max` the row's largest s, summed on the device in f32: their
-    /// total in f64 is the row's mass at that temperature to within ~4e-6 of itself
-    /// (see [`NEAR`]), and their running total where the host's walk in id order is.
+    /// total in f64 is the row's mass at that temperature to within ~1e-5 of itself
+    /// (see [`near`]), and their running total where the host's walk in id order is.
     pub group_masses: Vec<f32>,
     pub group: usize,
     /// Σ exp(s − max) · (s − max) over the row, for the entropy at that temperature.
@@ -47,11 +47,16 @@ pub struct Candidates {
 }
 
 /// How close, as a share of the row's mass, a cumulative mass may come to where a nucleus ends or
-/// to the sampled point before the candidates decline to tell. The host sums the whole row's mass
-/// in f64 from the same f32 differences; the device's sums differ from it by its `exp` (a few
-/// ulp) and by f32 rounding over runs of 64 (at most 63 ulp), ~4e-6 of the total: this leaves a
-/// factor of five.
-const NEAR: f64 = 2e-5;
+/// to the sampled point before the candidates decline to tell: three times the worst rounding
+/// between the device's sums and the host's, in f32 roundings. Both compute the same f32
+/// differences s − max; then the device's `exp` (2 ulp) and its sum over a group (at most one
+/// rounding per term) against the host's `exp` (2 ulp) and its f32 runs of 32 terms (a nucleus's
+/// sum is f64), for the total and for the prefix a draw is walked from: 2 · (group + 2) + 34.
+/// 3.0e-5 for GPT-2's groups of 64; the sums of a GPU's tree reductions are far closer.
+fn near(group: usize) -> f64 {
+    let roundings = 2 * (group + 2) + 34;
+    3.0 * roundings as f64 * f64::from(f32::EPSILON) / 2.0
+}
 
 impl Candidates {
     /// Positions of the `n` best by `key` (highest first, ties by lower id), or `None` when one
@@ -87,7 +92,7 @@ impl Candidates {
 
     /// Sampling the whole row: the token the host's walk in id order reaches at `u`, from the
     /// groups' masses up to the drawn group and that group's listed logits; `None` when that group
-    /// is not listed or the walk passes within [`NEAR`] of the point.
+    /// is not listed or the walk passes within [`near`] the point.
     fn whole(&self, scaled: &[f32], u: f64, shaping: &Shaping) -> Option<Shaped> {
         if self.temperature != shaping.temperature || self.group == 0 {
             return None;
@@ -95,7 +100,7 @@ impl Candidates {
         // The row's largest scaled logit is listed (its group has the largest maximum).
         let max = scaled.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let total: f64 = self.group_masses.iter().map(|&m| m as f64).sum();
-        let (target, near) = (u * total, NEAR * total);
+        let (target, near) = (u * total, near(self.group) * total);
         let mut before = 0.0f64;
         let mut drawn = None;
         for (g, &mass) in self.group_masses.iter().enumerate() {
@@ -105,12 +110,18 @@ impl Candidates {
             }
             before += mass as f64;
         }
-        let first = (drawn? * self.group) as u32;
-        let start = self.ids.iter().position(|&id| id == first)?;
+        // The drawn group's ids, listed in a run of their own when it is among the kept.
+        let first = drawn? * self.group;
+        let start = self.ids.iter().position(|&id| id as usize == first)?;
+        let end = start + self.group.min(self.vocab - first);
+        let run = self.ids.get(start..end)?;
+        if run.last().map(|&id| id as usize) != Some(end - start + first - 1) {
+            return None;
+        }
         let mut cumulative = before;
         let mut token = None;
-        for (&id, &s) in self.ids[start..].iter().zip(&scaled[start..]) {
-            if (cumulative - target).abs() < near || id >= first + self.group as u32 {
+        for (&id, &s) in run.iter().zip(&scaled[start..end]) {
+            if (cumulative - target).abs() < near {
                 return None;
             }
             let e = exp_to_zero(s - max);
@@ -137,7 +148,7 @@ impl Candidates {
 
     /// The positions a top-p or min-p cut of the whole row keeps, most likely first, with what
     /// is left of the shaping to apply to them; `None` unless every kept token is listed above
-    /// `bound` (the scaled one) and the cut is clear of [`NEAR`].
+    /// `bound` (the scaled one) and the cut is clear of [`near`].
     fn cut<'s>(
         &self,
         scaled: &[f32],
@@ -172,7 +183,7 @@ impl Candidates {
         let mut cumulative = 0.0f64;
         let mut n = None;
         for (j, &i) in order.iter().enumerate() {
-            if (cumulative - p as f64).abs() < NEAR {
+            if (cumulative - p as f64).abs() < near(self.group) {
                 return None;
             }
             if cumulative >= p as f64 {

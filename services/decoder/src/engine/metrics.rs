@@ -55,7 +55,7 @@ impl EngineMetrics {
             ),
             logit_rows_downloaded: metrics.counter(
                 "logit_rows_downloaded_total",
-                "Picks on a GPU that downloaded their whole logit row: a shaping its candidates cannot tell (bias, bans, penalties, a typical set of the whole row, a full row asked for) or a pick they declined.",
+                "Picks on a GPU that needed their whole logit row: a shaping its candidates cannot tell (bias, bans, penalties, a typical set of the whole row, a full row asked for) or a pick they declined.",
             ),
             sessions: metrics.int_gauge("sessions", "Sessions (KV caches) held."),
             kv_cache_bytes: metrics

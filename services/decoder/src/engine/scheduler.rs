@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use oneword_model::{KvCache, LogitsAt, ModelError, Sequence, Transformer};
+use oneword_model::{KvCache, ModelError, Sequence, Transformer};
 use oneword_runtime::{Clock, Released, SessionError};
 use oneword_sampling::{Pick, Picked, Seen, SessionShaping};
 use rayon::prelude::*;
@@ -501,14 +501,7 @@ impl Worker {
                 .sessions
                 .remove(&part.input.session_id)
                 .expect("running sessions were checked to exist, this is a bug");
-            let at = part.logits_at(rows, &session.seen, &self.model);
-            if at == LogitsAt::Last && self.model.logits_on_device() {
-                // A pick on a GPU that its candidates cannot tell: the row comes down whole.
-                if let Some(metrics) = &self.metrics {
-                    metrics.logit_rows_downloaded.inc();
-                }
-            }
-            logits_at.push(at);
+            logits_at.push(part.logits_at(rows, &session.seen, &self.model));
             inputs.push(part.input.embeddings.narrow(0, part.done, rows));
             caches.push(session);
         }
@@ -575,16 +568,15 @@ impl Worker {
         }
 
         // Picks are independent per sequence: spread them over the cores.
-        let downloads = self.metrics.as_ref().map(|m| &m.logit_rows_downloaded);
-        let picks: Vec<Result<RowsRead, Error>> = plan
+        let reads = plan
             .par_iter()
             .zip(logits)
             .map(|(&(r, p, rows), logits)| {
                 let part = &self.running[r].parts[p];
-                let seen = &self.sessions[&part.input.session_id].seen;
-                part.read(rows, logits, seen, downloads)
+                part.read(rows, logits, &self.sessions[&part.input.session_id].seen)
             })
             .collect();
+        let picks = self.finish_reads(&plan, &logits_at, reads);
         let mut failed = HashSet::new();
         for (&(r, p, rows), pick) in plan.iter().zip(picks) {
             let part = &mut self.running[r].parts[p];

@@ -7,8 +7,8 @@
 //!
 //! A constant number of operations whatever the number of rows: group maxima, one sort of them
 //! per row (a few hundred values: within what candle's GPU sort handles in one block), a gather
-//! of the kept groups, the sums, each group's mass at the row's temperature (for a nucleus's
-//! end), and one download.
+//! of the kept groups, the sums, each group's mass at the row's temperature (where a nucleus
+//! ends or a draw from the whole row lands), and one download.
 
 use candle_core::{DType, Device, Tensor};
 use oneword_sampling::Candidates;

@@ -296,7 +296,8 @@ pub enum LogitsAt {
     None,
     /// The last new position's most likely tokens and softmax sums, reduced on the device
     /// ([`crate::candidates`]): what the decoder picks from on a GPU, instead of a whole row.
-    /// With the row's masses at the pick's temperature (0 for greedy), where a nucleus ends.
+    /// With the row's masses at the pick's temperature (0 for greedy): where a nucleus ends or a
+    /// draw from the whole row lands.
     Candidates { temperature: f32 },
 }
 

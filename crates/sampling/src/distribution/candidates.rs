@@ -90,16 +90,23 @@ impl Candidates {
         !reshaped && (shaping.temperature == 0.0 || !typical_of_all)
     }
 
+    /// The row's mass at `shaping`'s temperature, Σ exp(s − max), from the groups' masses; `None`
+    /// where they were taken at another temperature or are not a positive number.
+    fn mass_at(&self, shaping: &Shaping) -> Option<f64> {
+        if self.temperature != shaping.temperature {
+            return None;
+        }
+        let total: f64 = self.group_masses.iter().map(|&m| m as f64).sum();
+        (total > 0.0 && total.is_finite()).then_some(total)
+    }
+
     /// Sampling the whole row: the token the host's walk in id order reaches at `u`, from the
     /// groups' masses up to the drawn group and that group's listed logits; `None` when that group
     /// is not listed or the walk passes within [`near`] the point.
     fn whole(&self, scaled: &[f32], u: f64, shaping: &Shaping) -> Option<Shaped> {
-        if self.temperature != shaping.temperature || self.group == 0 {
-            return None;
-        }
+        let total = self.mass_at(shaping)?;
         // The row's largest scaled logit is listed (its group has the largest maximum).
         let max = scaled.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let total: f64 = self.group_masses.iter().map(|&m| m as f64).sum();
         let (target, near) = (u * total, near(self.group) * total);
         let mut before = 0.0f64;
         let mut drawn = None;
@@ -133,7 +140,7 @@ impl Candidates {
                 }
             }
         }
-        if (cumulative - target).abs() < near || !total.is_finite() {
+        if (cumulative - target).abs() < near {
             return None;
         }
         let lse = max as f64 + total.ln();
@@ -172,18 +179,12 @@ impl Candidates {
         };
         // The nucleus, walked as the host walks it over the whole row, with the row's mass at
         // this temperature from the device.
-        if self.temperature != shaping.temperature || self.group_masses.is_empty() {
-            return None;
-        }
-        let total: f64 = self.group_masses.iter().map(|&m| m as f64).sum();
-        let lse = max as f64 + total.ln();
-        if !lse.is_finite() {
-            return None;
-        }
+        let lse = max as f64 + self.mass_at(shaping)?.ln();
+        let near = near(self.group);
         let mut cumulative = 0.0f64;
         let mut n = None;
         for (j, &i) in order.iter().enumerate() {
-            if (cumulative - p as f64).abs() < near(self.group) {
+            if (cumulative - p as f64).abs() < near {
                 return None;
             }
             if cumulative >= p as f64 {
@@ -218,8 +219,8 @@ impl Candidates {
         let shaped = if shaping.temperature == 0.0 {
             Shaped::Greedy(self.ids[raw_top[0] as usize])
         } else {
-            // Sampling over every token needs the whole row; over a top-k, a nucleus (top-p) or
-            // a min-p cut, only the tokens kept.
+            // The whole row sampled at the drawn point's group; a top-k, a nucleus (top-p) or
+            // a min-p cut from the tokens it keeps.
             let inv_t = 1.0 / shaping.temperature;
             let scaled: Vec<f32> = self.logits.iter().map(|&l| l * inv_t).collect();
             let bound = self.bound * inv_t;

@@ -1,6 +1,6 @@
 # `make check-cuda`: type-check and link the CUDA build on a machine with no GPU and no CUDA
 # toolkit; `make gpu-bundle` / `make gpu-check`: the binaries a GPU machine runs, and the check
-# it runs with them.
+# it runs with them; `make gpu-rehearsal`: that check's script on the CPU.
 #
 # Included from the top-level Makefile. It installs NVIDIA's CUDA 13.0 compiler and the libraries
 # candle links (cuBLAS, cuBLASLt, cuRAND, NVRTC) from PyPI into .cuda/pip (once, and again only
@@ -44,7 +44,7 @@ CUDA_ENV := CUDA_ROOT="$(CUDA_CHECK_ROOT)" \
 	CUDA_COMPUTE_CAP=$(CUDA_CHECK_COMPUTE_CAP)
 CUDA_LINK_STUB := $(CUDA_CHECK_ROOT)/lib/stubs/libcuda.so
 
-.PHONY: check-cuda cuda-toolchain gpu-bundle gpu-check
+.PHONY: check-cuda cuda-toolchain gpu-bundle gpu-check gpu-rehearsal
 
 ## check-cuda: clippy with `--features oneword-model/cuda` (installs CUDA 13.0 from PyPI the first time), then the decoder built and linked with CUDA and loaded with every symbol bound
 # The same target directory and the same workspace-wide feature resolution as `make lint`: turning
@@ -73,6 +73,13 @@ gpu-bundle: cuda-toolchain $(CUDA_LINK_STUB)
 ## gpu-check: on a machine with an NVIDIA GPU, its driver and the CUDA 13.0 libraries (no Rust needed): the parity tests on the GPU in f32/f16/bf16, launches per pass, and decode/prefill speed of GPT-2-small shapes, from target/gpu-check; report in bench/results/<date>-gpu/
 gpu-check:
 	bench/gpu/check.sh target/gpu-check
+
+## gpu-rehearsal: `make gpu-check`'s script run here on the CPU, with the bundle and the driver's link stub (small sizes, report in target/gpu-rehearsal): proves the script before a GPU is lent
+gpu-rehearsal: gpu-bundle
+	@driver=$$(mktemp -d) && ln -s "$(CUDA_LINK_STUB)" "$$driver/libcuda.so.1" && \
+	LD_LIBRARY_PATH="$(CUDA_CHECK_ROOT)/lib:$$driver" GPU_CHECK_DEVICE=cpu \
+		GPU_CHECK_OUT=target/gpu-rehearsal GPU_CHECK_STREAMS=1,4 GPU_CHECK_PREFILL=64 \
+		bench/gpu/check.sh target/gpu-check; status=$$?; rm -rf "$$driver"; exit $$status
 
 # `--no-deps`: nvcc's wheel depends on the nvvm, runtime and crt wheels unpinned; they are all
 # pinned above, and must not be resolved again.

@@ -7,6 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${1:-target/gpu-check}
+# A fresh directory: an earlier bundle's .xz files would stop strip and xz.
+rm -rf "$OUT"
 mkdir -p "$OUT"
 cargo build --release --features oneword-model/cuda -p oneword-model --bin oneword-model
 cp target/release/oneword-model "$OUT/"
@@ -19,7 +21,7 @@ for line in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
         print(m["target"]["name"], m["executable"])' |
     while read -r name path; do cp "$path" "$OUT/$name"; done
-strip "$OUT"/*
+strip "$OUT"/oneword-model "$OUT"/parity "$OUT"/launches
 xz -f -T0 "$OUT"/oneword-model "$OUT"/parity "$OUT"/launches
 ls -l "$OUT" >&2
 echo "gpu-bundle: $OUT ($(du -sh "$OUT" | cut -f1)); on the GPU machine: make gpu-check" >&2

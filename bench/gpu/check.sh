@@ -10,6 +10,8 @@
 #  3. `oneword-model speed` on GPT-2-small shapes in f32, f16 and bf16: decode at 1, 16, 64 and
 #     256 streams (ms per step, tokens/s, operations per pass), prefill of 512 and 1024 tokens.
 # Report: OUT/report.md (default bench/results/<date>-gpu), with the logs and JSON beside it.
+# GPU_CHECK_DEVICE=cpu runs the same steps on the CPU: a rehearsal of this script where there is
+# no GPU (with the driver's link stub as libcuda.so.1 on LD_LIBRARY_PATH; see make gpu-rehearsal).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${1:-target/gpu-check}
@@ -17,6 +19,7 @@ OUT=${GPU_CHECK_OUT:-bench/results/$(date -u +%Y-%m-%d)-gpu}
 STREAMS=${GPU_CHECK_STREAMS:-1,16,64,256}
 PREFILL=${GPU_CHECK_PREFILL:-512,1024}
 DTYPES=${GPU_CHECK_DTYPES:-f32 f16 bf16}
+DEVICE=${GPU_CHECK_DEVICE:-cuda}
 # Tests of crates/model/tests/parity.rs that hold on any device (the others check the CPU path).
 GPU_TESTS=(matches_transformers cached_step_by_step a_fork_continues a_sequence_batched
     the_tensor_path_in)
@@ -45,11 +48,19 @@ if ldd "$BIN/oneword-model" | grep 'not found'; then
 fi
 
 {
-    echo "# GPU check, $(date -u +%Y-%m-%d)"
-    echo
-    echo '```'
-    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 || true
-    echo '```'
+    if [ "$DEVICE" = cpu ]; then
+        echo "# GPU check rehearsed on the CPU, $(date -u +%Y-%m-%d)"
+        echo
+        cpu=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')
+        echo "$cpu, $(nproc) cores: the script's steps on the CPU; its numbers say nothing"
+        echo "about a GPU."
+    else
+        echo "# GPU check, $(date -u +%Y-%m-%d)"
+        echo
+        echo '```'
+        nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 || true
+        echo '```'
+    fi
 } > "$OUT/report.md"
 
 status=0
@@ -64,18 +75,18 @@ run() { # name, limit in seconds, command...
         status=1
     fi
 }
-echo -e "\n## Tests on the GPU\n" >> "$OUT/report.md"
-ONEWORD_TEST_DEVICE=cuda run parity 240 "$BIN/parity" --nocapture "${GPU_TESTS[@]}"
-ONEWORD_TEST_DEVICE=cuda run launches 60 "$BIN/launches" --nocapture
+echo -e "\n## Tests on the device ($DEVICE)\n" >> "$OUT/report.md"
+ONEWORD_TEST_DEVICE=$DEVICE run parity 240 "$BIN/parity" --nocapture "${GPU_TESTS[@]}"
+ONEWORD_TEST_DEVICE=$DEVICE run launches 60 "$BIN/launches" --nocapture
 grep -hE 'max \|Δlogit\||operations per layer' "$OUT/parity.log" "$OUT/launches.log" |
     sed 's/^/    /' >> "$OUT/report.md" || true
 
 MODEL=$(mktemp -d)/gpt2-small-random
 "$BIN/oneword-model" random "$MODEL" --shape gpt2-small --tokenizer tests/fixtures/gpt2-tokenizer >/dev/null
 for dtype in $DTYPES; do
-    run "speed-$dtype" 150 sh -c "'$BIN/oneword-model' speed '$MODEL' --device cuda --dtype $dtype \
+    run "speed-$dtype" 150 sh -c "'$BIN/oneword-model' speed '$MODEL' --device $DEVICE --dtype $dtype \
         --streams $STREAMS --prefill $PREFILL > '$OUT/speed-$dtype.json'"
 done
-python3 bench/gpu/report.py "$OUT" >> "$OUT/report.md"
+python3 bench/gpu/report.py "$OUT" "$DEVICE" >> "$OUT/report.md"
 cat "$OUT/report.md"
 exit $status

@@ -569,7 +569,7 @@ impl Transformer {
     /// The rows go to the device in one upload, as do the pass's block tables.
     fn blocks_tensor(&self, batch: &mut [Sequence<'_>], rows: &[usize]) -> Result<Tensor> {
         let inputs: Vec<&Tensor> = batch.iter().map(|s| s.inputs).collect();
-        let mut x = Tensor::cat(&inputs, 0)?
+        let mut x = crate::wire::concat_rows(&inputs, self.dtype)?
             .to_device(&self.device)?
             .to_dtype(self.dtype)?;
         let mut caches = Vec::with_capacity(batch.len());

@@ -70,6 +70,20 @@ pub fn from_wire(tensor: &pb::Tensor, device: &Device) -> Result<Tensor, TensorW
     )?)
 }
 
+/// Requests' rows, each kept in its wire dtype, as one tensor for a pass: in their common dtype
+/// where they share one (a pass makes no per-sequence conversion), else in `dtype`, since `cat`
+/// takes one dtype and one pass may hold requests of several.
+pub(crate) fn concat_rows(rows: &[&Tensor], dtype: DType) -> candle_core::Result<Tensor> {
+    if rows.windows(2).all(|w| w[0].dtype() == w[1].dtype()) {
+        return Tensor::cat(rows, 0);
+    }
+    let alike = rows
+        .iter()
+        .map(|t| t.to_dtype(dtype))
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    Tensor::cat(&alike, 0)
+}
+
 /// Describes a loaded model: `model_id` as the operator gave it, its shapes, device and dtype.
 pub fn model_info(
     model_id: &str,

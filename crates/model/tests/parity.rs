@@ -32,6 +32,8 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         .unwrap()
         .max(0)
         .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap()
         .to_scalar::<f32>()
         .unwrap()
 }
@@ -328,6 +330,39 @@ fn a_sequence_batched_with_others_gets_the_logits_it_gets_alone() {
                 assert_eq!(cache.len(), past + new);
             }
         }
+    }
+}
+
+/// Requests keep their wire dtype, so one pass may mix f32, f16 and bf16 rows: on the tensor
+/// path (here in f16) it gets what the same pass gets with every row already in the model's.
+#[test]
+fn a_sequence_batched_with_rows_of_other_dtypes_gets_the_same_logits() {
+    let dir = repo().join("tests/fixtures/tiny-gpt2-hf");
+    let checkpoint = Checkpoint::open(&dir, DType::F16, &test_device()).unwrap();
+    let embeddings = Embeddings::load(&checkpoint).unwrap();
+    let model = Transformer::load(&checkpoint).unwrap();
+    let wire = [(5, DType::F32), (3, DType::BF16), (4, DType::F16)].map(|(n, dtype)| {
+        let positions: Vec<u32> = (0..n as u32).collect();
+        let rows = embeddings.embed(&ids(n, n as u32), &positions).unwrap();
+        rows.to_dtype(dtype).unwrap()
+    });
+    let alike = wire.clone().map(|t| t.to_dtype(DType::F16).unwrap());
+    let pass = |inputs: &[Tensor]| {
+        let mut caches: Vec<KvCache> = inputs.iter().map(|_| model.new_tensor_cache()).collect();
+        let mut batch: Vec<Sequence> = caches
+            .iter_mut()
+            .zip(inputs)
+            .map(|(cache, inputs)| Sequence {
+                inputs,
+                cache,
+                logits: LogitsAt::Last,
+            })
+            .collect();
+        model.forward_batch(&mut batch).unwrap()
+    };
+    for (i, (mixed, same)) in pass(&wire).iter().zip(pass(&alike)).enumerate() {
+        let diff = max_abs_diff(mixed.as_ref().unwrap(), &same.unwrap());
+        assert_eq!(diff, 0.0, "sequence {i}");
     }
 }
 

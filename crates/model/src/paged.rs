@@ -20,6 +20,12 @@ type Result<T> = std::result::Result<T, ModelError>;
 /// Positions per block.
 pub(crate) const BLOCK: usize = 16;
 
+/// Most attention scores one group may hold (heads · sequences · queries · keys, padding
+/// included): 1 GiB in f32, and well inside the 32-bit element indices of candle's GPU softmax.
+/// Without it a pass of `--max-batch-tokens` rows mixing long and short prompt chunks pads
+/// every chunk to the longest: quadratic in that flag, past 2^31 scores at about 1,000 rows.
+const MAX_GROUP_SCORES: usize = 1 << 28;
+
 /// Every layer's keys and values for all sessions of one model.
 pub(crate) struct Pool {
     state: Mutex<State>,
@@ -259,7 +265,8 @@ pub(crate) struct Group {
 pub(crate) struct PassIndex {
     /// `[n_head, rows, head_dim]`: the slot each new row's keys and values go to.
     pub(crate) write: Tensor,
-    /// Decode steps (one row each), then prompt chunks; each group one attention per layer.
+    /// Decode steps (one row each), then prompt chunks of like lengths ([`group_members`]);
+    /// each group one attention per layer.
     pub(crate) groups: Vec<Group>,
     /// `[rows]`: where each pass row's output is among the groups' padded outputs, one after
     /// the other; `None` when that is every row in order.
@@ -276,13 +283,11 @@ impl PassIndex {
             starts.push(upload.len() as u32);
             upload.extend((s.past..s.past + s.rows).map(|p| s.cache.slot(p)));
         }
-        let (decode, prompt): (Vec<usize>, Vec<usize>) =
-            (0..sequences.len()).partition(|&i| sequences[i].rows == 1);
         // Per group: where its parts start in `upload`, and its padded sizes.
         let mut layouts = Vec::new();
         let mut order = vec![0u32; total];
         let mut padded_rows = 0;
-        for members in [decode, prompt].into_iter().filter(|m| !m.is_empty()) {
+        for members in group_members(sequences, pool.heads, MAX_GROUP_SCORES) {
             let queries = members
                 .iter()
                 .map(|&i| sequences[i].rows)
@@ -368,6 +373,41 @@ impl PassIndex {
             order: (!in_order).then(|| part(order_at, total)).transpose()?,
         })
     }
+}
+
+/// Which sequences of a pass attend together: decode steps (one query each) in arrival order,
+/// then prompt chunks, most rows first. A group ends where the next chunk has under half the
+/// first one's rows (so padding at most doubles a group's queries) or where its scores would
+/// pass `max_scores` (a sequence alone may, since it cannot be split).
+fn group_members(
+    sequences: &[PassSequence<'_>],
+    heads: usize,
+    max_scores: usize,
+) -> Vec<Vec<usize>> {
+    let (decode, mut prompt): (Vec<usize>, Vec<usize>) =
+        (0..sequences.len()).partition(|&i| sequences[i].rows == 1);
+    prompt.sort_by_key(|&i| std::cmp::Reverse(sequences[i].rows));
+    let mut groups = Vec::new();
+    for members in [decode, prompt] {
+        let mut group: Vec<usize> = Vec::new();
+        let (mut queries, mut keys) = (0, 0);
+        for i in members {
+            let (rows, positions) = (sequences[i].rows, sequences[i].cache.blocks.len() * BLOCK);
+            let grown = (queries.max(rows), keys.max(positions));
+            let scores = heads * (group.len() + 1) * grown.0 * grown.1;
+            if !group.is_empty() && (scores > max_scores || 2 * rows < queries) {
+                groups.push(std::mem::take(&mut group));
+                (queries, keys) = (rows, positions);
+            } else {
+                (queries, keys) = grown;
+            }
+            group.push(i);
+        }
+        if !group.is_empty() {
+            groups.push(group);
+        }
+    }
+    groups
 }
 
 #[cfg(test)]
@@ -492,5 +532,36 @@ mod tests {
         cache.prepare(32, 40).unwrap();
         assert!(pool.lock().blocks >= 5);
         assert_eq!((read(&cache, 5), read(&fork, 31)), (5.0, 31.0));
+    }
+
+    #[test]
+    fn prompt_chunks_attend_in_groups_of_like_lengths_and_bounded_scores() {
+        let pool = pool();
+        // (cached, new): two decode steps, then chunks of 40, 3, 24 and 17 rows.
+        let shapes = [(10, 1), (0, 40), (70, 1), (5, 3), (0, 24), (16, 17)];
+        let caches: Vec<PagedCache> = shapes
+            .iter()
+            .map(|&(past, rows)| {
+                let mut cache = PagedCache::new(Arc::clone(&pool));
+                cache.prepare(0, past + rows).unwrap();
+                cache
+            })
+            .collect();
+        let sequences: Vec<PassSequence> = caches
+            .iter()
+            .zip(shapes)
+            .map(|(cache, (past, rows))| PassSequence { cache, past, rows })
+            .collect();
+        // Longest chunk first; 17 rows are under half of 40, and 3 under half of 17.
+        let unbounded = group_members(&sequences, HEADS, usize::MAX);
+        assert_eq!(unbounded, [vec![0, 2], vec![1, 4], vec![5], vec![3]]);
+        // 40 and 24 rows padded to 40 against 48 key positions, two heads: 7,680 scores.
+        let bounded = group_members(&sequences, HEADS, 7_679);
+        assert_eq!(bounded, [vec![0, 2], vec![1], vec![4, 5], vec![3]]);
+        // A pass's index puts every row back in its place whatever the grouping.
+        let index = PassIndex::new(&sequences, &pool).unwrap();
+        assert_eq!(index.groups.len(), 4);
+        let queries: usize = index.groups.iter().map(|g| g.sequences * g.queries).sum();
+        assert_eq!(queries, 2 + 2 * 40 + 17 + 3);
     }
 }

@@ -43,6 +43,10 @@ CUDA_ENV := CUDA_ROOT="$(CUDA_CHECK_ROOT)" \
 	PATH="$(CUDA_CHECK_ROOT)/bin:$$PATH" \
 	CUDA_COMPUTE_CAP=$(CUDA_CHECK_COMPUTE_CAP)
 CUDA_LINK_STUB := $(CUDA_CHECK_ROOT)/lib/stubs/libcuda.so
+# The same stub under the driver's own name, alone in a directory: what a CUDA binary loads here
+# in place of a driver (check-cuda, gpu-rehearsal), on the run-time library path below only.
+CUDA_DRIVER_STUB := $(CUDA_CHECK_ROOT)/lib/driver-stub/libcuda.so.1
+CUDA_RUN_LIBRARY_PATH := $(CUDA_CHECK_ROOT)/lib:$(CUDA_CHECK_ROOT)/lib/driver-stub
 
 .PHONY: check-cuda cuda-toolchain gpu-bundle gpu-check gpu-rehearsal
 
@@ -51,13 +55,12 @@ CUDA_LINK_STUB := $(CUDA_CHECK_ROOT)/lib/stubs/libcuda.so
 # CUDA on changes candle's features, so candle, the model and what depends on it (the embedder,
 # the decoder, the tests) are checked again, and everything else is what `make lint` left (the
 # gateway, the tokenizer and the baseline link no candle at all; see `make deps-check`). The
-# loaded binary finds the stub as libcuda.so.1 in a directory of its own, for this check only.
-check-cuda: cuda-toolchain $(CUDA_LINK_STUB)
+# loaded binary finds the stub as libcuda.so.1 (CUDA_DRIVER_STUB).
+check-cuda: cuda-toolchain $(CUDA_DRIVER_STUB)
 	$(CUDA_ENV) $(CARGO) clippy --workspace --all-targets --features oneword-model/cuda -- -D warnings
 	$(CUDA_ENV) $(CARGO) build -p oneword-decoder --features oneword-decoder/cuda
-	@driver=$$(mktemp -d) && ln -s "$(CUDA_LINK_STUB)" "$$driver/libcuda.so.1" && \
-	LD_BIND_NOW=1 LD_LIBRARY_PATH="$(CUDA_CHECK_ROOT)/lib:$$driver" \
-		target/debug/oneword-decoder --help >/dev/null && rm -rf "$$driver" && \
+	@LD_BIND_NOW=1 LD_LIBRARY_PATH="$(CUDA_RUN_LIBRARY_PATH)" \
+		target/debug/oneword-decoder --help >/dev/null && \
 	echo "check-cuda: target/debug/oneword-decoder is linked against CUDA 13.0 and loads"
 
 $(CUDA_LINK_STUB): $(CUDA_PIP_STAMP)
@@ -65,6 +68,9 @@ $(CUDA_LINK_STUB): $(CUDA_PIP_STAMP)
 		--features oneword-model/cuda | python3 -c 'import json, os, sys; \
 		print(next(os.path.dirname(p["manifest_path"]) for p in json.load(sys.stdin)["packages"] \
 		if p["name"] == "cudarc"))')"
+
+$(CUDA_DRIVER_STUB): $(CUDA_LINK_STUB)
+	mkdir -p "$(@D)" && ln -sf ../stubs/libcuda.so "$@"
 
 ## gpu-bundle: the release CUDA binaries `make gpu-check` runs (the model tool, the model's parity and launch-count tests), stripped and xz-compressed, in target/gpu-check
 gpu-bundle: cuda-toolchain $(CUDA_LINK_STUB)
@@ -75,11 +81,10 @@ gpu-check:
 	bench/gpu/check.sh target/gpu-check
 
 ## gpu-rehearsal: `make gpu-check`'s script run here on the CPU, with the bundle and the driver's link stub (small sizes, report in target/gpu-rehearsal): proves the script before a GPU is lent
-gpu-rehearsal: gpu-bundle
-	@driver=$$(mktemp -d) && ln -s "$(CUDA_LINK_STUB)" "$$driver/libcuda.so.1" && \
-	LD_LIBRARY_PATH="$(CUDA_CHECK_ROOT)/lib:$$driver" GPU_CHECK_DEVICE=cpu \
+gpu-rehearsal: gpu-bundle $(CUDA_DRIVER_STUB)
+	LD_LIBRARY_PATH="$(CUDA_RUN_LIBRARY_PATH)" GPU_CHECK_DEVICE=cpu \
 		GPU_CHECK_OUT=target/gpu-rehearsal GPU_CHECK_STREAMS=1,4 GPU_CHECK_PREFILL=64 \
-		bench/gpu/check.sh target/gpu-check; status=$$?; rm -rf "$$driver"; exit $$status
+		bench/gpu/check.sh target/gpu-check
 
 # `--no-deps`: nvcc's wheel depends on the nvvm, runtime and crt wheels unpinned; they are all
 # pinned above, and must not be resolved again.

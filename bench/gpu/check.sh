@@ -11,7 +11,7 @@
 #     256 streams (ms per step, tokens/s, operations per pass), prefill of 512 and 1024 tokens.
 # Report: OUT/report.md (default bench/results/<date>-gpu), with the logs and JSON beside it.
 # GPU_CHECK_DEVICE=cpu runs the same steps on the CPU: a rehearsal of this script where there is
-# no GPU (with the driver's link stub as libcuda.so.1 on LD_LIBRARY_PATH; see make gpu-rehearsal).
+# no GPU (with the driver's link stub as libcuda.so.1 on LD_LIBRARY_PATH: make gpu-rehearsal).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${1:-target/gpu-check}
